@@ -1,0 +1,222 @@
+"""Command line: python -m rag {ingest,docs,delete,ask,prompt} … (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.config import BACKENDS, Settings
+from rag.engine import Engine
+from rag.errors import RagError
+from rag.ingest import IngestProgress, IngestResult
+from rag.prompts import source_label
+from rag.schema import Message
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(
+            backend=getattr(args, "backend", None), model=getattr(args, "model", None)
+        )
+        engine = Engine(settings)
+        result: int = args.run(engine, args)
+        return result
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rag", description="Chat with your documents, locally.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    ingest = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest.set_defaults(run=cmd_ingest)
+
+    docs = sub.add_parser("docs", help="list the documents in the knowledge base")
+    docs.add_argument("--json", action="store_true", help="print JSON")
+    docs.set_defaults(run=cmd_docs)
+
+    delete = sub.add_parser("delete", help="remove a document and all its chunks")
+    delete.add_argument("name", metavar="NAME_OR_ID")
+    delete.set_defaults(run=cmd_delete)
+
+    for name, run, text in (
+        ("ask", cmd_ask, "answer a question from the knowledge base (streamed), with sources"),
+        ("prompt", cmd_prompt, "print the exact prompt that would be sent, without calling the model"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("question")
+        p.add_argument("--backend", choices=BACKENDS, help="default: RAG_BACKEND or auto")
+        p.add_argument("--model", help="Ollama model (default: RAG_MODEL or llama2); a .gguf path for embedded")
+        p.add_argument("--history", type=Path, metavar="FILE.json", help='JSON list of {"role","content"}')
+        p.set_defaults(run=run)
+        if name == "ask":
+            p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    return parser
+
+
+def _progress_bar(total_files: int) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="chunk", disable=None, file=sys.stderr, leave=False)
+
+    def update(p: IngestProgress) -> None:
+        if p.chunks_done == 0:
+            bar.reset(total=p.chunks_total)
+            bar.set_description(f"[{p.file_index + 1}/{total_files}] {p.name}"[:60])
+        else:
+            bar.n = p.chunks_done
+            bar.refresh()
+
+    return bar, update
+
+
+def _print_results(results: Sequence[IngestResult]) -> None:
+    for r in results:
+        print(f"{r.name}: {r.describe()}", file=sys.stdout if r.ok else sys.stderr)
+
+
+def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
+    missing = [p for p in args.paths if not p.exists()]
+    for p in missing:
+        print(f"{p}: no such file or folder", file=sys.stderr)
+    paths = [p for p in args.paths if p.exists()]
+    bar, update = _progress_bar(len(paths))
+    try:
+        results = engine.ingest(paths, update)
+    finally:
+        bar.close()
+    _print_results(results)
+    added = sum(r.chunks for r in results if r.status in ("added", "replaced"))
+    failed = sum(not r.ok for r in results) + len(missing)
+    print(f"{len(results)} files: {added} chunks added, {failed} failed. Knowledge base: "
+          f"{len(engine.store.documents())} documents, {engine.store.chunk_count()} chunks.")
+    return 1 if failed else 0
+
+
+def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
+    _seed(engine)
+    docs = engine.store.documents()
+    if args.json:
+        print(json.dumps([d.__dict__ for d in docs], indent=2))
+        return 0
+    if not docs:
+        print("The knowledge base is empty: add files with `python -m rag ingest PATH`.")
+        return 0
+    print(f"{'ID':<10} {'NAME':<36} {'TYPE':<8} {'PAGES':>5} {'CHUNKS':>6} {'SIZE':>9}  INGESTED")
+    for d in docs:
+        pages = "-" if d.pages is None else str(d.pages)
+        print(f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
+              f"{_size(d.size_bytes):>9}  {d.ingested_at}")
+    print(f"{len(docs)} documents, {engine.store.chunk_count()} chunks")
+    return 0
+
+
+def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
+    doc = engine.store.find(args.name)
+    if doc is None:
+        print(f"No document named {args.name!r}: see `python -m rag docs` for names and ids.", file=sys.stderr)
+        return 1
+    engine.store.delete_document(doc.doc_id)
+    print(f"Deleted {doc.name} ({doc.chunks} chunks).")
+    return 0
+
+
+def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
+    _seed(engine)
+    choice = engine.backend
+    prepared = engine.prepare(args.question, _history(args.history))
+    plan = prepared.plan
+    print(f"# backend: {choice.backend.name}, model: {choice.backend.model} — {choice.reason}", file=sys.stderr)
+    print(f"# {plan.prompt_tokens} of {plan.budget} prompt tokens ({choice.backend.context_window}-token window "
+          f"minus {engine.settings.max_answer_tokens} reserved for the answer); {len(plan.sources)} sources; "
+          f"{plan.history_used} history messages kept, {plan.history_dropped} dropped. The runtime adds the "
+          "BOS token itself.", file=sys.stderr)
+    sys.stdout.write(prepared.prompt)
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    return 0
+
+
+def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
+    _seed(engine)
+    choice = engine.backend
+    if choice.fallback or not args.json:
+        print(f"# {choice.reason}", file=sys.stderr)
+    stream = engine.ask(args.question, _history(args.history))
+    if args.json:
+        answer = stream.collect()
+        print(json.dumps({
+            "answer": answer.text,
+            "sources": [
+                {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
+                for s in answer.sources
+            ],
+            "usage": {
+                "prompt_tokens": answer.usage.prompt_tokens,
+                "completion_tokens": answer.usage.completion_tokens,
+                "seconds": answer.usage.seconds,
+            },
+            "backend": answer.backend,
+            "model": answer.model,
+        }, ensure_ascii=False, indent=2))
+        return 0
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    final = stream.answer
+    assert final is not None
+    print("\n")
+    if final.sources:
+        print("Sources:")
+        for i, s in enumerate(final.sources, 1):
+            snippet = " ".join(s.chunk.text.split())[:100]
+            print(f"  {source_label(i, s)} (score {s.score:.2f}): {snippet}…")
+    else:
+        print("Sources: none matched in the knowledge base.")
+    u = final.usage
+    print(f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
+          f"{u.seconds}s]", file=sys.stderr)
+    return 0
+
+
+def _seed(engine: Engine) -> None:
+    results = engine.ensure_default_corpus()
+    if results:
+        print(f"# first start: indexed the default knowledge base ({len(results)} documents from "
+              f"{engine.settings.corpus_dir})", file=sys.stderr)
+
+
+def _history(path: Path | None) -> list[Message]:
+    if path is None:
+        return []
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return [Message(m["role"], str(m["content"])) for m in raw if m["role"] in ("user", "assistant")]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RagError(
+            f"--history {path}: expected a JSON list of {{\"role\": \"user\"|\"assistant\", \"content\": …}} ({exc})."
+        ) from exc
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n:.1f} GB"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Settings, resolved once at the edge (CLI, app) and passed in. The only module that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from rag.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_CORPUS_DIR = PROJECT_ROOT / "docs_corpus"
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+BackendChoice = Literal["auto", "ollama", "embedded"]
+BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded")
+
+
+def force_offline() -> None:
+    """No code path may reach a model hub or a telemetry endpoint: set before those libraries load."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["ANONYMIZED_TELEMETRY"] = "False"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    corpus_dir: Path = DEFAULT_CORPUS_DIR
+    backend: BackendChoice = "auto"
+    model: str = "llama2"  # the Ollama model
+    ollama_host: str = DEFAULT_OLLAMA_HOST
+    gguf_path: Path | None = None  # None: the packaged SmolLM2-135M-Instruct
+    context_window: int = 4096  # Llama 2's window; sent as num_ctx
+    max_answer_tokens: int = 512
+    temperature: float = 0.2
+    top_k: int = 4
+    chunk_size: int = 1000  # characters; chosen by measurement, see README
+    chunk_overlap: int = 200
+    request_timeout: float = 300.0
+    embedding_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}.")
+        if not self.model.strip():
+            raise SettingsError("The model name is empty: set RAG_MODEL (e.g. llama2) or pass --model.")
+        if not self.ollama_host.strip():
+            raise SettingsError("OLLAMA_HOST is empty: unset it or give a URL like http://127.0.0.1:11434.")
+        if self.context_window < 512:
+            raise SettingsError(f"Context window {self.context_window} is too small: use at least 512 tokens.")
+        if not 16 <= self.max_answer_tokens <= self.context_window // 2:
+            raise SettingsError(
+                f"Max answer tokens {self.max_answer_tokens} must be between 16 and half the context "
+                f"window ({self.context_window // 2})."
+            )
+        if not 0.0 <= self.temperature <= 2.0:
+            raise SettingsError(f"Temperature {self.temperature} must be between 0 and 2.")
+        if not 1 <= self.top_k <= 50:
+            raise SettingsError(f"top-k {self.top_k} must be between 1 and 50.")
+        if not 100 <= self.chunk_size <= 8000:
+            raise SettingsError(f"Chunk size {self.chunk_size} must be between 100 and 8000 characters.")
+        if not 0 <= self.chunk_overlap < self.chunk_size // 2:
+            raise SettingsError(
+                f"Chunk overlap {self.chunk_overlap} must be at least 0 and less than half the chunk size."
+            )
+        if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
+            raise SettingsError(f"{self.gguf_path} is not a .gguf file: point RAG_GGUF_PATH at a GGUF model.")
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed (None values are ignored); validated like the original."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        names = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for var, name in ENV_VARS.items():
+            raw = env.get(var, "").strip()
+            if not raw or name not in names:
+                continue
+            values[name] = _parse(name, var, raw)
+        return cls(**values)
+
+
+ENV_VARS: dict[str, str] = {
+    "RAG_DATA_DIR": "data_dir",
+    "RAG_CORPUS_DIR": "corpus_dir",
+    "RAG_BACKEND": "backend",
+    "RAG_MODEL": "model",
+    "OLLAMA_HOST": "ollama_host",
+    "RAG_GGUF_PATH": "gguf_path",
+    "RAG_CONTEXT_WINDOW": "context_window",
+    "RAG_MAX_ANSWER_TOKENS": "max_answer_tokens",
+    "RAG_TEMPERATURE": "temperature",
+    "RAG_TOP_K": "top_k",
+    "RAG_CHUNK_SIZE": "chunk_size",
+    "RAG_CHUNK_OVERLAP": "chunk_overlap",
+    "RAG_REQUEST_TIMEOUT": "request_timeout",
+}
+
+_INTS = {"context_window", "max_answer_tokens", "top_k", "chunk_size", "chunk_overlap"}
+_FLOATS = {"temperature", "request_timeout"}
+_PATHS = {"data_dir", "corpus_dir", "gguf_path"}
+
+
+def _parse(name: str, var: str, raw: str) -> Any:
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError:
+        kind = "a whole number" if name in _INTS else "a number"
+        raise SettingsError(f"{var}={raw!r} is not {kind}: fix or unset it.") from None
+    if name in _PATHS:
+        return Path(raw).expanduser()
+    if name == "backend":
+        return raw.lower()
+    if name == "ollama_host" and "://" not in raw:
+        # Ollama itself accepts "host:port"; the client wants a URL.
+        return f"http://{raw}"
+    return raw

@@ -1,0 +1,43 @@
+"""Domain errors. Every message says what happened and how to fix it."""
+
+
+class RagError(Exception):
+    """Base class for errors shown to the user as they are."""
+
+
+class SettingsError(RagError):
+    """A setting has a value the app cannot use."""
+
+
+class LoaderError(RagError):
+    """A file could not be turned into text."""
+
+
+class StoreError(RagError):
+    """The knowledge base could not be read or written."""
+
+
+class PromptError(RagError):
+    """A prompt could not be built (e.g. roles out of order)."""
+
+
+class BackendError(RagError):
+    """The language model failed; ``transient`` errors may succeed on retry."""
+
+    transient = False
+
+
+class BackendUnavailable(BackendError):
+    """The model server cannot be reached."""
+
+    transient = True
+
+
+class ModelNotFound(BackendError):
+    """The model is not installed on the server (never retried)."""
+
+
+class StreamInterrupted(BackendError):
+    """The answer stream broke after it had started."""
+
+    transient = True

@@ -1,0 +1,294 @@
+"""The knowledge base: a Chroma collection of chunk vectors plus a SQLite registry of documents.
+
+A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
+or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
+document is either fully indexed or absent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import StoreError
+from rag.schema import Chunk, RetrievedChunk
+
+COLLECTION = "chunks"
+CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
+NO_PAGE = -1  # Chroma metadata cannot hold None
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    pages INTEGER,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    chunks_stored INTEGER NOT NULL DEFAULT 0,
+    size_bytes INTEGER NOT NULL,
+    ingested_at TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('indexing', 'ready', 'deleting'))
+);
+CREATE INDEX IF NOT EXISTS documents_name ON documents(name);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    doc_id: str
+    name: str
+    kind: str
+    content_hash: str
+    pages: int | None
+    chunks: int
+    size_bytes: int
+    ingested_at: str
+    status: str = "ready"
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        import chromadb
+
+        self.data_dir = data_dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._db.executescript(_SCHEMA)
+            self._client = chromadb.PersistentClient(
+                path=str(data_dir / "chroma"),
+                settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=False),
+            )
+            # embedding_function=None: we always pass our own vectors, so Chroma never loads (or downloads) its own.
+            self._collection = self._client.get_or_create_collection(
+                COLLECTION, metadata={"hnsw:space": "cosine"}, embedding_function=None
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
+                "or set RAG_DATA_DIR to another folder."
+            ) from exc
+        self._lock = threading.RLock()
+        self.recover()
+
+    # -- registry reads -------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM documents WHERE status = 'ready' ORDER BY ingested_at DESC, name"
+        ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def find(self, name_or_id: str) -> DocumentRecord | None:
+        """By exact name, then by id or a unique id prefix (as printed by `docs`)."""
+        row = self._db.execute(
+            "SELECT * FROM documents WHERE status = 'ready' AND name = ?", (name_or_id,)
+        ).fetchone()
+        if row is None and len(name_or_id) >= 4:
+            rows = self._db.execute(
+                "SELECT * FROM documents WHERE status = 'ready' AND doc_id LIKE ?", (name_or_id + "%",)
+            ).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        return self._record(row) if row else None
+
+    def find_by_hash(self, content_hash: str) -> DocumentRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM documents WHERE status = 'ready' AND content_hash = ?", (content_hash,)
+        ).fetchone()
+        return self._record(row) if row else None
+
+    def chunk_count(self) -> int:
+        row = self._db.execute("SELECT COALESCE(SUM(chunks), 0) FROM documents WHERE status = 'ready'").fetchone()
+        return int(row[0])
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
+
+    def begin_document(self, record: DocumentRecord) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM documents WHERE doc_id = ? AND status != 'ready'", (record.doc_id,))
+            self._db.execute(
+                "INSERT INTO documents(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at,"
+                " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'indexing')",
+                (
+                    record.doc_id,
+                    record.name,
+                    record.kind,
+                    record.content_hash,
+                    record.pages,
+                    record.chunks,
+                    record.size_bytes,
+                    record.ingested_at,
+                ),
+            )
+
+    def add_chunks(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+        if len(chunks) != len(embeddings):
+            raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
+        with self._lock:
+            for start in range(0, len(chunks), CHROMA_MAX_BATCH):
+                batch = chunks[start : start + CHROMA_MAX_BATCH]
+                self._collection.add(
+                    ids=[c.id for c in batch],
+                    embeddings=embeddings[start : start + CHROMA_MAX_BATCH],
+                    documents=[c.text for c in batch],
+                    metadatas=[_metadata(c) for c in batch],
+                )
+            by_doc: dict[str, int] = {}
+            for c in chunks:
+                by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
+            for doc_id, n in by_doc.items():
+                self._db.execute(
+                    "UPDATE documents SET chunks_stored = chunks_stored + ? WHERE doc_id = ?", (n, doc_id)
+                )
+
+    def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
+        """Make the document visible, and retire the version it replaces, in one transaction."""
+        with self._lock:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE documents SET status = 'ready', chunks = chunks_stored WHERE doc_id = ?", (doc_id,)
+                )
+                if replaces:
+                    self._db.execute("UPDATE documents SET status = 'deleting' WHERE doc_id = ?", (replaces,))
+            if replaces:
+                self._purge(replaces)
+
+    def abort_document(self, doc_id: str) -> None:
+        with self._lock:
+            self._purge(doc_id)
+
+    def delete_document(self, doc_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE documents SET status = 'deleting' WHERE doc_id = ?", (doc_id,))
+            self._purge(doc_id)
+
+    def recover(self) -> list[str]:
+        """Remove every trace of documents left half-indexed or half-deleted by a crash."""
+        with self._lock:
+            stale = [r[0] for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")]
+            for doc_id in stale:
+                self._purge(doc_id)
+            return stale
+
+    # -- reads of chunks ----------------------------------------------------------------------------
+
+    def query(self, embedding: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+        """The k nearest chunks of ready documents, best first, scored by cosine similarity."""
+        visible, where = self._visibility_filter(doc_ids)
+        if not visible:
+            return []
+        total = self._collection.count()
+        if total == 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=np.asarray([embedding], dtype=np.float32),
+            n_results=min(k, total),
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        ids = result["ids"][0]
+        docs = (result["documents"] or [[]])[0]
+        metas = (result["metadatas"] or [[]])[0]
+        dists = (result["distances"] or [[]])[0]
+        return [
+            RetrievedChunk(chunk=_chunk(cid, text, meta), score=round(1.0 - float(dist), 4))
+            for cid, text, meta, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        result = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        chunks = [
+            _chunk(cid, text, meta)
+            for cid, text, meta in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
+            )
+        ]
+        return sorted(chunks, key=lambda c: c.position)
+
+    def vector_count(self) -> int:
+        """Vectors in Chroma, including any not yet committed (for tests and diagnostics)."""
+        return int(self._collection.count())
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _visibility_filter(self, doc_ids: Sequence[str] | None) -> tuple[bool, dict[str, Any] | None]:
+        """(anything visible?, the Chroma filter): only ready documents, optionally only some of them."""
+        if doc_ids is not None:
+            ready = {r.doc_id for r in self.documents()}
+            wanted = [d for d in doc_ids if d in ready]
+            if not wanted:
+                return False, None
+            return True, {"doc_id": wanted[0]} if len(wanted) == 1 else {"doc_id": {"$in": wanted}}
+        hidden = [r[0] for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")]
+        if not hidden:
+            return True, None
+        return True, {"doc_id": {"$nin": hidden}}
+
+    def _purge(self, doc_id: str) -> None:
+        self._collection.delete(where={"doc_id": doc_id})
+        self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> DocumentRecord:
+        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status = row
+        return DocumentRecord(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at, status)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _metadata(chunk: Chunk) -> dict[str, str | int]:
+    return {
+        "doc_id": chunk.doc_id,
+        "source": chunk.source,
+        "page": NO_PAGE if chunk.page is None else chunk.page,
+        "position": chunk.position,
+    }
+
+
+def _chunk(chunk_id: str, text: str | None, meta: Any) -> Chunk:
+    page = int(meta["page"])
+    return Chunk(
+        id=chunk_id,
+        doc_id=str(meta["doc_id"]),
+        text=text or "",
+        source=str(meta["source"]),
+        page=None if page == NO_PAGE else page,
+        position=int(meta["position"]),
+    )

@@ -1,0 +1,120 @@
+"""A local HTTP server speaking Ollama's documented NDJSON API, for testing the real client at the wire.
+
+Endpoints: GET /api/tags, POST /api/generate, POST /api/chat (streamed, chunked transfer encoding).
+Every request body is recorded. `mode` switches behaviour: "ok", "missing-model", "break-mid-stream",
+"busy-once" (a 503 on the first generation request, then ok).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ANSWER_PIECES = ["Llama 2 ", "uses a ", "4096-token ", "context [1]."]
+
+
+class FakeOllama:
+    def __init__(self, models: list[str] | None = None) -> None:
+        self.models = models if models is not None else ["llama2:latest"]
+        self.mode = "ok"
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._busy_left = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/api/tags":
+                    body = {
+                        "models": [
+                            {"name": m, "model": m, "modified_at": "2026-11-01T00:00:00Z", "size": 3_800_000_000,
+                             "digest": "0" * 64, "details": {"family": "llama", "parameter_size": "7B",
+                                                             "quantization_level": "Q4_0"}}
+                            for m in fake.models
+                        ]
+                    }
+                    self._json(200, body)
+                else:
+                    self._json(404, {"error": "not found"})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append((self.path, body))
+                if self.path not in ("/api/generate", "/api/chat"):
+                    self._json(404, {"error": "not found"})
+                    return
+                if fake.mode == "busy-once" and fake._busy_left > 0:
+                    fake._busy_left -= 1
+                    self._json(503, {"error": "server busy, please try again"})
+                    return
+                name = body.get("model", "")
+                if fake.mode == "missing-model" or (name not in fake.models and f"{name}:latest" not in fake.models):
+                    self._json(404, {"error": f"model '{name}' not found, try pulling it first"})
+                    return
+                self._stream(body, chat=self.path == "/api/chat")
+
+            def _json(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _stream(self, body: dict[str, Any], chat: bool) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i, piece in enumerate(ANSWER_PIECES):
+                    if fake.mode == "break-mid-stream" and i == 2:
+                        self.wfile.flush()
+                        self.connection.shutdown(2)  # the server dies mid-answer: no final chunk
+                        self.close_connection = True
+                        return
+                    self._chunk(self._line(body, piece, chat, done=False))
+                final = self._line(body, "", chat, done=True)
+                final.update(
+                    done_reason="stop", total_duration=2_000_000_000, load_duration=100_000_000,
+                    prompt_eval_count=321, prompt_eval_duration=500_000_000,
+                    eval_count=len(ANSWER_PIECES), eval_duration=1_000_000_000,
+                )
+                self._chunk(final)
+                self.wfile.write(b"0\r\n\r\n")
+
+            @staticmethod
+            def _line(body: dict[str, Any], piece: str, chat: bool, done: bool) -> dict[str, Any]:
+                line: dict[str, Any] = {"model": body["model"], "created_at": "2026-11-23T00:00:00Z", "done": done}
+                if chat:
+                    line["message"] = {"role": "assistant", "content": piece}
+                else:
+                    line["response"] = piece
+                return line
+
+            def _chunk(self, obj: dict[str, Any]) -> None:
+                data = (json.dumps(obj) + "\n").encode()
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def busy_once(self) -> None:
+        self.mode = "busy-once"
+        self._busy_left = 1
+
+    def __enter__(self) -> FakeOllama:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

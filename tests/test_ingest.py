@@ -1,0 +1,180 @@
+"""Ingestion on real parts: loaders, the splitter, the embedding model and Chroma + registry on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+
+from rag.config import PROJECT_ROOT
+from rag.embeddings import Embedder
+from rag.ingest import Ingestor, IngestProgress, collect_files
+from rag.store import Store
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=11)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 6, text)
+    pdf.output(str(path))
+    return path
+
+
+def image_only_pdf(path: Path) -> Path:
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.rect(20, 20, 100, 60, style="F")
+    pdf.output(str(path))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "kb")
+
+
+@pytest.fixture
+def ingestor(store: Store, embedder: Embedder) -> Ingestor:
+    return Ingestor(store, embedder, chunk_size=400, chunk_overlap=50, batch_size=8)
+
+
+def test_a_batch_with_bad_files_ingests_the_good_ones_and_explains_the_rest(
+    tmp_path: Path, ingestor: Ingestor, store: Store
+) -> None:
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    make_pdf(folder / "guide.pdf", ["Page one is about apples.", "Page two is about pears and plums."])
+    (folder / "notes.md").write_text("# Notes\n\nThe launch is on Tuesday.\n")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "corrupt.pdf").write_bytes(make_pdf(tmp_path / "real.pdf", ["x" * 200]).read_bytes()[:300])
+    image_only_pdf(folder / "scan.pdf")
+    (folder / "blob.txt").write_text("A" * 30_000)
+    (folder / "latin1.txt").write_bytes("Le café est à côté de la gare.".encode("cp1252"))
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+
+    progress: list[IngestProgress] = []
+    results = {r.name: r for r in ingestor.ingest_paths([folder, folder / "photo.png"], progress.append)}
+
+    assert results["guide.pdf"].status == "added" and results["guide.pdf"].chunks == 2
+    assert results["notes.md"].status == "added"
+    assert results["latin1.txt"].status == "added" and "windows-1252" in results["latin1.txt"].message
+    assert results["blob.txt"].status == "added" and "no spaces" in results["blob.txt"].message
+    assert results["empty.txt"].status == "failed" and "empty" in results["empty.txt"].message
+    assert results["corrupt.pdf"].status == "failed" and "could not be read as a PDF" in results["corrupt.pdf"].message
+    assert results["scan.pdf"].status == "failed" and "no text layer" in results["scan.pdf"].message
+    assert results["photo.png"].status == "failed" and "unsupported file type '.png'" in results["photo.png"].message
+
+    names = {d.name for d in store.documents()}
+    assert names == {"guide.pdf", "notes.md", "latin1.txt", "blob.txt"}
+    assert store.vector_count() == store.chunk_count()  # nothing of the failed files is stored
+    pages = {c.page for d in store.documents() if d.name == "guide.pdf" for c in store.chunks_of(d.doc_id)}
+    assert pages == {1, 2}
+    assert progress[-1].chunks_done == progress[-1].chunks_total
+
+
+def test_reingesting_unchanged_files_adds_nothing_and_embeds_nothing(
+    tmp_path: Path, store: Store, embedder: Embedder
+) -> None:
+    doc = tmp_path / "a.md"
+    doc.write_text("# Title\n\n" + "Some text about the topic. " * 40)
+    first = Ingestor(store, embedder, 400, 50).ingest_paths([doc])
+    assert first[0].status == "added"
+
+    class NoEmbedding(Embedder):
+        def embed_documents(self, texts):
+            raise AssertionError("an unchanged file must not be embedded again")
+
+    again = Ingestor(store, NoEmbedding(), 400, 50).ingest_paths([doc])
+    assert again[0].status == "unchanged" and again[0].describe() == "unchanged, skipped"
+    assert store.vector_count() == first[0].chunks
+
+
+def test_a_changed_file_with_the_same_name_replaces_the_old_version(
+    tmp_path: Path, ingestor: Ingestor, store: Store
+) -> None:
+    doc = tmp_path / "plan.txt"
+    doc.write_text("The budget is ten thousand euros.\n\n" * 30)
+    ingestor.ingest_paths([doc])
+    doc.write_text("The budget is twelve thousand euros.")
+    result = ingestor.ingest_paths([doc])[0]
+    assert result.status == "replaced" and result.chunks == 1
+    [only] = store.documents()
+    assert [c.text for c in store.chunks_of(only.doc_id)] == ["The budget is twelve thousand euros."]
+    assert store.vector_count() == 1
+
+
+def test_the_same_content_under_another_name_is_not_indexed_twice(
+    tmp_path: Path, ingestor: Ingestor, store: Store
+) -> None:
+    (tmp_path / "one.txt").write_text("Identical content.")
+    (tmp_path / "copy of one.txt").write_text("Identical content.")
+    results = ingestor.ingest_paths([tmp_path / "one.txt", tmp_path / "copy of one.txt"])
+    assert [r.status for r in results] == ["added", "duplicate"]
+    assert "one.txt" in results[1].message
+    assert len(store.documents()) == 1
+
+
+def test_collect_files_recurses_and_skips_hidden_and_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / "deeper" / "a.md").write_text("x")
+    (tmp_path / "b.txt").write_text("x")
+    (tmp_path / "c.exe").write_text("x")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "d.txt").write_text("x")
+    assert [p.name for p in collect_files([tmp_path])] == ["b.txt", "a.md"]
+
+
+def test_killing_the_ingest_process_leaves_no_half_indexed_document(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kb"
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"Paragraph {i}: " + "words about many things " * 30 for i in range(1500)))
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_CORPUS_DIR": str(tmp_path / "no-corpus")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag", "ingest", str(big)], cwd=PROJECT_ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    stored = 0
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            stored = _chunks_stored(data_dir / "registry.sqlite3")
+            if stored >= 64:  # several batches are in Chroma, the document is not committed
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the ingest finished before it could be killed: make the file bigger"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert stored >= 64
+
+    import chromadb
+
+    raw = chromadb.PersistentClient(path=str(data_dir / "chroma"))
+    assert raw.get_collection("chunks").count() >= 64  # the crash really left partial chunks behind
+    del raw
+
+    store = Store(data_dir)  # opening recovers
+    assert store.documents() == []
+    assert store.vector_count() == 0
+
+
+def _chunks_stored(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            row = conn.execute(
+                "SELECT COALESCE(MAX(chunks_stored), 0) FROM documents WHERE status = 'indexing'"
+            ).fetchone()
+            return int(row[0])
+    except sqlite3.OperationalError:
+        return 0

@@ -1,0 +1,169 @@
+"""Backends: Ollama against a fake server speaking its wire protocol; the real embedded llama.cpp model."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
+from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, packaged_gguf_path, retrying
+from rag.prompts import render_llama2
+from rag.schema import Message
+from tests.fake_ollama import ANSWER_PIECES, FakeOllama
+
+CONVERSATION = [
+    Message("system", "Answer from the sources.\n\nSources:\n\n[1] llama.md\nLlama 2 has a 4096-token context."),
+    Message("user", " What is the context length? "),
+    Message("assistant", "4096 tokens [1]."),
+    Message("user", "And for 70B?"),
+]
+OPTIONS = GenerationOptions(context_window=4096, max_tokens=256, temperature=0.1)
+
+
+@pytest.fixture
+def fake_ollama() -> Iterator[FakeOllama]:
+    with FakeOllama(models=["llama2:latest", "mistral:latest"]) as server:
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_llama2_goes_raw_to_generate_with_the_exact_prompt(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "llama2", context_window=4096)
+    stream = backend.stream(CONVERSATION, OPTIONS)
+    pieces = list(stream)
+
+    assert pieces == ANSWER_PIECES
+    path, body = fake_ollama.requests[-1]
+    assert path == "/api/generate"
+    assert body["raw"] is True and body["stream"] is True and body["model"] == "llama2"
+    # Meta's format byte-for-byte, without a second BOS (the runner adds one).
+    assert body["prompt"] == render_llama2(CONVERSATION)[len("<s>") :]
+    assert body["prompt"].startswith("[INST] <<SYS>>\nAnswer from the sources.")
+    assert "</s><s>[INST] And for 70B? [/INST]" in body["prompt"]
+    assert body["options"]["num_ctx"] == 4096
+    assert body["options"]["num_predict"] == 256
+    assert stream.usage is not None
+    assert stream.usage.prompt_tokens == 321
+    assert stream.usage.completion_tokens == len(ANSWER_PIECES)
+
+
+def test_other_models_use_chat_with_messages(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "mistral", context_window=8192)
+    assert "".join(backend.stream(CONVERSATION, GenerationOptions(8192, 100, 0.0))) == "".join(ANSWER_PIECES)
+    path, body = fake_ollama.requests[-1]
+    assert path == "/api/chat"
+    assert body["messages"][0] == {"role": "system", "content": CONVERSATION[0].content}
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["options"]["num_ctx"] == 8192
+
+
+def test_installed_models_and_presence(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "llama2")
+    models = backend.installed_models()
+    assert models == ["llama2:latest", "mistral:latest"]
+    assert backend.has_model(models)
+    assert not OllamaBackend(fake_ollama.host, "llama2:70b").has_model(models)
+
+
+def test_no_server_says_how_to_start_it() -> None:
+    host = f"http://127.0.0.1:{free_port()}"
+    backend = OllamaBackend(host, "llama2", retry_delay=0.01)
+    with pytest.raises(BackendUnavailable, match=rf"Ollama is not running at {host}: start it with `ollama serve`"):
+        list(backend.stream(CONVERSATION, OPTIONS))
+    with pytest.raises(BackendUnavailable, match="ollama serve"):
+        backend.installed_models()
+
+
+def test_missing_model_says_to_pull_it_and_is_not_retried(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "llama2:13b", retry_delay=0.01)
+    with pytest.raises(ModelNotFound, match=r"run `ollama pull llama2:13b`"):
+        list(backend.stream(CONVERSATION, OPTIONS))
+    assert len(fake_ollama.requests) == 1
+
+
+def test_stream_broken_mid_way_keeps_what_was_said(fake_ollama: FakeOllama) -> None:
+    fake_ollama.mode = "break-mid-stream"
+    backend = OllamaBackend(fake_ollama.host, "llama2", retry_delay=0.01)
+    received: list[str] = []
+    with pytest.raises(StreamInterrupted, match="broke during the answer"):
+        for piece in backend.stream(CONVERSATION, OPTIONS):
+            received.append(piece)
+    assert received == ANSWER_PIECES[:2]
+    assert len(fake_ollama.requests) == 1  # never re-sent once the answer had started
+
+
+def test_busy_server_is_retried_with_backoff(fake_ollama: FakeOllama) -> None:
+    fake_ollama.busy_once()
+    backend = OllamaBackend(fake_ollama.host, "llama2", retry_delay=0.01)
+    assert list(backend.stream(CONVERSATION, OPTIONS)) == ANSWER_PIECES
+    assert len(fake_ollama.requests) == 2
+
+
+def test_retrying_backs_off_exponentially_and_gives_up() -> None:
+    delays: list[float] = []
+
+    def start() -> Iterator[str]:
+        raise BackendUnavailable("down")
+
+    with pytest.raises(BackendUnavailable):
+        list(retrying(start, attempts=4, base_delay=0.5, sleep=delays.append))
+    assert delays == [0.5, 1.0, 2.0]
+
+
+def test_retrying_never_retries_a_missing_model() -> None:
+    calls: list[int] = []
+
+    def start() -> Iterator[str]:
+        calls.append(1)
+        raise ModelNotFound("pull it")
+
+    with pytest.raises(ModelNotFound):
+        list(retrying(start, sleep=lambda _: None))
+    assert calls == [1]
+
+
+# -- the real embedded model ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedded() -> EmbeddedBackend:
+    return EmbeddedBackend(context_window=2048)
+
+
+@pytest.mark.slow
+def test_embedded_streams_an_answer_with_usage(embedded: EmbeddedBackend) -> None:
+    messages = [Message("system", "You are terse."), Message("user", "Say hello.")]
+    stream = embedded.stream(messages, GenerationOptions(2048, 24, 0.0))
+    pieces = list(stream)
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    assert stream.usage is not None
+    assert stream.usage.prompt_tokens == embedded.count_tokens(messages)
+    assert 0 < (stream.usage.completion_tokens or 0) <= 24
+
+
+@pytest.mark.slow
+def test_embedded_renders_the_models_own_template_with_the_system_message(embedded: EmbeddedBackend) -> None:
+    prompt = embedded.render([Message("system", "RULES"), Message("user", "QUESTION")])
+    assert prompt == (
+        "<|im_start|>system\nRULES<|im_end|>\n<|im_start|>user\nQUESTION<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert embedded.context_window == 2048
+
+
+def test_packaged_gguf_is_found_without_importing_the_plugin() -> None:
+    path = packaged_gguf_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+def test_missing_gguf_path_says_what_to_fix(tmp_path: object) -> None:
+    from pathlib import Path
+
+    with pytest.raises(BackendError, match="RAG_GGUF_PATH"):
+        EmbeddedBackend(Path(str(tmp_path)) / "nope.gguf")

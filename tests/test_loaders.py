@@ -1,0 +1,409 @@
+"""Loaders on real files generated here (fpdf2, python-docx), good and bad."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import docx
+import pytest
+from fpdf import FPDF
+
+from rag.errors import LoaderError
+from rag.loaders import SUPPORTED, is_supported, load_bytes, load_file
+
+
+def make_pdf(pages: list[str], *, owner_password: str | None = None, user_password: str | None = None) -> bytes:
+    """One page per string; an empty string makes a page with only a drawn rectangle (no text)."""
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        if text:
+            pdf.multi_cell(0, 8, text)
+        else:
+            pdf.rect(20, 20, 100, 60, style="F")
+    if owner_password is not None:
+        pdf.set_encryption(owner_password=owner_password, user_password=user_password)
+    return bytes(pdf.output())
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def load_error(data: bytes, name: str) -> str:
+    with pytest.raises(LoaderError) as info:
+        load_bytes(data, name)
+    return str(info.value)
+
+
+# --- types and dispatch -----------------------------------------------------------------------
+
+
+def test_supported_types() -> None:
+    assert SUPPORTED[".pdf"] == "pdf"
+    assert SUPPORTED[".docx"] == "docx"
+    assert SUPPORTED[".md"] == SUPPORTED[".markdown"] == "markdown"
+    assert {SUPPORTED[e] for e in (".txt", ".text", ".log", ".rst")} == {"text"}
+    assert SUPPORTED[".html"] == SUPPORTED[".htm"] == "html"
+    assert SUPPORTED[".csv"] == "csv"
+    assert all(ext == ext.lower() and ext.startswith(".") for ext in SUPPORTED)
+    assert is_supported("Report.PDF")
+    assert is_supported("notes.md")
+    assert not is_supported("photo.png")
+    assert not is_supported("Makefile")
+
+
+def test_unsupported_type_lists_supported_ones() -> None:
+    message = load_error(b"\x89PNG\r\n", "photo.png")
+    assert message.startswith("photo.png: unsupported file type '.png'. Supported: ")
+    assert ".csv, .docx" in message
+    assert ".pdf" in message and ".txt" in message
+
+
+def test_no_extension() -> None:
+    assert load_error(b"hello", "README").startswith("README: unsupported file type '(none)'. Supported: .csv")
+
+
+def test_extension_is_case_insensitive() -> None:
+    doc = load_bytes(b"hello", "NOTES.TXT")
+    assert doc.kind == "text"
+
+
+@pytest.mark.parametrize("data", [b"", b"  \n\t\r\n "])
+@pytest.mark.parametrize("name", ["notes.txt", "notes.md", "report.pdf", "table.csv", "page.html", "memo.docx"])
+def test_empty_file(data: bytes, name: str) -> None:
+    assert load_error(data, name) == f"{name} is empty: there is nothing to index."
+
+
+def test_html_without_visible_text_is_empty() -> None:
+    message = load_error(b"<html><body><script>x()</script>  </body></html>", "page.html")
+    assert message == "page.html is empty: there is nothing to index."
+
+
+def test_load_file_reads_and_names(tmp_path: Path) -> None:
+    doc = load_file(write(tmp_path, "hello.txt", b"Hello there.\n"))
+    assert doc.name == "hello.txt"
+    assert doc.sections[0].text == "Hello there."
+
+
+def test_load_file_missing(tmp_path: Path) -> None:
+    with pytest.raises(LoaderError, match=r"^gone\.txt could not be opened .*check that the file exists"):
+        load_file(tmp_path / "gone.txt")
+
+
+# --- PDF --------------------------------------------------------------------------------------
+
+
+def test_pdf_one_section_per_page(tmp_path: Path) -> None:
+    data = make_pdf(["First page about apples.", "Second page about   pears.", "Third page about plums."])
+    doc = load_file(write(tmp_path, "fruit.pdf", data))
+    assert doc.kind == "pdf"
+    assert doc.pages == 3
+    assert [s.page for s in doc.sections] == [1, 2, 3]
+    assert "apples" in doc.sections[0].text
+    assert "Second page about pears." in doc.sections[1].text  # runs of spaces collapsed
+    assert "plums" in doc.sections[2].text
+    assert doc.warnings == []
+
+
+def test_pdf_joins_simple_hyphenated_line_breaks() -> None:
+    doc = load_bytes(make_pdf(["An exam-\nple of hyphen-\nation.\nKeep this\nline break."]), "h.pdf")
+    text = doc.sections[0].text
+    assert "example" in text and "hyphenation" in text
+    assert "Keep this\nline break." in text
+
+
+def test_pdf_skips_pages_without_text_and_says_so() -> None:
+    doc = load_bytes(make_pdf(["Intro text.", "", "Closing text."]), "mixed.pdf")
+    assert doc.pages == 3
+    assert [s.page for s in doc.sections] == [1, 3]
+    assert len(doc.warnings) == 1
+    assert "1 page of 3 have no text" in doc.warnings[0] and "(2)" in doc.warnings[0]
+    assert "OCR" in doc.warnings[0]
+
+
+def test_pdf_without_text_layer() -> None:
+    message = load_error(make_pdf(["", ""]), "scan.pdf")
+    assert message == (
+        "scan.pdf has no text layer (is it a scanned image?): run OCR on it first, "
+        "e.g. `ocrmypdf scan.pdf scan-ocr.pdf`, and upload the result."
+    )
+
+
+def test_truncated_pdf() -> None:
+    data = make_pdf(["Some text that will be cut off."])
+    message = load_error(data[: len(data) // 3], "report.pdf")
+    assert message.startswith("report.pdf could not be read as a PDF (")
+    assert message.endswith("it may be damaged or not a real PDF; re-export or re-download it.")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_bytes_named_pdf(seed: int) -> None:
+    data = random.Random(seed).randbytes(4096)
+    message = load_error(data, "report.pdf")
+    assert message.startswith("report.pdf could not be read as a PDF (")
+    assert "re-export or re-download it" in message
+
+
+def test_html_named_pdf() -> None:
+    message = load_error(b"<html><body>Not found</body></html>", "download.pdf")
+    assert message.startswith("download.pdf could not be read as a PDF (")
+
+
+def test_pdf_with_owner_password_only_opens() -> None:
+    # Permission-only encryption: the user password is empty, so the text is readable.
+    doc = load_bytes(make_pdf(["Locked for printing only."], owner_password="owner"), "perm.pdf")
+    assert "Locked for printing only." in doc.sections[0].text
+
+
+def test_pdf_with_user_password() -> None:
+    data = make_pdf(["Secret."], owner_password="owner", user_password="secret")
+    message = load_error(data, "secret.pdf")
+    assert message.startswith("secret.pdf is password-protected: ")
+    assert "save an unprotected copy" in message
+
+
+def test_pdf_load_keeps_pypdf_quiet_and_restores_logging(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("pypdf")
+    before = logger.level
+    data = make_pdf(["Some text."])
+    with caplog.at_level(logging.WARNING), pytest.raises(LoaderError):
+        load_bytes(data[: len(data) // 2], "cut.pdf")
+    assert [r for r in caplog.records if r.name.startswith("pypdf")] == []
+    assert logger.level == before
+
+
+# --- DOCX -------------------------------------------------------------------------------------
+
+
+def test_docx_headings_paragraphs_tables(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.add_heading("Travel policy", level=1)
+    document.add_paragraph("Book trains   when the trip is under four hours.")
+    document.add_heading("Allowances", level=2)
+    table = document.add_table(rows=3, cols=2)
+    rows = [("City", "Per day"), ("Paris", "120 EUR"), ("Oslo", "1500 NOK")]
+    for row, (city, amount) in zip(table.rows, rows, strict=True):
+        row.cells[0].text = city
+        row.cells[1].text = amount
+    document.add_paragraph("Receipts are required.", style="List Bullet")
+    path = tmp_path / "policy.docx"
+    document.save(str(path))
+
+    doc = load_file(path)
+    assert doc.kind == "docx"
+    assert doc.pages is None
+    assert len(doc.sections) == 1 and doc.sections[0].page is None
+    lines = doc.sections[0].text.split("\n")
+    assert lines[0] == "# Travel policy"
+    assert "Book trains when the trip is under four hours." in lines
+    assert "## Allowances" in lines
+    assert [line for line in lines if " | " in line] == ["City | Per day", "Paris | 120 EUR", "Oslo | 1500 NOK"]
+    assert "- Receipts are required." in lines
+    # Document order is kept: heading, paragraph, sub-heading, table, list.
+    assert lines.index("## Allowances") < lines.index("City | Per day") < lines.index("- Receipts are required.")
+
+
+def test_docx_merged_cells_appear_once(tmp_path: Path) -> None:
+    document = docx.Document()
+    table = document.add_table(rows=1, cols=3)
+    merged = table.cell(0, 0).merge(table.cell(0, 1))
+    merged.text = "Wide"
+    table.cell(0, 2).text = "Narrow"
+    path = tmp_path / "merged.docx"
+    document.save(str(path))
+    assert load_file(path).sections[0].text == "Wide | Narrow"
+
+
+def test_corrupt_docx() -> None:
+    message = load_error(b"PK\x03\x04 this is not really a zip file", "memo.docx")
+    assert message.startswith("memo.docx could not be read as a Word document (")
+    assert "open it in Word or LibreOffice and save it again as .docx" in message
+
+
+def test_old_doc_renamed_to_docx() -> None:
+    ole_header = bytes.fromhex("d0cf11e0a1b11ae1") + b"\x00" * 504
+    message = load_error(ole_header, "old.docx")
+    assert message.startswith("old.docx could not be read as a Word document (")
+
+
+# --- Markdown and text ------------------------------------------------------------------------
+
+
+def test_markdown_keeps_structure_and_normalises_line_ends(tmp_path: Path) -> None:
+    source = "# Setup\r\n\r\nInstall it:\r\n\r\n    pip install thing\r\n\r\n\r\n\r\n- one\r\n- two\r\n"
+    doc = load_file(write(tmp_path, "README.md", source.encode()))
+    assert doc.kind == "markdown"
+    assert len(doc.sections) == 1 and doc.sections[0].page is None
+    assert doc.sections[0].text == "# Setup\n\nInstall it:\n\n    pip install thing\n\n- one\n- two"
+    assert doc.warnings == []
+
+
+def test_text_utf8_with_bom() -> None:
+    doc = load_bytes("\ufeffNaïve café".encode(), "notes.txt")
+    assert doc.sections[0].text == "Naïve café"
+    assert doc.warnings == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_text_utf16_with_bom(encoding: str) -> None:
+    doc = load_bytes("\ufeffZürich\r\nGenève".encode(encoding), "cities.txt")
+    assert doc.sections[0].text == "Zürich\nGenève"
+    assert doc.warnings == []
+
+
+def test_text_in_windows_1252() -> None:
+    doc = load_bytes("Le café coûte 3 €.\r\nÀ bientôt.".encode("cp1252"), "menu.txt")
+    assert doc.sections[0].text == "Le café coûte 3 €.\nÀ bientôt."
+    assert doc.warnings == ["decoded as windows-1252 (not UTF-8)"]
+
+
+def test_short_latin1_word() -> None:
+    doc = load_bytes("café".encode("latin-1"), "word.txt")
+    assert doc.sections[0].text == "café"
+    assert doc.warnings == ["decoded as windows-1252 (not UTF-8)"]
+
+
+def test_text_in_windows_1251_is_not_forced_to_1252() -> None:
+    doc = load_bytes("Привет, как дела? Это тест кодировки.".encode("cp1251"), "ru.txt")
+    assert doc.sections[0].text == "Привет, как дела? Это тест кодировки."
+    assert doc.warnings == ["decoded as windows-1251 (not UTF-8)"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        random.Random(7).randbytes(2048),  # contains NUL bytes
+        bytes(random.Random(8).choice([*range(1, 9), *range(14, 32), *range(128, 160)]) for _ in range(2048)),
+        b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(100),
+    ],
+    ids=["random", "control-bytes", "elf"],
+)
+def test_binary_junk_named_txt(data: bytes) -> None:
+    message = load_error(data, "data.txt")
+    assert message.startswith("data.txt does not look like text (binary data?): ")
+    assert "save it as UTF-8" in message
+
+
+def test_huge_line_without_spaces_loads_with_warning() -> None:
+    blob = "A" * 25_000
+    doc = load_bytes(f"header line\n{blob}\nfooter".encode(), "dump.log")
+    assert blob in doc.sections[0].text
+    assert doc.warnings == ["contains a line of 25,000 characters with no spaces; it will be split at fixed positions"]
+
+
+def test_long_line_with_spaces_has_no_warning() -> None:
+    doc = load_bytes(("word " * 5000).encode(), "long.txt")
+    assert doc.warnings == []
+
+
+# --- HTML -------------------------------------------------------------------------------------
+
+HTML = b"""<!doctype html>
+<html><head><title>  Team   handbook </title>
+<style>body { color: red }</style>
+<script>var secret = "tracking-code";</script></head>
+<body>
+<!-- editor's note: remove before publishing -->
+<noscript>Enable JavaScript</noscript>
+<nav><a href="/">Home</a> <a href="/faq">FAQ</a></nav>
+<h1>Welcome</h1>
+<p>We work <b>remotely</b>
+   most days.</p>
+<ul><li>Laptops are provided.</li><li>Core hours<br>10:00 to 15:00</li></ul>
+<table><tr><th>Office</th><th>City</th></tr><tr><td>HQ</td><td>Lyon</td></tr></table>
+<template><p>hidden template</p></template>
+<script>console.log("more script")</script>
+</body></html>"""
+
+
+def test_html_text_title_and_blocks(tmp_path: Path) -> None:
+    doc = load_file(write(tmp_path, "handbook.html", HTML))
+    assert doc.kind == "html"
+    assert len(doc.sections) == 1
+    text = doc.sections[0].text
+    lines = text.split("\n")
+    assert lines[0] == "Team handbook"
+    assert lines[2] == "Home FAQ"  # nothing from the doctype or <head> before the body
+    assert "We work remotely most days." in lines  # inline tags and source newlines collapse
+    assert "Laptops are provided." in lines
+    assert "Core hours" in lines and "10:00 to 15:00" in lines
+    assert "Office | City" in lines and "HQ | Lyon" in lines
+    hidden = ["tracking-code", "more script", "color: red", "Enable JavaScript", "hidden template", "editor's note"]
+    for snippet in hidden:
+        assert snippet not in text
+    assert "\n\n\n" not in text
+
+
+def test_html_meta_charset_is_honoured() -> None:
+    data = '<html><head><meta charset="windows-1252"></head><body><p>Crème brûlée</p></body></html>'
+    doc = load_bytes(data.encode("cp1252"), "dessert.htm")
+    assert doc.sections[0].text == "Crème brûlée"
+
+
+def test_html_in_utf16() -> None:
+    doc = load_bytes("\ufeff<title>Ünïcode</title><p>Straße</p>".encode("utf-16-le"), "wide.html")
+    assert doc.sections[0].text == "Ünïcode\n\nStraße"
+
+
+def test_html_title_not_repeated_when_h1_matches() -> None:
+    doc = load_bytes(b"<title>FAQ</title><h1>FAQ</h1><p>Answers.</p>", "faq.html")
+    assert doc.sections[0].text == "FAQ\n\nAnswers."
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def test_csv_rows_are_self_describing(tmp_path: Path) -> None:
+    data = b'name,city,role\r\nAda Lovelace,London,"Analyst, first"\r\nAlan Turing,Wilmslow,\r\n\r\n'
+    doc = load_file(write(tmp_path, "people.csv", data))
+    assert doc.kind == "csv"
+    assert len(doc.sections) == 1
+    assert doc.sections[0].text.split("\n") == [
+        "name: Ada Lovelace; city: London; role: Analyst, first",
+        "name: Alan Turing; city: Wilmslow",  # empty values are left out
+    ]
+
+
+def test_csv_semicolons_and_legacy_encoding() -> None:
+    data = "Produit;Prix\nCafé;2,50\nThé;3,00\n".encode("cp1252")
+    doc = load_bytes(data, "prix.csv")
+    assert doc.sections[0].text == "Produit: Café; Prix: 2,50\nProduit: Thé; Prix: 3,00"
+    assert doc.warnings == ["decoded as windows-1252 (not UTF-8)"]
+
+
+def test_csv_extra_values_get_column_names() -> None:
+    doc = load_bytes(b"a,b\n1,2,3\n", "ragged.csv")
+    assert doc.sections[0].text == "a: 1; b: 2; column 3: 3"
+
+
+def test_csv_header_only() -> None:
+    doc = load_bytes(b"id,name\n", "header.csv")
+    assert doc.sections[0].text == "id; name"
+    assert doc.warnings == ["has a header row but no data rows"]
+
+
+def test_csv_binary_junk() -> None:
+    assert load_error(random.Random(3).randbytes(1024), "x.csv").startswith("x.csv does not look like text")
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["f.pdf", "f.docx", "f.md", "f.txt", "f.html", "f.csv"])
+@pytest.mark.parametrize("seed", range(5))
+def test_garbage_never_raises_a_raw_exception(name: str, seed: int) -> None:
+    rng = random.Random(seed)
+    prefix = {"f.pdf": b"%PDF-1.7\n", "f.docx": b"PK\x03\x04"}.get(name, b"")
+    data = prefix + rng.randbytes(rng.randint(1, 3000))
+    try:
+        doc = load_bytes(data, name)
+    except LoaderError as exc:
+        assert str(exc).startswith(name)
+    else:
+        assert doc.sections
