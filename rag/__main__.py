@@ -12,7 +12,7 @@ from typing import Any
 from rag.config import BACKENDS, Settings
 from rag.engine import Engine
 from rag.errors import RagError
-from rag.ingest import IngestProgress, IngestResult
+from rag.ingest import IngestProgress, IngestResult, plural
 from rag.prompts import source_label
 from rag.schema import Message
 
@@ -129,7 +129,7 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
         print(f"No document named {args.name!r}: see `python -m rag docs` for names and ids.", file=sys.stderr)
         return 1
     engine.store.delete_document(doc.doc_id)
-    print(f"Deleted {doc.name} ({doc.chunks} chunks).")
+    print(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')}).")
     return 0
 
 

@@ -31,8 +31,8 @@ class IngestResult:
 
     def describe(self) -> str:
         detail = {
-            "added": f"{self.chunks} chunks added",
-            "replaced": f"changed: old version replaced, {self.chunks} chunks added",
+            "added": f"{plural(self.chunks, 'chunk')} added",
+            "replaced": f"changed: old version replaced, {plural(self.chunks, 'chunk')} added",
             "unchanged": "unchanged, skipped",
             "duplicate": self.message,
             "failed": self.message,
@@ -52,6 +52,10 @@ class IngestProgress:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def content_hash(data: bytes) -> str:

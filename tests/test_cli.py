@@ -1,0 +1,123 @@
+"""The command line as a user runs it: separate processes, a data folder of their own, no Ollama."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.config import PROJECT_ROOT
+from rag.prompts import render_llama2
+from rag.schema import Message
+from tests.fake_ollama import FakeOllama
+from tests.test_llm import free_port
+
+
+def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(data_dir),
+        "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "rag", *args], cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True,
+        timeout=300, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("files")
+    (folder / "pets.md").write_text("# Pets\n\nOur office cat is called Miso and she likes tuna.\n")
+    (folder / "travel.txt").write_text("The team offsite will be in Lisbon in May.\n")
+    (folder / "empty.txt").write_text("")
+    data = tmp_path_factory.mktemp("data")
+    result = run(["ingest", str(folder)], data, RAG_CORPUS_DIR=str(folder / "none"))
+    assert result.returncode == 1  # one file failed
+    assert "pets.md: 1 chunk added" in result.stdout
+    assert "travel.txt: 1 chunk added" in result.stdout
+    assert "empty.txt is empty: there is nothing to index" in result.stderr
+    return data
+
+
+@pytest.mark.slow
+def test_ingest_again_skips_unchanged_files(kb: Path, tmp_path: Path) -> None:
+    again = run(["ingest", str(PROJECT_ROOT / "tests" / "nowhere")], kb)
+    assert again.returncode == 1 and "no such file or folder" in again.stderr
+    docs = run(["docs"], kb)
+    assert docs.returncode == 0
+    assert "pets.md" in docs.stdout and "travel.txt" in docs.stdout and "2 documents, 2 chunks" in docs.stdout
+
+
+@pytest.mark.slow
+def test_prompt_prints_the_exact_llama2_prompt_without_a_server(kb: Path, tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([
+        {"role": "user", "content": "Where is the offsite?"},
+        {"role": "assistant", "content": "In Lisbon [1]."},
+    ]))
+    result = run(["prompt", "What is the cat called?", "--backend", "ollama", "--history", str(history)], kb)
+    assert result.returncode == 0, result.stderr
+    prompt = result.stdout
+    assert prompt.startswith("[INST] <<SYS>>\n")
+    assert "[1] pets.md\n# Pets\n\nOur office cat is called Miso" in prompt
+    assert prompt.endswith(" [/INST] In Lisbon [1]. </s><s>[INST] What is the cat called? [/INST]")
+    system = prompt[len("[INST] <<SYS>>\n") : prompt.index("\n<</SYS>>")]
+    expected = render_llama2([
+        Message("system", system), Message("user", "Where is the offsite?"),
+        Message("assistant", "In Lisbon [1]."), Message("user", "What is the cat called?"),
+    ])
+    assert "<s>" + prompt == expected
+    assert "backend: ollama, model: llama2" in result.stderr
+
+
+@pytest.mark.slow
+def test_ask_json_with_the_built_in_model(kb: Path) -> None:
+    result = run(["ask", "What is the office cat called?", "--json"], kb)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"answer", "sources", "usage", "backend", "model"}
+    assert out["answer"].strip()
+    assert out["backend"] == "embedded" and out["model"] == "SmolLM2-135M-Instruct"
+    assert out["sources"][0]["source"] == "pets.md" and "Miso" in out["sources"][0]["text"]
+    assert set(out["sources"][0]) == {"source", "page", "score", "text"}
+    assert out["usage"]["prompt_tokens"] > 0 and out["usage"]["completion_tokens"] > 0
+    assert "Ollama is not reachable" in result.stderr  # auto says why it fell back
+
+
+@pytest.mark.slow
+def test_ask_streams_and_lists_sources(kb: Path) -> None:
+    with FakeOllama(models=["llama2:latest"]) as server:
+        result = run(["ask", "Where is the offsite?"], kb, OLLAMA_HOST=server.host)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Llama 2 uses a 4096-token context [1].")  # what the fake server streamed
+    assert "Sources:\n  [1] travel.txt (score" in result.stdout
+    assert server.requests[-1][0] == "/api/generate"
+
+
+@pytest.mark.slow
+def test_ask_with_ollama_down_says_how_to_start_it(kb: Path) -> None:
+    result = run(["ask", "Where is the offsite?", "--backend", "ollama"], kb)
+    assert result.returncode == 1
+    assert "error: Ollama is not running at http://127.0.0.1:" in result.stderr
+    assert "ollama serve" in result.stderr
+
+
+@pytest.mark.slow
+def test_delete_by_name_removes_the_document(kb: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_text("alpha")
+    (folder / "b.txt").write_text("beta")
+    assert run(["ingest", str(folder)], data).returncode == 0
+    deleted = run(["delete", "a.txt"], data)
+    assert deleted.returncode == 0 and "Deleted a.txt (1 chunk)" in deleted.stdout
+    assert "a.txt" not in run(["docs"], data).stdout
+    missing = run(["delete", "a.txt"], data)
+    assert missing.returncode == 1 and "No document named 'a.txt'" in missing.stderr
