@@ -7,6 +7,7 @@ import streamlit as st
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import RagError
+from rag.ingest import plural
 from rag.prompts import source_label
 from rag.schema import Answer, Message
 
@@ -38,7 +39,7 @@ choice = engine.backend
 with st.sidebar:
     st.subheader("Model")
     (st.warning if choice.fallback else st.info)(choice.reason)
-    st.caption(f"{len(engine.store.documents())} documents · {engine.store.chunk_count()} chunks")
+    st.caption(f"{plural(len(engine.store.documents()), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
     if st.button("New conversation"):
         st.session_state.turns = []
 

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         if name == "ask":
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh temporary KB)")
+    evaluate.add_argument("--docs", type=Path, required=True, metavar="DIR", help="documents to ingest")
+    evaluate.add_argument("--qa", type=Path, required=True, metavar="FILE.jsonl", help="question, answers, doc")
+    evaluate.add_argument("--limit", type=int, help="sample this many questions")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=cmd_eval)
     return parser
 
 
@@ -188,6 +195,25 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     u = final.usage
     print(f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
           f"{u.seconds}s]", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
+    from rag.evaluation import evaluate, load_questions
+
+    questions = load_questions(args.qa, args.limit, args.seed)
+    report = evaluate(args.docs, questions, engine.settings)
+    if args.json:
+        print(report.to_json())
+        return 0
+    s = engine.settings
+    print(f"{report.questions} questions, {report.chunks} chunks ({s.chunk_size}/{s.chunk_overlap} chars), "
+          f"top-{s.top_k}, ingest {report.ingest_seconds}s")
+    print(f"answer in context   {report.answer_in_context:.3f}  (mean context {report.mean_context_chars:.0f} chars, "
+          f"~{report.mean_context_tokens:.0f} tokens)")
+    print("hit@" + "  hit@".join(f"{k} {v:.3f}" for k, v in report.hit_at.items()) + f"  MRR {report.mrr:.3f}")
+    print(f"document hit@1      {report.doc_hit_at_1:.3f}")
+    print(f"retrieval latency   p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms")
     return 0
 
 

@@ -1,0 +1,68 @@
+"""The evaluation command on a tiny corpus: real ingestion and retrieval, figures with the right shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.evaluation import contains_answer, evaluate, load_questions
+
+DOCS = {
+    "bees.txt": "Honey bees communicate the location of flowers with a waggle dance.",
+    "volcano.txt": "Mount Etna, on Sicily, is one of the most active volcanoes in the world.",
+    "trains.txt": "The Shinkansen high-speed rail line opened in Japan in 1964.",
+}
+QA = [
+    {"question": "How do honey bees tell each other where flowers are?", "answers": ["waggle dance"],
+     "doc": "bees.txt"},
+    {"question": "Where is Mount Etna?", "answers": ["Sicily"], "doc": "volcano.txt"},
+    {"question": "When did the Shinkansen open?", "answers": ["1964"], "doc": "trains.txt"},
+    {"question": "What colour is the sky on Mars?", "answers": ["butterscotch"], "doc": "mars.txt"},
+]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> tuple[Path, Path]:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(q) for q in QA))
+    return docs, qa
+
+
+def test_contains_answer_is_case_folded() -> None:
+    assert contains_answer("The WAGGLE Dance", ["waggle dance"])
+    assert not contains_answer("no answer here", [" "])  # a blank gold answer never matches
+
+
+def test_load_questions_samples_reproducibly(corpus: tuple[Path, Path]) -> None:
+    _, qa = corpus
+    assert len(load_questions(qa)) == 4
+    assert load_questions(qa, limit=2, seed=3) == load_questions(qa, limit=2, seed=3)
+
+
+def test_evaluate_scores_retrieval_on_gold_answers(corpus: tuple[Path, Path], embedder: Embedder) -> None:
+    docs, qa = corpus
+    report = evaluate(docs, load_questions(qa), Settings(top_k=1), embedder)
+    assert report.questions == 4 and report.chunks == 3
+    assert report.answer_in_context == 0.75  # the Mars question has no answer in the corpus
+    assert report.hit_at[1] == 0.75 and report.mrr == 0.75 and report.doc_hit_at_1 == 0.75
+    assert 0 < report.mean_context_chars < 100
+    assert report.latency_p50_ms > 0
+    assert json.loads(report.to_json())["answer_in_context"] == 0.75
+
+
+def test_eval_command_prints_json(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    docs, qa = corpus
+    result = run(["eval", "--docs", str(docs), "--qa", str(qa), "--limit", "3", "--json"], tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["questions"] == 3 and 0 <= out["answer_in_context"] <= 1 and out["mean_context_chars"] > 0
