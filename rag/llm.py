@@ -174,6 +174,8 @@ class OllamaBackend:
                 completion_tokens=final.get("eval_count"),
                 seconds=round(time.perf_counter() - started, 3),
                 time_to_first_token=round(first_at[0] - started, 3) if first_at else None,
+                prompt_seconds=_ns_to_s(final.get("prompt_eval_duration")),
+                generation_seconds=_ns_to_s(final.get("eval_duration")),
             )
 
         return TokenStream(retrying(start, base_delay=self.retry_delay), finish)
@@ -217,6 +219,10 @@ class OllamaBackend:
             f"Ollama is not running at {self.host}: start it with `ollama serve` (install it from "
             "https://ollama.com), or set OLLAMA_HOST to where it runs."
         )
+
+
+def _ns_to_s(nanoseconds: int | None) -> float | None:
+    return None if nanoseconds is None else round(nanoseconds / 1e9, 3)
 
 
 def estimate_tokens(text: str) -> int:
@@ -351,11 +357,15 @@ class EmbeddedBackend:
                         yield piece
 
         def finish() -> Usage:
+            ended = time.perf_counter()
+            first = first_at[0] if first_at else ended
             return Usage(
                 prompt_tokens=prompt_tokens,
                 completion_tokens=counted[0],
-                seconds=round(time.perf_counter() - started, 3),
-                time_to_first_token=round(first_at[0] - started, 3) if first_at else None,
+                seconds=round(ended - started, 3),
+                time_to_first_token=round(first - started, 3) if first_at else None,
+                prompt_seconds=round(first - started, 3),
+                generation_seconds=round(ended - first, 3),
             )
 
         return TokenStream(pieces(), finish)

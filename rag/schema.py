@@ -55,17 +55,23 @@ class Message:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts and timings of one answer; None where the backend did not report a figure."""
+
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # wall time, request to last piece
     time_to_first_token: float | None = None
+    prompt_seconds: float | None = None  # reading the prompt (Ollama: prompt_eval_duration)
+    generation_seconds: float | None = None  # writing the answer (Ollama: eval_duration)
 
     @property
     def tokens_per_second(self) -> float | None:
-        if not self.completion_tokens or not self.seconds:
+        if not self.completion_tokens:
             return None
-        generating = self.seconds - (self.time_to_first_token or 0.0)
-        return self.completion_tokens / generating if generating > 0 else None
+        generating = self.generation_seconds
+        if generating is None and self.seconds is not None:
+            generating = self.seconds - (self.time_to_first_token or 0.0)
+        return self.completion_tokens / generating if generating else None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ def test_llama2_goes_raw_to_generate_with_the_exact_prompt(fake_ollama: FakeOlla
     assert stream.usage is not None
     assert stream.usage.prompt_tokens == 321
     assert stream.usage.completion_tokens == len(ANSWER_PIECES)
+    assert stream.usage.prompt_seconds == 0.5 and stream.usage.generation_seconds == 1.0
+    assert stream.usage.tokens_per_second == len(ANSWER_PIECES) / 1.0
 
 
 def test_other_models_use_chat_with_messages(fake_ollama: FakeOllama) -> None:
