@@ -128,12 +128,15 @@ class OllamaBackend:
         return estimate_tokens(text)
 
     def installed_models(self) -> list[str]:
+        import httpx
+        import ollama
+
         try:
             listing = self._client.list()
-        except ConnectionError as exc:
+        except (ConnectionError, httpx.HTTPError) as exc:  # refused, timed out, reset
             raise self._unreachable() from exc
-        except Exception as exc:  # httpx errors, timeouts
-            raise self._unreachable() from exc
+        except ollama.ResponseError as exc:
+            raise BackendUnavailable(f"Ollama at {self.host} could not list its models: {exc.error}") from exc
         return [m.model for m in listing.models if m.model]
 
     def has_model(self, models: Sequence[str]) -> bool:
