@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rag.llm import GenerationOptions, LLMBackend
@@ -11,18 +11,35 @@ from rag.prompts import PromptPlan, plan_prompt
 from rag.retrieval import Retriever
 from rag.schema import Answer, Message, RetrievedChunk, Usage
 
+EMPTY_KNOWLEDGE_BASE = (
+    "Your knowledge base is empty, so there is nothing to answer from. Add documents on the Documents page "
+    "(or with `python -m rag ingest PATH`) and ask again."
+)
+NOTHING_RELEVANT = (
+    "I could not find anything about this in your documents. Try rephrasing with words the documents use, "
+    "or add a document that covers it."
+)
+
 
 @dataclass(frozen=True)
 class PreparedTurn:
     question: str
     plan: PromptPlan
     prompt: str  # exactly what the backend sends
-    retrieved: list[RetrievedChunk]  # everything retrieval returned, before the budget
+    retrieved: list[RetrievedChunk]  # what retrieval returned above the threshold, before the budget
     retrieval_seconds: float
+    searched_documents: int  # 0: the knowledge base is empty
 
     @property
     def sources(self) -> list[RetrievedChunk]:
         return self.plan.sources
+
+    @property
+    def decline(self) -> str | None:
+        """The plain reply given instead of calling the model when no source is relevant."""
+        if self.searched_documents == 0:
+            return EMPTY_KNOWLEDGE_BASE
+        return None if self.sources else NOTHING_RELEVANT
 
 
 def prepare_turn(
@@ -34,10 +51,11 @@ def prepare_turn(
     system_prompt: str,
     top_k: int,
     max_answer_tokens: int,
+    min_score: float = -1.0,
     doc_ids: Sequence[str] | None = None,
 ) -> PreparedTurn:
     started = time.perf_counter()
-    retrieved = retriever.search(question, top_k, doc_ids)
+    retrieved = retriever.search(question, top_k, doc_ids, min_score)
     retrieval_seconds = time.perf_counter() - started
     plan = plan_prompt(
         system_prompt=system_prompt,
@@ -47,17 +65,28 @@ def prepare_turn(
         count_tokens=backend.count_tokens,
         budget=backend.context_window - max_answer_tokens,
     )
-    return PreparedTurn(question, plan, backend.render(plan.messages), retrieved, retrieval_seconds)
+    return PreparedTurn(
+        question,
+        plan,
+        backend.render(plan.messages),
+        retrieved,
+        retrieval_seconds,
+        searched_documents=len(retriever.store.documents()),
+    )
 
 
 class AnswerStream:
-    """Iterate for the answer's text as it is generated; then `answer` holds the whole turn."""
+    """Iterate for the answer's text as it is generated; then `answer` holds the whole turn.
+
+    When no source is relevant the model is not called: the reply says so plainly, with no citation to
+    invent. If the backend fails mid-way, `text` keeps what had arrived.
+    """
 
     def __init__(self, prepared: PreparedTurn, backend: LLMBackend, options: GenerationOptions) -> None:
         self.prepared = prepared
         self.backend_name = backend.name
         self.model = backend.model
-        self._tokens = backend.stream(prepared.plan.messages, options)
+        self._tokens = None if prepared.decline else backend.stream(prepared.plan.messages, options)
         self.text = ""
         self.answer: Answer | None = None
 
@@ -66,15 +95,17 @@ class AnswerStream:
         return self.prepared.sources
 
     def __iter__(self) -> Iterator[str]:
-        for piece in self._tokens:
+        pieces: Iterable[str] = self._tokens if self._tokens is not None else [self.prepared.decline or ""]
+        for piece in pieces:
             self.text += piece
             yield piece
+        usage = self._tokens.usage if self._tokens is not None else None
         self.answer = Answer(
             text=self.text.strip(),
             sources=self.sources,
-            usage=self._tokens.usage or Usage(),
-            backend=self.backend_name,
-            model=self.model,
+            usage=usage or Usage(),
+            backend=self.backend_name if self._tokens is not None else "none",
+            model=self.model if self._tokens is not None else "none",
         )
 
     def collect(self) -> Answer:

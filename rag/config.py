@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag.errors import SettingsError
+from rag.prompts import DEFAULT_SYSTEM_PROMPT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
@@ -45,6 +47,10 @@ class Settings:
     top_k: int = 9
     chunk_size: int = 600  # characters
     chunk_overlap: int = 100
+    # Sources scoring below this cosine similarity are not shown to the model; when none is left the app
+    # says the documents do not cover the question instead of asking the model (README, "Not in your documents").
+    min_score: float = 0.2
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
     request_timeout: float = 300.0
     embedding_batch_size: int = 32
 
@@ -72,12 +78,28 @@ class Settings:
             raise SettingsError(
                 f"Chunk overlap {self.chunk_overlap} must be at least 0 and less than half the chunk size."
             )
+        if not -1.0 <= self.min_score <= 1.0:
+            raise SettingsError(f"Minimum score {self.min_score} must be between -1 and 1.")
+        if not self.system_prompt.strip():
+            raise SettingsError("The system prompt is empty: write one or reset it to the default.")
         if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
             raise SettingsError(f"{self.gguf_path} is not a .gguf file: point RAG_GGUF_PATH at a GGUF model.")
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields changed (None values are ignored); validated like the original."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then environment variables, then what the user saved on the settings page."""
+        base = cls.from_env(env)
+        return base.with_overrides(**read_saved(settings_file(base.data_dir)))
+
+    def editable(self) -> dict[str, Any]:
+        """The fields the settings page edits, as JSON-ready values."""
+        values = {name: getattr(self, name) for name in EDITABLE}
+        values["gguf_path"] = None if self.gguf_path is None else str(self.gguf_path)
+        return values
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +112,45 @@ class Settings:
                 continue
             values[name] = _parse(name, var, raw)
         return cls(**values)
+
+
+EDITABLE = (
+    "backend", "ollama_host", "model", "gguf_path", "temperature", "max_answer_tokens", "context_window",
+    "top_k", "chunk_size", "chunk_overlap", "min_score", "system_prompt",
+)
+SETTINGS_FILE = "settings.json"
+
+
+def settings_file(data_dir: Path) -> Path:
+    return data_dir / SETTINGS_FILE
+
+
+def read_saved(path: Path) -> dict[str, Any]:
+    """Saved settings, typed; a missing file is no overrides, a damaged one says how to fix it."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path} is not valid settings ({exc}): fix it or delete it to use the defaults.") from exc
+    values = {k: v for k, v in raw.items() if k in EDITABLE}
+    if values.get("gguf_path"):
+        values["gguf_path"] = Path(values["gguf_path"]).expanduser()
+    elif "gguf_path" in values:
+        del values["gguf_path"]
+    return values
+
+
+def save_settings(settings: Settings) -> Path:
+    """Write the editable fields atomically (a crash never leaves half a file)."""
+    path = settings_file(settings.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(settings.editable(), indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 ENV_VARS: dict[str, str] = {
@@ -106,10 +167,11 @@ ENV_VARS: dict[str, str] = {
     "RAG_CHUNK_SIZE": "chunk_size",
     "RAG_CHUNK_OVERLAP": "chunk_overlap",
     "RAG_REQUEST_TIMEOUT": "request_timeout",
+    "RAG_MIN_SCORE": "min_score",
 }
 
 _INTS = {"context_window", "max_answer_tokens", "top_k", "chunk_size", "chunk_overlap"}
-_FLOATS = {"temperature", "request_timeout"}
+_FLOATS = {"temperature", "request_timeout", "min_score"}
 _PATHS = {"data_dir", "corpus_dir", "gguf_path"}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,13 +11,20 @@ from pathlib import Path
 from rag.chat import AnswerStream, PreparedTurn, prepare_turn
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.errors import BackendError
 from rag.ingest import Ingestor, IngestResult, ProgressCallback
-from rag.llm import SMOLLM2_NAME, EmbeddedBackend, GenerationOptions, LLMBackend, OllamaBackend
-from rag.prompts import DEFAULT_SYSTEM_PROMPT
+from rag.llm import (
+    SMOLLM2_NAME,
+    EmbeddedBackend,
+    GenerationOptions,
+    LLMBackend,
+    OllamaBackend,
+    OllamaStatus,
+    model_installed,
+    probe_ollama,
+)
 from rag.retrieval import Retriever
-from rag.schema import Message
-from rag.store import Store
+from rag.schema import Chunk, Message, RetrievedChunk
+from rag.store import DocumentRecord, Store
 
 CORPUS_SEEDED = "default_corpus_seeded"
 
@@ -29,29 +36,32 @@ class BackendChoice:
     fallback: bool = False  # True when auto wanted Ollama but fell back to the built-in model
 
 
-def choose_backend(settings: Settings) -> BackendChoice:
-    """`auto`: Ollama when it is reachable and has the model, else the embedded model (saying why)."""
+def choose_backend(
+    settings: Settings,
+    status: OllamaStatus | None = None,
+    make_embedded: Callable[[Settings], EmbeddedBackend] | None = None,
+) -> BackendChoice:
+    """`auto`: Ollama when it is reachable and has the model, else the embedded model (saying why).
+
+    `status` is a recent probe of Ollama (the app caches it); `make_embedded` builds (or reuses) the
+    llama.cpp model.
+    """
+    make_embedded = make_embedded or embedded_backend
     if settings.backend == "ollama":
-        backend = OllamaBackend(settings.ollama_host, settings.model, settings.context_window, settings.request_timeout)
-        return BackendChoice(backend, f"Ollama at {settings.ollama_host} with {settings.model}")
+        return BackendChoice(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
     if settings.backend == "embedded":
-        embedded = _embedded(settings)
+        embedded = make_embedded(settings)
         return BackendChoice(embedded, f"built-in llama.cpp with {embedded.model} (backend set to embedded)")
-    ollama = OllamaBackend(settings.ollama_host, settings.model, settings.context_window, timeout=2.0)
-    try:
-        installed = ollama.installed_models()
-    except BackendError:
+    status = status or probe_ollama(settings.ollama_host)
+    if not status.reachable:
         problem = f"Ollama is not reachable at {settings.ollama_host}"
         how = f"install Ollama (https://ollama.com), run `ollama serve` and `ollama pull {settings.model}`"
+    elif model_installed(settings.model, status.models):
+        return BackendChoice(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
     else:
-        if ollama.has_model(installed):
-            backend = OllamaBackend(
-                settings.ollama_host, settings.model, settings.context_window, settings.request_timeout
-            )
-            return BackendChoice(backend, f"Ollama at {settings.ollama_host} with {settings.model}")
         problem = f"Ollama at {settings.ollama_host} has no model {settings.model!r}"
         how = f"run `ollama pull {settings.model}`"
-    embedded = _embedded(settings)
+    embedded = make_embedded(settings)
     tiny = " (a tiny model: expect weak answers)" if embedded.model == SMOLLM2_NAME else ""
     return BackendChoice(
         embedded,
@@ -60,33 +70,45 @@ def choose_backend(settings: Settings) -> BackendChoice:
     )
 
 
-def _embedded(settings: Settings) -> EmbeddedBackend:
-    gguf = settings.gguf_path
-    if gguf is None and settings.backend == "embedded" and settings.model.lower().endswith(".gguf"):
-        gguf = Path(settings.model).expanduser()
-    return EmbeddedBackend(gguf, settings.context_window)
+def _ollama(settings: Settings) -> OllamaBackend:
+    return OllamaBackend(settings.ollama_host, settings.model, settings.context_window, settings.request_timeout)
+
+
+def embedded_gguf(settings: Settings) -> Path | None:
+    """The GGUF to run in-process: RAG_GGUF_PATH, or --model X.gguf with the embedded backend, else packaged."""
+    if settings.gguf_path is None and settings.backend == "embedded" and settings.model.lower().endswith(".gguf"):
+        return Path(settings.model).expanduser()
+    return settings.gguf_path
+
+
+def embedded_backend(settings: Settings) -> EmbeddedBackend:
+    return EmbeddedBackend(embedded_gguf(settings), settings.context_window)
 
 
 class Engine:
-    """Cheap to construct: the store, the embedding model and the LLM load on first use."""
+    """Cheap to construct: the store, the embedding model and the LLM load on first use.
+
+    The app builds one per request from the current settings, passing in the heavy parts it shares
+    between sessions (store, embedder, backend).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        store: Store | None = None,
         embedder: Embedder | None = None,
         backend: BackendChoice | None = None,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     ) -> None:
         self.settings = settings
-        self.system_prompt = system_prompt
+        self._store = store
         self._embedder = embedder
         self._backend = backend
         self._backend_lock = threading.Lock()
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.settings.data_dir)
+        return self._store or Store(self.settings.data_dir)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -107,8 +129,28 @@ class Engine:
                 self._backend = choose_backend(self.settings)
             return self._backend
 
+    # -- the knowledge base -------------------------------------------------------------------------
+
     def ingest(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         return self.ingestor.ingest_paths(paths, on_progress)
+
+    def ingest_uploads(
+        self, uploads: Sequence[tuple[str, bytes]], on_progress: ProgressCallback | None = None
+    ) -> list[IngestResult]:
+        return self.ingestor.ingest_uploads(uploads, on_progress)
+
+    def documents(self) -> list[DocumentRecord]:
+        return self.store.documents()
+
+    def delete(self, doc_id: str) -> None:
+        self.store.delete_document(doc_id)
+
+    def preview(self, doc_id: str) -> list[Chunk]:
+        return self.store.chunks_of(doc_id)
+
+    def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
+        """What retrieval returns for a query (no threshold): shows why an answer used what it used."""
+        return self.retriever.search(query, k or self.settings.top_k)
 
     def ensure_default_corpus(self, on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         """On first start with an empty knowledge base, index docs_corpus/ (once: deleting it sticks)."""
@@ -120,6 +162,8 @@ class Engine:
             self.store.set_meta(CORPUS_SEEDED, "1")
         return results
 
+    # -- a chat turn ----------------------------------------------------------------------------------
+
     def prepare(
         self, question: str, history: Sequence[Message] = (), doc_ids: Sequence[str] | None = None
     ) -> PreparedTurn:
@@ -128,9 +172,10 @@ class Engine:
             history,
             retriever=self.retriever,
             backend=self.backend.backend,
-            system_prompt=self.system_prompt,
+            system_prompt=self.settings.system_prompt,
             top_k=self.settings.top_k,
             max_answer_tokens=self.settings.max_answer_tokens,
+            min_score=self.settings.min_score,
             doc_ids=doc_ids,
         )
 

@@ -98,6 +98,39 @@ def retrying(
 # -- Ollama ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PullProgress:
+    status: str  # "pulling manifest", "downloading …", "verifying sha256 digest", "success"
+    completed: int | None = None
+    total: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.completed / self.total if self.completed is not None and self.total else None
+
+
+@dataclass(frozen=True)
+class OllamaStatus:
+    host: str
+    reachable: bool
+    models: tuple[str, ...] = ()
+
+
+def model_installed(model: str, models: Sequence[str]) -> bool:
+    """`llama2` means `llama2:latest` to Ollama."""
+    wanted = model if ":" in model else f"{model}:latest"
+    return wanted in models or model in models
+
+
+def probe_ollama(host: str, timeout: float = 2.0) -> OllamaStatus:
+    """Is Ollama up at `host`, and which models does it have? Never raises."""
+    try:
+        models = OllamaBackend(host, "llama2", timeout=timeout).installed_models()
+    except BackendError:
+        return OllamaStatus(host, reachable=False)
+    return OllamaStatus(host, reachable=True, models=tuple(models))
+
+
 class OllamaBackend:
     name = "ollama"
 
@@ -140,8 +173,22 @@ class OllamaBackend:
         return [m.model for m in listing.models if m.model]
 
     def has_model(self, models: Sequence[str]) -> bool:
-        wanted = self.model if ":" in self.model else f"{self.model}:latest"
-        return wanted in models or self.model in models
+        return model_installed(self.model, models)
+
+    def pull(self) -> Iterator[PullProgress]:
+        """Download the model into Ollama, reporting progress (`ollama pull`)."""
+        import httpx
+        import ollama
+
+        try:
+            for update in self._client.pull(self.model, stream=True):
+                yield PullProgress(update.status or "", update.completed, update.total)
+        except (ConnectionError, httpx.HTTPError) as exc:
+            raise self._unreachable() from exc
+        except ollama.ResponseError as exc:
+            raise ModelNotFound(
+                f"Ollama could not pull {self.model!r} ({exc.error}): check the name on https://ollama.com/library."
+            ) from exc
 
     def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
         final: dict[str, Any] = {}

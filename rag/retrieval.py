@@ -14,7 +14,11 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def search(self, query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+    def search(
+        self, query: str, k: int, doc_ids: Sequence[str] | None = None, min_score: float = -1.0
+    ) -> list[RetrievedChunk]:
+        """The k best chunks scoring at least `min_score`, best first."""
         if not query.strip() or self.store.chunk_count() == 0:
             return []
-        return self.store.query(self.embedder.embed_query(query), k, doc_ids)
+        hits = self.store.query(self.embedder.embed_query(query), k, doc_ids)
+        return [h for h in hits if h.score >= min_score]

@@ -1,0 +1,87 @@
+"""Streamlit glue shared by the pages: heavy parts built once per process, the engine per run, the sidebar.
+
+Heavy objects (embedding model, Chroma store, llama.cpp model) are cached with `st.cache_resource` and
+shared by every browser session; they are thread-safe. Per-user state lives in `st.session_state`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from rag.config import Settings
+from rag.embeddings import Embedder
+from rag.engine import Engine, choose_backend, embedded_gguf
+from rag.errors import RagError
+from rag.ingest import plural
+from rag.llm import EmbeddedBackend, OllamaStatus, probe_ollama
+from rag.store import Store
+
+PAGES = (
+    ("app.py", "Chat", "💬"),
+    ("pages/1_Documents.py", "Documents", "📄"),
+    ("pages/2_Settings.py", "Settings", "⚙️"),
+)
+
+
+@st.cache_resource(show_spinner="Loading the embedding model…")
+def shared_embedder() -> Embedder:
+    return Embedder()
+
+
+@st.cache_resource(show_spinner="Opening the knowledge base…")
+def shared_store(data_dir: str) -> Store:
+    return Store(Path(data_dir))
+
+
+@st.cache_resource(show_spinner="Loading the built-in model…", max_entries=2)
+def shared_embedded_llm(gguf: str | None, context_window: int) -> EmbeddedBackend:
+    return EmbeddedBackend(Path(gguf) if gguf else None, context_window)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def ollama_status(host: str) -> OllamaStatus:
+    """Probed at most every 10 s, so starting Ollama is noticed without a restart."""
+    return probe_ollama(host, timeout=1.5)
+
+
+def load_settings() -> Settings:
+    """Environment, then the saved settings file; read on every run so changes apply at once."""
+    return Settings.load()
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    settings = settings or load_settings()
+    store = shared_store(str(settings.data_dir))
+    embedder = shared_embedder()
+
+    def make_embedded(s: Settings) -> EmbeddedBackend:
+        gguf = embedded_gguf(s)
+        return shared_embedded_llm(None if gguf is None else str(gguf), s.context_window)
+
+    status = ollama_status(settings.ollama_host) if settings.backend == "auto" else None
+    choice = choose_backend(settings, status, make_embedded)
+    engine = Engine(settings, store=store, embedder=embedder, backend=choice)
+    if "corpus_checked" not in st.session_state:
+        with st.spinner("First start: indexing the default knowledge base…"):
+            engine.ensure_default_corpus()
+        st.session_state.corpus_checked = True
+    return engine
+
+
+def sidebar(engine: Engine) -> None:
+    """Which model answers and why, the knowledge base size, links to the pages."""
+    choice = engine.backend
+    with st.sidebar:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+        st.caption("Answering with")
+        (st.warning if choice.fallback else st.info)(choice.reason)
+        docs = engine.documents()
+        st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
+
+
+def show_error(exc: RagError) -> None:
+    st.error(str(exc), icon="⚠️")
