@@ -11,7 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy rag app.py tests
+	$(BIN)/mypy rag app.py ui_common.py pages tests
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy rag app.py tests
+	$(BIN)/mypy rag app.py ui_common.py pages tests
 
 clean:
 	rm -rf $(VENV)

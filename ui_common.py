@@ -6,6 +6,7 @@ shared by every browser session; they are thread-safe. Per-user state lives in `
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -14,14 +15,15 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import RagError
-from rag.ingest import plural
+from rag.formatting import plural
 from rag.llm import EmbeddedBackend, OllamaStatus, probe_ollama
 from rag.store import Store
 
+# Material icons ship with Streamlit; emoji depend on the system's fonts.
 PAGES = (
-    ("app.py", "Chat", "💬"),
-    ("pages/1_Documents.py", "Documents", "📄"),
-    ("pages/2_Settings.py", "Settings", "⚙️"),
+    ("app.py", "Chat", ":material/chat:"),
+    ("pages/1_Documents.py", "Documents", ":material/description:"),
+    ("pages/2_Settings.py", "Settings", ":material/settings:"),
 )
 
 
@@ -83,5 +85,13 @@ def sidebar(engine: Engine) -> None:
         st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def escape_markdown(text: str) -> str:
+    """For names shown in labels (which Streamlit renders as markdown): a file name stays a name."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def show_error(exc: RagError) -> None:
-    st.error(str(exc), icon="⚠️")
+    st.error(str(exc), icon=":material/error:")

@@ -12,7 +12,8 @@ from typing import Any
 from rag.config import BACKENDS, Settings
 from rag.engine import Engine
 from rag.errors import RagError
-from rag.ingest import IngestProgress, IngestResult, plural
+from rag.formatting import human_size, plural
+from rag.ingest import IngestProgress, IngestResult
 from rag.prompts import source_label
 from rag.schema import Message
 
@@ -125,7 +126,7 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
     for d in docs:
         pages = "-" if d.pages is None else str(d.pages)
         print(f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
-              f"{_size(d.size_bytes):>9}  {d.ingested_at}")
+              f"{human_size(d.size_bytes):>9}  {d.ingested_at}")
     print(f"{len(docs)} documents, {engine.store.chunk_count()} chunks")
     return 0
 
@@ -234,17 +235,6 @@ def _history(path: Path | None) -> list[Message]:
         raise RagError(
             f"--history {path}: expected a JSON list of {{\"role\": \"user\"|\"assistant\", \"content\": …}} ({exc})."
         ) from exc
-
-
-def _size(n_bytes: int) -> str:
-    if n_bytes < 1024:
-        return f"{n_bytes} B"
-    size = n_bytes / 1024
-    for unit in ("KB", "MB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 if __name__ == "__main__":

@@ -143,12 +143,18 @@ def read_saved(path: Path) -> dict[str, Any]:
     return values
 
 
-def save_settings(settings: Settings) -> Path:
-    """Write the editable fields atomically (a crash never leaves half a file)."""
+def save_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
+    """Write, atomically, the editable fields that differ from the environment's values.
+
+    Fields left as the environment has them are not frozen into the file, so changing OLLAMA_HOST or
+    RAG_MODEL later still takes effect for them.
+    """
     path = settings_file(settings.data_dir)
+    base = Settings.from_env(env).editable()
+    changed = {k: v for k, v in settings.editable().items() if base.get(k) != v}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(settings.editable(), indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(json.dumps(changed, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -188,7 +194,12 @@ def _parse(name: str, var: str, raw: str) -> Any:
         return Path(raw).expanduser()
     if name == "backend":
         return raw.lower()
-    if name == "ollama_host" and "://" not in raw:
-        # Ollama itself accepts "host:port"; the client wants a URL.
-        return f"http://{raw}"
+    if name == "ollama_host":
+        return normalize_host(raw)
     return raw
+
+
+def normalize_host(host: str) -> str:
+    """Ollama accepts "host:port" as well as a URL; its client wants a URL."""
+    host = host.strip()
+    return f"http://{host}" if host and "://" not in host else host

@@ -11,6 +11,7 @@ from typing import Literal
 from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
+from rag.formatting import plural
 from rag.loaders import is_supported, load_bytes
 from rag.store import DocumentRecord, Store, now_iso
 
@@ -52,10 +53,6 @@ class IngestProgress:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def content_hash(data: bytes) -> str:

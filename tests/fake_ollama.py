@@ -1,8 +1,11 @@
 """A local HTTP server speaking Ollama's documented NDJSON API, for testing the real client at the wire.
 
-Endpoints: GET /api/tags, POST /api/generate, POST /api/chat (streamed, chunked transfer encoding).
-Every request body is recorded. `mode` switches behaviour: "ok", "missing-model", "break-mid-stream",
-"busy-once" (a 503 on the first generation request, then ok).
+Endpoints: GET /api/tags, POST /api/generate, POST /api/chat, POST /api/pull (streamed NDJSON, chunked
+transfer encoding). Every request body is recorded. `mode` switches behaviour: "ok", "missing-model",
+"break-mid-stream", "busy-once" (a 503 on the first generation request, then ok).
+A pull streams Ollama's progress lines and adds the model (with ":latest" when untagged) to `models`
+before its final "success" line; a name containing "does-not-exist" gets a 500 with Ollama's error
+for an unknown model.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ANSWER_PIECES = ["Llama 2 ", "uses a ", "4096-token ", "context [1]."]
+# (digest, size) of the layers a pull reports; each is reported in PULL_STEPS increments.
+PULL_LAYERS = [("sha256:" + "a" * 64, 3_800_000_000), ("sha256:" + "b" * 64, 7_000)]
+PULL_STEPS = 4
 
 
 class FakeOllama:
@@ -47,6 +53,9 @@ class FakeOllama:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append((self.path, body))
+                if self.path == "/api/pull":
+                    self._pull(str(body.get("model") or body.get("name") or ""))
+                    return
                 if self.path not in ("/api/generate", "/api/chat"):
                     self._json(404, {"error": "not found"})
                     return
@@ -87,6 +96,27 @@ class FakeOllama:
                     eval_count=len(ANSWER_PIECES), eval_duration=1_000_000_000,
                 )
                 self._chunk(final)
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _pull(self, name: str) -> None:
+                if "does-not-exist" in name:
+                    self._json(500, {"error": "pull model manifest: file does not exist"})
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self._chunk({"status": "pulling manifest"})
+                for digest, total in PULL_LAYERS:
+                    for step in range(1, PULL_STEPS + 1):
+                        self._chunk({"status": f"pulling {digest[7:19]}", "digest": digest, "total": total,
+                                     "completed": total * step // PULL_STEPS})
+                self._chunk({"status": "verifying sha256 digest"})
+                self._chunk({"status": "writing manifest"})
+                tagged = name if ":" in name else f"{name}:latest"
+                if tagged not in fake.models:
+                    fake.models.append(tagged)
+                self._chunk({"status": "success"})
                 self.wfile.write(b"0\r\n\r\n")
 
             @staticmethod

@@ -53,3 +53,80 @@ def test_overrides_ignore_none_and_validate() -> None:
     assert s.backend == "auto" and s.model == "mistral"
     with pytest.raises(SettingsError):
         s.with_overrides(backend="nope")
+
+
+# -- saved settings (the settings page) --------------------------------------------------------------
+
+
+def test_saved_settings_round_trip(tmp_path: Path) -> None:
+    from rag.config import save_settings, settings_file
+
+    gguf = tmp_path / "llama-2-7b-chat.Q4_K_M.gguf"
+    s = Settings(data_dir=tmp_path).with_overrides(
+        backend="embedded", model="mistral", ollama_host="http://10.0.0.5:11434", gguf_path=gguf,
+        temperature=0.65, max_answer_tokens=300, context_window=8192, top_k=5, chunk_size=800,
+        chunk_overlap=120, min_score=-0.25, system_prompt="Réponds en français [1].",
+    )
+    path = save_settings(s)
+    assert path == settings_file(tmp_path) == tmp_path / "settings.json"
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, nothing left behind
+    assert Settings.load({"RAG_DATA_DIR": str(tmp_path)}) == s
+    assert "Réponds" in path.read_text(encoding="utf-8")  # readable, not \u-escaped
+
+
+def test_saved_settings_override_the_environment_field_by_field(tmp_path: Path) -> None:
+    from rag.config import settings_file
+
+    env = {"RAG_DATA_DIR": str(tmp_path), "RAG_MODEL": "llama2:13b", "RAG_TOP_K": "3"}
+    assert Settings.load(env).model == "llama2:13b"  # no file yet: the environment
+    settings_file(tmp_path).write_text('{"model": "mistral", "gguf_path": "", "data_dir": "/elsewhere", "x": 1}')
+    s = Settings.load(env)
+    assert s.model == "mistral"  # the file wins
+    assert s.top_k == 3  # not in the file: the environment still applies
+    assert s.gguf_path is None  # an empty path means the built-in model
+    assert s.data_dir == tmp_path  # only editable fields are read from the file
+
+
+def test_read_saved_types_the_values(tmp_path: Path) -> None:
+    from rag.config import read_saved
+
+    path = tmp_path / "settings.json"
+    assert read_saved(path) == {}  # missing: no overrides
+    path.write_text('{"gguf_path": "~/models/m.gguf", "top_k": 4}')
+    assert read_saved(path) == {"gguf_path": Path("~/models/m.gguf").expanduser(), "top_k": 4}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"), [("{not json", "Expecting property name"), ("[1, 2]", "not a JSON object")]
+)
+def test_a_damaged_settings_file_says_how_to_fix_it(tmp_path: Path, content: str, reason: str) -> None:
+    from rag.config import settings_file
+
+    path = settings_file(tmp_path)
+    path.write_text(content)
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+    message = str(caught.value)
+    assert message.startswith(f"{path} is not valid settings (") and reason in message
+    assert message.endswith("fix it or delete it to use the defaults.")
+
+
+def test_a_saved_value_out_of_range_is_reported(tmp_path: Path) -> None:
+    from rag.config import settings_file
+
+    settings_file(tmp_path).write_text('{"chunk_size": 600, "chunk_overlap": 400}')
+    with pytest.raises(SettingsError, match="Chunk overlap 400 must be at least 0 and less than half the chunk size"):
+        Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+
+
+def test_invalid_changes_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from rag.config import save_settings
+
+    saved = Settings(data_dir=tmp_path).with_overrides(top_k=4)
+    path = save_settings(saved)
+    before = path.read_bytes()
+    for bad in ({"chunk_overlap": 300}, {"temperature": 2.5}, {"gguf_path": Path("model.bin")}, {"model": " "}):
+        with pytest.raises(SettingsError):
+            save_settings(saved.with_overrides(**bad))
+    assert path.read_bytes() == before
+    assert Settings.load({"RAG_DATA_DIR": str(tmp_path)}) == saved

@@ -169,3 +169,46 @@ def test_missing_gguf_path_says_what_to_fix(tmp_path: object) -> None:
 
     with pytest.raises(BackendError, match="RAG_GGUF_PATH"):
         EmbeddedBackend(Path(str(tmp_path)) / "nope.gguf")
+
+
+# -- pulling a model into Ollama -------------------------------------------------------------------
+
+
+def test_pull_reports_progress_and_installs_the_model(fake_ollama: FakeOllama) -> None:
+    from tests.fake_ollama import PULL_LAYERS, PULL_STEPS
+
+    backend = OllamaBackend(fake_ollama.host, "phi3")
+    updates = list(backend.pull())
+
+    assert fake_ollama.requests == [("/api/pull", {"model": "phi3", "insecure": False, "stream": True})]
+    assert updates[0].status == "pulling manifest" and updates[0].fraction is None
+    assert [u.status for u in updates[-3:]] == ["verifying sha256 digest", "writing manifest", "success"]
+    layers = [u for u in updates if u.total]
+    assert len(layers) == len(PULL_LAYERS) * PULL_STEPS
+    assert [u.fraction for u in layers] == [step / PULL_STEPS for step in range(1, PULL_STEPS + 1)] * len(PULL_LAYERS)
+    assert layers[0].status == f"pulling {PULL_LAYERS[0][0][7:19]}" and layers[0].total == PULL_LAYERS[0][1]
+    models = backend.installed_models()
+    assert models == ["llama2:latest", "mistral:latest", "phi3:latest"]
+    assert backend.has_model(models)
+
+
+def test_pull_of_a_tagged_model_keeps_its_tag(fake_ollama: FakeOllama) -> None:
+    assert list(OllamaBackend(fake_ollama.host, "llama2:13b").pull())[-1].status == "success"
+    assert "llama2:13b" in OllamaBackend(fake_ollama.host, "llama2").installed_models()
+
+
+def test_pull_of_an_unknown_model_says_to_check_the_name(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "does-not-exist")
+    with pytest.raises(ModelNotFound) as caught:
+        list(backend.pull())
+    assert str(caught.value) == (
+        "Ollama could not pull 'does-not-exist' (pull model manifest: file does not exist): "
+        "check the name on https://ollama.com/library."
+    )
+    assert backend.installed_models() == ["llama2:latest", "mistral:latest"]
+
+
+def test_pull_with_no_server_says_how_to_start_it() -> None:
+    host = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(BackendUnavailable, match=rf"Ollama is not running at {host}: start it with `ollama serve`"):
+        list(OllamaBackend(host, "llama2").pull())

@@ -10,25 +10,92 @@ from streamlit.testing.v1 import AppTest
 from rag.config import PROJECT_ROOT
 from tests.test_llm import free_port
 
+GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
 
-@pytest.mark.slow
-def test_chat_page_answers_from_the_knowledge_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def chat_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, str], **env: str) -> AppTest:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday.\n")
+    for name, text in files.items():
+        (corpus / name).write_text(text)
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAG_CORPUS_DIR", str(corpus))
-    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
-
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
     at.run()
-    assert not at.exception
-    assert "Ollama is not reachable" in at.sidebar.warning[0].value
-    assert "1 document · 1 chunk" in at.sidebar.caption[0].value
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.slow
+def test_a_chat_turn_streams_an_answer_with_numbered_sources_and_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    banner = at.sidebar.warning[0].value
+    assert "Ollama is not reachable" in banner and "ollama pull llama2" in banner
+    assert any("1 document · 1 chunk" in c.value for c in at.sidebar.caption)
 
     at.chat_input[0].set_value("When are the tomatoes watered?").run()
-    assert not at.exception
-    messages = at.chat_message
-    assert [m.name for m in messages] == ["user", "assistant"]
-    assert messages[1].markdown[0].value.strip()  # the streamed answer, replayed
-    assert any("garden.md" in md.value for md in messages[1].markdown)
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assistant = at.chat_message[1]
+    assert assistant.markdown[0].value.strip()  # the streamed answer
+    [source] = assistant.expander
+    assert source.label.startswith("[1] garden\\.md · relevance 0.")
+    assert "watered every Tuesday by Ana" in source.text[0].value
+    usage = assistant.caption[-1].value
+    assert "embedded · SmolLM2\\-135M\\-Instruct" in usage and "prompt tokens" in usage and "tokens/s" in usage
+
+
+@pytest.mark.slow
+def test_new_conversation_clears_the_history_but_keeps_the_knowledge_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    at.chat_input[0].set_value("Who waters the tomatoes?").run()
+    assert len(at.chat_message) == 2
+    at.sidebar.button[0].click().run()
+    assert len(at.chat_message) == 0
+    assert any("1 document · 1 chunk" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.slow
+def test_a_backend_failure_keeps_the_question_says_why_and_offers_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN}, RAG_BACKEND="ollama")
+    at.chat_input[0].set_value("When are the tomatoes watered?").run()
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[0].text[0].value == "When are the tomatoes watered?"
+    error = at.chat_message[1].error[0].value
+    assert "Ollama is not running at http://127.0.0.1:" in error and "ollama serve" in error
+    retry = at.chat_message[1].button[0]
+    assert retry.label == "Retry"
+    retry.click().run()  # still down: the question is asked again and fails again, nothing is lost
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert "ollama serve" in at.chat_message[1].error[0].value
+
+
+@pytest.mark.slow
+def test_an_empty_knowledge_base_gets_a_plain_answer_without_citations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {})
+    at.chat_input[0].set_value("What is in my documents?").run()
+    assistant = at.chat_message[1]
+    assert assistant.markdown[0].value.startswith("Your knowledge base is empty")
+    assert not assistant.expander
+    assert "model was not asked" in assistant.caption[-1].value
+
+
+@pytest.mark.slow
+def test_an_unrelated_question_is_declined_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    at.chat_input[0].set_value("What is the exchange rate of the Swiss franc to the yen?").run()
+    assistant = at.chat_message[1]
+    assert assistant.markdown[0].value.startswith("I could not find anything about this in your documents")
+    assert not assistant.expander

@@ -1,0 +1,219 @@
+"""Documents page: add files, see what the knowledge base holds, preview chunks, delete, test retrieval.
+
+Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
+`documents_uploader` (bumped to clear the uploader), `documents_pending_delete` (doc_id awaiting
+confirmation), `documents_flash` (a message shown once after a delete).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import streamlit as st
+
+from rag.engine import Engine
+from rag.errors import RagError
+from rag.ingest import IngestProgress, IngestResult, plural
+from rag.loaders import SUPPORTED
+from rag.schema import Chunk
+from rag.store import DocumentRecord
+from ui_common import get_engine, show_error, sidebar
+
+RESULTS = "documents_results"
+UPLOADER = "documents_uploader"
+PENDING_DELETE = "documents_pending_delete"
+FLASH = "documents_flash"
+EXTENSIONS = sorted({ext.lstrip(".") for ext in SUPPORTED})
+PREVIEW_PAGE = 100
+
+_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>$~|])")
+_LIST_MARKER = re.compile(r"^(\s*\d+)([.)])|^(\s*)([#+\-=])", re.MULTILINE)
+
+
+def literal(text: str) -> str:
+    """Text to embed in a Markdown string (file names, messages) so that it shows exactly as written."""
+    escaped = _INLINE_MARKUP.sub(r"\\\1", text)
+    return _LIST_MARKER.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"{m[3]}\\{m[4]}", escaped)
+
+
+def human_size(n_bytes: int) -> str:
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    size = n_bytes / 1024
+    for unit in ("KB", "MB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def local_time(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
+    overall = st.progress(0.0, text=f"File 1 of {len(uploads)}")
+    current = st.progress(0.0, text=f"Reading {literal(uploads[0][0])}…")
+
+    def update(p: IngestProgress) -> None:
+        fraction = p.chunks_done / p.chunks_total if p.chunks_total else 1.0
+        overall.progress((p.file_index + fraction) / p.file_count, text=f"File {p.file_index + 1} of {p.file_count}")
+        text = f"{literal(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
+        if fraction == 1.0 and p.file_index + 1 < p.file_count:
+            text += f" · reading {literal(uploads[p.file_index + 1][0])}…"
+        current.progress(fraction, text=text)
+
+    return engine.ingest_uploads(uploads, update)
+
+
+def show_result(r: IngestResult) -> None:
+    name = literal(r.name)
+    note = f" (note: {literal(r.message)})" if r.message else ""
+    if r.status == "added":
+        st.success(f"{name}: indexed, {plural(r.chunks, 'chunk')} added{note}", icon="✅")
+    elif r.status == "replaced":
+        st.success(f"{name}: changed, re-indexed: old version replaced, {plural(r.chunks, 'chunk')} added{note}",
+                   icon="✅")
+    elif r.status == "unchanged":
+        st.info(f"{name}: unchanged, already indexed ({plural(r.chunks, 'chunk')})", icon="↩️")
+    elif r.status == "duplicate":
+        st.info(f"{name}: {literal(r.message)}", icon="↩️")
+    else:
+        message = r.message if r.message.startswith(r.name) else f"{r.name}: {r.message}"
+        st.error(literal(message), icon="❌")
+
+
+def documents_table(docs: Sequence[DocumentRecord]) -> None:
+    rows = [
+        {
+            "Name": d.name,
+            "Type": d.kind,
+            "Pages": "—" if d.pages is None else str(d.pages),
+            "Chunks": d.chunks,
+            "Size": human_size(d.size_bytes),
+            "Ingested": local_time(d.ingested_at),
+        }
+        for d in docs
+    ]
+    st.dataframe(rows, hide_index=True)
+
+
+def chunk_label(chunk: Chunk, total: int) -> str:
+    page = "" if chunk.page is None else f" · page {chunk.page}"
+    return f"Chunk {chunk.position + 1} of {total}{page}"
+
+
+def preview(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
+    doc_id = st.selectbox("Document", list(docs), format_func=lambda d: docs[d].name, key="documents_preview_pick")
+    chunks = engine.preview(doc_id)
+    st.caption(f"{plural(len(chunks), 'chunk')}: the exact text that is embedded and given to the model.")
+    start = 0
+    if len(chunks) > PREVIEW_PAGE:
+        start = int(st.number_input("From chunk", 1, len(chunks), 1, step=PREVIEW_PAGE, key="documents_preview_from"))
+        start -= 1
+    with st.container(height=520):
+        for chunk in chunks[start : start + PREVIEW_PAGE]:
+            st.caption(chunk_label(chunk, len(chunks)))
+            st.text(chunk.text)
+
+
+def search(engine: Engine) -> None:
+    query = st.text_input(
+        "Test retrieval", placeholder="Type a question to see which passages retrieval returns",
+        key="documents_search",
+    )
+    if not query.strip():
+        return
+    hits = engine.search(query)
+    threshold = engine.settings.min_score
+    st.caption(
+        f"The {plural(len(hits), 'best passage')} by cosine similarity (top-k {engine.settings.top_k}). "
+        f"Passages scoring below {threshold:.2f} are not given to the model."
+    )
+    for rank, hit in enumerate(hits, 1):
+        page = "" if hit.chunk.page is None else f" · page {hit.chunk.page}"
+        below = " · below the threshold" if hit.score < threshold else ""
+        with st.container(border=True):
+            st.markdown(f"**{rank}. {literal(hit.chunk.source)}**{page} · score {hit.score:.2f}{below}")
+            st.text(hit.chunk.text)
+
+
+def delete(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
+    doc_id = st.selectbox("Document", list(docs), format_func=lambda d: docs[d].name, key="documents_delete_pick")
+    if st.session_state.get(PENDING_DELETE) != doc_id:
+        st.session_state.pop(PENDING_DELETE, None)
+        st.button("Delete", key="documents_delete", on_click=st.session_state.update, args=({PENDING_DELETE: doc_id},))
+        return
+    doc = docs[doc_id]
+    st.warning(f"Delete {literal(doc.name)} and its {plural(doc.chunks, 'chunk')}?", icon="🗑️")
+    yes, cancel, _ = st.columns([1, 1, 4])
+    cancel.button("Cancel", key="documents_delete_cancel", on_click=st.session_state.pop, args=(PENDING_DELETE, None))
+    if yes.button("Yes, delete", type="primary", key="documents_delete_yes"):
+        st.session_state.pop(PENDING_DELETE, None)
+        engine.delete(doc_id)
+        st.session_state[FLASH] = f"Deleted {doc.name} and its {plural(doc.chunks, 'chunk')}."
+        st.rerun()
+
+
+st.set_page_config(page_title="Documents", page_icon="📄", layout="wide")
+try:
+    engine = get_engine()
+    sidebar(engine)
+except RagError as exc:
+    show_error(exc)
+    st.stop()
+
+st.title("Documents")
+st.caption("What the assistant knows: add files, look inside them, and check what a question retrieves.")
+
+with st.form("documents_upload"):
+    files = st.file_uploader(
+        "Add files", type=EXTENSIONS, accept_multiple_files=True, key=f"uploader_{st.session_state.get(UPLOADER, 0)}",
+        help="Files already indexed are skipped; a changed file with the same name replaces its old version.",
+    )
+    submitted = st.form_submit_button("Add to knowledge base", type="primary")
+if submitted:
+    if not files:
+        st.warning("Choose one or more files first.")
+    else:
+        try:
+            st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue()) for f in files])
+        except RagError as exc:
+            show_error(exc)
+        else:
+            st.session_state[UPLOADER] = st.session_state.get(UPLOADER, 0) + 1
+            st.rerun()
+for result in st.session_state.get(RESULTS, []):
+    show_result(result)
+
+st.subheader("In the knowledge base")
+if message := st.session_state.pop(FLASH, None):
+    st.success(literal(message), icon="🗑️")
+try:
+    documents = engine.documents()
+except RagError as exc:
+    show_error(exc)
+    st.stop()
+if not documents:
+    st.info("The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files above, "
+            "then ask about them on the Chat page.")
+    st.stop()
+documents_table(documents)
+by_id = {d.doc_id: d for d in documents}
+sections: dict[str, Callable[[], None]] = {
+    "Preview chunks": lambda: preview(engine, by_id),
+    "Test retrieval": lambda: search(engine),
+    "Delete": lambda: delete(engine, by_id),
+}
+tabs = st.tabs(list(sections), key="documents_tab", on_change="rerun")
+for tab, section in zip(tabs, sections.values(), strict=True):
+    with tab:
+        try:
+            section()
+        except RagError as exc:
+            show_error(exc)

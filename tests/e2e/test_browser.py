@@ -1,0 +1,112 @@
+"""End to end in a real browser: Debian's chromium driven by Playwright against `streamlit run app.py`.
+
+Upload a PDF on the Documents page, wait until it is indexed, ask on the chat page a question whose answer
+is on a known page of that PDF, and check the streamed answer and a source naming that PDF and page.
+Screenshots of both pages are saved under test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fpdf import FPDF
+
+from rag.config import PROJECT_ROOT
+from tests.test_llm import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+PAGES = [
+    "Greenhouse handbook, page one. The greenhouse door must stay closed in winter.",
+    "Greenhouse handbook, page two. The orchids are misted with rainwater every Thursday morning by Tomasz.",
+    "Greenhouse handbook, page three. Compost is turned once a month.",
+]
+
+
+def make_pdf(path: Path) -> Path:
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in PAGES:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    pdf.output(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is missing: `apt-get install -y chromium` (.ci/run does it)")
+    data = tmp_path_factory.mktemp("data")
+    corpus = tmp_path_factory.mktemp("corpus")  # empty: only the uploaded PDF is in the knowledge base
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(data),
+        "RAG_CORPUS_DIR": str(corpus),
+        "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}",
+    }
+    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("streamlit did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    pdf = make_pdf(tmp_path / "greenhouse-handbook.pdf")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{server}/Documents")
+            page.locator("input[type=file]").set_input_files(str(pdf))
+            page.get_by_role("button", name="Add to knowledge base").click()
+            expect(page.get_by_text("greenhouse-handbook.pdf: indexed", exact=False)).to_be_visible(timeout=180_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "documents-page.png"), full_page=True)
+
+            page.goto(server)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=120_000)
+            box.fill("Who mists the orchids, and when?")
+            box.press("Enter")
+            messages = page.get_by_test_id("stChatMessage")
+            expect(messages.nth(1)).to_contain_text("greenhouse-handbook.pdf · page 2", timeout=180_000)
+            answer_text = messages.nth(1).get_by_test_id("stMarkdownContainer").first.inner_text().strip()
+            assert answer_text and "Thinking" not in answer_text and "▌" not in answer_text
+            page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
+        finally:
+            browser.close()

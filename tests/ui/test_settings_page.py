@@ -1,0 +1,243 @@
+"""The settings page, run by Streamlit's AppTest against a fake Ollama (or none) and a temporary data dir.
+
+The page is opened through app.py with `switch_page`, as a browser would reach it: the shared sidebar's
+`st.page_link("app.py")` only resolves relative to the app's entry point.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rag.config import PROJECT_ROOT, Settings, settings_file
+from rag.prompts import DEFAULT_SYSTEM_PROMPT
+from tests.fake_ollama import FakeOllama
+from tests.test_llm import free_port
+
+OpenPage = Callable[[], AppTest]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()  # empty: no default knowledge base to index
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(corpus))
+    for var in ("RAG_BACKEND", "RAG_MODEL", "RAG_GGUF_PATH", "RAG_TOP_K", "RAG_CHUNK_SIZE", "RAG_CHUNK_OVERLAP"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def ollama(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
+    with FakeOllama(models=["llama2:latest", "mistral:latest"]) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.host)
+        yield server
+
+
+@pytest.fixture
+def no_ollama(monkeypatch: pytest.MonkeyPatch) -> str:
+    host = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    return host
+
+
+@pytest.fixture
+def open_page(data_dir: Path) -> OpenPage:
+    """A new browser session on the settings page (a fresh AppTest is a fresh session)."""
+
+    def open_() -> AppTest:
+        at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+        at.switch_page("pages/2_Settings.py")
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    return open_
+
+
+def widget(elements: Any, label: str) -> Any:
+    found = [w for w in elements if w.label == label]
+    assert found, f"no widget {label!r} among {[w.label for w in elements]}"
+    return found[0]
+
+
+def save(at: AppTest) -> AppTest:
+    widget(at.button, "Save settings").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements: Any) -> list[str]:
+    return [e.value for e in elements]
+
+
+def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: Path, ollama: FakeOllama) -> None:
+    at = open_page()
+    widget(at.radio, "Backend").set_value("ollama")
+    widget(at.selectbox, "Ollama model").set_value("mistral:latest")
+    widget(at.slider, "Temperature").set_value(0.5)
+    widget(at.number_input, "Sources per question (top-k)").set_value(5)
+    widget(at.number_input, "Chunk size (characters)").set_value(800)
+    widget(at.number_input, "Chunk overlap (characters)").set_value(150)
+    widget(at.slider, "Minimum score").set_value(0.35)
+    widget(at.text_area, "System prompt").set_value("Answer in one sentence, citing [1].")
+    save(at)
+
+    assert texts(at.success) == ["Saved: applies to the next question"]
+    saved = json.loads(settings_file(data_dir).read_text())
+    assert saved["model"] == "mistral:latest" and saved["top_k"] == 5
+    assert "ollama_host" not in saved and "gguf_path" not in saved  # unchanged: the environment still decides
+    s = Settings.load()  # what a restarted app (or the CLI) reads
+    assert (s.backend, s.model, s.temperature, s.top_k) == ("ollama", "mistral:latest", 0.5, 5)
+    assert (s.chunk_size, s.chunk_overlap, s.min_score) == (800, 150, 0.35)
+    assert s.system_prompt == "Answer in one sentence, citing [1]."
+    assert "with mistral:latest" in at.sidebar.info[0].value  # the sidebar already answers with the new model
+
+    again = open_page()
+    assert widget(again.selectbox, "Ollama model").value == "mistral:latest"
+    assert widget(again.number_input, "Chunk size (characters)").value == 800
+    assert widget(again.radio, "Backend").value == "ollama"
+    assert any("Saved in" in c and "override environment variables" in c for c in texts(again.caption))
+
+
+@pytest.mark.parametrize(
+    ("field", "kind", "value", "message", "old"),
+    [
+        ("Chunk overlap (characters)", "number_input", 300,
+         "Chunk overlap 300 must be at least 0 and less than half the chunk size", 100),
+        ("GGUF file (embedded backend)", "text_input", "/nowhere/llama-2-7b-chat.Q4_K_M.gguf",
+         "GGUF file /nowhere/llama-2-7b-chat.Q4_K_M.gguf not found", ""),
+        ("GGUF file (embedded backend)", "text_input", "/nowhere/model.bin", "is not a .gguf file", ""),
+        ("Max answer tokens", "number_input", 4000, "must be between 16 and half the context window (2048)", 512),
+    ],
+)
+def test_a_bad_value_is_refused_and_nothing_is_saved(
+    open_page: OpenPage, data_dir: Path, no_ollama: str, field: str, kind: str, value: Any, message: str, old: Any
+) -> None:
+    path = settings_file(data_dir)
+    at = open_page()
+    widget(getattr(at, kind), field).set_value(value)
+    save(at)
+    assert message in at.error[0].value
+    assert "Nothing was saved: the app keeps using the previous settings." in texts(at.main.caption)
+    assert not at.success
+    assert not path.exists()
+
+    # With settings saved before, the file keeps them byte for byte, and so does the app.
+    at = open_page()
+    widget(at.number_input, "Sources per question (top-k)").set_value(4)
+    save(at)
+    before = path.read_bytes()
+    widget(getattr(at, kind), field).set_value(value)
+    widget(at.number_input, "Sources per question (top-k)").set_value(7)
+    save(at)
+    assert message in at.error[0].value
+    assert path.read_bytes() == before
+    assert Settings.load().top_k == 4
+    again = open_page()  # reopened, the page shows the old values
+    assert widget(again.number_input, "Sources per question (top-k)").value == 4
+    assert widget(getattr(again, kind), field).value == old
+
+
+def test_a_gguf_path_can_be_set_and_cleared(open_page: OpenPage, data_dir: Path, ollama: FakeOllama) -> None:
+    gguf = data_dir.parent / "llama-2-7b-chat.Q4_K_M.gguf"
+    gguf.write_bytes(b"GGUF")
+    at = open_page()
+    widget(at.text_input, "GGUF file (embedded backend)").set_value(str(gguf))
+    save(at)
+    assert not at.error
+    assert Settings.load().gguf_path == gguf
+
+    widget(at.text_input, "GGUF file (embedded backend)").set_value("  ")
+    save(at)
+    assert not at.error
+    assert Settings.load().gguf_path is None
+    assert "gguf_path" not in json.loads(settings_file(data_dir).read_text())
+
+
+def test_reset_system_prompt_restores_the_default(open_page: OpenPage, data_dir: Path, no_ollama: str) -> None:
+    at = open_page()
+    assert widget(at.button, "Reset system prompt to default").disabled  # already the default
+    widget(at.text_area, "System prompt").set_value("Talk like a pirate.")
+    save(at)
+    assert Settings.load().system_prompt == "Talk like a pirate."
+    reset = widget(at.button, "Reset system prompt to default")
+    assert not reset.disabled
+
+    reset.click().run()
+    assert not at.exception
+    assert "System prompt reset to the default" in texts(at.success)[0]
+    assert widget(at.text_area, "System prompt").value == DEFAULT_SYSTEM_PROMPT
+    assert Settings.load().system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert widget(at.button, "Reset system prompt to default").disabled
+
+
+def test_installed_models_are_listed_when_ollama_runs(
+    open_page: OpenPage, ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_page()
+    model = widget(at.selectbox, "Ollama model")
+    assert model.options == ["llama2:latest", "mistral:latest"]
+    assert model.value == "llama2:latest"  # the default "llama2" is installed as llama2:latest
+    assert any(f"Ollama is reachable at {ollama.host} with 2 models" in c for c in texts(at.caption))
+
+    monkeypatch.setenv("RAG_MODEL", "llama2:13b")
+    at = open_page()
+    model = widget(at.selectbox, "Ollama model")
+    assert model.options == ["llama2:13b (not installed)", "llama2:latest", "mistral:latest"]
+    assert model.value == "llama2:13b"
+    assert any("'llama2:13b' is not installed: pull it below" in c for c in texts(at.caption))
+
+
+def test_pulling_a_model_shows_success_and_lists_it(open_page: OpenPage, ollama: FakeOllama) -> None:
+    at = open_page()
+    widget(at.text_input, "Model to pull").set_value("phi3")
+    widget(at.button, "Pull").click().run()
+    assert not at.exception and not at.error
+    assert texts(at.success) == ["Pulled phi3: choose it as the Ollama model above and save."]
+    assert ("/api/pull", {"model": "phi3", "insecure": False, "stream": True}) in ollama.requests
+    assert "phi3:latest" in widget(at.selectbox, "Ollama model").options
+
+
+def test_pulling_an_unknown_model_says_so(open_page: OpenPage, ollama: FakeOllama) -> None:
+    at = open_page()
+    widget(at.text_input, "Model to pull").set_value("does-not-exist")
+    widget(at.button, "Pull").click().run()
+    assert not at.success
+    assert "Ollama could not pull 'does-not-exist' (pull model manifest: file does not exist)" in at.error[0].value
+    assert widget(at.selectbox, "Ollama model").options == ["llama2:latest", "mistral:latest"]
+
+
+def test_pulling_with_ollama_down_says_how_to_start_it(open_page: OpenPage, no_ollama: str) -> None:
+    at = open_page()
+    assert not at.selectbox  # no list to choose from: a text field instead
+    assert widget(at.text_input, "Ollama model").value == "llama2"
+    assert any(f"Ollama is not reachable at {no_ollama}" in c for c in texts(at.caption))
+
+    widget(at.button, "Pull").click().run()
+    assert texts(at.main.warning) == ["Type the name of a model to pull, e.g. llama2."]
+
+    widget(at.text_input, "Model to pull").set_value("llama2")
+    widget(at.button, "Pull").click().run()
+    assert not at.exception and not at.success
+    assert f"Ollama is not running at {no_ollama}: start it with `ollama serve`" in at.error[0].value
+
+
+def test_a_damaged_settings_file_can_be_deleted_from_the_page(
+    open_page: OpenPage, data_dir: Path, no_ollama: str
+) -> None:
+    path = settings_file(data_dir)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    at = open_page()
+    assert "is not valid settings" in at.error[0].value and "delete it to use the defaults" in at.error[0].value
+    widget(at.button, f"Delete `{path}` and use the environment and defaults").click().run()
+    assert not at.exception and not at.error
+    assert not path.exists()
+    assert widget(at.number_input, "Sources per question (top-k)").value == Settings.from_env().top_k
