@@ -7,7 +7,6 @@ confirmation), `documents_flash` (a message shown once after a delete).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -15,11 +14,12 @@ import streamlit as st
 
 from rag.engine import Engine
 from rag.errors import RagError
-from rag.ingest import IngestProgress, IngestResult, plural
+from rag.formatting import human_size, plural
+from rag.ingest import IngestProgress, IngestResult
 from rag.loaders import SUPPORTED
 from rag.schema import Chunk
 from rag.store import DocumentRecord
-from ui_common import get_engine, show_error, sidebar
+from ui_common import escape_markdown, get_engine, show_error, sidebar
 
 RESULTS = "documents_results"
 UPLOADER = "documents_uploader"
@@ -27,27 +27,6 @@ PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
 EXTENSIONS = sorted({ext.lstrip(".") for ext in SUPPORTED})
 PREVIEW_PAGE = 100
-
-_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>$~|])")
-_LIST_MARKER = re.compile(r"^(\s*\d+)([.)])|^(\s*)([#+\-=])", re.MULTILINE)
-
-
-def literal(text: str) -> str:
-    """Text to embed in a Markdown string (file names, messages) so that it shows exactly as written."""
-    escaped = _INLINE_MARKUP.sub(r"\\\1", text)
-    return _LIST_MARKER.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"{m[3]}\\{m[4]}", escaped)
-
-
-def human_size(n_bytes: int) -> str:
-    if n_bytes < 1024:
-        return f"{n_bytes} B"
-    size = n_bytes / 1024
-    for unit in ("KB", "MB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
 
 def local_time(iso: str) -> str:
     try:
@@ -58,34 +37,34 @@ def local_time(iso: str) -> str:
 
 def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
     overall = st.progress(0.0, text=f"File 1 of {len(uploads)}")
-    current = st.progress(0.0, text=f"Reading {literal(uploads[0][0])}…")
+    current = st.progress(0.0, text=f"Reading {escape_markdown(uploads[0][0])}…")
 
     def update(p: IngestProgress) -> None:
         fraction = p.chunks_done / p.chunks_total if p.chunks_total else 1.0
         overall.progress((p.file_index + fraction) / p.file_count, text=f"File {p.file_index + 1} of {p.file_count}")
-        text = f"{literal(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
+        text = f"{escape_markdown(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
         if fraction == 1.0 and p.file_index + 1 < p.file_count:
-            text += f" · reading {literal(uploads[p.file_index + 1][0])}…"
+            text += f" · reading {escape_markdown(uploads[p.file_index + 1][0])}…"
         current.progress(fraction, text=text)
 
     return engine.ingest_uploads(uploads, update)
 
 
 def show_result(r: IngestResult) -> None:
-    name = literal(r.name)
-    note = f" (note: {literal(r.message)})" if r.message else ""
+    name = escape_markdown(r.name)
+    note = f" (note: {escape_markdown(r.message)})" if r.message else ""
     if r.status == "added":
-        st.success(f"{name}: indexed, {plural(r.chunks, 'chunk')} added{note}", icon="✅")
+        st.success(f"{name}: indexed, {plural(r.chunks, 'chunk')} added{note}", icon=":material/check_circle:")
     elif r.status == "replaced":
         st.success(f"{name}: changed, re-indexed: old version replaced, {plural(r.chunks, 'chunk')} added{note}",
-                   icon="✅")
+                   icon=":material/check_circle:")
     elif r.status == "unchanged":
-        st.info(f"{name}: unchanged, already indexed ({plural(r.chunks, 'chunk')})", icon="↩️")
+        st.info(f"{name}: unchanged, already indexed ({plural(r.chunks, 'chunk')})", icon=":material/redo:")
     elif r.status == "duplicate":
-        st.info(f"{name}: {literal(r.message)}", icon="↩️")
+        st.info(f"{name}: {escape_markdown(r.message)}", icon=":material/redo:")
     else:
         message = r.message if r.message.startswith(r.name) else f"{r.name}: {r.message}"
-        st.error(literal(message), icon="❌")
+        st.error(escape_markdown(message), icon=":material/error:")
 
 
 def documents_table(docs: Sequence[DocumentRecord]) -> None:
@@ -116,10 +95,18 @@ def preview(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
     if len(chunks) > PREVIEW_PAGE:
         start = int(st.number_input("From chunk", 1, len(chunks), 1, step=PREVIEW_PAGE, key="documents_preview_from"))
         start -= 1
-    with st.container(height=520):
-        for chunk in chunks[start : start + PREVIEW_PAGE]:
+    shown = chunks[start : start + PREVIEW_PAGE]
+    with st.container(height=560 if len(shown) > 2 else "content", border=True):
+        for chunk in shown:
             st.caption(chunk_label(chunk, len(chunks)))
             st.text(chunk.text)
+
+
+def score_text(score: float, threshold: float) -> str:
+    """Two decimals, unless rounding would hide that a score is below the threshold (0.1996 vs 0.20)."""
+    if score < threshold <= round(score, 2):
+        return f"score {score:.4f} · below the threshold"
+    return f"score {score:.2f}" + (" · below the threshold" if score < threshold else "")
 
 
 def search(engine: Engine) -> None:
@@ -137,9 +124,8 @@ def search(engine: Engine) -> None:
     )
     for rank, hit in enumerate(hits, 1):
         page = "" if hit.chunk.page is None else f" · page {hit.chunk.page}"
-        below = " · below the threshold" if hit.score < threshold else ""
         with st.container(border=True):
-            st.markdown(f"**{rank}. {literal(hit.chunk.source)}**{page} · score {hit.score:.2f}{below}")
+            st.markdown(f"**{rank}. {escape_markdown(hit.chunk.source)}**{page} · {score_text(hit.score, threshold)}")
             st.text(hit.chunk.text)
 
 
@@ -150,7 +136,7 @@ def delete(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
         st.button("Delete", key="documents_delete", on_click=st.session_state.update, args=({PENDING_DELETE: doc_id},))
         return
     doc = docs[doc_id]
-    st.warning(f"Delete {literal(doc.name)} and its {plural(doc.chunks, 'chunk')}?", icon="🗑️")
+    st.warning(f"Delete {escape_markdown(doc.name)} and its {plural(doc.chunks, 'chunk')}?", icon=":material/delete:")
     yes, cancel, _ = st.columns([1, 1, 4])
     cancel.button("Cancel", key="documents_delete_cancel", on_click=st.session_state.pop, args=(PENDING_DELETE, None))
     if yes.button("Yes, delete", type="primary", key="documents_delete_yes"):
@@ -193,7 +179,7 @@ for result in st.session_state.get(RESULTS, []):
 
 st.subheader("In the knowledge base")
 if message := st.session_state.pop(FLASH, None):
-    st.success(literal(message), icon="🗑️")
+    st.success(escape_markdown(message), icon=":material/delete:")
 try:
     documents = engine.documents()
 except RagError as exc:
