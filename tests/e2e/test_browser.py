@@ -95,7 +95,7 @@ def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
             page.locator("input[type=file]").set_input_files(str(pdf))
             page.get_by_role("button", name="Add to knowledge base").click()
             expect(page.get_by_text("greenhouse-handbook.pdf: indexed", exact=False)).to_be_visible(timeout=180_000)
-            page.wait_for_timeout(500)
+            page.wait_for_timeout(3000)  # the document table is drawn on a canvas after the rerun
             page.screenshot(path=str(ARTIFACTS / "documents-page.png"), full_page=True)
 
             page.goto(server)

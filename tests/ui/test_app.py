@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rag.config import PROJECT_ROOT
+from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 from tests.test_llm import free_port
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
@@ -20,7 +21,7 @@ def chat_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, 
         (corpus / name).write_text(text)
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAG_CORPUS_DIR", str(corpus))
-    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there, by default
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
@@ -99,3 +100,25 @@ def test_an_unrelated_question_is_declined_plainly(tmp_path: Path, monkeypatch: 
     assistant = at.chat_message[1]
     assert assistant.markdown[0].value.startswith("I could not find anything about this in your documents")
     assert not assistant.expander
+
+
+@pytest.mark.slow
+def test_an_answer_broken_mid_stream_keeps_the_partial_text_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeOllama(models=["llama2:latest"]) as server:
+        server.mode = "break-mid-stream"
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN}, OLLAMA_HOST=server.host)
+        assert "Ollama at" in at.sidebar.info[0].value and "with llama2" in at.sidebar.info[0].value
+        at.chat_input[0].set_value("When are the tomatoes watered?").run()
+        assert not at.exception, at.exception
+        assistant = at.chat_message[1]
+        assert assistant.markdown[0].value.strip() == "".join(ANSWER_PIECES[:2]).strip()  # arrived before the break
+        assert "broke during the answer" in assistant.error[0].value
+        assert assistant.button[0].label == "Retry"
+
+        server.mode = "ok"
+        assistant.button[0].click().run()
+        assert [m.name for m in at.chat_message] == ["user", "assistant"]
+        assert at.chat_message[1].markdown[0].value.strip() == "".join(ANSWER_PIECES).strip()
+        assert not at.chat_message[1].error
