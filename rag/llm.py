@@ -156,7 +156,11 @@ class OllamaBackend:
         return json.dumps([{"role": m.role, "content": m.content} for m in messages], ensure_ascii=False, indent=1)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
-        """A conservative estimate (Ollama cannot tokenize without generating): ~3 bytes a token."""
+        """Ollama cannot tokenize without generating: a conservative estimate (~3 bytes a token), scaled by
+        what the server reported for earlier prompts of this model (`prompt_eval_count`)."""
+        return math.ceil(self._estimate(messages) * _token_correction(self.host, self.model))
+
+    def _estimate(self, messages: Sequence[Message]) -> int:
         text = render_llama2(messages) if self.raw_llama2 else "".join(m.content + "\n\n\n\n" for m in messages)
         return estimate_tokens(text)
 
@@ -219,6 +223,8 @@ class OllamaBackend:
             return self._pieces(chunks, final, first_at, started)
 
         def finish() -> Usage:
+            if final.get("prompt_eval_count"):
+                _learn_token_ratio(self.host, self.model, final["prompt_eval_count"] / self._estimate(messages))
             return Usage(
                 prompt_tokens=final.get("prompt_eval_count"),
                 completion_tokens=final.get("eval_count"),
@@ -269,6 +275,27 @@ class OllamaBackend:
             f"Ollama is not running at {self.host}: start it with `ollama serve` (install it from "
             "https://ollama.com), or set OLLAMA_HOST to where it runs."
         )
+
+
+# Observed tokens per estimated token, by (host, model). The estimate starts conservative (1.0) and is
+# lowered towards what the server reports, with a margin, never below MIN_CORRECTION: a prompt whose
+# prefix Ollama had cached reports fewer tokens than it holds, and must not make the estimate overflow.
+_CORRECTIONS: dict[tuple[str, str], float] = {}
+_CORRECTIONS_LOCK = threading.Lock()
+CORRECTION_MARGIN = 1.05
+MIN_CORRECTION = 0.8
+
+
+def _token_correction(host: str, model: str) -> float:
+    return _CORRECTIONS.get((host, model), 1.0)
+
+
+def _learn_token_ratio(host: str, model: str, observed: float) -> None:
+    with _CORRECTIONS_LOCK:
+        seen = _CORRECTIONS.get((host, model))
+        wanted = max(MIN_CORRECTION, observed * CORRECTION_MARGIN)
+        # The largest ratio seen wins: a correction only ever makes the estimate safer than what was observed.
+        _CORRECTIONS[(host, model)] = wanted if seen is None else max(seen, wanted)
 
 
 def _ns_to_s(nanoseconds: int | None) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rag.errors import PromptError
 from rag.schema import Message, RetrievedChunk
@@ -33,12 +33,21 @@ def source_label(index: int, hit: RetrievedChunk) -> str:
     return f"[{index}] {hit.chunk.source}{page}"
 
 
-def build_system_block(system_prompt: str, sources: Sequence[RetrievedChunk]) -> str:
-    """The system prompt followed by the retrieved passages, numbered as they are to be cited."""
-    if not sources:
-        return f"{system_prompt.strip()}\n\n{NO_SOURCES_NOTE}"
-    passages = "\n\n".join(f"{source_label(i, hit)}\n{hit.chunk.text}" for i, hit in enumerate(sources, 1))
-    return f"{system_prompt.strip()}\n\nSources:\n\n{passages}"
+SUMMARY_HEADING = "Earlier in this conversation (summary):"
+
+
+def build_system_block(system_prompt: str, sources: Sequence[RetrievedChunk], summary: str = "") -> str:
+    """The system prompt, the running summary of older turns if any, then the retrieved passages,
+    numbered as they are to be cited."""
+    parts = [system_prompt.strip()]
+    if summary.strip():
+        parts.append(f"{SUMMARY_HEADING}\n{summary.strip()}")
+    if sources:
+        passages = "\n\n".join(f"{source_label(i, hit)}\n{hit.chunk.text}" for i, hit in enumerate(sources, 1))
+        parts.append(f"Sources:\n\n{passages}")
+    else:
+        parts.append(NO_SOURCES_NOTE)
+    return "\n\n".join(parts)
 
 
 def is_llama2_chat(model: str) -> bool:
@@ -97,6 +106,8 @@ class PromptPlan:
     prompt_tokens: int  # as counted by the backend's tokenizer or estimate
     budget: int  # tokens available for the prompt (window minus the answer's reserve)
     question_truncated: bool = False
+    summary: str = ""  # the running summary as it is in the prompt
+    spent: dict[str, int] = field(default_factory=dict)  # tokens by part: system, summary, context, history, question
 
 
 def plan_prompt(
@@ -107,18 +118,21 @@ def plan_prompt(
     sources: Sequence[RetrievedChunk],
     count_tokens: Callable[[Sequence[Message]], int],
     budget: int,
+    summary: str = "",
 ) -> PromptPlan:
     """Fit the prompt into `budget` tokens.
 
     Priority: the system prompt and the question (whole, unless the question alone overflows: then cut
-    with a visible note); then the last exchange (follow-ups need it); then the retrieved sources in rank
-    order (the best one cut to fit if it alone is too large); then older history, newest first.
+    with a visible note); then the last exchange (follow-ups need it); then the running summary of older
+    turns (cut if it alone is too large); then the retrieved sources in rank order (the best one cut to
+    fit if it alone is too large); then older history, newest first.
     """
     turns = _whole_exchanges(history)
+    kept_summary = ""
 
     def messages(n_sources: int, n_turns: int, q: str, srcs: Sequence[RetrievedChunk]) -> list[Message]:
         kept_history = [m for pair in turns[len(turns) - n_turns :] for m in pair] if n_turns else []
-        system = Message("system", build_system_block(system_prompt, srcs[:n_sources]))
+        system = Message("system", build_system_block(system_prompt, srcs[:n_sources], kept_summary))
         return [system, *kept_history, Message("user", q)]
 
     def fits(n_sources: int, n_turns: int, q: str, srcs: Sequence[RetrievedChunk]) -> bool:
@@ -136,6 +150,18 @@ def plan_prompt(
         truncated = True
 
     n_turns = 1 if turns and fits(0, 1, q, []) else 0
+    if summary.strip():
+        kept_summary = summary.strip()
+        if not fits(0, n_turns, q, []):
+            whole = kept_summary
+
+            def summary_fits(text: str) -> bool:
+                nonlocal kept_summary
+                kept_summary = text + TRUNCATION_NOTE
+                return fits(0, n_turns, q, [])
+
+            cut = _cut_to_fit(whole, summary_fits)
+            kept_summary = cut + TRUNCATION_NOTE if cut else ""
     kept_sources: list[RetrievedChunk] = []
     for hit in sources:
         if not fits(len(kept_sources) + 1, n_turns, q, [*kept_sources, hit]):
@@ -155,14 +181,34 @@ def plan_prompt(
 
     final = messages(len(kept_sources), n_turns, q, kept_sources)
     used = 2 * n_turns
+    total = count_tokens(final)
+    # How the window was spent, by adding one part at a time (the parts add up to the total).
+    question_only = count_tokens([Message("user", q)])
+    summary_text, kept_summary = kept_summary, ""
+    with_rules = count_tokens(messages(0, 0, q, []))
+    kept_summary = summary_text
+    with_summary = count_tokens(messages(0, 0, q, []))
+    with_sources = count_tokens(messages(len(kept_sources), 0, q, kept_sources))
+    context = with_sources - with_summary
+    spent = {
+        # Without sources the system block carries a "no sources" note instead: a tiny source can be
+        # shorter than that note, and the difference is the system's, not negative context.
+        "system": with_rules - question_only + min(0, context),
+        "summary": with_summary - with_rules,
+        "context": max(0, context),
+        "history": total - with_sources,
+        "question": question_only,
+    }
     return PromptPlan(
         messages=final,
         sources=kept_sources,
         history_used=used,
         history_dropped=len(history) - used,
-        prompt_tokens=count_tokens(final),
+        prompt_tokens=total,
         budget=budget,
         question_truncated=truncated,
+        summary=kept_summary,
+        spent=spent,
     )
 
 

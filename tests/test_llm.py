@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Iterator
 
@@ -212,3 +213,16 @@ def test_pull_with_no_server_says_how_to_start_it() -> None:
     host = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BackendUnavailable, match=rf"Ollama is not running at {host}: start it with `ollama serve`"):
         list(OllamaBackend(host, "llama2").pull())
+
+
+def test_token_estimate_learns_from_what_ollama_reports(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "llama2")
+    first = backend.count_tokens(CONVERSATION)
+    assert first >= len(render_llama2(CONVERSATION).encode()) / 3  # conservative before any answer
+    list(backend.stream(CONVERSATION, OPTIONS))  # the fake reports prompt_eval_count=321
+    corrected = backend.count_tokens(CONVERSATION)
+    # The server counted 321 tokens where the estimate said fewer: from now on it counts like the server,
+    # with a 5% margin, so the budget never overflows the window.
+    assert first < 321 and corrected == math.ceil(first * (321 / first * 1.05))
+    # A fresh backend object for the same server and model (the app builds one per request) keeps it.
+    assert OllamaBackend(fake_ollama.host, "llama2").count_tokens(CONVERSATION) == corrected

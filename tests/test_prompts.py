@@ -11,9 +11,11 @@ from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rag.errors import PromptError
+from rag.llm import estimate_tokens
 from rag.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     NO_SOURCES_NOTE,
+    SUMMARY_HEADING,
     TRUNCATION_NOTE,
     build_system_block,
     is_llama2_chat,
@@ -207,25 +209,59 @@ def test_plan_cuts_an_oversized_question_with_a_visible_note() -> None:
     assert plan.prompt_tokens <= 200
 
 
-@settings(max_examples=200, deadline=None)
+def llama2_tokens(messages: Sequence[Message]) -> int:
+    # The estimate the Ollama backend uses, on the real Llama 2 rendering.
+    return estimate_tokens(render_llama2(messages))
+
+
+words = st.lists(st.sampled_from(["alpha", "beta", "gamma", "délta", "4096", "tokens", "[1]", "\n", "  "]),
+                 max_size=3000).map(" ".join)
+
+
+@settings(max_examples=150, deadline=None)
 @given(
-    question=st.text(min_size=1, max_size=400),
-    n_sources=st.integers(0, 8),
-    source_words=st.integers(1, 300),
-    n_exchanges=st.integers(0, 6),
-    budget=st.integers(150, 2000),
+    question=words.filter(lambda q: q.strip()),
+    sources=st.lists(words, max_size=10),
+    history=st.lists(words, max_size=24),
+    summary=words,
+    window=st.sampled_from([1024, 2048, 4096]),
 )
-def test_plan_never_exceeds_the_budget_and_always_keeps_system_and_question(
-    question: str, n_sources: int, source_words: int, n_exchanges: int, budget: int
+def test_plan_never_exceeds_the_window_and_always_keeps_system_and_question(
+    question: str, sources: list[str], history: list[str], summary: str, window: int
 ) -> None:
-    sources = [_hit(" ".join(["w"] * source_words), source=f"s{i}") for i in range(n_sources)]
-    history = [Message("user" if i % 2 == 0 else "assistant", "h " * 30) for i in range(2 * n_exchanges)]
+    # Messages up to ~20k characters: several times the window for the small ones.
+    reserve = 256
+    turns = [Message("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(history)]
     plan = plan_prompt(
-        system_prompt="rules", question=question, history=history, sources=sources,
-        count_tokens=count_words, budget=budget,
+        system_prompt=DEFAULT_SYSTEM_PROMPT, question=question, history=turns,
+        sources=[_hit(text, source=f"s{i}.md") for i, text in enumerate(sources)],
+        count_tokens=llama2_tokens, budget=window - reserve, summary=summary,
     )
-    assert plan.prompt_tokens <= budget
-    assert plan.messages[0].role == "system" and plan.messages[0].content.startswith("rules")
-    if not plan.question_truncated:
-        assert plan.messages[-1].content == question.strip()
-    render_llama2(plan.messages)  # still a valid Llama 2 conversation
+    assert plan.prompt_tokens == llama2_tokens(plan.messages) <= window - reserve
+    assert plan.messages[0].role == "system" and plan.messages[0].content.startswith(DEFAULT_SYSTEM_PROMPT)
+    if plan.question_truncated:
+        assert plan.messages[-1].content.endswith(TRUNCATION_NOTE)
+    else:
+        assert plan.messages[-1] == Message("user", question.strip())
+    assert sum(plan.spent.values()) == plan.prompt_tokens
+    assert all(v >= 0 for v in plan.spent.values())
+    assert render_llama2(plan.messages) == hf_render(plan.messages)  # still valid Llama 2, byte for byte
+
+
+def test_the_summary_sits_in_the_system_block_before_the_sources() -> None:
+    plan = plan_prompt(
+        system_prompt="rules", question="and now?", history=[], sources=[_hit("x y z", "a.md")],
+        count_tokens=count_words, budget=1000, summary="The user's badge number is 4417.",
+    )
+    system = plan.messages[0].content
+    assert system.index(SUMMARY_HEADING) < system.index("[1] a.md")
+    assert "The user's badge number is 4417." in system
+    assert plan.summary == "The user's badge number is 4417." and plan.spent["summary"] > 0
+
+
+def test_an_oversized_summary_is_cut_with_a_note() -> None:
+    plan = plan_prompt(
+        system_prompt="rules", question="q", history=[], sources=[],
+        count_tokens=count_words, budget=120, summary=" ".join(["fact"] * 1000),
+    )
+    assert plan.summary.endswith(TRUNCATION_NOTE) and plan.prompt_tokens <= 120
