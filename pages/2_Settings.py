@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from rag.config import BACKENDS, Settings, normalize_host, save_settings, settings_file
+from rag.config import BACKENDS, HISTORY_STRATEGIES, Settings, normalize_host, save_settings, settings_file
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural
 from rag.llm import SMOLLM2_NAME, OllamaBackend, OllamaStatus, PullProgress, model_installed
@@ -202,6 +202,17 @@ with st.form("settings"):
         "documents do not cover the question instead of asking the model. 0 keeps almost everything."
     )
 
+    st.subheader("Conversation")
+    history_strategy = st.radio(
+        "When a conversation outgrows the context window",
+        HISTORY_STRATEGIES,
+        index=HISTORY_STRATEGIES.index(settings.history_strategy),
+        format_func=lambda s: {
+            "summarize": "summarize: fold older turns into a running summary the model keeps seeing",
+            "drop": "drop oldest: forget the oldest turns",
+        }[s],
+    )
+
     st.subheader("System prompt")
     system_prompt = st.text_area(
         "System prompt", settings.system_prompt, height=320, label_visibility="collapsed",
@@ -222,6 +233,7 @@ if submitted:
         "chunk_overlap": int(chunk_overlap),
         "min_score": round(float(min_score), 2),
         "system_prompt": system_prompt,
+        "history_strategy": history_strategy,
     }
     try:
         new = from_form(settings, values, gguf)

@@ -29,6 +29,7 @@ class PreparedTurn:
     retrieved: list[RetrievedChunk]  # what retrieval returned above the threshold, before the budget
     retrieval_seconds: float
     searched_documents: int  # 0: the knowledge base is empty
+    search_query: str = ""  # what retrieval searched for (a follow-up rewritten to stand alone)
 
     @property
     def sources(self) -> list[RetrievedChunk]:
@@ -53,9 +54,12 @@ def prepare_turn(
     max_answer_tokens: int,
     min_score: float = -1.0,
     doc_ids: Sequence[str] | None = None,
+    search_query: str | None = None,
+    summary: str = "",
 ) -> PreparedTurn:
     started = time.perf_counter()
-    retrieved = retriever.search(question, top_k, doc_ids, min_score)
+    search_query = search_query or question
+    retrieved = retriever.search(search_query, top_k, doc_ids, min_score)
     retrieval_seconds = time.perf_counter() - started
     plan = plan_prompt(
         system_prompt=system_prompt,
@@ -64,6 +68,7 @@ def prepare_turn(
         sources=retrieved,
         count_tokens=backend.count_tokens,
         budget=backend.context_window - max_answer_tokens,
+        summary=summary,
     )
     return PreparedTurn(
         question,
@@ -72,6 +77,7 @@ def prepare_turn(
         retrieved,
         retrieval_seconds,
         searched_documents=len(retriever.store.documents()),
+        search_query=search_query,
     )
 
 

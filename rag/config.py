@@ -19,6 +19,8 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 BackendChoice = Literal["auto", "ollama", "embedded"]
 BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded")
+HistoryStrategy = Literal["summarize", "drop"]
+HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = ("summarize", "drop")
 
 
 def force_offline() -> None:
@@ -51,6 +53,8 @@ class Settings:
     # says the documents do not cover the question instead of asking the model (README, "Not in your documents").
     min_score: float = 0.2
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # When old turns no longer fit the window: fold them into a running summary, or drop the oldest.
+    history_strategy: HistoryStrategy = "summarize"
     request_timeout: float = 300.0
     embedding_batch_size: int = 32
 
@@ -77,6 +81,10 @@ class Settings:
         if not 0 <= self.chunk_overlap < self.chunk_size // 2:
             raise SettingsError(
                 f"Chunk overlap {self.chunk_overlap} must be at least 0 and less than half the chunk size."
+            )
+        if self.history_strategy not in HISTORY_STRATEGIES:
+            raise SettingsError(
+                f"Unknown history strategy {self.history_strategy!r}: use one of {', '.join(HISTORY_STRATEGIES)}."
             )
         if not -1.0 <= self.min_score <= 1.0:
             raise SettingsError(f"Minimum score {self.min_score} must be between -1 and 1.")
@@ -116,7 +124,7 @@ class Settings:
 
 EDITABLE = (
     "backend", "ollama_host", "model", "gguf_path", "temperature", "max_answer_tokens", "context_window",
-    "top_k", "chunk_size", "chunk_overlap", "min_score", "system_prompt",
+    "top_k", "chunk_size", "chunk_overlap", "min_score", "system_prompt", "history_strategy",
 )
 SETTINGS_FILE = "settings.json"
 
@@ -174,6 +182,7 @@ ENV_VARS: dict[str, str] = {
     "RAG_CHUNK_OVERLAP": "chunk_overlap",
     "RAG_REQUEST_TIMEOUT": "request_timeout",
     "RAG_MIN_SCORE": "min_score",
+    "RAG_HISTORY": "history_strategy",
 }
 
 _INTS = {"context_window", "max_answer_tokens", "top_k", "chunk_size", "chunk_overlap"}
@@ -192,7 +201,7 @@ def _parse(name: str, var: str, raw: str) -> Any:
         raise SettingsError(f"{var}={raw!r} is not {kind}: fix or unset it.") from None
     if name in _PATHS:
         return Path(raw).expanduser()
-    if name == "backend":
+    if name in ("backend", "history_strategy"):
         return raw.lower()
     if name == "ollama_host":
         return normalize_host(raw)

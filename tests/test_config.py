@@ -130,3 +130,10 @@ def test_invalid_changes_are_refused_before_anything_is_written(tmp_path: Path) 
             save_settings(saved.with_overrides(**bad))
     assert path.read_bytes() == before
     assert Settings.load({"RAG_DATA_DIR": str(tmp_path)}) == saved
+
+
+def test_history_strategy_comes_from_the_environment_and_is_validated() -> None:
+    assert Settings.from_env({}).history_strategy == "summarize"
+    assert Settings.from_env({"RAG_HISTORY": "Drop"}).history_strategy == "drop"
+    with pytest.raises(SettingsError, match="Unknown history strategy 'forget': use one of summarize, drop"):
+        Settings.from_env({"RAG_HISTORY": "forget"})
