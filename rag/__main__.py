@@ -151,6 +151,13 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
           f"minus {engine.settings.max_answer_tokens} reserved for the answer); {len(plan.sources)} sources; "
           f"{plan.history_used} history messages kept, {plan.history_dropped} dropped. The runtime adds the "
           "BOS token itself.", file=sys.stderr)
+    spent = ", ".join(f"{part} {tokens}" for part, tokens in plan.spent.items())
+    print(f"# budget: {spent}, reserved for the answer {engine.settings.max_answer_tokens}", file=sys.stderr)
+    if prepared.search_query != args.question:
+        print(f"# searched for: {prepared.search_query}", file=sys.stderr)
+    if prepared.summary_update:
+        print(f"# earlier in this conversation ({prepared.summary_update.folded_messages} messages summarized): "
+              f"{prepared.summary_update.summary}", file=sys.stderr)
     sys.stdout.write(prepared.prompt)
     if sys.stdout.isatty():
         sys.stdout.write("\n")

@@ -22,6 +22,14 @@ NOTHING_RELEVANT = (
 
 
 @dataclass(frozen=True)
+class SummaryUpdate:
+    """Older turns folded into the running summary while preparing this turn."""
+
+    summary: str
+    folded_messages: int  # how many of the oldest history messages the summary now stands for
+
+
+@dataclass(frozen=True)
 class PreparedTurn:
     question: str
     plan: PromptPlan
@@ -30,6 +38,7 @@ class PreparedTurn:
     retrieval_seconds: float
     searched_documents: int  # 0: the knowledge base is empty
     search_query: str = ""  # what retrieval searched for (a follow-up rewritten to stand alone)
+    summary_update: SummaryUpdate | None = None
 
     @property
     def sources(self) -> list[RetrievedChunk]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from rag.chat import AnswerStream, PreparedTurn, prepare_turn
+from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, prepare_turn
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor, IngestResult, ProgressCallback
@@ -22,6 +22,7 @@ from rag.llm import (
     model_installed,
     probe_ollama,
 )
+from rag.memory import complete_with, standalone_question, summarize
 from rag.retrieval import Retriever
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import DocumentRecord, Store
@@ -165,24 +166,52 @@ class Engine:
     # -- a chat turn ----------------------------------------------------------------------------------
 
     def prepare(
-        self, question: str, history: Sequence[Message] = (), doc_ids: Sequence[str] | None = None
+        self,
+        question: str,
+        history: Sequence[Message] = (),
+        doc_ids: Sequence[str] | None = None,
+        summary: str = "",
     ) -> PreparedTurn:
-        return prepare_turn(
-            question,
-            history,
-            retriever=self.retriever,
-            backend=self.backend.backend,
-            system_prompt=self.settings.system_prompt,
-            top_k=self.settings.top_k,
-            max_answer_tokens=self.settings.max_answer_tokens,
-            min_score=self.settings.min_score,
-            doc_ids=doc_ids,
-        )
+        """Everything up to the model call: rewrite a follow-up for retrieval, retrieve, fit the window.
+
+        When older turns do not fit and the strategy is "summarize", they are folded into the running
+        summary (one model call) and the prompt is planned again with it; `summary_update` says so.
+        """
+        backend = self.backend.backend
+        search_query = standalone_question(question, history, complete_with(backend)) if history else question
+
+        def plan(turns: Sequence[Message], running_summary: str) -> PreparedTurn:
+            return prepare_turn(
+                question,
+                turns,
+                retriever=self.retriever,
+                backend=backend,
+                system_prompt=self.settings.system_prompt,
+                top_k=self.settings.top_k,
+                max_answer_tokens=self.settings.max_answer_tokens,
+                min_score=self.settings.min_score,
+                doc_ids=doc_ids,
+                search_query=search_query,
+                summary=running_summary,
+            )
+
+        prepared = plan(history, summary)
+        dropped = prepared.plan.history_dropped
+        if dropped and self.settings.history_strategy == "summarize" and not prepared.decline:
+            folded = list(history[:dropped])
+            new_summary = summarize(summary, folded, complete_with(backend, max_tokens=200))
+            prepared = plan(history[dropped:], new_summary)
+            prepared = replace(prepared, summary_update=SummaryUpdate(new_summary, dropped))
+        return prepared
 
     def ask(
-        self, question: str, history: Sequence[Message] = (), doc_ids: Sequence[str] | None = None
+        self,
+        question: str,
+        history: Sequence[Message] = (),
+        doc_ids: Sequence[str] | None = None,
+        summary: str = "",
     ) -> AnswerStream:
-        prepared = self.prepare(question, history, doc_ids)
+        prepared = self.prepare(question, history, doc_ids, summary)
         backend = self.backend.backend
         options = GenerationOptions(
             context_window=backend.context_window,

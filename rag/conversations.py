@@ -1,0 +1,435 @@
+"""Saved conversations: messages, their sources and usage, the running summary and settings, in SQLite.
+
+One file, `conversations.sqlite3` in the data directory (`ConversationStore.in_data_dir`). Every write is
+one `BEGIN IMMEDIATE` transaction, so a message's `seq` is computed and inserted under the database write
+lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
+WAL lets readers proceed while a writer works; busy_timeout makes a writer wait its turn instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from rag.errors import RagError
+from rag.schema import Message, RetrievedChunk, Usage
+
+DB_NAME = "conversations.sqlite3"
+TITLE_MAX_CHARS = 60
+BUSY_TIMEOUT_MS = 10_000
+
+MessageRole = Literal["user", "assistant"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    summarized_through INTEGER NOT NULL DEFAULT 0,
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    sources TEXT,
+    usage TEXT,
+    standalone_query TEXT,
+    prompt TEXT,
+    budget TEXT,
+    error TEXT,
+    UNIQUE (conversation_id, seq)
+);
+"""
+
+_MESSAGE_COLUMNS = "seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error"
+
+
+class ConversationError(RagError):
+    """The conversation history could not be read or written, or was given a value it cannot keep."""
+
+
+class ConversationNotFound(ConversationError):
+    """No conversation has this id (deleted, possibly in another tab)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"Conversation {conversation_id} was not found: it may have been deleted in another tab; "
+            "start a new conversation."
+        )
+        self.conversation_id = conversation_id
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    seq: int  # 1-based order within the conversation
+    role: MessageRole
+    content: str
+    created_at: str  # ISO 8601 UTC, seconds
+    sources: list[dict[str, Any]] | None = None  # [{"source", "page", "score", "text"}] for answers
+    usage: dict[str, Any] | None = None  # rag.schema.Usage fields
+    standalone_query: str | None = None  # what retrieval searched for, when a follow-up was rewritten
+    prompt: str | None = None  # the exact prompt sent (for the prompt inspector)
+    budget: dict[str, int] | None = None  # how the window was spent, e.g. {"system": …, "context": …}
+    error: str | None = None  # set when the answer failed part-way
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    messages: int
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    title: str
+    created_at: str
+    updated_at: str
+    summary: str  # running summary of older turns ("" when none)
+    summarized_through: int  # seq of the last message folded into the summary (0: none)
+    settings: dict[str, Any]  # the settings it ran with (JSON-able)
+    messages: list[StoredMessage] = field(default_factory=list)
+
+    def history(self, after: int = 0) -> list[Message]:
+        """Completed turns as alternating user/assistant messages, oldest first.
+
+        A failed answer (``error`` set) is dropped together with the question it answered; a question with
+        no answer yet (the one being answered now, or one orphaned by a crash) is left out, as is an answer
+        with no question. ``after`` keeps only messages with a larger seq, e.g. ``summarized_through``.
+        """
+        turns: list[Message] = []
+        question: StoredMessage | None = None
+        for message in self.messages:
+            if message.seq <= after:
+                continue
+            if message.role == "user":
+                question = message  # an earlier unanswered question is replaced
+            elif question is not None:
+                if message.error is None:
+                    turns += [Message("user", question.content), Message("assistant", message.content)]
+                question = None
+        return turns
+
+
+class ConversationStore:
+    """Conversations in one SQLite file, safe to share between threads (e.g. via ``st.cache_resource``).
+
+    One connection guarded by a lock rather than one per thread: Streamlit runs every script rerun in a new
+    thread, so per-thread connections would be opened (and left to the garbage collector) on every click,
+    while each operation here takes well under a millisecond, so serialising them costs nothing noticeable.
+    Other processes and other ``ConversationStore`` instances are coordinated by SQLite itself (WAL,
+    BEGIN IMMEDIATE, busy_timeout).
+    """
+
+    def __init__(self, path: Path) -> None:
+        """``path`` is the database file; see ``in_data_dir`` for the app's usual location."""
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConversationError(
+                f"Cannot open the saved conversations in {self.path} ({exc}): check that the folder is "
+                "writable, or set RAG_DATA_DIR to another folder."
+            ) from exc
+        self._lock = threading.RLock()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> ConversationStore:
+        return cls(Path(data_dir) / DB_NAME)
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    def create(self, settings: dict[str, Any] | None = None, title: str = "") -> str:
+        """A new empty conversation; returns its id (uuid4 hex)."""
+        conversation_id = uuid.uuid4().hex
+        now = _now()
+        with self._write():
+            self._db.execute(
+                "INSERT INTO conversations(id, title, created_at, updated_at, settings) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, _collapse(title), now, now, _settings_json(settings or {})),
+            )
+        return conversation_id
+
+    def list(self, limit: int = 200) -> list[ConversationInfo]:
+        """The most recently active conversations first (ties: the most recently created first)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.id, c.title, c.created_at, c.updated_at,"
+                " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)"
+                " FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [ConversationInfo(*row) for row in rows]
+
+    def get(self, conversation_id: str) -> Conversation:
+        with self._read():
+            row = self._db.execute(
+                "SELECT id, title, created_at, updated_at, summary, summarized_through, settings"
+                " FROM conversations WHERE id = ?",
+                (conversation_id,),
+            ).fetchone()
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            rows = self._db.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+                (conversation_id,),
+            ).fetchall()
+        cid, title, created_at, updated_at, summary, summarized_through, settings = row
+        return Conversation(
+            id=cid,
+            title=title,
+            created_at=created_at,
+            updated_at=updated_at,
+            summary=summary,
+            summarized_through=summarized_through,
+            settings=json.loads(settings),
+            messages=[_message(r) for r in rows],
+        )
+
+    def rename(self, conversation_id: str, title: str) -> None:
+        clean = _collapse(title)
+        if not clean:
+            raise ConversationError("A conversation title cannot be empty: type at least one character.")
+        with self._write():
+            self._update(conversation_id, "UPDATE conversations SET title = ? WHERE id = ?", (clean, conversation_id))
+
+    def delete(self, conversation_id: str) -> None:
+        """Remove the conversation and all its messages. Deleting one that is already gone does nothing."""
+        with self._write():
+            # The foreign key cascades too; deleting the messages explicitly keeps this right even for a
+            # connection that forgot PRAGMA foreign_keys.
+            self._db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+
+    def set_summary(self, conversation_id: str, summary: str, summarized_through: int) -> None:
+        """Replace the running summary; ``summarized_through`` is the seq of the last message it covers."""
+        with self._write():
+            if self._db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+                raise ConversationNotFound(conversation_id)
+            last = self._last_seq(conversation_id)
+            if not 0 <= summarized_through <= last:
+                raise ValueError(f"summarized_through must be between 0 and {last}, got {summarized_through}")
+            self._update(
+                conversation_id,
+                "UPDATE conversations SET summary = ?, summarized_through = ? WHERE id = ?",
+                (summary, summarized_through, conversation_id),
+            )
+
+    def update_settings(self, conversation_id: str, settings: dict[str, Any]) -> None:
+        data = _settings_json(settings)
+        with self._write():
+            self._update(conversation_id, "UPDATE conversations SET settings = ? WHERE id = ?", (data, conversation_id))
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conversation_id: str,
+        role: MessageRole,
+        content: str,
+        *,
+        sources: Sequence[RetrievedChunk | Mapping[str, Any]] | None = None,
+        usage: Usage | Mapping[str, Any] | None = None,
+        standalone_query: str | None = None,
+        prompt: str | None = None,
+        budget: Mapping[str, int] | None = None,
+        error: str | None = None,
+    ) -> StoredMessage:
+        """Append a message (next seq) and mark the conversation active.
+
+        ``sources`` and ``usage`` may be given as the engine's values (RetrievedChunk, Usage) or as dicts.
+        The first question of an untitled conversation becomes its title.
+        """
+        if role not in get_args(MessageRole):
+            raise ValueError(f"role must be 'user' or 'assistant', got {role!r}")
+        if not isinstance(content, str):
+            raise TypeError(f"content must be a str, got {type(content).__name__}")
+        fields: dict[str, Any] = {
+            "sources": None if sources is None else [_source_dict(s) for s in sources],
+            "usage": None if usage is None else (asdict(usage) if isinstance(usage, Usage) else dict(usage)),
+            "standalone_query": standalone_query,
+            "prompt": prompt,
+            "budget": None if budget is None else dict(budget),
+            "error": error,
+        }
+        with self._write():
+            row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row is None:
+                raise ConversationNotFound(conversation_id)
+            message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, _now(), **fields)
+            self._db.execute(
+                f"INSERT INTO messages(conversation_id, {_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    message.seq,
+                    role,
+                    content,
+                    message.created_at,
+                    _json_or_none(message.sources),
+                    _json_or_none(message.usage),
+                    standalone_query,
+                    prompt,
+                    _json_or_none(message.budget),
+                    error,
+                ),
+            )
+            title = row[0] or (title_from(content) if role == "user" else "")
+            self._db.execute(
+                "UPDATE conversations SET updated_at = ?, title = ? WHERE id = ?",
+                (message.created_at, title, conversation_id),
+            )
+        return message
+
+    # -- export -------------------------------------------------------------------------------------
+
+    def export_markdown(self, conversation_id: str) -> str:
+        c = self.get(conversation_id)
+        lines = [f"# {c.title or 'Untitled conversation'}", "", f"Started {c.created_at} · last message {c.updated_at}"]
+        if c.summary:
+            lines += ["", f"## Summary of messages 1–{c.summarized_through}", "", c.summary]
+        if c.messages:
+            lines += ["", "## Conversation"]
+        for m in c.messages:
+            speaker = "You" if m.role == "user" else "Assistant"
+            lines += ["", f"**{speaker}:** {m.content}"]
+            if m.error:
+                lines += ["", f"*The answer failed: {m.error}*"]
+            if m.standalone_query:
+                lines += ["", f"*Searched for:* {m.standalone_query}"]
+            if m.sources:
+                lines += ["", "Sources:", ""]
+                lines += [f"- [{i}] {_source_line(s)}" for i, s in enumerate(m.sources, start=1)]
+        return "\n".join(lines) + "\n"
+
+    def export_json(self, conversation_id: str) -> str:
+        return json.dumps(asdict(self.get(conversation_id)), indent=2, ensure_ascii=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, holding the database write lock from the start (no lost updates)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise ConversationError(
+                    f"Cannot save to {self.path} ({exc}): another program may be holding the file; try again."
+                ) from exc
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        """One read transaction, so several SELECTs see the same snapshot."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def _last_seq(self, conversation_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def _update(self, conversation_id: str, sql: str, params: tuple[Any, ...]) -> None:
+        if self._db.execute(sql, params).rowcount == 0:
+            raise ConversationNotFound(conversation_id)
+
+
+def title_from(question: str) -> str:
+    """A conversation title from its first question: whitespace collapsed, at most TITLE_MAX_CHARS."""
+    text = _collapse(question)
+    if len(text) <= TITLE_MAX_CHARS:
+        return text
+    return text[: TITLE_MAX_CHARS - 1].rstrip() + "…"
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _settings_json(settings: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(dict(settings), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"settings must be JSON-serialisable (str, number, bool, None, list, dict): {exc}") from exc
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _source_dict(source: RetrievedChunk | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(source, RetrievedChunk):
+        chunk = source.chunk
+        return {"source": chunk.source, "page": chunk.page, "score": source.score, "text": chunk.text}
+    return dict(source)
+
+
+def _source_line(source: Mapping[str, Any]) -> str:
+    line = str(source.get("source", "?"))
+    if source.get("page") is not None:
+        line += f", page {source['page']}"
+    if source.get("score") is not None:
+        line += f" (score {float(source['score']):.2f})"
+    return line
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error = row
+    return StoredMessage(
+        seq=seq,
+        role=role,
+        content=content,
+        created_at=created_at,
+        sources=None if sources is None else json.loads(sources),
+        usage=None if usage is None else json.loads(usage),
+        standalone_query=standalone_query,
+        prompt=prompt,
+        budget=None if budget is None else json.loads(budget),
+        error=error,
+    )

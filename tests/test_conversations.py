@@ -1,0 +1,392 @@
+"""Saved conversations on a real SQLite file: CRUD, titles, history, export, concurrency, restarts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from rag.conversations import (
+    DB_NAME,
+    Conversation,
+    ConversationError,
+    ConversationNotFound,
+    ConversationStore,
+    StoredMessage,
+    title_from,
+)
+from rag.errors import RagError
+from rag.schema import Chunk, Message, RetrievedChunk, Usage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / DB_NAME
+
+
+@pytest.fixture
+def store(db_path: Path):
+    s = ConversationStore(db_path)
+    yield s
+    s.close()
+
+
+def rows(db_path: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(db_path) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def run_python(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return out
+
+
+# -- create / list / get / rename / delete ------------------------------------------------------------
+
+
+def test_create_and_get_an_empty_conversation(store: ConversationStore) -> None:
+    cid = store.create(settings={"top_k": 4, "model": "smollm"})
+    assert len(cid) == 32 and int(cid, 16) >= 0
+    c = store.get(cid)
+    assert (c.id, c.title, c.summary, c.summarized_through, c.messages) == (cid, "", "", 0, [])
+    assert c.settings == {"top_k": 4, "model": "smollm"}
+    assert c.created_at == c.updated_at and c.created_at.endswith("+00:00")
+
+
+def test_in_data_dir_uses_the_conversations_file(tmp_path: Path) -> None:
+    s = ConversationStore.in_data_dir(tmp_path / "kb")
+    s.create()
+    s.close()
+    assert (tmp_path / "kb" / "conversations.sqlite3").exists()
+
+
+def test_list_is_newest_first_and_counts_messages(store: ConversationStore, db_path: Path) -> None:
+    a = store.create(title="first")
+    b = store.create(title="second")
+    c = store.create(title="third")
+    # Same-second timestamps: the most recently created wins the tie.
+    assert [i.id for i in store.list()] == [c, b, a]
+    # Activity moves a conversation to the top (timestamps made distinct directly, to stay fast).
+    store.add_message(a, "user", "hello?")
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE conversations SET updated_at = '2999-01-01T00:00:00+00:00' WHERE id = ?", (a,))
+    infos = store.list()
+    assert [i.id for i in infos] == [a, c, b]
+    assert [i.messages for i in infos] == [1, 0, 0]
+    assert [i.title for i in infos] == ["first", "third", "second"]
+    assert [i.id for i in store.list(limit=2)] == [a, c]
+
+
+def test_rename(store: ConversationStore) -> None:
+    cid = store.create()
+    store.rename(cid, "  Budget   questions \n")
+    assert store.get(cid).title == "Budget questions"
+    with pytest.raises(ConversationError, match="cannot be empty"):
+        store.rename(cid, "   ")
+    assert isinstance(ConversationError("x"), RagError)
+    assert store.get(cid).title == "Budget questions"
+
+
+def test_delete_removes_the_conversation_and_every_message(store: ConversationStore, db_path: Path) -> None:
+    keep = store.create()
+    gone = store.create()
+    for cid in (keep, gone):
+        store.add_message(cid, "user", "q")
+        store.add_message(cid, "assistant", "a", sources=[{"source": "x.pdf", "page": 1, "score": 0.5, "text": "t"}])
+    store.delete(gone)
+    assert rows(db_path, "SELECT COUNT(*) FROM conversations WHERE id = ?", gone) == [(0,)]
+    assert rows(db_path, "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", gone) == [(0,)]
+    assert rows(db_path, "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", keep) == [(2,)]
+    assert [i.id for i in store.list()] == [keep]
+    with pytest.raises(ConversationNotFound):
+        store.get(gone)
+    store.delete(gone)  # already gone (e.g. deleted in another tab): nothing to do
+
+
+def test_unknown_id_says_how_to_fix(store: ConversationStore) -> None:
+    fix = "it may have been deleted in another tab; start a new conversation"
+    calls = [
+        lambda: store.get("nope"),
+        lambda: store.add_message("nope", "user", "hi"),
+        lambda: store.rename("nope", "title"),
+        lambda: store.set_summary("nope", "s", 3),
+        lambda: store.update_settings("nope", {}),
+        lambda: store.export_markdown("nope"),
+        lambda: store.export_json("nope"),
+    ]
+    for call in calls:
+        with pytest.raises(ConversationNotFound, match=fix) as info:
+            call()
+        assert isinstance(info.value, RagError)
+        assert info.value.conversation_id == "nope"
+    assert store.list() == []  # nothing half-written
+
+
+# -- messages, titles, history ------------------------------------------------------------------------
+
+
+def test_messages_round_trip_with_all_fields(store: ConversationStore) -> None:
+    cid = store.create()
+    q = store.add_message(cid, "user", "What about page 3?")
+    chunk = Chunk("d:00001", "d", "Revenue grew 12%.", "report.pdf", 3, 1)
+    a = store.add_message(
+        cid,
+        "assistant",
+        "It grew 12% [1].",
+        sources=[RetrievedChunk(chunk, 0.7234)],
+        usage=Usage(prompt_tokens=900, completion_tokens=12, seconds=1.5),
+        standalone_query="report page 3 revenue",
+        prompt="<s>[INST] … [/INST]",
+        budget={"system": 120, "context": 600, "history": 0, "question": 20, "answer": 512},
+    )
+    assert (q.seq, a.seq) == (1, 2)
+    assert a.sources == [{"source": "report.pdf", "page": 3, "score": 0.7234, "text": "Revenue grew 12%."}]
+    assert a.usage is not None and a.usage["prompt_tokens"] == 900 and a.usage["time_to_first_token"] is None
+    c = store.get(cid)
+    assert c.messages == [q, a]
+    assert c.updated_at == a.created_at
+    assert c.messages[0] == StoredMessage(1, "user", "What about page 3?", q.created_at)
+
+
+def test_bad_arguments_fail_fast(store: ConversationStore) -> None:
+    cid = store.create()
+    with pytest.raises(ValueError, match="role"):
+        store.add_message(cid, "system", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="JSON"):
+        store.update_settings(cid, {"path": Path("x")})
+    with pytest.raises(ValueError, match="summarized_through"):
+        store.set_summary(cid, "s", 1)  # no message 1 yet
+    assert store.get(cid).messages == []
+
+
+def test_title_comes_from_the_first_question(store: ConversationStore) -> None:
+    cid = store.create()
+    store.add_message(cid, "assistant", "Hello! Ask me about your documents.")
+    assert store.get(cid).title == ""
+    long_question = "What   does the\n\nannual report say about " + "revenue growth " * 10
+    store.add_message(cid, "user", long_question)
+    store.add_message(cid, "user", "A later question")
+    title = store.get(cid).title
+    assert title == title_from(long_question)
+    assert len(title) == 60 and title.endswith("…")
+    assert title.startswith("What does the annual report say about revenue growth")
+    assert title_from("  short \t question ") == "short question"
+    named = store.create(title="Mine")
+    store.add_message(named, "user", "question")
+    assert store.get(named).title == "Mine"
+
+
+def conversation(*messages: tuple[str, str, str | None]) -> Conversation:
+    stored = [StoredMessage(i, role, text, "t", error=err) for i, (role, text, err) in enumerate(messages, 1)]  # type: ignore[arg-type]
+    return Conversation("id", "", "t", "t", "", 0, {}, stored)
+
+
+def test_history_skips_failed_answers_and_their_questions() -> None:
+    c = conversation(
+        ("user", "q1", None),
+        ("assistant", "a1", None),
+        ("user", "q2", None),
+        ("assistant", "half an answ", "The model server stopped"),
+        ("user", "q3", None),
+        ("user", "q4", None),  # q3 never got an answer (crash): dropped
+        ("assistant", "a4", None),
+        ("user", "q5", None),  # being answered now: not history yet
+    )
+    assert c.history() == [
+        Message("user", "q1"),
+        Message("assistant", "a1"),
+        Message("user", "q4"),
+        Message("assistant", "a4"),
+    ]
+    assert c.history(after=2) == [Message("user", "q4"), Message("assistant", "a4")]
+    assert conversation(("assistant", "greeting", None)).history() == []
+
+
+def test_history_from_the_store_alternates(store: ConversationStore) -> None:
+    cid = store.create()
+    for i in range(3):
+        store.add_message(cid, "user", f"q{i}")
+        store.add_message(cid, "assistant", f"a{i}", error="timeout" if i == 1 else None)
+    roles = [m.role for m in store.get(cid).history()]
+    assert roles == ["user", "assistant"] * 2
+
+
+def test_summary_and_settings_round_trip(store: ConversationStore) -> None:
+    cid = store.create(settings={"top_k": 4})
+    for i in range(4):
+        store.add_message(cid, "user" if i % 2 == 0 else "assistant", f"m{i}")
+    store.set_summary(cid, "The user asked about — café revenue.", 2)
+    store.update_settings(cid, {"top_k": 6, "temperature": 0.2, "docs": ["a.pdf"], "nested": {"x": None}})
+    c = store.get(cid)
+    assert (c.summary, c.summarized_through) == ("The user asked about — café revenue.", 2)
+    assert c.settings == {"top_k": 6, "temperature": 0.2, "docs": ["a.pdf"], "nested": {"x": None}}
+    assert c.history(after=c.summarized_through) == [Message("user", "m2"), Message("assistant", "m3")]
+
+
+# -- export ---------------------------------------------------------------------------------------------
+
+
+def filled(store: ConversationStore) -> str:
+    cid = store.create(settings={"top_k": 2})
+    store.add_message(cid, "user", "What grew?")
+    store.add_message(
+        cid,
+        "assistant",
+        "Revenue grew [1].",
+        sources=[
+            {"source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."},
+            {"source": "notes.md", "page": None, "score": 0.5, "text": "Also costs."},
+        ],
+        usage={"prompt_tokens": 10, "completion_tokens": 5},
+    )
+    store.add_message(cid, "user", "And then?")
+    store.add_message(cid, "assistant", "Sorr", error="The answer stream broke")
+    store.set_summary(cid, "They discussed revenue.", 2)
+    return cid
+
+
+def test_export_markdown(store: ConversationStore) -> None:
+    cid = filled(store)
+    md = store.export_markdown(cid)
+    assert md.startswith("# What grew?\n")
+    assert "**You:** What grew?" in md
+    assert "**Assistant:** Revenue grew [1]." in md
+    assert "[1] file.pdf, page 3 (score 0.72)" in md
+    assert "[2] notes.md (score 0.50)" in md
+    assert "They discussed revenue." in md
+    assert "The answer stream broke" in md
+    assert md.index("What grew?") < md.index("file.pdf") < md.index("And then?")
+    assert store.get(cid).created_at in md
+
+
+def test_export_json_round_trips(store: ConversationStore) -> None:
+    cid = filled(store)
+    data = json.loads(store.export_json(cid))
+    c = store.get(cid)
+    assert data["id"] == cid and data["title"] == "What grew?"
+    assert data["summary"] == "They discussed revenue." and data["summarized_through"] == 2
+    assert data["settings"] == {"top_k": 2}
+    assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4]
+    assert [StoredMessage(**m) for m in data["messages"]] == c.messages
+    assert Conversation(**{**data, "messages": [StoredMessage(**m) for m in data["messages"]]}) == c
+
+
+# -- concurrency and persistence ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-store", "store-per-thread"])
+def test_two_threads_appending_at_once_lose_nothing(db_path: Path, shared: bool) -> None:
+    main = ConversationStore(db_path)
+    cid = main.create()
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def append(tag: str) -> None:
+        s = main if shared else ConversationStore(db_path)
+        try:
+            start.wait()
+            for i in range(100):
+                s.add_message(cid, "user", f"{tag}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if not shared:
+                s.close()
+
+    threads = [threading.Thread(target=append, args=(tag,)) for tag in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    messages = main.get(cid).messages
+    assert [m.seq for m in messages] == list(range(1, 201))
+    contents = [m.content for m in messages]
+    for tag in ("a", "b"):
+        mine = [c for c in contents if c.startswith(f"{tag}-")]
+        assert mine == [f"{tag}-{i}" for i in range(100)]  # each writer's messages, in its order
+    main.close()
+
+
+APPEND_50 = """
+    import sys, time
+    from pathlib import Path
+    from rag.conversations import ConversationStore
+
+    db, cid, tag, go = sys.argv[1:]
+    store = ConversationStore(Path(db))
+    deadline = time.monotonic() + 20
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    for i in range(50):
+        store.add_message(cid, "user" if i % 2 == 0 else "assistant", f"{tag}-{i}")
+    store.close()
+"""
+
+
+def test_two_processes_appending_at_once_lose_nothing(store: ConversationStore, db_path: Path, tmp_path: Path) -> None:
+    cid = store.create()
+    go = tmp_path / "go"
+    procs = [run_python(APPEND_50, str(db_path), cid, tag, str(go)) for tag in ("p", "q")]
+    go.touch()  # both start writing at the same moment
+    for proc in procs:
+        finish(proc)
+    messages = store.get(cid).messages
+    assert [m.seq for m in messages] == list(range(1, 101))
+    assert sorted(m.content for m in messages) == sorted(f"{t}-{i}" for t in "pq" for i in range(50))
+    assert rows(db_path, "SELECT COUNT(*) FROM messages WHERE conversation_id = ?", cid) == [(100,)]
+
+
+WRITE_AND_EXIT = """
+    import sys
+    from pathlib import Path
+    from rag.conversations import ConversationStore
+
+    store = ConversationStore(Path(sys.argv[1]))
+    cid = store.create(settings={"model": "smollm", "top_k": 3})
+    store.add_message(cid, "user", "What is in the report?")
+    store.add_message(cid, "assistant", "Revenue figures [1].",
+                      sources=[{"source": "report.pdf", "page": 2, "score": 0.81, "text": "Revenue..."}],
+                      usage={"prompt_tokens": 321, "completion_tokens": 9})
+    store.set_summary(cid, "Asked about the report.", 2)
+    print(cid)
+"""
+
+
+def test_conversations_survive_a_restart(db_path: Path) -> None:
+    cid = finish(run_python(WRITE_AND_EXIT, str(db_path))).strip()  # the process exits without close()
+    reopened = ConversationStore(db_path)
+    [info] = reopened.list()
+    assert (info.id, info.title, info.messages) == (cid, "What is in the report?", 2)
+    c = reopened.get(cid)
+    assert c.settings == {"model": "smollm", "top_k": 3}
+    assert (c.summary, c.summarized_through) == ("Asked about the report.", 2)
+    assert c.messages[1].sources == [{"source": "report.pdf", "page": 2, "score": 0.81, "text": "Revenue..."}]
+    assert c.messages[1].usage == {"prompt_tokens": 321, "completion_tokens": 9}
+    # continue it, then export
+    reopened.add_message(cid, "user", "And costs?")
+    reopened.add_message(cid, "assistant", "Not covered.")
+    assert [m.seq for m in reopened.get(cid).messages] == [1, 2, 3, 4]
+    assert len(reopened.get(cid).history()) == 4
+    assert "[1] report.pdf, page 2 (score 0.81)" in reopened.export_markdown(cid)
+    assert len(json.loads(reopened.export_json(cid))["messages"]) == 4
+    reopened.close()
