@@ -1,126 +1,212 @@
-"""Chat page: ask questions about your documents; answers stream in with numbered, checkable sources."""
+"""Chat page: ask questions about your documents; answers stream in with numbered, checkable sources.
+
+Conversations are saved (SQLite in the data folder): the sidebar lists them to reopen, rename, export or
+delete. Each browser tab has its own current conversation in `st.session_state`.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import streamlit as st
 
 from rag.chat import AnswerStream
+from rag.conversations import Conversation, ConversationNotFound, StoredMessage
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import plural
-from rag.schema import Answer, Message, RetrievedChunk
-from ui_common import escape_markdown, get_engine, sidebar
+from ui_common import escape_markdown, get_conversations, get_engine, sidebar
 
 st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")
 
-
-@dataclass
-class Turn:
-    question: str
-    text: str = ""
-    answer: Answer | None = None
-    error: str | None = None  # set when the backend failed: `text` keeps what had arrived
+BUDGET_PARTS = ("system", "summary", "context", "history", "question")
 
 
-def source_title(index: int, hit: RetrievedChunk) -> str:
-    page = f" · page {hit.chunk.page}" if hit.chunk.page is not None else ""
-    return f"[{index}] {escape_markdown(hit.chunk.source)}{page} · relevance {hit.score:.2f}"
+def render_sources(message: StoredMessage) -> None:
+    if not message.sources:
+        return
+    st.caption("Sources")
+    for i, source in enumerate(message.sources, 1):
+        page = f" · page {source['page']}" if source.get("page") is not None else ""
+        with st.expander(f"[{i}] {escape_markdown(str(source['source']))}{page} · relevance {source['score']:.2f}"):
+            st.text(source["text"])  # document text is shown as text, never as markdown or HTML
 
 
-def render_details(answer: Answer) -> None:
-    """Sources numbered as cited, then token usage and timings."""
-    if answer.sources:
-        st.caption("Sources")
-        for i, hit in enumerate(answer.sources, 1):
-            with st.expander(source_title(i, hit)):
-                st.text(hit.chunk.text)  # document text is shown as text, never as markdown or HTML
-    u = answer.usage
-    if answer.backend == "none":
+def render_usage(message: StoredMessage) -> None:
+    u = message.usage or {}
+    if u.get("backend") == "none":
         st.caption("No passage of your documents matched, so the model was not asked.")
         return
-    parts = [f"{answer.backend} · {escape_markdown(answer.model)}"]
-    if u.prompt_tokens is not None:
-        parts.append(f"{u.prompt_tokens:,} prompt tokens")
-    if u.completion_tokens is not None:
-        parts.append(f"{u.completion_tokens:,} answer tokens")
-    if u.time_to_first_token is not None:
-        parts.append(f"first token after {u.time_to_first_token:.1f} s")
-    if u.tokens_per_second:
-        parts.append(f"{u.tokens_per_second:.1f} tokens/s")
+    parts = [f"{u.get('backend', '?')} · {escape_markdown(str(u.get('model', '?')))}"]
+    if u.get("prompt_tokens") is not None:
+        parts.append(f"{u['prompt_tokens']:,} prompt tokens")
+    if u.get("completion_tokens") is not None:
+        parts.append(f"{u['completion_tokens']:,} answer tokens")
+    if u.get("time_to_first_token") is not None:
+        parts.append(f"first token after {u['time_to_first_token']:.1f} s")
+    if u.get("tokens_per_second"):
+        parts.append(f"{u['tokens_per_second']:.1f} tokens/s")
     st.caption(" · ".join(parts))
 
 
-def render_turn(turn: Turn, last: bool) -> None:
-    with st.chat_message("user"):
-        st.text(turn.question)
-    with st.chat_message("assistant"):
-        if turn.text:
-            st.markdown(turn.text)
-        if turn.answer is not None:
-            render_details(turn.answer)
-        if turn.error is not None:
-            st.error(f"The answer was interrupted: {turn.error}", icon=":material/error:")
-            if last and st.button("Retry", icon=":material/refresh:", key="retry"):
-                st.session_state.turns.pop()
-                st.session_state.pending = turn.question
-                st.rerun()
+def render_inspector(message: StoredMessage) -> None:
+    """The exact prompt that was sent and how the context window was spent."""
+    if not message.prompt or not message.budget:
+        return
+    b = message.budget
+    with st.expander("Prompt sent to the model"):
+        rows = [{"part": part, "tokens": b.get(part, 0)} for part in BUDGET_PARTS]
+        rows.append({"part": "reserved for the answer", "tokens": b.get("reserved", 0)})
+        st.dataframe(rows, hide_index=True)
+        st.caption(
+            f"{b.get('prompt', 0):,} prompt tokens + {b.get('reserved', 0):,} reserved of a "
+            f"{b.get('window', 0):,}-token window; {b.get('history_dropped', 0)} older messages left out"
+        )
+        st.code(message.prompt, language=None, wrap_lines=True)
 
 
-def history_of(turns: list[Turn]) -> list[Message]:
-    """Completed exchanges only: a failed answer is not something the model said."""
-    return [
-        m
-        for t in turns
-        if t.answer is not None and t.error is None
-        for m in (Message("user", t.question), Message("assistant", t.answer.text))
-    ]
+def render_answer(message: StoredMessage, question: str, last: bool) -> None:
+    if message.content:
+        st.markdown(message.content)
+    if message.standalone_query and message.standalone_query != question:
+        st.caption(f"searched for: {escape_markdown(message.standalone_query)}")
+    render_sources(message)
+    if message.error is not None:
+        st.error(f"The answer was interrupted: {message.error}", icon=":material/error:")
+        if last and st.button("Retry", icon=":material/refresh:", key="retry"):
+            st.session_state.pending = question
+            st.rerun()
+        return
+    render_usage(message)
+    render_inspector(message)
 
 
-def answer(engine: Engine, question: str, turns: list[Turn]) -> None:
-    turn = Turn(question)
+def render_conversation(conversation: Conversation) -> None:
+    if conversation.summary:
+        with st.expander("Earlier in this conversation", icon=":material/summarize:"):
+            st.text(conversation.summary)
+    messages = conversation.messages
+    for i, message in enumerate(messages):
+        if message.role == "user":
+            with st.chat_message("user"):
+                st.text(message.content)
+            continue
+        question = messages[i - 1].content if i and messages[i - 1].role == "user" else ""
+        with st.chat_message("assistant"):
+            render_answer(message, question, last=i == len(messages) - 1)
+
+
+def answer(engine: Engine, question: str) -> None:
+    """One turn: save the question, stream the answer, save it with its sources, usage and prompt."""
+    store = get_conversations(engine.settings)
+    conversation_id = st.session_state.get("conversation_id")
+    if conversation_id is None:
+        conversation_id = store.create(settings=engine.settings.editable())
+        st.session_state.conversation_id = conversation_id
+    conversation = store.get(conversation_id)
+    history = conversation.history(after=conversation.summarized_through)
+    store.add_message(conversation_id, "user", question)
     with st.chat_message("user"):
         st.text(question)
     with st.chat_message("assistant"):
         placeholder = st.empty()
         placeholder.markdown("_Thinking…_")
         stream: AnswerStream | None = None
+        text, error = "", None
         try:
-            stream = engine.ask(question, history_of(turns))
+            stream = engine.ask(question, history, summary=conversation.summary)
             for piece in stream:
-                turn.text += piece
-                placeholder.markdown(turn.text + " ▌")
-            placeholder.markdown(turn.text or "_(no answer)_")
-            turn.answer = stream.answer
+                text += piece
+                placeholder.markdown(text + " ▌")
         except RagError as exc:
-            turn.error = str(exc)
-        turns.append(turn)
-        if turn.error is None and turn.answer is not None:
-            render_details(turn.answer)
-    if turn.error is not None:
-        st.rerun()  # show it the way history shows it: marked, with its Retry button
+            error = str(exc)
+    prepared = stream.prepared if stream is not None else None
+    answer_ = stream.answer if stream is not None else None
+    usage = None
+    if answer_ is not None:
+        usage = {**answer_.usage.__dict__, "tokens_per_second": answer_.usage.tokens_per_second,
+                 "backend": answer_.backend, "model": answer_.model}
+    budget = None
+    if prepared is not None and not prepared.decline:
+        plan = prepared.plan
+        budget = {**plan.spent, "prompt": plan.prompt_tokens, "reserved": engine.settings.max_answer_tokens,
+                  "window": engine.backend.backend.context_window, "history_dropped": plan.history_dropped}
+    store.add_message(
+        conversation_id,
+        "assistant",
+        text.strip(),
+        sources=prepared.sources if prepared is not None else None,
+        usage=usage,
+        standalone_query=prepared.search_query if prepared is not None else None,
+        prompt=prepared.prompt if budget is not None and prepared is not None else None,
+        budget=budget,
+        error=error,
+    )
+    if prepared is not None and prepared.summary_update is not None:
+        folded = prepared.summary_update.folded_messages
+        # The folded messages are the oldest of the history; map them back to their sequence numbers.
+        done = [m for m in conversation.messages if m.seq > conversation.summarized_through]
+        through = done[folded - 1].seq if 0 < folded <= len(done) else conversation.summarized_through
+        store.set_summary(conversation_id, prepared.summary_update.summary, through)
+    st.rerun()
+
+
+def conversations_sidebar(engine: Engine) -> None:
+    store = get_conversations(engine.settings)
+    with st.sidebar:
+        if st.button("New conversation", icon=":material/add_comment:", use_container_width=True):
+            st.session_state.pop("conversation_id", None)
+            st.session_state.pop("pending", None)
+        st.caption("Conversations")
+        current = st.session_state.get("conversation_id")
+        for info in store.list(limit=30):
+            label = info.title or "(untitled)"
+            if st.button(label, key=f"open_{info.id}", use_container_width=True,
+                         type="primary" if info.id == current else "secondary"):
+                st.session_state.conversation_id = info.id
+                st.rerun()
+        if current is None:
+            return
+        with st.expander("This conversation", icon=":material/tune:"):
+            title = st.text_input("Title", store.get(current).title, key=f"title_{current}")
+            if st.button("Rename", key="rename"):
+                store.rename(current, title)
+                st.rerun()
+            st.download_button("Export as Markdown", store.export_markdown(current), file_name="conversation.md",
+                               mime="text/markdown")
+            st.download_button("Export as JSON", store.export_json(current), file_name="conversation.json",
+                               mime="application/json")
+            if st.session_state.get("confirm_delete") == current:
+                st.warning("Delete this conversation and all its messages?")
+                if st.button("Yes, delete", key="delete_yes"):
+                    store.delete(current)
+                    st.session_state.pop("conversation_id", None)
+                    st.session_state.pop("confirm_delete", None)
+                    st.rerun()
+            elif st.button("Delete conversation", key="delete"):
+                st.session_state.confirm_delete = current
+                st.rerun()
 
 
 engine = get_engine()
 sidebar(engine)
-with st.sidebar:
-    if st.button("New conversation", icon=":material/add_comment:", use_container_width=True):
-        st.session_state.turns = []
-        st.session_state.pop("pending", None)
+conversations_sidebar(engine)
 
 st.title("Chat with your documents")
-turns: list[Turn] = st.session_state.setdefault("turns", [])
-if not turns:
+conversation: Conversation | None = None
+if (current_id := st.session_state.get("conversation_id")) is not None:
+    try:
+        conversation = get_conversations(engine.settings).get(current_id)
+    except ConversationNotFound as exc:
+        st.warning(str(exc))
+        st.session_state.pop("conversation_id", None)
+if conversation is None or not conversation.messages:
     st.caption(
         f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
-        "as [1], [2]. "
-        "Add your own on the Documents page."
+        "as [1], [2]. Add your own on the Documents page."
     )
-for i, past in enumerate(turns):
-    render_turn(past, last=i == len(turns) - 1)
+if conversation is not None:
+    render_conversation(conversation)
 
 typed = st.chat_input("Ask a question about your documents")
 question = typed or st.session_state.pop("pending", None)
 if question and question.strip():
-    answer(engine, question.strip(), turns)
+    answer(engine, question.strip())

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from rag.config import Settings
+from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import RagError
@@ -40,6 +41,15 @@ def shared_store(data_dir: str) -> Store:
 @st.cache_resource(show_spinner="Loading the built-in model…", max_entries=2)
 def shared_embedded_llm(gguf: str | None, context_window: int) -> EmbeddedBackend:
     return EmbeddedBackend(Path(gguf) if gguf else None, context_window)
+
+
+@st.cache_resource
+def shared_conversations(data_dir: str) -> ConversationStore:
+    return ConversationStore.in_data_dir(Path(data_dir))
+
+
+def get_conversations(settings: Settings) -> ConversationStore:
+    return shared_conversations(str(settings.data_dir))
 
 
 @st.cache_data(ttl=10, show_spinner=False)

@@ -3,6 +3,7 @@ built-in LLM; and the auto backend choice against a fake Ollama at the wire."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from rag.config import DEFAULT_CORPUS_DIR, Settings
 from rag.embeddings import Embedder
 from rag.engine import BackendChoice, Engine, choose_backend
-from rag.llm import EmbeddedBackend, OllamaBackend
-from rag.schema import Message
+from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, TokenStream
+from rag.prompts import render_llama2
+from rag.schema import Message, Usage
 from tests.fake_ollama import FakeOllama
 from tests.test_llm import free_port
 
@@ -111,3 +113,146 @@ def test_explicit_choices_are_honoured(tmp_path: Path) -> None:
     gguf.write_bytes(b"GGUF")
     chosen = choose_backend(Settings(backend="embedded", model=str(gguf))).backend
     assert isinstance(chosen, EmbeddedBackend) and chosen.model_path == gguf
+
+
+# -- conversation memory: follow-ups and the running summary ------------------------------------------
+
+
+class ScriptedModel:
+    """A deterministic LLM backend for the wiring: Llama 2 format, word-count tokens, scripted replies."""
+
+    name = "fake"
+    model = "scripted"
+
+    def __init__(self, replies: list[str], window: int = 4096) -> None:
+        self.replies = replies
+        self.calls: list[list[Message]] = []
+        self._window = window
+
+    @property
+    def context_window(self) -> int:
+        return self._window
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return render_llama2(messages)
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self.render(messages).split())
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
+        self.calls.append(list(messages))
+        reply = self.replies.pop(0) if self.replies else "ok"
+        return TokenStream(iter([reply]), lambda: Usage(prompt_tokens=self.count_tokens(messages)))
+
+
+@pytest.fixture(scope="module")
+def canada_engine_parts(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> tuple[Path, Path]:
+    corpus = tmp_path_factory.mktemp("canada")
+    (corpus / "canada.md").write_text(
+        "# Canada\n\nOttawa is the capital of Canada. It lies on the Ottawa River and has about one million people."
+    )
+    (corpus / "peru.md").write_text("# Peru\n\nLima is the capital of Peru, on the Pacific coast.")
+    return corpus, tmp_path_factory.mktemp("canada-data")
+
+
+def scripted_engine(parts: tuple[Path, Path], embedder: Embedder, model: ScriptedModel, **settings: object) -> Engine:
+    corpus, data = parts
+    engine = Engine(
+        Settings(data_dir=data, corpus_dir=corpus, max_answer_tokens=64, **settings),  # type: ignore[arg-type]
+        embedder=embedder,
+        backend=BackendChoice(model, "test"),
+    )
+    engine.ensure_default_corpus()
+    return engine
+
+
+CANADA = [Message("user", "What is the capital of Canada?"), Message("assistant", "Ottawa is the capital [1].")]
+
+
+def test_a_follow_up_is_rewritten_for_retrieval_and_the_question_kept(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    model = ScriptedModel(["Ottawa capital of Canada population"])
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    prepared = engine.prepare("Tell me more about it", CANADA)
+    assert prepared.search_query == "Ottawa capital of Canada population"
+    assert len(model.calls) == 1 and "Tell me more about it" in model.calls[0][-1].content
+    assert prepared.sources[0].chunk.source == "canada.md"
+    assert prepared.plan.messages[-1] == Message("user", "Tell me more about it")  # asked as the user asked
+
+
+def test_a_standalone_question_costs_no_extra_model_call(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    model = ScriptedModel([])
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    prepared = engine.prepare("What is the capital of Peru?", CANADA)
+    assert model.calls == [] and prepared.search_query == "What is the capital of Peru?"
+
+
+def long_history(turns: int, words: int = 120) -> list[Message]:
+    filler = " ".join(["detail"] * words)
+    history = [Message("user", "Hi, I am Dana and my badge number is 4417."), Message("assistant", "Hello Dana.")]
+    for i in range(turns):
+        history += [
+            Message("user", f"Question {i} about Canada? {filler}"),
+            Message("assistant", f"Answer {i}. {filler}"),
+        ]
+    return history
+
+
+def test_older_turns_are_folded_into_a_summary_that_the_prompt_keeps(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    model = ScriptedModel(["Dana (badge 4417) asked many questions about Canada."], window=1200)
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    history = long_history(12)
+    prepared = engine.prepare("What is the capital of Canada?", history)
+    update = prepared.summary_update
+    assert update is not None and update.summary.startswith("Dana (badge 4417)")
+    assert 2 <= update.folded_messages < len(history) and update.folded_messages % 2 == 0
+    system = prepared.plan.messages[0].content
+    assert "Earlier in this conversation (summary):\nDana (badge 4417)" in system
+    assert prepared.plan.prompt_tokens <= 1200 - 64
+    summarize_call = model.calls[-1]
+    assert "badge number is 4417" in summarize_call[-1].content  # the oldest turns went to the summarizer
+
+
+def test_drop_oldest_forgets_without_calling_the_model(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    model = ScriptedModel([], window=1200)
+    engine = scripted_engine(canada_engine_parts, embedder, model, history_strategy="drop")
+    prepared = engine.prepare("What is the capital of Canada?", long_history(12))
+    assert prepared.summary_update is None and prepared.plan.history_dropped > 0
+    assert model.calls == []  # a standalone question and no summary: the model is not asked before answering
+    assert "4417" not in prepared.prompt
+
+
+@pytest.mark.slow
+def test_a_fact_planted_early_survives_many_turns_with_the_real_model(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    corpus, data = canada_engine_parts
+    llm = EmbeddedBackend(context_window=1024)
+    engine = Engine(
+        Settings(data_dir=data, corpus_dir=corpus, context_window=1024, max_answer_tokens=128),
+        embedder=embedder, backend=BackendChoice(llm, "test"),
+    )
+    history: list[Message] = []
+    summary = ""
+    questions = ["Hi, I am Dana and my badge number is 4417. What is the capital of Canada?"] + [
+        f"What river is Ottawa on? Please answer in detail, question number {i}." for i in range(1, 9)
+    ]
+    largest = 0
+    for question in questions:
+        prepared = engine.prepare(question, history, summary=summary)
+        if prepared.summary_update is not None:
+            summary = prepared.summary_update.summary
+            history = history[prepared.summary_update.folded_messages :]
+        largest = max(largest, prepared.plan.prompt_tokens)
+        assert prepared.plan.prompt_tokens <= 1024 - 128
+        history += [Message("user", question), Message("assistant", "Ottawa lies on the Ottawa River. " * 12)]
+    assert summary, "the conversation outgrew the window, so older turns were summarized"
+    assert "4417" in prepared.prompt  # in the summary or verbatim, nine turns later
+    assert largest > 600  # the window was really used

@@ -44,10 +44,11 @@ def test_a_chat_turn_streams_an_answer_with_numbered_sources_and_usage(
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assistant = at.chat_message[1]
     assert assistant.markdown[0].value.strip()  # the streamed answer
-    [source] = assistant.expander
+    source, inspector = assistant.expander
+    assert inspector.label == "Prompt sent to the model"
     assert source.label.startswith("[1] garden\\.md · relevance 0.")
     assert "watered every Tuesday by Ana" in source.text[0].value
-    usage = assistant.caption[-1].value
+    usage = next(c.value for c in assistant.caption if "prompt tokens ·" in c.value)
     assert "embedded · SmolLM2\\-135M\\-Instruct" in usage and "prompt tokens" in usage and "tokens/s" in usage
 
 
@@ -76,9 +77,10 @@ def test_a_backend_failure_keeps_the_question_says_why_and_offers_retry(
     assert "Ollama is not running at http://127.0.0.1:" in error and "ollama serve" in error
     retry = at.chat_message[1].button[0]
     assert retry.label == "Retry"
-    retry.click().run()  # still down: the question is asked again and fails again, nothing is lost
-    assert [m.name for m in at.chat_message] == ["user", "assistant"]
-    assert "ollama serve" in at.chat_message[1].error[0].value
+    retry.click().run()  # still down: asked again, fails again; the first attempt stays on record
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+    assert at.chat_message[2].text[0].value == "When are the tomatoes watered?"
+    assert "ollama serve" in at.chat_message[3].error[0].value
 
 
 @pytest.mark.slow
@@ -119,6 +121,56 @@ def test_an_answer_broken_mid_stream_keeps_the_partial_text_marked(
 
         server.mode = "ok"
         assistant.button[0].click().run()
-        assert [m.name for m in at.chat_message] == ["user", "assistant"]
-        assert at.chat_message[1].markdown[0].value.strip() == "".join(ANSWER_PIECES).strip()
-        assert not at.chat_message[1].error
+        assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+        assert at.chat_message[3].markdown[0].value.strip() == "".join(ANSWER_PIECES).strip()
+        assert not at.chat_message[3].error
+        # The failed attempt is not part of what the model is told: only the completed exchange is history.
+        last_prompt = server.requests[-1][1]["prompt"]
+        assert last_prompt.count("When are the tomatoes watered?") == 1
+
+
+@pytest.mark.slow
+def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    at.chat_input[0].set_value("When are the tomatoes watered?").run()
+    assert not at.exception, at.exception
+    answer = at.chat_message[1]
+    inspector = next(e for e in answer.expander if e.label == "Prompt sent to the model")
+    prompt = inspector.code[0].value
+    assert "<|im_start|>system" in prompt and "[1] garden.md" in prompt and "When are the tomatoes watered?" in prompt
+    assert "prompt tokens +" in inspector.caption[0].value
+
+    # A restarted app (a new session on the same data folder) lists the conversation and reopens it.
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    titles = [b.label for b in again.sidebar.button]
+    assert "When are the tomatoes watered?" in titles
+    assert len(again.chat_message) == 0  # a new tab starts a new conversation
+    next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
+    assert [m.name for m in again.chat_message] == ["user", "assistant"]
+
+    again.sidebar.text_input[0].set_value("Tomato schedule")
+    next(b for b in again.sidebar.button if b.label == "Rename").click().run()
+    assert "Tomato schedule" in [b.label for b in again.sidebar.button]
+    assert [d.label for d in again.sidebar.get("download_button")] == ["Export as Markdown", "Export as JSON"]
+
+    next(b for b in again.sidebar.button if b.label == "Delete conversation").click().run()
+    next(b for b in again.sidebar.button if b.label == "Yes, delete").click().run()
+    assert "Tomato schedule" not in [b.label for b in again.sidebar.button]
+    assert len(again.chat_message) == 0
+
+
+@pytest.mark.slow
+def test_two_tabs_keep_their_own_conversations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    second = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    second.run()
+    first.chat_input[0].set_value("Who waters the tomatoes?").run()
+    second.chat_input[0].set_value("On which day are the tomatoes watered?").run()
+    assert first.chat_message[0].text[0].value == "Who waters the tomatoes?"
+    assert second.chat_message[0].text[0].value == "On which day are the tomatoes watered?"
+    assert len(first.chat_message) == len(second.chat_message) == 2
+    titles = [b.label for b in second.sidebar.button]
+    assert "Who waters the tomatoes?" in titles and "On which day are the tomatoes watered?" in titles
