@@ -154,7 +154,9 @@ def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
     again.sidebar.text_input[0].set_value("Tomato schedule")
     next(b for b in again.sidebar.button if b.label == "Rename").click().run()
     assert "Tomato schedule" in [b.label for b in again.sidebar.button]
-    assert [d.label for d in again.sidebar.get("download_button")] == ["Export as Markdown", "Export as JSON"]
+    assert [getattr(d, "label", None) for d in again.sidebar.get("download_button")] == [
+        "Export as Markdown", "Export as JSON"
+    ]
 
     next(b for b in again.sidebar.button if b.label == "Delete conversation").click().run()
     next(b for b in again.sidebar.button if b.label == "Yes, delete").click().run()
