@@ -1,4 +1,4 @@
-"""Command line: python -m rag {ingest,docs,delete,ask,prompt} … (see --help)."""
+"""Command line: python -m rag {ingest,docs,delete,ask,prompt,eval,bench} … (see --help)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, Settings
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.ingest import IngestProgress, IngestResult
 from rag.prompts import source_label
+from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Message
 
 
@@ -22,7 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env().with_overrides(
+        # The same settings as the app: environment, then what was saved on the settings page.
+        settings = Settings.load().with_overrides(
             backend=getattr(args, "backend", None), model=getattr(args, "model", None)
         )
         engine = Engine(settings)
@@ -70,7 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="sample this many questions")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--answer", action="store_true", help="also answer every question with the active backend")
+    evaluate.add_argument("--backend", choices=BACKENDS, help="with --answer: default RAG_BACKEND or auto")
+    evaluate.add_argument("--model", help="with --answer: the Ollama model")
+    evaluate.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="retrieval to score (default hybrid)")
+    evaluate.add_argument("--fusion", choices=FUSIONS, default="convex", help="how hybrid fuses (default convex)")
+    evaluate.add_argument("--top-k", type=int, help="override the top-k setting")
+    evaluate.add_argument("--context-chars", type=int, help="override the context size setting (characters)")
+    evaluate.add_argument("--chunk-size", type=int, help="override the chunk size setting (characters)")
+    evaluate.add_argument("--chunk-overlap", type=int, help="override the chunk overlap setting (characters)")
+    evaluate.add_argument("--min-score", type=float, help="override the relevance threshold")
     evaluate.set_defaults(run=cmd_eval)
+
+    bench = sub.add_parser("bench", help="measure ingestion throughput and retrieval latency on this machine")
+    bench.add_argument("--docs", type=Path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
+                       help="documents to ingest (default: docs_corpus/; use a larger folder for stable figures)")
+    bench.add_argument("--sizes", default="1000,10000,100000", help="knowledge-base sizes for retrieval, in chunks")
+    bench.add_argument("--queries", type=int, default=100, help="queries per size (default 100)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
@@ -209,19 +229,53 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     from rag.evaluation import evaluate, load_questions
 
+    settings = engine.settings.with_overrides(
+        top_k=args.top_k, context_chars=args.context_chars, chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap, min_score=args.min_score,
+    )
     questions = load_questions(args.qa, args.limit, args.seed)
-    report = evaluate(args.docs, questions, engine.settings)
+    backend = None
+    if args.answer:
+        backend = engine.backend.backend
+        print(f"# {engine.backend.reason}", file=sys.stderr)
+    report = evaluate(args.docs, questions, settings, engine.embedder, args.mode, backend, args.fusion)
     if args.json:
         print(report.to_json())
         return 0
-    s = engine.settings
-    print(f"{report.questions} questions, {report.chunks} chunks ({s.chunk_size}/{s.chunk_overlap} chars), "
-          f"top-{s.top_k}, ingest {report.ingest_seconds}s")
+    print(f"{report.questions} questions, {report.chunks} chunks ({report.chunk_size}/{report.chunk_overlap} chars), "
+          f"{report.mode} ({report.fusion}) top-{report.top_k} within {report.context_chars} chars, "
+          f"threshold {report.min_score}, "
+          f"ingest {report.ingest_seconds}s")
     print(f"answer in context   {report.answer_in_context:.3f}  (mean context {report.mean_context_chars:.0f} chars, "
           f"~{report.mean_context_tokens:.0f} tokens)")
     print("hit@" + "  hit@".join(f"{k} {v:.3f}" for k, v in report.hit_at.items()) + f"  MRR {report.mrr:.3f}")
     print(f"document hit@1      {report.doc_hit_at_1:.3f}")
     print(f"retrieval latency   p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms")
+    if report.correct_declines is not None and report.false_declines is not None:
+        print(f"declines            {report.correct_declines:.1%} correct (asked of the half without the document), "
+              f"{report.false_declines:.1%} false (asked of the half with it), {report.decline_questions} questions")
+    if report.answers is not None:
+        a = report.answers
+        print(f"answers ({a.backend} {a.model}): {a.answer_contains_gold:.3f} contain a gold answer, "
+              f"{a.mean_seconds:.1f} s each")
+        for sample in a.samples:
+            print(f"  Q: {sample['question']}\n     gold: {sample['gold']}\n     answer: {sample['answer'][:200]}")
+    return 0
+
+
+def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
+    from rag.bench import format_report, run_bench
+
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError as exc:
+        raise RagError(f"--sizes {args.sizes!r}: give chunk counts separated by commas, e.g. 1000,10000.") from exc
+    s = engine.settings
+    report = run_bench(
+        args.docs, engine.embedder, s.chunk_size, s.chunk_overlap, s.top_k, sizes, args.queries,
+        progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
+    )
+    print(report.to_json() if args.json else format_report(report))
     return 0
 
 

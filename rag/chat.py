@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rag.llm import GenerationOptions, LLMBackend
 from rag.prompts import PromptPlan, plan_prompt
-from rag.retrieval import Retriever
+from rag.retrieval import Retriever, select_sources
 from rag.schema import Answer, Message, RetrievedChunk, Usage
 
 EMPTY_KNOWLEDGE_BASE = (
@@ -34,7 +34,7 @@ class PreparedTurn:
     question: str
     plan: PromptPlan
     prompt: str  # exactly what the backend sends
-    retrieved: list[RetrievedChunk]  # what retrieval returned above the threshold, before the budget
+    retrieved: list[RetrievedChunk]  # what retrieval selected (evidence, threshold, size), before the token budget
     retrieval_seconds: float
     searched_documents: int  # 0: the knowledge base is empty
     search_query: str = ""  # what retrieval searched for (a follow-up rewritten to stand alone)
@@ -62,13 +62,15 @@ def prepare_turn(
     top_k: int,
     max_answer_tokens: int,
     min_score: float = -1.0,
+    context_chars: int = 100_000,
     doc_ids: Sequence[str] | None = None,
     search_query: str | None = None,
     summary: str = "",
 ) -> PreparedTurn:
     started = time.perf_counter()
     search_query = search_query or question
-    retrieved = retriever.search(search_query, top_k, doc_ids, min_score)
+    hits = retriever.search(search_query, top_k, doc_ids)
+    retrieved = select_sources(search_query, hits, min_score, context_chars)
     retrieval_seconds = time.perf_counter() - started
     plan = plan_prompt(
         system_prompt=system_prompt,

@@ -190,6 +190,7 @@ class Engine:
                 top_k=self.settings.top_k,
                 max_answer_tokens=self.settings.max_answer_tokens,
                 min_score=self.settings.min_score,
+                context_chars=self.settings.context_chars,
                 doc_ids=doc_ids,
                 search_query=search_query,
                 summary=running_summary,

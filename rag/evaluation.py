@@ -14,18 +14,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from rag.chat import NOTHING_RELEVANT
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
-from rag.ingest import Ingestor
-from rag.llm import estimate_tokens
-from rag.prompts import DEFAULT_SYSTEM_PROMPT, plan_prompt, render_llama2
-from rag.retrieval import Retriever
-from rag.schema import Message
+from rag.ingest import Ingestor, collect_files
+from rag.llm import GenerationOptions, LLMBackend, estimate_tokens
+from rag.prompts import plan_prompt, render_llama2
+from rag.retrieval import Fusion, Retriever, SearchMode, select_sources
+from rag.schema import Message, RetrievedChunk
 from rag.store import Store
 
-HIT_KS = (1, 5, 10)
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+HIT_KS = (1, 4, 5, 10)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,14 @@ class Question:
 class EvalReport:
     questions: int
     chunks: int
+    mode: str
+    fusion: str
     chunk_size: int
     chunk_overlap: int
     top_k: int
-    answer_in_context: float
+    context_chars: int
+    min_score: float
+    answer_in_context: float  # a gold answer occurs in the context the app would inject
     mean_context_chars: float
     mean_context_tokens: float
     hit_at: dict[int, float]
@@ -51,9 +62,46 @@ class EvalReport:
     latency_p50_ms: float
     latency_p95_ms: float
     ingest_seconds: float
+    # Questions asked of a knowledge base that lacks their document (the corpus split in two halves):
+    # the share declined (wanted), and the share of answerable questions declined (unwanted).
+    correct_declines: float | None = None
+    false_declines: float | None = None
+    decline_questions: int = 0
+    answers: AnswerFigures | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+@dataclass(frozen=True)
+class AnswerFigures:
+    backend: str
+    model: str
+    answered: int
+    answer_contains_gold: float
+    mean_seconds: float
+    samples: list[dict[str, str]]
+
+
+class MemoizingEmbedder(Embedder):
+    """Embeds each distinct text once, so the same chunks can fill several knowledge bases."""
+
+    def __init__(self, inner: Embedder) -> None:
+        super().__init__(batch_size=inner.batch_size)
+        self._inner = inner
+        self._memo: dict[str, np.ndarray] = {}
+
+    @property
+    def model(self) -> SentenceTransformer:
+        return self._inner.model
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        for text, vector in zip(missing, self._inner.embed_documents(missing), strict=True):
+            self._memo[text] = vector
+        if not texts:
+            return self._inner.embed_documents([])
+        return np.stack([self._memo[t] for t in texts])
 
 
 def load_questions(path: Path, limit: int | None = None, seed: int = 0) -> list[Question]:
@@ -73,22 +121,29 @@ def contains_answer(text: str, answers: Sequence[str]) -> bool:
 
 
 def evaluate(
-    docs: Path, questions: Sequence[Question], settings: Settings, embedder: Embedder | None = None
+    docs: Path,
+    questions: Sequence[Question],
+    settings: Settings,
+    embedder: Embedder | None = None,
+    mode: SearchMode = "hybrid",
+    backend: LLMBackend | None = None,
+    fusion: Fusion = "convex",
 ) -> EvalReport:
-    embedder = embedder or Embedder(batch_size=settings.embedding_batch_size)
+    """Retrieval figures at the given settings; with a backend, also its answers to every question."""
+    memo = MemoizingEmbedder(embedder or Embedder(batch_size=settings.embedding_batch_size))
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        store = Store(Path(tmp))
+        store = Store(Path(tmp) / "all")
         started = time.perf_counter()
-        results = Ingestor(store, embedder, settings.chunk_size, settings.chunk_overlap).ingest_paths([docs])
+        results = _ingestor(store, memo, settings).ingest_paths([docs])
         ingest_seconds = time.perf_counter() - started
         if not any(r.ok for r in results):
             raise RagError(f"Nothing could be ingested from {docs}: {results[0].message if results else 'no files'}")
-        retriever = Retriever(store, embedder)
+        retriever = Retriever(store, memo, mode, fusion)
         depth = max(max(HIT_KS), settings.top_k)
         budget = settings.context_window - settings.max_answer_tokens
 
         def count(messages: Sequence[Message]) -> int:
-            return estimate_tokens(render_llama2(messages))
+            return backend.count_tokens(messages) if backend else estimate_tokens(render_llama2(messages))
 
         in_context = 0
         context_chars: list[int] = []
@@ -97,41 +152,124 @@ def evaluate(
         reciprocal_ranks: list[float] = []
         doc_hits = 0
         latencies: list[float] = []
+        answers: list[tuple[Question, str, float]] = []
         for q in questions:
             t0 = time.perf_counter()
             ranked = retriever.search(q.question, depth)
             latencies.append(time.perf_counter() - t0)
+            injected = select_sources(q.question, ranked[: settings.top_k], settings.min_score, settings.context_chars)
             plan = plan_prompt(
-                system_prompt=DEFAULT_SYSTEM_PROMPT, question=q.question, history=[],
-                sources=ranked[: settings.top_k], count_tokens=count, budget=budget,
+                system_prompt=settings.system_prompt, question=q.question, history=[],
+                sources=injected, count_tokens=count, budget=budget,
             )
             context = "\n\n".join(s.chunk.text for s in plan.sources)
             context_chars.append(len(context))
-            context_tokens.append(estimate_tokens(context))
+            context_tokens.append(count([Message("user", context)]) if context else 0)
             in_context += contains_answer(context, q.answers)
             rank = next((i for i, r in enumerate(ranked, 1) if contains_answer(r.chunk.text, q.answers)), None)
             reciprocal_ranks.append(1 / rank if rank else 0.0)
             for k in HIT_KS:
                 hits[k] += bool(rank and rank <= k)
             doc_hits += bool(ranked and ranked[0].chunk.source == q.doc)
-        n = max(1, len(questions))
-        latencies.sort()
-        return EvalReport(
-            questions=len(questions),
-            chunks=store.chunk_count(),
-            chunk_size=settings.chunk_size,
-            chunk_overlap=settings.chunk_overlap,
-            top_k=settings.top_k,
-            answer_in_context=round(in_context / n, 4),
-            mean_context_chars=round(statistics.fmean(context_chars or [0]), 1),
-            mean_context_tokens=round(statistics.fmean(context_tokens or [0]), 1),
-            hit_at={k: round(v / n, 4) for k, v in hits.items()},
-            mrr=round(statistics.fmean(reciprocal_ranks or [0.0]), 4),
-            doc_hit_at_1=round(doc_hits / n, 4),
-            latency_p50_ms=round(1000 * _percentile(latencies, 0.50), 2),
-            latency_p95_ms=round(1000 * _percentile(latencies, 0.95), 2),
-            ingest_seconds=round(ingest_seconds, 2),
-        )
+            if backend is not None:
+                answers.append((q, *_answer(backend, plan.messages if plan.sources else None, settings)))
+        chunk_total = store.chunk_count()
+        store.close()
+        declines = _declines(docs, questions, settings, memo, Path(tmp), mode, fusion)
+    n = max(1, len(questions))
+    latencies.sort()
+    return EvalReport(
+        questions=len(questions),
+        chunks=chunk_total,
+        mode=mode,
+        fusion=fusion,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        top_k=settings.top_k,
+        context_chars=settings.context_chars,
+        min_score=settings.min_score,
+        answer_in_context=round(in_context / n, 4),
+        mean_context_chars=round(statistics.fmean(context_chars or [0]), 1),
+        mean_context_tokens=round(statistics.fmean(context_tokens or [0]), 1),
+        hit_at={k: round(v / n, 4) for k, v in hits.items()},
+        mrr=round(statistics.fmean(reciprocal_ranks or [0.0]), 4),
+        doc_hit_at_1=round(doc_hits / n, 4),
+        latency_p50_ms=round(1000 * _percentile(latencies, 0.50), 2),
+        latency_p95_ms=round(1000 * _percentile(latencies, 0.95), 2),
+        ingest_seconds=round(ingest_seconds, 2),
+        correct_declines=declines[0],
+        false_declines=declines[1],
+        decline_questions=declines[2],
+        answers=_answer_figures(backend, answers) if backend is not None else None,
+    )
+
+
+def _ingestor(store: Store, embedder: Embedder, settings: Settings) -> Ingestor:
+    return Ingestor(store, embedder, settings.chunk_size, settings.chunk_overlap)
+
+
+def _declines(
+    docs: Path,
+    questions: Sequence[Question],
+    settings: Settings,
+    embedder: Embedder,
+    tmp: Path,
+    mode: SearchMode,
+    fusion: Fusion,
+) -> tuple[float | None, float | None, int]:
+    """Split the documents in two halves, one knowledge base each; ask every question of both.
+
+    Asked of the half without its document, a question should be declined (no source above the
+    threshold); asked of the half with it, it should not. The chunks were embedded already: no model work.
+    """
+    files = collect_files([docs])
+    halves = [files[0::2], files[1::2]]
+    if not halves[1]:
+        return None, None, 0
+    retrievers = []
+    for index, half in enumerate(halves):
+        store = Store(tmp / f"half-{index}")
+        _ingestor(store, embedder, settings).ingest_paths(half)
+        retrievers.append(Retriever(store, embedder, mode, fusion))
+    home = {f.name: index for index, half in enumerate(halves) for f in half}
+    asked = [q for q in questions if q.doc in home]
+    correct = false = 0
+    for q in asked:
+        with_doc, without_doc = retrievers[home[q.doc]], retrievers[1 - home[q.doc]]
+        false += not _selected(with_doc, q.question, settings)
+        correct += not _selected(without_doc, q.question, settings)
+    for r in retrievers:
+        r.store.close()
+    if not asked:
+        return None, None, 0
+    return round(correct / len(asked), 4), round(false / len(asked), 4), len(asked)
+
+
+def _selected(retriever: Retriever, question: str, settings: Settings) -> list[RetrievedChunk]:
+    hits = retriever.search(question, settings.top_k)
+    return select_sources(question, hits, settings.min_score, settings.context_chars)
+
+
+def _answer(backend: LLMBackend, messages: Sequence[Message] | None, settings: Settings) -> tuple[str, float]:
+    """The backend's whole answer (the app's plain reply when nothing relevant was found) and its time."""
+    if messages is None:
+        return NOTHING_RELEVANT, 0.0
+    started = time.perf_counter()
+    options = GenerationOptions(backend.context_window, settings.max_answer_tokens, settings.temperature)
+    text = "".join(backend.stream(messages, options))
+    return text.strip(), time.perf_counter() - started
+
+
+def _answer_figures(backend: LLMBackend, answers: Sequence[tuple[Question, str, float]]) -> AnswerFigures:
+    n = max(1, len(answers))
+    return AnswerFigures(
+        backend=backend.name,
+        model=backend.model,
+        answered=len(answers),
+        answer_contains_gold=round(sum(contains_answer(text, q.answers) for q, text, _ in answers) / n, 4),
+        mean_seconds=round(statistics.fmean([s for _, _, s in answers] or [0.0]), 2),
+        samples=[{"question": q.question, "gold": q.answers[0], "answer": text} for q, text, _ in answers[:5]],
+    )
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:

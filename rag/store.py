@@ -1,4 +1,5 @@
-"""The knowledge base: a Chroma collection of chunk vectors plus a SQLite registry of documents.
+"""The knowledge base: a Chroma collection of chunk vectors, a SQLite registry of documents, and a
+keyword index (SQLite FTS5, BM25) in the same database as the registry.
 
 A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
 or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rag.errors import StoreError
+from rag.keywords import match_expression
 from rag.schema import Chunk, RetrievedChunk
 
 COLLECTION = "chunks"
@@ -39,7 +41,14 @@ CREATE TABLE IF NOT EXISTS documents (
 );
 CREATE INDEX IF NOT EXISTS documents_name ON documents(name);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The keyword (BM25) index. It lives in the registry's database, so a document's registry status also
+-- governs its keyword rows: both are visible only once the document is `ready`, and purged together.
+CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(
+    text, chunk_id UNINDEXED, doc_id UNINDEXED, source UNINDEXED, page UNINDEXED, position UNINDEXED,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
 """
+KEYWORD_INDEX_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class Store:
             ) from exc
         self._lock = threading.RLock()
         self.recover()
+        self._backfill_keyword_index()
 
     # -- registry reads -------------------------------------------------------------------------
 
@@ -154,10 +164,12 @@ class Store:
             by_doc: dict[str, int] = {}
             for c in chunks:
                 by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
-            for doc_id, n in by_doc.items():
-                self._db.execute(
-                    "UPDATE documents SET chunks_stored = chunks_stored + ? WHERE doc_id = ?", (n, doc_id)
-                )
+            with self._transaction():
+                self._insert_keyword_rows(chunks)
+                for doc_id, n in by_doc.items():
+                    self._db.execute(
+                        "UPDATE documents SET chunks_stored = chunks_stored + ? WHERE doc_id = ?", (n, doc_id)
+                    )
 
     def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
         """Make the document visible, and retire the version it replaces, in one transaction."""
@@ -213,6 +225,59 @@ class Store:
             for cid, text, meta, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def keyword_query(
+        self, terms: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
+    ) -> list[RetrievedChunk]:
+        """The k chunks of ready documents that best match any of the terms (BM25), best first.
+
+        The score is FTS5's BM25 turned positive (higher is better); it is comparable within one query only.
+        """
+        if not terms or k <= 0:
+            return []
+        sql = (
+            "SELECT c.chunk_id, c.doc_id, c.text, c.source, c.page, c.position, bm25(chunk_text) AS s"
+            " FROM chunk_text c JOIN documents d ON d.doc_id = c.doc_id"
+            " WHERE chunk_text MATCH ? AND d.status = 'ready'"
+        )
+        params: list[Any] = [match_expression(terms)]
+        if doc_ids is not None:
+            if not doc_ids:
+                return []
+            sql += f" AND c.doc_id IN ({', '.join('?' * len(doc_ids))})"
+            params.extend(doc_ids)
+        sql += " ORDER BY s LIMIT ?"
+        params.append(k)
+        try:
+            rows = self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:  # a term FTS5 still cannot parse: no keyword evidence
+            if "fts5" in str(exc).lower() or "syntax" in str(exc).lower():
+                return []
+            raise
+        return [
+            RetrievedChunk(
+                chunk=Chunk(
+                    id=cid, doc_id=doc_id, text=text, source=source,
+                    page=None if int(page) == NO_PAGE else int(page), position=int(position),
+                ),
+                score=-float(bm25),
+            )
+            for cid, doc_id, text, source, page, position, bm25 in rows
+        ]
+
+    def embeddings_of(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of the given chunks (to score keyword hits by similarity too)."""
+        if not chunk_ids:
+            return {}
+        result = self._collection.get(ids=list(chunk_ids), include=["embeddings"])
+        vectors = result["embeddings"]
+        if vectors is None:
+            return {}
+        return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(result["ids"], vectors, strict=True)}
+
+    def keyword_row_count(self) -> int:
+        """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM chunk_text").fetchone()[0])
+
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         result = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         chunks = [
@@ -243,8 +308,31 @@ class Store:
         return True, {"doc_id": {"$nin": hidden}}
 
     def _purge(self, doc_id: str) -> None:
+        # Vectors and keyword rows first, the registry row last: if a crash interrupts, the row is still
+        # there (not ready) and the next open finishes the job.
         self._collection.delete(where={"doc_id": doc_id})
-        self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+        with self._transaction():
+            self._db.execute("DELETE FROM chunk_text WHERE doc_id = ?", (doc_id,))
+            self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    def _insert_keyword_rows(self, chunks: Sequence[Chunk]) -> None:
+        self._db.executemany(
+            "INSERT INTO chunk_text(text, chunk_id, doc_id, source, page, position) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (c.text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position)
+                for c in chunks
+            ],
+        )
+
+    def _backfill_keyword_index(self) -> None:
+        """Knowledge bases made before the keyword index existed get one built from their stored chunks."""
+        if self.get_meta("keyword_index") == KEYWORD_INDEX_VERSION:
+            return
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM chunk_text")
+            for record in self.documents():
+                self._insert_keyword_rows(self.chunks_of(record.doc_id))
+            self.set_meta("keyword_index", KEYWORD_INDEX_VERSION)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

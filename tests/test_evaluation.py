@@ -10,6 +10,7 @@ import pytest
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.evaluation import contains_answer, evaluate, load_questions
+from rag.llm import EmbeddedBackend
 
 DOCS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance.",
@@ -56,6 +57,42 @@ def test_evaluate_scores_retrieval_on_gold_answers(corpus: tuple[Path, Path], em
     assert 0 < report.mean_context_chars < 100
     assert report.latency_p50_ms > 0
     assert json.loads(report.to_json())["answer_in_context"] == 0.75
+    # Halves [bees, trains] and [volcano]: each answerable question is asked of both; the Mars one of neither.
+    assert report.decline_questions == 3
+    assert report.false_declines == 0.0  # the sentences answer their questions well above the threshold
+    assert report.correct_declines is not None and 0 <= report.correct_declines <= 1
+    assert report.answers is None
+
+
+def test_the_threshold_decides_what_is_declined(corpus: tuple[Path, Path], embedder: Embedder) -> None:
+    docs, qa = corpus
+    default = evaluate(docs, load_questions(qa), Settings(top_k=1), embedder)
+    nothing = evaluate(docs, load_questions(qa), Settings(top_k=1, min_score=0.99), embedder)
+    # Bees asked of a volcano and a train, and so on: no evidence, declined; asked of their own half, answered.
+    assert default.correct_declines == 1.0 and default.false_declines == 0.0
+    assert nothing.correct_declines == 1.0 and nothing.false_declines == 1.0
+    assert nothing.answer_in_context == 0.0 and nothing.mean_context_chars == 0  # nothing is injected
+
+
+def test_rrf_and_dense_modes_are_scored_too(corpus: tuple[Path, Path], embedder: Embedder) -> None:
+    docs, qa = corpus
+    for mode, fusion in (("dense", "convex"), ("keyword", "convex"), ("hybrid", "rrf")):
+        report = evaluate(docs, load_questions(qa), Settings(top_k=1), embedder, mode, fusion=fusion)  # type: ignore[arg-type]
+        assert (report.mode, report.fusion) == (mode, fusion)
+        assert report.hit_at[4] >= report.hit_at[1] > 0
+
+
+@pytest.mark.slow
+def test_answers_come_from_the_real_embedded_model(
+    corpus: tuple[Path, Path], embedder: Embedder, embedded_llm: EmbeddedBackend
+) -> None:
+    docs, qa = corpus
+    report = evaluate(docs, load_questions(qa)[:2], Settings(top_k=1, max_answer_tokens=48), embedder,
+                      backend=embedded_llm)
+    assert report.answers is not None
+    assert report.answers.answered == 2 and report.answers.backend == "embedded"
+    assert all(sample["answer"] for sample in report.answers.samples)  # non-empty answers, one per question
+    assert 0 <= report.answers.answer_contains_gold <= 1
 
 
 def test_eval_command_prints_json(corpus: tuple[Path, Path], tmp_path: Path) -> None:

@@ -104,3 +104,49 @@ def test_meta_values_persist(tmp_path: Path) -> None:
 def test_mismatched_batches_are_refused(store: Store) -> None:
     with pytest.raises(ValueError):
         store.add_chunks(chunks_for("x", ["a", "b"], "x.txt"), np.zeros((1, 384), dtype=np.float32))
+
+
+# -- the keyword index -----------------------------------------------------------------------------------
+
+
+def test_keyword_search_finds_rare_terms_in_ready_documents_only(store: Store, embedder: Embedder) -> None:
+    add(store, embedder, "aaaa", "parts.txt", ["Replace the XJ-220 gasket yearly.", "Oil the hinges."], page=4)
+    add(store, embedder, "bbbb", "draft.txt", ["The XJ-220 gasket draft."], commit=False)
+    hits = store.keyword_query(["xj", "220", "gasket"], k=5)
+    assert [h.chunk.text for h in hits] == ["Replace the XJ-220 gasket yearly."]
+    assert hits[0].chunk.source == "parts.txt" and hits[0].chunk.page == 4 and hits[0].score >= 0
+    assert store.keyword_query(["gaskets"], k=5)[0].chunk.doc_id == "aaaa"  # stemmed: gaskets ~ gasket
+    assert store.keyword_query(["gasket"], k=5, doc_ids=["bbbb"]) == []
+    assert store.keyword_query([], k=5) == []
+
+
+def test_keyword_terms_are_never_read_as_query_syntax(store: Store, embedder: Embedder) -> None:
+    add(store, embedder, "aaaa", "ops.txt", ["NEAR the AND gate, OR not."])
+    for terms in (['"'], ["near("], ["and", "or", "not"], ["*"], ["col:umn"]):
+        store.keyword_query(terms, k=3)  # no exception for any of these
+    assert store.keyword_query(["gate"], k=3)[0].chunk.doc_id == "aaaa"
+
+
+def test_replace_delete_and_crash_keep_the_keyword_index_in_step(tmp_path: Path, embedder: Embedder) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, embedder, "old0", "notes.txt", ["The meeting is on Monday."])
+    add(store, embedder, "new0", "notes.txt", ["The meeting moved to Friday."], replaces="old0")
+    assert [h.chunk.text for h in store.keyword_query(["meeting"], k=5)] == ["The meeting moved to Friday."]
+    assert store.keyword_row_count() == 1
+    add(store, embedder, "half", "half.txt", ["A meeting half stored"], commit=False)
+    assert store.keyword_row_count() == 2
+    store.close()
+
+    reopened = Store(tmp_path / "kb")
+    assert reopened.keyword_row_count() == 1 and reopened.vector_count() == 1
+    reopened.delete_document("new0")
+    assert reopened.keyword_row_count() == 0 and reopened.keyword_query(["meeting"], k=5) == []
+
+
+def test_a_knowledge_base_from_before_the_keyword_index_gets_one(tmp_path: Path, embedder: Embedder) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, embedder, "aaaa", "old.txt", ["Saffron is the dried stigma of a crocus."])
+    store._db.execute("DELETE FROM chunk_text")  # as an older version left it: vectors, no keyword rows
+    store.set_meta("keyword_index", "0")
+    store.close()
+    assert Store(tmp_path / "kb").keyword_query(["saffron"], k=3)[0].chunk.source == "old.txt"

@@ -1,0 +1,291 @@
+"""Benchmarks, measured in one run on this machine: ingestion throughput against the embedding model's
+own limit and against the usual LangChain tutorial pipeline, re-ingestion, and retrieval latency and
+memory at growing knowledge-base sizes.
+
+Ratios are taken against references measured in the same run, so they hold on any machine.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import resource
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.embeddings import Embedder
+from rag.errors import RagError
+from rag.ingest import Ingestor, collect_files
+from rag.loaders import load_bytes
+from rag.retrieval import Retriever
+from rag.schema import Chunk
+from rag.store import DocumentRecord, Store, now_iso
+
+# The pipeline of the usual LangChain RAG tutorial, the reference the targets are set against.
+TUTORIAL_CHUNK_SIZE = 1000
+TUTORIAL_CHUNK_OVERLAP = 200
+TUTORIAL_BATCH_SIZE = 32  # sentence-transformers' default, as HuggingFaceEmbeddings uses it
+SYNTHETIC_WORDS_PER_CHUNK = 100
+SYNTHETIC_DOC_CHUNKS = 1000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IngestionFigures:
+    files: int
+    chunks: int
+    embedded_tokens: int
+    raw_encode_seconds: float
+    raw_tokens_per_second: float
+    ingest_seconds: float
+    ingest_tokens_per_second: float
+    ingest_vs_raw: float  # end-to-end throughput / raw encode throughput (target ≥ 0.85)
+    tutorial_chunks: int
+    tutorial_embedded_tokens: int
+    tutorial_seconds: float
+    ingest_vs_tutorial: float  # our wall time / the tutorial's (target ≤ 0.8)
+    reingest_seconds: float
+    reingest_vs_ingest: float  # unchanged re-ingest / first ingest (target ≤ 0.03)
+
+
+@dataclass(frozen=True)
+class RetrievalFigures:
+    chunks: int
+    build_seconds: float
+    p50_ms: float
+    p95_ms: float
+    query_embedding_ms: float
+    p95_vs_query_embedding: float  # target ≤ 2 at 100k chunks
+    peak_rss_mb: float  # peak of the whole process so far (sizes run smallest first)
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    device: str
+    ingestion: IngestionFigures
+    retrieval: list[RetrievalFigures] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def run_bench(
+    docs: Path,
+    embedder: Embedder,
+    chunk_size: int,
+    chunk_overlap: int,
+    top_k: int,
+    sizes: Sequence[int] = (1_000, 10_000, 100_000),
+    queries: int = 100,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> BenchReport:
+    say = progress or (lambda _message: None)
+    files = collect_files([docs])
+    if not files:
+        raise RagError(f"No supported files in {docs}: give --docs a folder of documents to ingest.")
+    embedder.embed_documents(["warm-up"] * 4)  # load the model outside every timing
+    say("ingestion: our pipeline, the raw encoder and the tutorial pipeline on the same files")
+    ingestion, texts = bench_ingestion(files, embedder, chunk_size, chunk_overlap)
+    rng = random.Random(seed)
+    query_texts = sample_queries(texts, queries, rng)
+    retrieval = []
+    for size in sizes:
+        say(f"retrieval at {size:,} chunks")
+        retrieval.append(bench_retrieval(size, texts, query_texts, embedder, top_k, rng))
+    return BenchReport(device=embedder.device, ingestion=ingestion, retrieval=retrieval)
+
+
+def bench_ingestion(
+    files: Sequence[Path], embedder: Embedder, chunk_size: int, chunk_overlap: int
+) -> tuple[IngestionFigures, list[str]]:
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        store = Store(Path(tmp) / "ours")
+        ingestor = Ingestor(store, embedder, chunk_size, chunk_overlap)
+        started = time.perf_counter()
+        results = ingestor.ingest_paths(files)
+        ingest_seconds = time.perf_counter() - started
+        failed = [r for r in results if not r.ok]
+        if len(failed) == len(results):
+            raise RagError(f"Nothing could be ingested: {failed[0].message}")
+        started = time.perf_counter()
+        ingestor.ingest_paths(files)
+        reingest_seconds = time.perf_counter() - started
+        texts = [c.text for record in store.documents() for c in store.chunks_of(record.doc_id)]
+        store.close()
+
+        started = time.perf_counter()
+        embedder.embed_documents(texts)
+        raw_seconds = time.perf_counter() - started
+        tokens = embedded_tokens(embedder, texts)
+
+        tutorial_texts, tutorial_seconds = run_tutorial_pipeline(files, embedder, Path(tmp) / "tutorial")
+    return (
+        IngestionFigures(
+            files=len(files) - len(failed),
+            chunks=len(texts),
+            embedded_tokens=tokens,
+            raw_encode_seconds=round(raw_seconds, 2),
+            raw_tokens_per_second=round(tokens / raw_seconds),
+            ingest_seconds=round(ingest_seconds, 2),
+            ingest_tokens_per_second=round(tokens / ingest_seconds),
+            ingest_vs_raw=round(raw_seconds / ingest_seconds, 3),
+            tutorial_chunks=len(tutorial_texts),
+            tutorial_embedded_tokens=embedded_tokens(embedder, tutorial_texts),
+            tutorial_seconds=round(tutorial_seconds, 2),
+            ingest_vs_tutorial=round(ingest_seconds / tutorial_seconds, 3),
+            reingest_seconds=round(reingest_seconds, 4),
+            reingest_vs_ingest=round(reingest_seconds / ingest_seconds, 4),
+        ),
+        texts,
+    )
+
+
+def embedded_tokens(embedder: Embedder, texts: Sequence[str]) -> int:
+    """Word-piece tokens the model actually reads (it truncates each text at its maximum length)."""
+    cap = embedder.max_tokens or 10**9
+    return sum(min(n, cap) for n in embedder.count_tokens(texts))
+
+
+def run_tutorial_pipeline(files: Sequence[Path], embedder: Embedder, path: Path) -> tuple[list[str], float]:
+    """Load → RecursiveCharacterTextSplitter(1000, 200) → Chroma.from_documents with the same model.
+
+    Files are parsed by our loaders (the tutorial's loaders wrap the same parsers), so the comparison is
+    about chunking, embedding and storing.
+    """
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_core.embeddings import Embeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    model = embedder.model
+
+    class SentenceTransformerEmbeddings(Embeddings):  # what HuggingFaceEmbeddings does
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            vectors = model.encode(texts, batch_size=TUTORIAL_BATCH_SIZE, show_progress_bar=False)
+            return [list(map(float, v)) for v in vectors]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    started = time.perf_counter()
+    pages: list[Document] = []
+    for file in files:
+        try:
+            doc = load_bytes(file.read_bytes(), file.name)
+        except RagError:
+            continue
+        pages.extend(Document(s.text, metadata={"source": file.name, "page": s.page or 0}) for s in doc.sections)
+    splitter = RecursiveCharacterTextSplitter(chunk_size=TUTORIAL_CHUNK_SIZE, chunk_overlap=TUTORIAL_CHUNK_OVERLAP)
+    chunks = splitter.split_documents(pages)
+    Chroma.from_documents(chunks, SentenceTransformerEmbeddings(), persist_directory=str(path))
+    return [c.page_content for c in chunks], time.perf_counter() - started
+
+
+def sample_queries(texts: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    """Question-like queries: the opening words of sentences from the corpus."""
+    sentences = [s for t in texts for s in re.split(r"(?<=[.!?])\s+", t) if len(s.split()) >= 6]
+    if not sentences:
+        sentences = [t for t in texts if t.strip()] or ["what is this about"]
+    return [" ".join(rng.choice(sentences).split()[:10]) for _ in range(count)]
+
+
+def synthetic_chunks(count: int, texts: Sequence[str], rng: random.Random) -> list[Chunk]:
+    """Chunks of words drawn with the corpus's word frequencies, so keyword search does realistic work."""
+    counts = Counter(w for t in texts for w in t.split())
+    words = list(counts)
+    weights = np.array([counts[w] for w in words], dtype=np.float64)
+    picks = np.random.default_rng(rng.randrange(2**32)).choice(
+        len(words), size=(count, SYNTHETIC_WORDS_PER_CHUNK), p=weights / weights.sum()
+    )
+    chunks = []
+    for i, row in enumerate(picks):
+        doc = f"synthetic-{i // SYNTHETIC_DOC_CHUNKS:05d}"
+        chunks.append(Chunk(f"{doc}:{i}", doc, " ".join(words[j] for j in row), f"{doc}.txt", None, i))
+    return chunks
+
+
+def bench_retrieval(
+    size: int, texts: Sequence[str], queries: Sequence[str], embedder: Embedder, top_k: int, rng: random.Random
+) -> RetrievalFigures:
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        store = Store(Path(tmp))
+        started = time.perf_counter()
+        chunks = synthetic_chunks(size, texts, rng)
+        vectors = np.random.default_rng(rng.randrange(2**32)).standard_normal((size, embedder.dimension))
+        vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        for start in range(0, size, SYNTHETIC_DOC_CHUNKS):
+            batch = chunks[start : start + SYNTHETIC_DOC_CHUNKS]
+            doc_id = batch[0].doc_id
+            record = DocumentRecord(doc_id, f"{doc_id}.txt", "text", doc_id, None, len(batch), 0, now_iso())
+            store.begin_document(record)
+            store.add_chunks(batch, vectors[start : start + len(batch)])
+            store.commit_document(doc_id)
+        build_seconds = time.perf_counter() - started
+
+        retriever = Retriever(store, embedder)
+        warm = list(queries[:5])
+        for q in warm:
+            retriever.search(q, top_k)
+        search_ms, embed_ms = [], []
+        for q in queries:
+            t0 = time.perf_counter()
+            retriever.search(q, top_k)
+            search_ms.append(1000 * (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            embedder.embed_query(q)
+            embed_ms.append(1000 * (time.perf_counter() - t0))
+        store.close()
+    p95 = percentile(search_ms, 0.95)
+    one_embedding = statistics.median(embed_ms)
+    return RetrievalFigures(
+        chunks=size,
+        build_seconds=round(build_seconds, 1),
+        p50_ms=round(percentile(search_ms, 0.50), 1),
+        p95_ms=round(p95, 1),
+        query_embedding_ms=round(one_embedding, 1),
+        p95_vs_query_embedding=round(p95 / one_embedding, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def format_report(report: BenchReport) -> str:
+    i = report.ingestion
+    rows: list[Any] = [
+        f"device: {report.device}",
+        "",
+        f"ingestion of {i.files} files ({i.chunks} chunks, {i.embedded_tokens:,} embedded tokens)",
+        f"  raw encode of the same chunk texts  {i.raw_encode_seconds:8.2f} s  {i.raw_tokens_per_second:7,} tokens/s",
+        f"  end to end (parse→chunk→embed→store) {i.ingest_seconds:7.2f} s  {i.ingest_tokens_per_second:7,} tokens/s"
+        f"  = {i.ingest_vs_raw:.2f} × raw (target ≥ 0.85)",
+        f"  tutorial pipeline (1000/200, {i.tutorial_chunks} chunks, {i.tutorial_embedded_tokens:,} tokens)"
+        f"  {i.tutorial_seconds:.2f} s: ours takes {i.ingest_vs_tutorial:.2f} × its time (target ≤ 0.8)",
+        f"  re-ingest unchanged                 {i.reingest_seconds:8.3f} s  = {i.reingest_vs_ingest:.2%} of the first"
+        " (target ≤ 3%)",
+        "",
+        "retrieval (query embedding + dense + keyword + fusion)",
+        f"  {'chunks':>8} {'p50 ms':>8} {'p95 ms':>8} {'1 embed ms':>10} {'p95/embed':>9} {'peak RSS MB':>11}",
+    ]
+    rows.extend(
+        f"  {r.chunks:>8,} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} {r.query_embedding_ms:>10.1f} "
+        f"{r.p95_vs_query_embedding:>9.2f} {r.peak_rss_mb:>11.0f}"
+        for r in report.retrieval
+    )
+    return "\n".join(rows)

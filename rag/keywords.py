@@ -1,0 +1,51 @@
+"""Query text → the terms of a keyword (BM25) search, and how well a passage covers them.
+
+Questions are mostly function words ("what", "was", "the"): they match nearly every chunk, cost time in
+the index and carry no evidence, so they are dropped before searching.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# English function words and question words (the usual IR stop list, plus question phrasing).
+STOPWORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each either else ever few for
+    from further had has have having he her here hers herself him himself his how however i if in
+    into is it its itself just let me more most much must my myself no nor not now of off on once
+    only or other ought our ours ourselves out over own per same shall she should so some such than
+    that the their theirs them themselves then there these they this those through to too under
+    until up upon us very was we were what when where which while who whom whose why will with
+    within without would yet you your yours yourself yourselves tell explain describe give name list
+    many called named known kind type
+    """.split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def query_terms(text: str) -> list[str]:
+    """The distinct content words of a query, lower-cased, in order of appearance."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.casefold()):
+        if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
+            continue
+        seen.setdefault(word, None)
+    return list(seen)
+
+
+def match_expression(terms: Sequence[str]) -> str:
+    """An SQLite FTS5 query matching any of the terms; each is quoted, so no term is read as syntax."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def coverage(terms: Sequence[str], text: str) -> float:
+    """The share of the terms that occur in the text, a word matching a term when they share a stem
+    (approximated by the first five letters: "elected" matches "election")."""
+    if not terms:
+        return 0.0
+    stems = {word[:5] for word in _WORD.findall(text.casefold())}
+    return sum(term[:5] in stems for term in terms) / len(terms)

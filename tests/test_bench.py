@@ -1,0 +1,47 @@
+"""The benchmark command on a tiny corpus: every stage runs for real and reports figures of the right shape."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from rag.bench import BenchReport, format_report, run_bench, sample_queries, synthetic_chunks
+from rag.embeddings import Embedder
+
+TEXTS = {
+    "tides.txt": "Tides are caused by the pull of the Moon. The Sun adds a smaller pull. " * 8,
+    "ferns.md": "# Ferns\n\nFerns reproduce with spores rather than seeds. They like shade and damp soil. " * 8,
+}
+
+
+def test_bench_measures_ingestion_and_retrieval(tmp_path: Path, embedder: Embedder) -> None:
+    for name, text in TEXTS.items():
+        (tmp_path / name).write_text(text)
+    messages: list[str] = []
+    report = run_bench(tmp_path, embedder, 300, 50, 5, sizes=(50, 200), queries=5, progress=messages.append)
+
+    i = report.ingestion
+    assert i.files == 2 and i.chunks >= 2 and i.embedded_tokens > 0 and i.tutorial_chunks >= 2
+    assert i.raw_tokens_per_second > 0 and i.ingest_tokens_per_second > 0 and i.tutorial_seconds > 0
+    assert 0 <= i.reingest_seconds < i.ingest_seconds  # unchanged files are skipped, not re-embedded
+    assert [r.chunks for r in report.retrieval] == [50, 200]
+    assert all(0 < r.p50_ms <= r.p95_ms and r.query_embedding_ms > 0 and r.peak_rss_mb > 0 for r in report.retrieval)
+    assert messages[0].startswith("ingestion") and messages[-1] == "retrieval at 200 chunks"
+
+    table = format_report(report)
+    assert "tutorial pipeline" in table and "200" in table
+    assert json.loads(report.to_json())["retrieval"][1]["chunks"] == 200
+    assert isinstance(report, BenchReport)
+
+
+def test_synthetic_chunks_use_the_corpus_words_and_group_into_documents() -> None:
+    chunks = synthetic_chunks(1500, ["alpha beta beta gamma"], random.Random(0))
+    assert len(chunks) == 1500 and len({c.id for c in chunks}) == 1500
+    assert {c.doc_id for c in chunks} == {"synthetic-00000", "synthetic-00001"}
+    assert set(chunks[0].text.split()) <= {"alpha", "beta", "gamma"}
+
+
+def test_queries_are_drawn_from_corpus_sentences() -> None:
+    queries = sample_queries(["One two three four five six seven. Short one."], 3, random.Random(1))
+    assert queries == ["One two three four five six seven."] * 3

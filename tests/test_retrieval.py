@@ -1,0 +1,118 @@
+"""Hybrid retrieval on a real store and the real embedding model: fusion, scores, filters, threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embeddings import Embedder
+from rag.retrieval import Retriever, convex_fusion, has_evidence, reciprocal_rank_fusion, select_sources
+from rag.schema import Chunk, RetrievedChunk
+from rag.store import DocumentRecord, Store, now_iso
+
+PASSAGES = {
+    "manual.txt": [
+        "To reset the router, hold the button on the back for ten seconds.",
+        "The status light blinks amber while the firmware updates.",
+        "Error code E-4417 means the fan is blocked by dust.",
+    ],
+    "recipes.txt": [
+        "Knead the dough for ten minutes until it is smooth and elastic.",
+        "Bake the bread at 220 degrees until the crust is golden.",
+    ],
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder: Embedder) -> Store:
+    store = Store(tmp_path / "kb")
+    for doc_id, (name, texts) in zip(("man0", "rec0"), PASSAGES.items(), strict=True):
+        chunks = [Chunk(f"{doc_id}:{i}", doc_id, t, name, None, i) for i, t in enumerate(texts)]
+        store.begin_document(DocumentRecord(doc_id, name, "text", doc_id * 8, None, len(chunks), 10, now_iso()))
+        store.add_chunks(chunks, embedder.embed_documents(texts))
+        store.commit_document(doc_id)
+    return store
+
+
+def test_fusion_rewards_items_ranked_well_by_both() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]], k=60)
+    assert [item for item, _ in fused] == ["b", "c", "a", "d"]
+    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_convex_fusion_normalises_each_ranking_before_weighing() -> None:
+    dense = [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # cosine similarities
+    keyword = [("c", 40.0), ("d", 20.0), ("a", 0.0)]  # BM25: another scale entirely
+    fused = dict(convex_fusion([dense, keyword], [0.5, 0.5]))
+    assert fused == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.5, "d": 0.25})
+    assert convex_fusion([[("x", 3.0)], []], [0.5, 0.5]) == [("x", 0.5)]  # one candidate: normalised to 1
+
+
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_hybrid_finds_an_exact_code_that_dense_search_ranks_low(
+    store: Store, embedder: Embedder, fusion: str
+) -> None:
+    query = "what does E-4417 mean"
+    hybrid = Retriever(store, embedder, "hybrid", fusion).search(query, k=1)  # type: ignore[arg-type]
+    assert hybrid[0].chunk.text.startswith("Error code E-4417")
+    keyword_only = Retriever(store, embedder, "keyword").search(query, k=5)
+    assert [h.chunk.text for h in keyword_only] == [PASSAGES["manual.txt"][2]]
+
+
+def test_every_result_is_scored_by_cosine_similarity(store: Store, embedder: Embedder) -> None:
+    query = "how long should I knead bread dough"
+    hits = Retriever(store, embedder).search(query, k=5)
+    assert hits[0].chunk.source == "recipes.txt"
+    q = embedder.embed_query(query)
+    for hit in hits:
+        expected = float(embedder.embed_documents([hit.chunk.text])[0] @ q)
+        assert hit.score == pytest.approx(expected, abs=2e-3)
+
+
+def test_document_filter_and_threshold(store: Store, embedder: Embedder) -> None:
+    retriever = Retriever(store, embedder)
+    only_manual = retriever.search("bake bread", k=5, doc_ids=["man0"])
+    assert {h.chunk.source for h in only_manual} == {"manual.txt"}
+    assert retriever.search("quantum chromodynamics of neutron stars", k=5, min_score=0.3) == []
+    assert retriever.search("   ", k=5) == []
+
+
+def test_an_empty_store_returns_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    assert Retriever(Store(tmp_path / "empty"), embedder).search("anything", k=3) == []
+
+
+def test_unknown_mode_is_refused(store: Store, embedder: Embedder) -> None:
+    with pytest.raises(ValueError, match="hybrid"):
+        Retriever(store, embedder, "semantic")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="convex"):
+        Retriever(store, embedder, "hybrid", "borda")  # type: ignore[arg-type]
+
+
+def test_scores_are_finite(store: Store, embedder: Embedder) -> None:
+    hits = Retriever(store, embedder).search("router firmware", k=5)
+    assert hits and all(np.isfinite(h.score) for h in hits)
+
+
+def hit(text: str, score: float) -> RetrievedChunk:
+    return RetrievedChunk(Chunk(text[:8], "d", text, "d.txt", None, 0), score)
+
+
+def test_a_question_without_evidence_is_declined() -> None:
+    off_topic = [hit("Bake the bread at 220 degrees.", 0.31), hit("Knead the dough.", 0.28)]
+    assert not has_evidence("Who won the Super Bowl in 2016?", off_topic)
+    assert select_sources("Who won the Super Bowl in 2016?", off_topic, min_score=0.2, max_chars=4000) == []
+
+
+def test_either_similarity_or_keyword_coverage_is_evidence_enough() -> None:
+    assert has_evidence("anything at all", [hit("unrelated words", 0.46)])
+    # Low similarity, but the passage holds the question's content words (a code, a name): not declined.
+    assert has_evidence("What does error E-4417 mean?", [hit("Error code E-4417: the fan is blocked.", 0.2)])
+
+
+def test_sources_are_kept_in_order_within_the_character_budget() -> None:
+    hits = [hit("a" * 300, 0.9), hit("b" * 300, 0.5), hit("c" * 50, 0.1), hit("d" * 300, 0.8), hit("e" * 90, 0.7)]
+    chosen = select_sources("aaaa", hits, min_score=0.2, max_chars=700)
+    assert [h.chunk.text[0] for h in chosen] == ["a", "b", "e"]  # c is below the threshold, d would overflow
+    assert select_sources("aaaa", [hit("a" * 900, 0.9)], 0.2, max_chars=500)[0].score == 0.9  # first always kept
