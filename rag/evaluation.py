@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.bench import percentile
 from rag.chat import NOTHING_RELEVANT
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -194,8 +195,8 @@ def evaluate(
         hit_at={k: round(v / n, 4) for k, v in hits.items()},
         mrr=round(statistics.fmean(reciprocal_ranks or [0.0]), 4),
         doc_hit_at_1=round(doc_hits / n, 4),
-        latency_p50_ms=round(1000 * _percentile(latencies, 0.50), 2),
-        latency_p95_ms=round(1000 * _percentile(latencies, 0.95), 2),
+        latency_p50_ms=round(1000 * percentile(latencies, 0.50), 2),
+        latency_p95_ms=round(1000 * percentile(latencies, 0.95), 2),
         ingest_seconds=round(ingest_seconds, 2),
         correct_declines=declines[0],
         false_declines=declines[1],
@@ -270,9 +271,3 @@ def _answer_figures(backend: LLMBackend, answers: Sequence[tuple[Question, str, 
         mean_seconds=round(statistics.fmean([s for _, _, s in answers] or [0.0]), 2),
         samples=[{"question": q.question, "gold": q.answers[0], "answer": text} for q, text, _ in answers[:5]],
     )
-
-
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
