@@ -119,7 +119,8 @@ def search(engine: Engine) -> None:
     hits = engine.search(query)
     threshold = engine.settings.min_score
     st.caption(
-        f"The {plural(len(hits), 'best passage')} by cosine similarity (top-k {engine.settings.top_k}). "
+        f"The {plural(len(hits), 'best passage')}, by meaning and by keyword (top-k {engine.settings.top_k}); "
+        "scores are cosine similarity. "
         f"Passages scoring below {threshold:.2f} are not given to the model."
     )
     for rank, hit in enumerate(hits, 1):

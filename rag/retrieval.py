@@ -73,10 +73,8 @@ class Retriever:
         self.mode = mode
         self.fusion = fusion
 
-    def search(
-        self, query: str, k: int, doc_ids: Sequence[str] | None = None, min_score: float = -1.0
-    ) -> list[RetrievedChunk]:
-        """The k best chunks whose similarity to the query is at least `min_score`, best first.
+    def search(self, query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+        """The k best chunks, best first (what the model is given is chosen by `select_sources`).
 
         Each result's score is its cosine similarity to the query (what the user sees as relevance),
         whichever search found it; the order is the fused order.
@@ -99,8 +97,7 @@ class Retriever:
                 [DENSE_WEIGHT, 1.0 - DENSE_WEIGHT],
             )
         top = [by_id[cid] for cid, _ in order[:k]]
-        top = self._with_similarity(top, query_vector, {h.chunk.id for h in dense})
-        return [hit for hit in top if hit.score >= min_score]
+        return self._with_similarity(top, query_vector, {h.chunk.id for h in dense})
 
     def _with_similarity(
         self, hits: list[RetrievedChunk], query_vector: np.ndarray, scored: set[str]

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fpdf import FPDF
 
 from rag.config import PROJECT_ROOT
+from tests.test_ingest import make_pdf
 from tests.test_llm import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,16 +32,6 @@ PAGES = [
     "Greenhouse handbook, page two. The orchids are misted with rainwater every Thursday morning by Tomasz.",
     "Greenhouse handbook, page three. Compost is turned once a month.",
 ]
-
-
-def make_pdf(path: Path) -> Path:
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    for text in PAGES:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    pdf.output(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +75,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    pdf = make_pdf(tmp_path / "greenhouse-handbook.pdf")
+    pdf = make_pdf(tmp_path / "greenhouse-handbook.pdf", PAGES)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
