@@ -85,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=cmd_eval)
 
     bench = sub.add_parser("bench", help="measure ingestion throughput and retrieval latency on this machine")
-    bench.add_argument("--docs", type=Path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
-                       help="documents to ingest (default: docs_corpus/; use a larger folder for stable figures)")
+    bench.add_argument(
+        "--docs",
+        type=Path,
+        default=DEFAULT_CORPUS_DIR,
+        metavar="DIR",
+        help="documents to ingest (default: docs_corpus/; use a larger folder for stable figures)",
+    )
     bench.add_argument("--sizes", default="1000,10000,100000", help="knowledge-base sizes for retrieval, in chunks")
     bench.add_argument("--queries", type=int, default=100, help="queries per size (default 100)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -128,8 +133,10 @@ def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
     _print_results(results)
     added = sum(r.chunks for r in results if r.status in ("added", "replaced"))
     failed = sum(not r.ok for r in results) + len(missing)
-    print(f"{len(results)} files: {added} chunks added, {failed} failed. Knowledge base: "
-          f"{len(engine.store.documents())} documents, {engine.store.chunk_count()} chunks.")
+    print(
+        f"{len(results)} files: {added} chunks added, {failed} failed. Knowledge base: "
+        f"{len(engine.store.documents())} documents, {engine.store.chunk_count()} chunks."
+    )
     return 1 if failed else 0
 
 
@@ -145,8 +152,10 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
     print(f"{'ID':<10} {'NAME':<36} {'TYPE':<8} {'PAGES':>5} {'CHUNKS':>6} {'SIZE':>9}  INGESTED")
     for d in docs:
         pages = "-" if d.pages is None else str(d.pages)
-        print(f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
-              f"{human_size(d.size_bytes):>9}  {d.ingested_at}")
+        print(
+            f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
+            f"{human_size(d.size_bytes):>9}  {d.ingested_at}"
+        )
     print(f"{len(docs)} documents, {engine.store.chunk_count()} chunks")
     return 0
 
@@ -167,17 +176,23 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
     prepared = engine.prepare(args.question, _history(args.history))
     plan = prepared.plan
     print(f"# backend: {choice.backend.name}, model: {choice.backend.model} — {choice.reason}", file=sys.stderr)
-    print(f"# {plan.prompt_tokens} of {plan.budget} prompt tokens ({choice.backend.context_window}-token window "
-          f"minus {engine.settings.max_answer_tokens} reserved for the answer); {len(plan.sources)} sources; "
-          f"{plan.history_used} history messages kept, {plan.history_dropped} dropped. The runtime adds the "
-          "BOS token itself.", file=sys.stderr)
+    print(
+        f"# {plan.prompt_tokens} of {plan.budget} prompt tokens ({choice.backend.context_window}-token window "
+        f"minus {engine.settings.max_answer_tokens} reserved for the answer); {len(plan.sources)} sources; "
+        f"{plan.history_used} history messages kept, {plan.history_dropped} dropped. The runtime adds the "
+        "BOS token itself.",
+        file=sys.stderr,
+    )
     spent = ", ".join(f"{part} {tokens}" for part, tokens in plan.spent.items())
     print(f"# budget: {spent}, reserved for the answer {engine.settings.max_answer_tokens}", file=sys.stderr)
     if prepared.search_query != args.question:
         print(f"# searched for: {prepared.search_query}", file=sys.stderr)
     if prepared.summary_update:
-        print(f"# earlier in this conversation ({prepared.summary_update.folded_messages} messages summarized): "
-              f"{prepared.summary_update.summary}", file=sys.stderr)
+        print(
+            f"# earlier in this conversation ({prepared.summary_update.folded_messages} messages summarized): "
+            f"{prepared.summary_update.summary}",
+            file=sys.stderr,
+        )
     sys.stdout.write(prepared.prompt)
     if sys.stdout.isatty():
         sys.stdout.write("\n")
@@ -192,20 +207,26 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     stream = engine.ask(args.question, _history(args.history))
     if args.json:
         answer = stream.collect()
-        print(json.dumps({
-            "answer": answer.text,
-            "sources": [
-                {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
-                for s in answer.sources
-            ],
-            "usage": {
-                "prompt_tokens": answer.usage.prompt_tokens,
-                "completion_tokens": answer.usage.completion_tokens,
-                "seconds": answer.usage.seconds,
-            },
-            "backend": answer.backend,
-            "model": answer.model,
-        }, ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "answer": answer.text,
+                    "sources": [
+                        {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
+                        for s in answer.sources
+                    ],
+                    "usage": {
+                        "prompt_tokens": answer.usage.prompt_tokens,
+                        "completion_tokens": answer.usage.completion_tokens,
+                        "seconds": answer.usage.seconds,
+                    },
+                    "backend": answer.backend,
+                    "model": answer.model,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return 0
     for piece in stream:
         sys.stdout.write(piece)
@@ -221,8 +242,11 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     else:
         print("Sources: none matched in the knowledge base.")
     u = final.usage
-    print(f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
-          f"{u.seconds}s]", file=sys.stderr)
+    print(
+        f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
+        f"{u.seconds}s]",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -230,8 +254,11 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     from rag.evaluation import evaluate, load_questions
 
     settings = engine.settings.with_overrides(
-        top_k=args.top_k, context_chars=args.context_chars, chunk_size=args.chunk_size,
-        chunk_overlap=args.chunk_overlap, min_score=args.min_score,
+        top_k=args.top_k,
+        context_chars=args.context_chars,
+        chunk_size=args.chunk_size,
+        chunk_overlap=args.chunk_overlap,
+        min_score=args.min_score,
     )
     questions = load_questions(args.qa, args.limit, args.seed)
     backend = None
@@ -242,22 +269,30 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     if args.json:
         print(report.to_json())
         return 0
-    print(f"{report.questions} questions, {report.chunks} chunks ({report.chunk_size}/{report.chunk_overlap} chars), "
-          f"{report.mode} ({report.fusion}) top-{report.top_k} within {report.context_chars} chars, "
-          f"threshold {report.min_score}, "
-          f"ingest {report.ingest_seconds}s")
-    print(f"answer in context   {report.answer_in_context:.3f}  (mean context {report.mean_context_chars:.0f} chars, "
-          f"~{report.mean_context_tokens:.0f} tokens)")
+    print(
+        f"{report.questions} questions, {report.chunks} chunks ({report.chunk_size}/{report.chunk_overlap} chars), "
+        f"{report.mode} ({report.fusion}) top-{report.top_k} within {report.context_chars} chars, "
+        f"threshold {report.min_score}, "
+        f"ingest {report.ingest_seconds}s"
+    )
+    print(
+        f"answer in context   {report.answer_in_context:.3f}  (mean context {report.mean_context_chars:.0f} chars, "
+        f"~{report.mean_context_tokens:.0f} tokens)"
+    )
     print("hit@" + "  hit@".join(f"{k} {v:.3f}" for k, v in report.hit_at.items()) + f"  MRR {report.mrr:.3f}")
     print(f"document hit@1      {report.doc_hit_at_1:.3f}")
     print(f"retrieval latency   p50 {report.latency_p50_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms")
     if report.correct_declines is not None and report.false_declines is not None:
-        print(f"declines            {report.correct_declines:.1%} correct (asked of the half without the document), "
-              f"{report.false_declines:.1%} false (asked of the half with it), {report.decline_questions} questions")
+        print(
+            f"declines            {report.correct_declines:.1%} correct (asked of the half without the document), "
+            f"{report.false_declines:.1%} false (asked of the half with it), {report.decline_questions} questions"
+        )
     if report.answers is not None:
         a = report.answers
-        print(f"answers ({a.backend} {a.model}): {a.answer_contains_gold:.3f} contain a gold answer, "
-              f"{a.mean_seconds:.1f} s each")
+        print(
+            f"answers ({a.backend} {a.model}): {a.answer_contains_gold:.3f} contain a gold answer, "
+            f"{a.mean_seconds:.1f} s each"
+        )
         for sample in a.samples:
             print(f"  Q: {sample['question']}\n     gold: {sample['gold']}\n     answer: {sample['answer'][:200]}")
     return 0
@@ -272,7 +307,13 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
         raise RagError(f"--sizes {args.sizes!r}: give chunk counts separated by commas, e.g. 1000,10000.") from exc
     s = engine.settings
     report = run_bench(
-        args.docs, engine.embedder, s.chunk_size, s.chunk_overlap, s.top_k, sizes, args.queries,
+        args.docs,
+        engine.embedder,
+        s.chunk_size,
+        s.chunk_overlap,
+        s.top_k,
+        sizes,
+        args.queries,
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
     )
     print(report.to_json() if args.json else format_report(report))
@@ -282,8 +323,11 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
 def _seed(engine: Engine) -> None:
     results = engine.ensure_default_corpus()
     if results:
-        print(f"# first start: indexed the default knowledge base ({len(results)} documents from "
-              f"{engine.settings.corpus_dir})", file=sys.stderr)
+        print(
+            f"# first start: indexed the default knowledge base ({len(results)} documents from "
+            f"{engine.settings.corpus_dir})",
+            file=sys.stderr,
+        )
 
 
 def _history(path: Path | None) -> list[Message]:
@@ -294,7 +338,7 @@ def _history(path: Path | None) -> list[Message]:
         return [Message(m["role"], str(m["content"])) for m in raw if m["role"] in ("user", "assistant")]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RagError(
-            f"--history {path}: expected a JSON list of {{\"role\": \"user\"|\"assistant\", \"content\": …}} ({exc})."
+            f'--history {path}: expected a JSON list of {{"role": "user"|"assistant", "content": …}} ({exc}).'
         ) from exc
 
 

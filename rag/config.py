@@ -126,8 +126,19 @@ class Settings:
 
 
 EDITABLE = (
-    "backend", "ollama_host", "model", "gguf_path", "temperature", "max_answer_tokens", "context_window",
-    "top_k", "chunk_size", "chunk_overlap", "min_score", "system_prompt", "history_strategy",
+    "backend",
+    "ollama_host",
+    "model",
+    "gguf_path",
+    "temperature",
+    "max_answer_tokens",
+    "context_window",
+    "top_k",
+    "chunk_size",
+    "chunk_overlap",
+    "min_score",
+    "system_prompt",
+    "history_strategy",
 )
 SETTINGS_FILE = "settings.json"
 

@@ -160,8 +160,12 @@ def evaluate(
             latencies.append(time.perf_counter() - t0)
             injected = select_sources(q.question, ranked[: settings.top_k], settings.min_score, settings.context_chars)
             plan = plan_prompt(
-                system_prompt=settings.system_prompt, question=q.question, history=[],
-                sources=injected, count_tokens=count, budget=budget,
+                system_prompt=settings.system_prompt,
+                question=q.question,
+                history=[],
+                sources=injected,
+                count_tokens=count,
+                budget=budget,
             )
             context = "\n\n".join(s.chunk.text for s in plan.sources)
             context_chars.append(len(context))

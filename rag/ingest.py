@@ -102,8 +102,7 @@ class Ingestor:
         self, uploads: Sequence[tuple[str, bytes]], on_progress: ProgressCallback | None = None
     ) -> list[IngestResult]:
         return [
-            self.ingest_one(data, name, index, len(uploads), on_progress)
-            for index, (name, data) in enumerate(uploads)
+            self.ingest_one(data, name, index, len(uploads), on_progress) for index, (name, data) in enumerate(uploads)
         ]
 
     def ingest_one(
@@ -122,7 +121,10 @@ class Ingestor:
         twin = self.store.find_by_hash(digest)
         if twin is not None:
             return IngestResult(
-                name, "duplicate", twin.chunks, f"same content as {twin.name!r}, already indexed: skipped",
+                name,
+                "duplicate",
+                twin.chunks,
+                f"same content as {twin.name!r}, already indexed: skipped",
                 twin.doc_id,
             )
         try:

@@ -37,11 +37,6 @@ def query_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def match_expression(terms: Sequence[str]) -> str:
-    """An SQLite FTS5 query matching any of the terms; each is quoted, so no term is read as syntax."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-
-
 def coverage(terms: Sequence[str], text: str) -> float:
     """The share of the terms that occur in the text, a word matching a term when they share a stem
     (approximated by the first five letters: "elected" matches "election")."""

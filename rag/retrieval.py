@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-import numpy as np
-
 from rag.embeddings import Embedder
 from rag.keywords import coverage, query_terms
 from rag.schema import RetrievedChunk
@@ -32,9 +30,7 @@ EVIDENCE_SIMILARITY = 0.42
 EVIDENCE_COVERAGE = 0.55
 
 
-def convex_fusion(
-    rankings: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]
-) -> list[tuple[str, float]]:
+def convex_fusion(rankings: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]) -> list[tuple[str, float]]:
     """Ids ordered by the weighted sum of their scores, each ranking's scores min-max normalised to [0, 1].
 
     An id missing from a ranking scores 0 there (it was below that ranking's candidates).
@@ -83,32 +79,25 @@ class Retriever:
             return []
         query_vector = self.embedder.embed_query(query)
         depth = max(k, CANDIDATES)
-        dense = self.store.query(query_vector, depth, doc_ids) if self.mode != "keyword" else []
+        dense = self.store.nearest(query_vector, depth, doc_ids) if self.mode != "keyword" else []
         keyword = (
-            self.store.keyword_query(query_terms(query), depth, doc_ids) if self.mode != "dense" else []
+            [(h.chunk.id, h.score) for h in self.store.keyword_query(query_terms(query), depth, doc_ids)]
+            if self.mode != "dense"
+            else []
         )
-        by_id = {hit.chunk.id: hit for hit in keyword}
-        by_id.update({hit.chunk.id: hit for hit in dense})  # dense hits carry the cosine already
         if self.fusion == "rrf":
-            order = reciprocal_rank_fusion([[h.chunk.id for h in dense], [h.chunk.id for h in keyword]])
+            order = reciprocal_rank_fusion([[cid for cid, _ in dense], [cid for cid, _ in keyword]])
         else:
-            order = convex_fusion(
-                [[(h.chunk.id, h.score) for h in dense], [(h.chunk.id, h.score) for h in keyword]],
-                [DENSE_WEIGHT, 1.0 - DENSE_WEIGHT],
-            )
-        top = [by_id[cid] for cid, _ in order[:k]]
-        return self._with_similarity(top, query_vector, {h.chunk.id for h in dense})
-
-    def _with_similarity(
-        self, hits: list[RetrievedChunk], query_vector: np.ndarray, scored: set[str]
-    ) -> list[RetrievedChunk]:
-        """Keyword-only hits get their cosine similarity from their stored vectors."""
-        missing = [h.chunk.id for h in hits if h.chunk.id not in scored]
-        vectors = self.store.embeddings_of(missing)
+            order = convex_fusion([dense, keyword], [DENSE_WEIGHT, 1.0 - DENSE_WEIGHT])
+        top = [cid for cid, _ in order[:k]]
+        # Texts and vectors only for the few chosen; keyword-only hits get their cosine from their vector.
+        fetched = self.store.fetch(top)
+        similarity = dict(dense)
         return [
-            h if h.chunk.id in scored else RetrievedChunk(h.chunk, round(float(vectors[h.chunk.id] @ query_vector), 4))
-            for h in hits
-            if h.chunk.id in scored or h.chunk.id in vectors
+            RetrievedChunk(chunk, similarity.get(cid, round(float(vector @ query_vector), 4)))
+            for cid in top
+            if cid in fetched
+            for chunk, vector in [fetched[cid]]
         ]
 
 

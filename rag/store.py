@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.bm25 import GENERATION_KEY, KeywordIndex
 from rag.errors import StoreError
-from rag.keywords import match_expression
 from rag.schema import Chunk, RetrievedChunk
 
 COLLECTION = "chunks"
@@ -89,6 +89,8 @@ class Store:
                 "or set RAG_DATA_DIR to another folder."
             ) from exc
         self._lock = threading.RLock()
+        self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, '0')", (GENERATION_KEY,))
+        self._keywords = KeywordIndex(self._db)
         self.recover()
         self._backfill_keyword_index()
 
@@ -102,9 +104,7 @@ class Store:
 
     def find(self, name_or_id: str) -> DocumentRecord | None:
         """By exact name, then by id or a unique id prefix (as printed by `docs`)."""
-        row = self._db.execute(
-            "SELECT * FROM documents WHERE status = 'ready' AND name = ?", (name_or_id,)
-        ).fetchone()
+        row = self._db.execute("SELECT * FROM documents WHERE status = 'ready' AND name = ?", (name_or_id,)).fetchone()
         if row is None and len(name_or_id) >= 4:
             rows = self._db.execute(
                 "SELECT * FROM documents WHERE status = 'ready' AND doc_id LIKE ?", (name_or_id + "%",)
@@ -178,6 +178,7 @@ class Store:
                 self._db.execute(
                     "UPDATE documents SET status = 'ready', chunks = chunks_stored WHERE doc_id = ?", (doc_id,)
                 )
+                self._bump_keyword_generation()
                 if replaces:
                     self._db.execute("UPDATE documents SET status = 'deleting' WHERE doc_id = ?", (replaces,))
             if replaces:
@@ -204,75 +205,85 @@ class Store:
 
     def query(self, embedding: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
         """The k nearest chunks of ready documents, best first, scored by cosine similarity."""
-        visible, where = self._visibility_filter(doc_ids)
-        if not visible:
-            return []
-        total = self._collection.count()
-        if total == 0:
-            return []
+        nearest = self.nearest(embedding, k, doc_ids)
+        fetched = self.fetch([cid for cid, _ in nearest])
+        return [RetrievedChunk(fetched[cid][0], score) for cid, score in nearest if cid in fetched]
+
+    def nearest(self, embedding: np.ndarray, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the k nearest chunks of ready documents, best first.
+
+        Only ids and distances: fetching 50 candidates' texts would cost more than the search itself.
+        """
+        if doc_ids is not None:
+            ready = {r.doc_id for r in self.documents()}
+            wanted = [d for d in doc_ids if d in ready]
+            if not wanted:
+                return []
+            where: dict[str, Any] | None = {"doc_id": wanted[0]} if len(wanted) == 1 else {"doc_id": {"$in": wanted}}
+            hidden: set[str] = set()
+            extra = 0
+        else:
+            # Documents being indexed or deleted are filtered out afterwards: a `$nin` filter makes Chroma
+            # scan every vector (0.4 s at 100,000 chunks), and such documents are rare and short-lived.
+            where = None
+            rows = self._db.execute("SELECT doc_id, chunks_stored FROM documents WHERE status != 'ready'").fetchall()
+            hidden = {doc_id for doc_id, _ in rows}
+            extra = sum(n for _, n in rows)
         result = self._collection.query(
             query_embeddings=np.asarray([embedding], dtype=np.float32),
-            n_results=min(k, total),
+            n_results=k + extra,
             where=where,
-            include=["documents", "metadatas", "distances"],
+            include=["distances"],
         )
         ids = result["ids"][0]
-        docs = (result["documents"] or [[]])[0]
-        metas = (result["metadatas"] or [[]])[0]
         dists = (result["distances"] or [[]])[0]
-        return [
-            RetrievedChunk(chunk=_chunk(cid, text, meta), score=round(1.0 - float(dist), 4))
-            for cid, text, meta, dist in zip(ids, docs, metas, dists, strict=True)
-        ]
+        pairs = [(cid, round(1.0 - float(dist), 4)) for cid, dist in zip(ids, dists, strict=True)]
+        if hidden:  # chunk ids are "<doc_id>:<position>"
+            pairs = [(cid, score) for cid, score in pairs if cid.rpartition(":")[0] not in hidden]
+        return pairs[:k]
 
-    def keyword_query(
-        self, terms: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
-    ) -> list[RetrievedChunk]:
-        """The k chunks of ready documents that best match any of the terms (BM25), best first.
-
-        The score is FTS5's BM25 turned positive (higher is better); it is comparable within one query only.
-        """
-        if not terms or k <= 0:
-            return []
-        sql = (
-            "SELECT c.chunk_id, c.doc_id, c.text, c.source, c.page, c.position, bm25(chunk_text) AS s"
-            " FROM chunk_text c JOIN documents d ON d.doc_id = c.doc_id"
-            " WHERE chunk_text MATCH ? AND d.status = 'ready'"
-        )
-        params: list[Any] = [match_expression(terms)]
-        if doc_ids is not None:
-            if not doc_ids:
-                return []
-            sql += f" AND c.doc_id IN ({', '.join('?' * len(doc_ids))})"
-            params.extend(doc_ids)
-        sql += " ORDER BY s LIMIT ?"
-        params.append(k)
-        try:
-            rows = self._db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:  # a term FTS5 still cannot parse: no keyword evidence
-            if "fts5" in str(exc).lower() or "syntax" in str(exc).lower():
-                return []
-            raise
-        return [
-            RetrievedChunk(
-                chunk=Chunk(
-                    id=cid, doc_id=doc_id, text=text, source=source,
-                    page=None if int(page) == NO_PAGE else int(page), position=int(position),
-                ),
-                score=-float(bm25),
-            )
-            for cid, doc_id, text, source, page, position, bm25 in rows
-        ]
-
-    def embeddings_of(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of the given chunks (to score keyword hits by similarity too)."""
+    def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
+        """The given chunks with their stored vectors (ids no longer stored are left out)."""
         if not chunk_ids:
             return {}
-        result = self._collection.get(ids=list(chunk_ids), include=["embeddings"])
+        result = self._collection.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        docs = result["documents"] or []
+        metas = result["metadatas"] or []
         vectors = result["embeddings"]
         if vectors is None:
             return {}
-        return {cid: np.asarray(v, dtype=np.float32) for cid, v in zip(result["ids"], vectors, strict=True)}
+        return {
+            cid: (_chunk(cid, text, meta), np.asarray(vector, dtype=np.float32))
+            for cid, text, meta, vector in zip(result["ids"], docs, metas, vectors, strict=True)
+        }
+
+    def keyword_query(self, terms: Sequence[str], k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+        """The k chunks of ready documents that best match any of the terms (BM25), best first.
+
+        The score is BM25 (higher is better), as FTS5 computes it; it is comparable within one query only.
+        """
+        if not terms or k <= 0 or (doc_ids is not None and not doc_ids):
+            return []
+        with self._lock:
+            ranked = self._keywords.search(terms, k, doc_ids)
+            found: dict[int, Chunk] = {}
+            rowids = [rowid for rowid, _ in ranked]
+            for start in range(0, len(rowids), 500):
+                batch = rowids[start : start + 500]
+                for rowid, cid, doc_id, text, source, page, position in self._db.execute(
+                    "SELECT rowid, chunk_id, doc_id, text, source, page, position FROM chunk_text"
+                    f" WHERE rowid IN ({', '.join('?' * len(batch))})",
+                    batch,
+                ):
+                    found[rowid] = Chunk(
+                        id=cid,
+                        doc_id=doc_id,
+                        text=text,
+                        source=source,
+                        page=None if int(page) == NO_PAGE else int(page),
+                        position=int(position),
+                    )
+        return [RetrievedChunk(chunk=found[rowid], score=score) for rowid, score in ranked if rowid in found]
 
     def keyword_row_count(self) -> int:
         """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
@@ -282,9 +293,7 @@ class Store:
         result = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         chunks = [
             _chunk(cid, text, meta)
-            for cid, text, meta in zip(
-                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
-            )
+            for cid, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
         ]
         return sorted(chunks, key=lambda c: c.position)
 
@@ -294,19 +303,6 @@ class Store:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _visibility_filter(self, doc_ids: Sequence[str] | None) -> tuple[bool, dict[str, Any] | None]:
-        """(anything visible?, the Chroma filter): only ready documents, optionally only some of them."""
-        if doc_ids is not None:
-            ready = {r.doc_id for r in self.documents()}
-            wanted = [d for d in doc_ids if d in ready]
-            if not wanted:
-                return False, None
-            return True, {"doc_id": wanted[0]} if len(wanted) == 1 else {"doc_id": {"$in": wanted}}
-        hidden = [r[0] for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")]
-        if not hidden:
-            return True, None
-        return True, {"doc_id": {"$nin": hidden}}
-
     def _purge(self, doc_id: str) -> None:
         # Vectors and keyword rows first, the registry row last: if a crash interrupts, the row is still
         # there (not ready) and the next open finishes the job.
@@ -314,14 +310,16 @@ class Store:
         with self._transaction():
             self._db.execute("DELETE FROM chunk_text WHERE doc_id = ?", (doc_id,))
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+            self._bump_keyword_generation()
+
+    def _bump_keyword_generation(self) -> None:
+        """Tell every process's in-memory keyword index that the set of ready documents changed."""
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (GENERATION_KEY,))
 
     def _insert_keyword_rows(self, chunks: Sequence[Chunk]) -> None:
         self._db.executemany(
             "INSERT INTO chunk_text(text, chunk_id, doc_id, source, page, position) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (c.text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position)
-                for c in chunks
-            ],
+            [(c.text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position) for c in chunks],
         )
 
     def _backfill_keyword_index(self) -> None:
@@ -333,6 +331,7 @@ class Store:
             for record in self.documents():
                 self._insert_keyword_rows(self.chunks_of(record.doc_id))
             self.set_meta("keyword_index", KEYWORD_INDEX_VERSION)
+            self._bump_keyword_generation()
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

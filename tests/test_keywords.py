@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.keywords import coverage, match_expression, query_terms
+from rag.keywords import coverage, query_terms
 
 
 def test_function_words_are_dropped_and_content_words_kept_in_order() -> None:
@@ -12,10 +12,6 @@ def test_function_words_are_dropped_and_content_words_kept_in_order() -> None:
 
 def test_terms_are_case_folded_unique_and_keep_digits_and_accents() -> None:
     assert query_terms("Zürich zürich ZÜRICH in 3 B") == ["zürich", "3"]
-
-
-def test_match_expression_quotes_every_term() -> None:
-    assert match_expression(["oil", 'say "hi"']) == '"oil" OR "say ""hi"""'
 
 
 def test_coverage_counts_terms_sharing_a_stem() -> None:

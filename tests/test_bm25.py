@@ -1,0 +1,132 @@
+"""The in-memory BM25 index: ranks as SQLite FTS5 would, and follows every change to the knowledge base."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.bm25 import MAX_SEGMENTS, KeywordIndex
+from rag.chunking import chunk_document
+from rag.loaders import load_bytes
+from rag.schema import Chunk
+from rag.store import DocumentRecord, Store, now_iso
+
+CORPUS = Path(__file__).resolve().parent.parent / "docs_corpus"
+
+
+def add(store: Store, doc_id: str, texts: list[str], replaces: str | None = None, commit: bool = True) -> None:
+    """A document with vectors that do not matter here (keyword search never reads them)."""
+    chunks = [Chunk(f"{doc_id}:{i:05d}", doc_id, t, f"{doc_id}.txt", None, i) for i, t in enumerate(texts)]
+    store.begin_document(DocumentRecord(doc_id, f"{doc_id}.txt", "text", doc_id, None, len(chunks), 1, now_iso()))
+    vectors = np.random.default_rng(0).standard_normal((len(texts), 8)).astype(np.float32)
+    store.add_chunks(chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    if commit:
+        store.commit_document(doc_id, replaces=replaces)
+
+
+def fts5_ranking(db_path: Path, words: list[str], k: int) -> list[tuple[str, float]]:
+    """What FTS5 itself returns for the same OR-query (scores made positive, as ours)."""
+    expression = " OR ".join(f'"{w}"' for w in words)
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute(
+            "SELECT chunk_id, -bm25(chunk_text) AS s FROM chunk_text WHERE chunk_text MATCH ? ORDER BY s DESC LIMIT ?",
+            (expression, k),
+        ).fetchall()
+    return [(cid, float(s)) for cid, s in rows]
+
+
+def ties_in_id_order(ranking: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Equal scores come in no particular order, in FTS5 as here."""
+    return sorted(((cid, round(score, 4)) for cid, score in ranking), key=lambda pair: (-pair[1], pair[0]))
+
+
+@pytest.fixture
+def shipped_corpus_store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "kb")
+    for path in sorted(CORPUS.iterdir()):
+        doc = load_bytes(path.read_bytes(), path.name)
+        chunks = chunk_document(doc, path.stem[:16], 600, 100)
+        add(store, path.stem[:16], [c.text for c in chunks])
+    return store
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["context", "length", "llama"],
+        ["quantized", "models", "memory", "laptop"],
+        ["retrieval", "augmented", "generation", "citations"],
+        ["gpu", "vram", "gguf", "7b"],
+        ["upload", "documents", "delete"],
+    ],
+)
+def test_ranks_and_scores_as_fts5_does(shipped_corpus_store: Store, tmp_path: Path, words: list[str]) -> None:
+    ours = [(h.chunk.id, h.score) for h in shipped_corpus_store.keyword_query(words, k=10)]
+    reference = fts5_ranking(tmp_path / "kb" / "registry.sqlite3", words, 10)
+    assert ours, "the shipped corpus mentions every one of these queries"
+    assert ties_in_id_order(ours) == ties_in_id_order(reference)
+
+
+def test_stems_and_case_folding_match_fts5(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "aaaa", ["The Gaskets were REPLACED in Zürich."])
+    add(store, "bbbb", ["Nothing relevant here."])
+    for words in (["gasket"], ["replacing"], ["zurich"], ["ZÜRICH"]):
+        assert [h.chunk.doc_id for h in store.keyword_query(words, k=3)] == ["aaaa"], words
+
+
+def test_follows_adds_replaces_deletes_and_hides_unfinished_documents(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "old0", ["The meeting is on Monday in the saffron room."])
+    assert store.keyword_query(["saffron"], k=3)[0].chunk.doc_id == "old0"  # the index is built now
+    add(store, "new0", ["The meeting moved to Friday in the saffron room."], replaces="old0")
+    assert [h.chunk.doc_id for h in store.keyword_query(["saffron"], k=3)] == ["new0"]
+    add(store, "half", ["A saffron harvest, still being indexed."], commit=False)
+    assert [h.chunk.doc_id for h in store.keyword_query(["saffron"], k=3)] == ["new0"]
+    store.abort_document("half")
+    store.delete_document("new0")
+    assert store.keyword_query(["saffron"], k=3) == []
+
+
+def test_sees_changes_made_by_another_process(tmp_path: Path) -> None:
+    app = Store(tmp_path / "kb")
+    add(app, "aaaa", ["Lavender grows in dry soil."])
+    assert app.keyword_query(["lavender"], k=3)[0].chunk.doc_id == "aaaa"
+    cli = Store(tmp_path / "kb")  # e.g. `python -m rag ingest` while the app runs
+    add(cli, "bbbb", ["Lavender oil is distilled from the flowers."])
+    cli.delete_document("aaaa")
+    assert [h.chunk.doc_id for h in app.keyword_query(["lavender"], k=3)] == ["bbbb"]
+
+
+def test_restricting_to_documents(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "aaaa", ["Basalt is a volcanic rock."])
+    add(store, "bbbb", ["Basalt columns form as lava cools."])
+    assert [h.chunk.doc_id for h in store.keyword_query(["basalt"], k=5, doc_ids=["bbbb"])] == ["bbbb"]
+    assert store.keyword_query(["basalt"], k=5, doc_ids=["zzzz"]) == []
+    assert store.keyword_query(["basalt"], k=5, doc_ids=[]) == []
+
+
+def test_many_changes_are_compacted_without_changing_results(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    for i in range(MAX_SEGMENTS + 4):  # one segment per document, forcing merges
+        add(store, f"d{i:03d}", [f"Report {i} on granite quarries.", f"Appendix {i}: marble and granite."])
+        assert len(store.keyword_query(["granite"], k=100)) == 2 * (i + 1)
+    for i in range(0, MAX_SEGMENTS + 4, 2):
+        store.delete_document(f"d{i:03d}")
+    hits = store.keyword_query(["granite"], k=100)
+    assert sorted({h.chunk.doc_id for h in hits}) == [f"d{i:03d}" for i in range(1, MAX_SEGMENTS + 4, 2)]
+    assert store.keyword_query(["marble"], k=1)[0].chunk.text.startswith("Appendix")
+    reference = fts5_ranking(tmp_path / "kb" / "registry.sqlite3", ["granite", "quarries"], 100)
+    ours = [(h.chunk.id, h.score) for h in store.keyword_query(["granite", "quarries"], k=100)]
+    assert ties_in_id_order(ours) == ties_in_id_order(reference)
+
+
+def test_an_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    assert store.keyword_query(["anything"], k=5) == []
+    index = KeywordIndex(sqlite3.connect(tmp_path / "kb" / "registry.sqlite3"))
+    assert index.search(["anything"], 5) == []
