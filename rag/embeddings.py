@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+# Texts per forward pass. On 2 CPU cores batches of 8 encoded 10-17 % faster than 32 (the library's
+# default): activations of small batches stay in cache. A GPU wants large batches.
+CPU_BATCH_SIZE = 8
+ACCELERATOR_BATCH_SIZE = 128
 
 
 def packaged_model_path() -> str:
@@ -45,10 +49,10 @@ def pick_device(cuda: bool | None = None, mps: bool | None = None) -> str:
 class Embedder:
     """Cheap to construct; the model loads on first use and is shared (thread-safe) afterwards."""
 
-    def __init__(self, model_path: str | None = None, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(self, model_path: str | None = None, device: str | None = None, batch_size: int | None = None) -> None:
         self._model_path = model_path
         self._device = device
-        self.batch_size = batch_size
+        self._batch_size = batch_size
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
@@ -69,6 +73,13 @@ class Embedder:
     @property
     def device(self) -> str:
         return str(self.model.device)
+
+    @property
+    def batch_size(self) -> int:
+        """As given, else what suits the device the model runs on."""
+        if self._batch_size is not None:
+            return self._batch_size
+        return CPU_BATCH_SIZE if self.device == "cpu" else ACCELERATOR_BATCH_SIZE
 
     @property
     def dimension(self) -> int:

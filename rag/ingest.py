@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -13,8 +15,10 @@ from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
 from rag.formatting import plural
 from rag.loaders import is_supported, load_bytes
+from rag.schema import Chunk, LoadedDocument
 from rag.store import DocumentRecord, Store, now_iso
 
+PARSE_AHEAD = 2  # files parsed ahead of the one being embedded (bounds memory)
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
 
 
@@ -76,7 +80,26 @@ def collect_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A file read, hashed and (unless its content is already indexed) parsed and chunked."""
+
+    name: str
+    data: bytes
+    digest: str
+    doc: LoadedDocument | None = None
+    chunks: tuple[Chunk, ...] = ()
+    error: str = ""
+
+
+Reader = Callable[[], bytes]  # raises OSError when the file cannot be read
+
+
 class Ingestor:
+    """Files → the knowledge base. Parsing runs one file ahead, in a thread, while the current file is
+    embedded (the model's work releases the GIL), and each document is embedded in length-sorted batches so
+    that little is spent on padding."""
+
     def __init__(
         self, store: Store, embedder: Embedder, chunk_size: int, chunk_overlap: int, batch_size: int = 64
     ) -> None:
@@ -84,37 +107,62 @@ class Ingestor:
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # chunks stored (and progress reported) at a time
 
     def ingest_paths(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         files = collect_files(paths)
-        results = []
-        for index, path in enumerate(files):
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                results.append(IngestResult(path.name, "failed", message=f"{path}: cannot be read ({exc.strerror})."))
-                continue
-            results.append(self.ingest_one(data, path.name, index, len(files), on_progress))
-        return results
+        return self._ingest([(path.name, path.read_bytes) for path in files], on_progress)
 
     def ingest_uploads(
         self, uploads: Sequence[tuple[str, bytes]], on_progress: ProgressCallback | None = None
     ) -> list[IngestResult]:
-        return [
-            self.ingest_one(data, name, index, len(uploads), on_progress) for index, (name, data) in enumerate(uploads)
-        ]
+        return self._ingest([(name, _constant(data)) for name, data in uploads], on_progress)
 
-    def ingest_one(
-        self,
-        data: bytes,
-        name: str,
-        index: int = 0,
-        count: int = 1,
-        on_progress: ProgressCallback | None = None,
-    ) -> IngestResult:
-        """One file, all or nothing: a failure leaves the knowledge base as it was."""
+    def ingest_one(self, data: bytes, name: str) -> IngestResult:
+        return self._ingest([(name, _constant(data))], None)[0]
+
+    def _ingest(
+        self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
+    ) -> list[IngestResult]:
+        known = self.store.content_hashes()
+        results: list[IngestResult] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse") as parser:
+            ahead: deque[Future[_Prepared]] = deque()
+            pending = iter(sources)
+            for index in range(len(sources)):
+                while len(ahead) < PARSE_AHEAD:  # parse the next files while this one is embedded
+                    source = next(pending, None)
+                    if source is None:
+                        break
+                    ahead.append(parser.submit(self._prepare, source[0], source[1], known))
+                prepared = ahead.popleft().result()
+                results.append(self._store(prepared, index, len(sources), on_progress))
+        return results
+
+    def _prepare(self, name: str, read: Reader, known: frozenset[str]) -> _Prepared:
+        """Pure work, no store access (it runs in the parsing thread)."""
+        try:
+            data = read()
+        except OSError as exc:
+            return _Prepared(name, b"", "", error=f"{name}: cannot be read ({exc.strerror or exc}).")
         digest = content_hash(data)
+        if digest in known:  # unchanged or a duplicate: decided against the store, no parsing needed
+            return _Prepared(name, data, digest)
+        return self._parse(name, data, digest)
+
+    def _parse(self, name: str, data: bytes, digest: str) -> _Prepared:
+        try:
+            doc = load_bytes(data, name)
+        except LoaderError as exc:
+            return _Prepared(name, data, digest, error=str(exc))
+        chunks = chunk_document(doc, digest[:16], self.chunk_size, self.chunk_overlap)
+        return _Prepared(name, data, digest, doc, tuple(chunks))
+
+    def _store(self, prepared: _Prepared, index: int, count: int, on_progress: ProgressCallback | None) -> IngestResult:
+        """One file, all or nothing: a failure leaves the knowledge base as it was."""
+        name, digest = prepared.name, prepared.digest
+        if prepared.error:
+            return IngestResult(name, "failed", message=prepared.error)
         same_name = self.store.find(name)
         if same_name is not None and same_name.content_hash == digest:
             return IngestResult(name, "unchanged", same_name.chunks, doc_id=same_name.doc_id)
@@ -127,15 +175,16 @@ class Ingestor:
                 f"same content as {twin.name!r}, already indexed: skipped",
                 twin.doc_id,
             )
-        try:
-            doc = load_bytes(data, name)
-        except LoaderError as exc:
-            return IngestResult(name, "failed", message=str(exc))
-        doc_id = digest[:16]
-        chunks = chunk_document(doc, doc_id, self.chunk_size, self.chunk_overlap)
+        if prepared.doc is None:  # known when parsing started, deleted since
+            prepared = self._parse(name, prepared.data, digest)
+            if prepared.error:
+                return IngestResult(name, "failed", message=prepared.error)
+        doc, chunks = prepared.doc, list(prepared.chunks)
+        assert doc is not None
         if not chunks:
             return IngestResult(name, "failed", message=f"{name}: no text left after splitting; nothing to index.")
-        record = DocumentRecord(doc_id, name, doc.kind, digest, doc.pages, len(chunks), len(data), now_iso())
+        doc_id = digest[:16]
+        record = DocumentRecord(doc_id, name, doc.kind, digest, doc.pages, len(chunks), len(prepared.data), now_iso())
 
         def report(done: int) -> None:
             if on_progress:
@@ -144,8 +193,10 @@ class Ingestor:
         report(0)
         self.store.begin_document(record)
         try:
-            for start in range(0, len(chunks), self.batch_size):
-                batch = chunks[start : start + self.batch_size]
+            # Longest first, so each batch holds texts of about one length (padding is wasted work).
+            by_length = sorted(chunks, key=lambda c: -len(c.text))
+            for start in range(0, len(by_length), self.batch_size):
+                batch = by_length[start : start + self.batch_size]
                 self.store.add_chunks(batch, self.embedder.embed_documents([c.text for c in batch]))
                 report(start + len(batch))
             self.store.commit_document(doc_id, replaces=same_name.doc_id if same_name else None)
@@ -156,3 +207,7 @@ class Ingestor:
             raise
         status: Status = "replaced" if same_name else "added"
         return IngestResult(name, status, len(chunks), "; ".join(doc.warnings), doc_id)
+
+
+def _constant(data: bytes) -> Reader:
+    return lambda: data

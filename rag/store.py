@@ -118,6 +118,10 @@ class Store:
         ).fetchone()
         return self._record(row) if row else None
 
+    def content_hashes(self) -> frozenset[str]:
+        """The content hashes of the ready documents."""
+        return frozenset(r[0] for r in self._db.execute("SELECT content_hash FROM documents WHERE status = 'ready'"))
+
     def chunk_count(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(chunks), 0) FROM documents WHERE status = 'ready'").fetchone()
         return int(row[0])

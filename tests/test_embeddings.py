@@ -34,3 +34,10 @@ def test_vectors_are_normalised_and_batched(embedder: Embedder) -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert embedder.embed_documents([]).shape == (0, 384)
     assert embedder.count_tokens(["hello world"]) == [4]  # [CLS] hello world [SEP]
+
+
+def test_batch_size_suits_the_device(monkeypatch: pytest.MonkeyPatch, embedder: Embedder) -> None:
+    assert embedder.batch_size == rag.embeddings.CPU_BATCH_SIZE == 8
+    assert Embedder(batch_size=3).batch_size == 3
+    monkeypatch.setattr(Embedder, "device", property(lambda self: "cuda"))
+    assert Embedder().batch_size == rag.embeddings.ACCELERATOR_BATCH_SIZE

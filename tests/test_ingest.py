@@ -98,6 +98,34 @@ def test_reingesting_unchanged_files_adds_nothing_and_embeds_nothing(
     assert store.vector_count() == first[0].chunks
 
 
+def test_unchanged_and_duplicate_files_are_not_parsed_again(
+    tmp_path: Path, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nAlpha text.")
+    (tmp_path / "b.txt").write_text("Beta text.")
+    assert [r.status for r in ingestor.ingest_paths([tmp_path / "a.md", tmp_path / "b.txt"])] == ["added", "added"]
+    (tmp_path / "copy of a.md").write_bytes((tmp_path / "a.md").read_bytes())
+
+    def no_parsing(data: bytes, name: str) -> None:
+        raise AssertionError(f"{name} was parsed again")
+
+    monkeypatch.setattr("rag.ingest.load_bytes", no_parsing)
+    results = ingestor.ingest_paths([tmp_path / "a.md", tmp_path / "b.txt", tmp_path / "copy of a.md"])
+    assert [r.status for r in results] == ["unchanged", "unchanged", "duplicate"]
+
+
+def test_results_and_progress_follow_the_order_of_the_files(tmp_path: Path, ingestor: Ingestor) -> None:
+    names = [f"{i:02d}.txt" for i in range(7)]
+    for i, name in enumerate(names):  # sizes vary, so parsing ahead finishes out of step with embedding
+        (tmp_path / name).write_text("\n\n".join(f"File {i}, paragraph {p}." for p in range(1 + 9 * (i % 3))))
+    progress: list[IngestProgress] = []
+    results = ingestor.ingest_paths([tmp_path / n for n in names], progress.append)
+    assert [r.name for r in results] == names and all(r.status == "added" for r in results)
+    assert [p.file_index for p in progress] == sorted(p.file_index for p in progress)
+    last = {p.name: p for p in progress}
+    assert all(p.chunks_done == p.chunks_total for p in last.values()) and len(last) == len(names)
+
+
 def test_a_changed_file_with_the_same_name_replaces_the_old_version(
     tmp_path: Path, ingestor: Ingestor, store: Store
 ) -> None:
@@ -139,8 +167,11 @@ def test_killing_the_ingest_process_leaves_no_half_indexed_document(tmp_path: Pa
     big.write_text("\n\n".join(f"Paragraph {i}: " + "words about many things " * 30 for i in range(1500)))
     env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_CORPUS_DIR": str(tmp_path / "no-corpus")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag", "ingest", str(big)], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "rag", "ingest", str(big)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     stored = 0
     try:
