@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--sizes", default="1000,10000,100000", help="knowledge-base sizes for retrieval, in chunks")
     bench.add_argument("--queries", type=int, default=100, help="queries per size (default 100)")
+    bench.add_argument(
+        "--repeat", type=int, default=2, help="ingestion runs of each pipeline; the best time counts (default 2)"
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=cmd_bench)
     return parser
@@ -314,6 +317,7 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
         s.top_k,
         sizes,
         args.queries,
+        repeat=args.repeat,
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
     )
     print(report.to_json() if args.json else format_report(report))

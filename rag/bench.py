@@ -56,6 +56,7 @@ class IngestionFigures:
     ingest_vs_tutorial: float  # our wall time / the tutorial's (target ≤ 0.8)
     reingest_seconds: float
     reingest_vs_ingest: float  # unchanged re-ingest / first ingest (target ≤ 0.03)
+    repeats: int = 1  # each timing is the best of this many runs
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def run_bench(
     sizes: Sequence[int] = (1_000, 10_000, 100_000),
     queries: int = 100,
     seed: int = 0,
+    repeat: int = 2,
     progress: Progress | None = None,
 ) -> BenchReport:
     say = progress or (lambda _message: None)
@@ -96,7 +98,7 @@ def run_bench(
         raise RagError(f"No supported files in {docs}: give --docs a folder of documents to ingest.")
     embedder.embed_documents(["warm-up"] * 4)  # load the model outside every timing
     say("ingestion: our pipeline, the raw encoder and the tutorial pipeline on the same files")
-    ingestion, texts = bench_ingestion(files, embedder, chunk_size, chunk_overlap)
+    ingestion, texts = bench_ingestion(files, embedder, chunk_size, chunk_overlap, repeat)
     rng = random.Random(seed)
     query_texts = sample_queries(texts, queries, rng)
     retrieval = []
@@ -107,45 +109,69 @@ def run_bench(
 
 
 def bench_ingestion(
-    files: Sequence[Path], embedder: Embedder, chunk_size: int, chunk_overlap: int
+    files: Sequence[Path], embedder: Embedder, chunk_size: int, chunk_overlap: int, repeat: int = 2
 ) -> tuple[IngestionFigures, list[str]]:
+    """Each of the three measured `repeat` times, in rotating order, keeping the best time of each: on a
+    shared machine the best of a few runs is what the code can do, the rest is other processes' noise."""
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        store = Store(Path(tmp) / "ours")
-        ingestor = Ingestor(store, embedder, chunk_size, chunk_overlap)
-        started = time.perf_counter()
-        results = ingestor.ingest_paths(files)
-        ingest_seconds = time.perf_counter() - started
-        failed = [r for r in results if not r.ok]
-        if len(failed) == len(results):
-            raise RagError(f"Nothing could be ingested: {failed[0].message}")
-        started = time.perf_counter()
-        ingestor.ingest_paths(files)
-        reingest_seconds = time.perf_counter() - started
-        texts = [c.text for record in store.documents() for c in store.chunks_of(record.doc_id)]
-        store.close()
+        ours: list[float] = []
+        raw: list[float] = []
+        tutorial: list[float] = []
+        texts: list[str] = []
+        tutorial_texts: list[str] = []
+        reingest_seconds = 0.0
+        failed = 0
 
-        started = time.perf_counter()
-        embedder.embed_documents(texts)
-        raw_seconds = time.perf_counter() - started
+        def run_ours(attempt: int) -> None:
+            nonlocal texts, reingest_seconds, failed
+            store = Store(Path(tmp) / f"ours-{attempt}")
+            ingestor = Ingestor(store, embedder, chunk_size, chunk_overlap)
+            started = time.perf_counter()
+            results = ingestor.ingest_paths(files)
+            ours.append(time.perf_counter() - started)
+            failed = sum(not r.ok for r in results)
+            if failed == len(results):
+                raise RagError(f"Nothing could be ingested: {results[0].message}")
+            started = time.perf_counter()
+            ingestor.ingest_paths(files)
+            reingest_seconds = time.perf_counter() - started
+            texts = [c.text for record in store.documents() for c in store.chunks_of(record.doc_id)]
+            store.close()
+
+        def run_raw(attempt: int) -> None:
+            started = time.perf_counter()
+            embedder.embed_documents(texts)
+            raw.append(time.perf_counter() - started)
+
+        def run_tutorial(attempt: int) -> None:
+            nonlocal tutorial_texts
+            tutorial_texts, seconds = run_tutorial_pipeline(files, embedder, Path(tmp) / f"tutorial-{attempt}")
+            tutorial.append(seconds)
+
+        order = [run_ours, run_raw, run_tutorial]  # ours first: the raw encoder needs its chunk texts
+        for attempt in range(max(1, repeat)):
+            for step in order:
+                step(attempt)
+            order = order[1:] + order[:1] if attempt == 0 else order[::-1]
         tokens = embedded_tokens(embedder, texts)
-
-        tutorial_texts, tutorial_seconds = run_tutorial_pipeline(files, embedder, Path(tmp) / "tutorial")
+    best_ours, best_raw, best_tutorial = min(ours), min(raw), min(tutorial)
     return (
         IngestionFigures(
-            files=len(files) - len(failed),
+            files=len(files) - failed,
             chunks=len(texts),
             embedded_tokens=tokens,
-            raw_encode_seconds=round(raw_seconds, 2),
-            raw_tokens_per_second=round(tokens / raw_seconds),
-            ingest_seconds=round(ingest_seconds, 2),
-            ingest_tokens_per_second=round(tokens / ingest_seconds),
-            ingest_vs_raw=round(raw_seconds / ingest_seconds, 3),
+            raw_encode_seconds=round(best_raw, 2),
+            raw_tokens_per_second=round(tokens / best_raw),
+            ingest_seconds=round(best_ours, 2),
+            ingest_tokens_per_second=round(tokens / best_ours),
+            ingest_vs_raw=round(best_raw / best_ours, 3),
             tutorial_chunks=len(tutorial_texts),
             tutorial_embedded_tokens=embedded_tokens(embedder, tutorial_texts),
-            tutorial_seconds=round(tutorial_seconds, 2),
-            ingest_vs_tutorial=round(ingest_seconds / tutorial_seconds, 3),
+            tutorial_seconds=round(best_tutorial, 2),
+            ingest_vs_tutorial=round(best_ours / best_tutorial, 3),
             reingest_seconds=round(reingest_seconds, 4),
-            reingest_vs_ingest=round(reingest_seconds / ingest_seconds, 4),
+            reingest_vs_ingest=round(reingest_seconds / best_ours, 4),
+            repeats=max(1, repeat),
         ),
         texts,
     )
@@ -271,7 +297,8 @@ def format_report(report: BenchReport) -> str:
     rows: list[Any] = [
         f"device: {report.device}",
         "",
-        f"ingestion of {i.files} files ({i.chunks} chunks, {i.embedded_tokens:,} embedded tokens)",
+        f"ingestion of {i.files} files ({i.chunks} chunks, {i.embedded_tokens:,} embedded tokens);"
+        f" each time the best of {i.repeats} runs",
         f"  raw encode of the same chunk texts  {i.raw_encode_seconds:8.2f} s  {i.raw_tokens_per_second:7,} tokens/s",
         f"  end to end (parse→chunk→embed→store) {i.ingest_seconds:7.2f} s  {i.ingest_tokens_per_second:7,} tokens/s"
         f"  = {i.ingest_vs_raw:.2f} × raw (target ≥ 0.85)",

@@ -111,6 +111,28 @@ class KeywordIndex:
         hits = hits[np.argsort(-scores[hits], kind="stable")]
         return [(int(self._rowid[r]), float(scores[r])) for r in hits]
 
+    def coverage(self, words: Sequence[str], texts: Sequence[str]) -> list[float]:
+        """For each text, the share of the query's weight that it contains, each term weighing its inverse
+        document frequency in this knowledge base: a rare name the text shares counts far more than an
+        everyday word, and a term the knowledge base never mentions weighs most (and is never matched)."""
+        self.sync()
+        term_ids = list(dict.fromkeys(t for t in self._term_ids(words) if t >= 0))
+        if not term_ids:
+            return [0.0] * len(texts)
+        live_rows = int(self._alive.sum())
+        weights = {}
+        for term_id in term_ids:
+            found = sum(int(self._alive[segment.postings(term_id)[0]].sum()) for segment in self._segments)
+            weights[term_id] = max(math.log((live_rows - found + 0.5) / (found + 0.5)), 0.0)
+        total = sum(weights.values())
+        if total == 0:
+            return [0.0] * len(texts)
+        shares = []
+        for text in texts:
+            present = set(self._term_ids(_WORD.findall(text.lower())))
+            shares.append(sum(w for t, w in weights.items() if t in present) / total)
+        return shares
+
     # -- keeping up with FTS5 ---------------------------------------------------------------------
 
     def sync(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from rag.llm import GenerationOptions, LLMBackend
 from rag.prompts import PromptPlan, plan_prompt
-from rag.retrieval import Retriever, select_sources
+from rag.retrieval import Retriever
 from rag.schema import Answer, Message, RetrievedChunk, Usage
 
 EMPTY_KNOWLEDGE_BASE = (
@@ -70,7 +70,7 @@ def prepare_turn(
     started = time.perf_counter()
     search_query = search_query or question
     hits = retriever.search(search_query, top_k, doc_ids)
-    retrieved = select_sources(search_query, hits, min_score, context_chars)
+    retrieved = retriever.select(search_query, hits, min_score, context_chars)
     retrieval_seconds = time.perf_counter() - started
     plan = plan_prompt(
         system_prompt=system_prompt,

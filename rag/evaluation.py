@@ -26,7 +26,7 @@ from rag.errors import RagError
 from rag.ingest import Ingestor, collect_files
 from rag.llm import GenerationOptions, LLMBackend, estimate_tokens
 from rag.prompts import plan_prompt, render_llama2
-from rag.retrieval import Fusion, Retriever, SearchMode, select_sources
+from rag.retrieval import Fusion, Retriever, SearchMode
 from rag.schema import Message, RetrievedChunk
 from rag.store import Store
 
@@ -158,7 +158,9 @@ def evaluate(
             t0 = time.perf_counter()
             ranked = retriever.search(q.question, depth)
             latencies.append(time.perf_counter() - t0)
-            injected = select_sources(q.question, ranked[: settings.top_k], settings.min_score, settings.context_chars)
+            injected = retriever.select(
+                q.question, ranked[: settings.top_k], settings.min_score, settings.context_chars
+            )
             plan = plan_prompt(
                 system_prompt=settings.system_prompt,
                 question=q.question,
@@ -252,7 +254,7 @@ def _declines(
 
 def _selected(retriever: Retriever, question: str, settings: Settings) -> list[RetrievedChunk]:
     hits = retriever.search(question, settings.top_k)
-    return select_sources(question, hits, settings.min_score, settings.context_chars)
+    return retriever.select(question, hits, settings.min_score, settings.context_chars)
 
 
 def _answer(backend: LLMBackend, messages: Sequence[Message] | None, settings: Settings) -> tuple[str, float]:

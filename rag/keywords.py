@@ -1,4 +1,4 @@
-"""Query text → the terms of a keyword (BM25) search, and how well a passage covers them.
+"""Query text → the terms of a keyword (BM25) search.
 
 Questions are mostly function words ("what", "was", "the"): they match nearly every chunk, cost time in
 the index and carry no evidence, so they are dropped before searching.
@@ -7,7 +7,6 @@ the index and carry no evidence, so they are dropped before searching.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 # English function words and question words (the usual IR stop list, plus question phrasing).
 STOPWORDS = frozenset(
@@ -35,12 +34,3 @@ def query_terms(text: str) -> list[str]:
             continue
         seen.setdefault(word, None)
     return list(seen)
-
-
-def coverage(terms: Sequence[str], text: str) -> float:
-    """The share of the terms that occur in the text, a word matching a term when they share a stem
-    (approximated by the first five letters: "elected" matches "election")."""
-    if not terms:
-        return 0.0
-    stems = {word[:5] for word in _WORD.findall(text.casefold())}
-    return sum(term[:5] in stems for term in terms) / len(terms)

@@ -289,6 +289,11 @@ class Store:
                     )
         return [RetrievedChunk(chunk=found[rowid], score=score) for rowid, score in ranked if rowid in found]
 
+    def keyword_coverage(self, terms: Sequence[str], texts: Sequence[str]) -> list[float]:
+        """How much of the query each text covers, terms weighted by their rarity here (see KeywordIndex)."""
+        with self._lock:
+            return self._keywords.coverage(terms, texts)
+
     def keyword_row_count(self) -> int:
         """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
         return int(self._db.execute("SELECT COUNT(*) FROM chunk_text").fetchone()[0])

@@ -39,9 +39,14 @@ class FakeOllama:
                 if self.path == "/api/tags":
                     body = {
                         "models": [
-                            {"name": m, "model": m, "modified_at": "2026-11-01T00:00:00Z", "size": 3_800_000_000,
-                             "digest": "0" * 64, "details": {"family": "llama", "parameter_size": "7B",
-                                                             "quantization_level": "Q4_0"}}
+                            {
+                                "name": m,
+                                "model": m,
+                                "modified_at": "2026-11-01T00:00:00Z",
+                                "size": 3_800_000_000,
+                                "digest": "0" * 64,
+                                "details": {"family": "llama", "parameter_size": "7B", "quantization_level": "Q4_0"},
+                            }
                             for m in fake.models
                         ]
                     }
@@ -91,9 +96,13 @@ class FakeOllama:
                     self._chunk(self._line(body, piece, chat, done=False))
                 final = self._line(body, "", chat, done=True)
                 final.update(
-                    done_reason="stop", total_duration=2_000_000_000, load_duration=100_000_000,
-                    prompt_eval_count=321, prompt_eval_duration=500_000_000,
-                    eval_count=len(ANSWER_PIECES), eval_duration=1_000_000_000,
+                    done_reason="stop",
+                    total_duration=2_000_000_000,
+                    load_duration=100_000_000,
+                    prompt_eval_count=321,
+                    prompt_eval_duration=500_000_000,
+                    eval_count=len(ANSWER_PIECES),
+                    eval_duration=1_000_000_000,
                 )
                 self._chunk(final)
                 self.wfile.write(b"0\r\n\r\n")
@@ -109,8 +118,14 @@ class FakeOllama:
                 self._chunk({"status": "pulling manifest"})
                 for digest, total in PULL_LAYERS:
                     for step in range(1, PULL_STEPS + 1):
-                        self._chunk({"status": f"pulling {digest[7:19]}", "digest": digest, "total": total,
-                                     "completed": total * step // PULL_STEPS})
+                        self._chunk(
+                            {
+                                "status": f"pulling {digest[7:19]}",
+                                "digest": digest,
+                                "total": total,
+                                "completed": total * step // PULL_STEPS,
+                            }
+                        )
                 self._chunk({"status": "verifying sha256 digest"})
                 self._chunk({"status": "writing manifest"})
                 tagged = name if ":" in name else f"{name}:latest"

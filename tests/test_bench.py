@@ -19,12 +19,13 @@ def test_bench_measures_ingestion_and_retrieval(tmp_path: Path, embedder: Embedd
     for name, text in TEXTS.items():
         (tmp_path / name).write_text(text)
     messages: list[str] = []
-    report = run_bench(tmp_path, embedder, 300, 50, 5, sizes=(50, 200), queries=5, progress=messages.append)
+    report = run_bench(tmp_path, embedder, 300, 50, 5, sizes=(50, 200), queries=5, repeat=2, progress=messages.append)
 
     i = report.ingestion
     assert i.files == 2 and i.chunks >= 2 and i.embedded_tokens > 0 and i.tutorial_chunks >= 2
     assert i.raw_tokens_per_second > 0 and i.ingest_tokens_per_second > 0 and i.tutorial_seconds > 0
     assert 0 <= i.reingest_seconds < i.ingest_seconds  # unchanged files are skipped, not re-embedded
+    assert i.repeats == 2
     assert [r.chunks for r in report.retrieval] == [50, 200]
     assert all(0 < r.p50_ms <= r.p95_ms and r.query_embedding_ms > 0 and r.peak_rss_mb > 0 for r in report.retrieval)
     assert messages[0].startswith("ingestion") and messages[-1] == "retrieval at 200 chunks"

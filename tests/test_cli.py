@@ -25,8 +25,13 @@ def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProc
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "rag", *args], cwd=PROJECT_ROOT, env=full_env, capture_output=True, text=True,
-        timeout=300, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "rag", *args],
+        cwd=PROJECT_ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -57,10 +62,14 @@ def test_ingest_again_skips_unchanged_files(kb: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_prompt_prints_the_exact_llama2_prompt_without_a_server(kb: Path, tmp_path: Path) -> None:
     history = tmp_path / "history.json"
-    history.write_text(json.dumps([
-        {"role": "user", "content": "Where is the offsite?"},
-        {"role": "assistant", "content": "In Lisbon [1]."},
-    ]))
+    history.write_text(
+        json.dumps(
+            [
+                {"role": "user", "content": "Where is the offsite?"},
+                {"role": "assistant", "content": "In Lisbon [1]."},
+            ]
+        )
+    )
     result = run(["prompt", "What is the cat called?", "--backend", "ollama", "--history", str(history)], kb)
     assert result.returncode == 0, result.stderr
     prompt = result.stdout
@@ -68,10 +77,14 @@ def test_prompt_prints_the_exact_llama2_prompt_without_a_server(kb: Path, tmp_pa
     assert "[1] pets.md\n# Pets\n\nOur office cat is called Miso" in prompt
     assert prompt.endswith(" [/INST] In Lisbon [1]. </s><s>[INST] What is the cat called? [/INST]")
     system = prompt[len("[INST] <<SYS>>\n") : prompt.index("\n<</SYS>>")]
-    expected = render_llama2([
-        Message("system", system), Message("user", "Where is the offsite?"),
-        Message("assistant", "In Lisbon [1]."), Message("user", "What is the cat called?"),
-    ])
+    expected = render_llama2(
+        [
+            Message("system", system),
+            Message("user", "Where is the offsite?"),
+            Message("assistant", "In Lisbon [1]."),
+            Message("user", "What is the cat called?"),
+        ]
+    )
     assert "<s>" + prompt == expected
     assert "backend: ollama, model: llama2" in result.stderr
 

@@ -63,9 +63,18 @@ def test_saved_settings_round_trip(tmp_path: Path) -> None:
 
     gguf = tmp_path / "llama-2-7b-chat.Q4_K_M.gguf"
     s = Settings(data_dir=tmp_path).with_overrides(
-        backend="embedded", model="mistral", ollama_host="http://10.0.0.5:11434", gguf_path=gguf,
-        temperature=0.65, max_answer_tokens=300, context_window=8192, top_k=5, chunk_size=800,
-        chunk_overlap=120, min_score=-0.25, system_prompt="Réponds en français [1].",
+        backend="embedded",
+        model="mistral",
+        ollama_host="http://10.0.0.5:11434",
+        gguf_path=gguf,
+        temperature=0.65,
+        max_answer_tokens=300,
+        context_window=8192,
+        top_k=5,
+        chunk_size=800,
+        chunk_overlap=120,
+        min_score=-0.25,
+        system_prompt="Réponds en français [1].",
     )
     path = save_settings(s)
     assert path == settings_file(tmp_path) == tmp_path / "settings.json"

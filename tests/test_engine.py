@@ -60,8 +60,9 @@ def test_the_prompt_puts_numbered_sources_in_the_system_block(corpus_engine: Eng
     assert system.role == "system" and "[1] llama-2-overview.md" in system.content
     assert prepared.prompt.startswith("<|im_start|>system\n")  # SmolLM2's own template, system role honoured
     assert "grouped-query attention" in system.content.lower()
-    assert prepared.prompt.endswith("Which Llama 2 model uses grouped-query attention?<|im_end|>\n"
-                                    "<|im_start|>assistant\n")
+    assert prepared.prompt.endswith(
+        "Which Llama 2 model uses grouped-query attention?<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 @pytest.mark.slow
@@ -237,7 +238,8 @@ def test_a_fact_planted_early_survives_many_turns_with_the_real_model(
     llm = EmbeddedBackend(context_window=1024)
     engine = Engine(
         Settings(data_dir=data, corpus_dir=corpus, context_window=1024, max_answer_tokens=128),
-        embedder=embedder, backend=BackendChoice(llm, "test"),
+        embedder=embedder,
+        backend=BackendChoice(llm, "test"),
     )
     history: list[Message] = []
     summary = ""

@@ -18,8 +18,11 @@ DOCS = {
     "trains.txt": "The Shinkansen high-speed rail line opened in Japan in 1964.",
 }
 QA = [
-    {"question": "How do honey bees tell each other where flowers are?", "answers": ["waggle dance"],
-     "doc": "bees.txt"},
+    {
+        "question": "How do honey bees tell each other where flowers are?",
+        "answers": ["waggle dance"],
+        "doc": "bees.txt",
+    },
     {"question": "Where is Mount Etna?", "answers": ["Sicily"], "doc": "volcano.txt"},
     {"question": "When did the Shinkansen open?", "answers": ["1964"], "doc": "trains.txt"},
     {"question": "What colour is the sky on Mars?", "answers": ["butterscotch"], "doc": "mars.txt"},
@@ -87,8 +90,9 @@ def test_answers_come_from_the_real_embedded_model(
     corpus: tuple[Path, Path], embedder: Embedder, embedded_llm: EmbeddedBackend
 ) -> None:
     docs, qa = corpus
-    report = evaluate(docs, load_questions(qa)[:2], Settings(top_k=1, max_answer_tokens=48), embedder,
-                      backend=embedded_llm)
+    report = evaluate(
+        docs, load_questions(qa)[:2], Settings(top_k=1, max_answer_tokens=48), embedder, backend=embedded_llm
+    )
     assert report.answers is not None
     assert report.answers.answered == 2 and report.answers.backend == "embedded"
     assert all(sample["answer"] for sample in report.answers.samples)  # non-empty answers, one per question

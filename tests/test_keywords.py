@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.keywords import coverage, query_terms
+from rag.keywords import query_terms
 
 
 def test_function_words_are_dropped_and_content_words_kept_in_order() -> None:
@@ -12,11 +12,3 @@ def test_function_words_are_dropped_and_content_words_kept_in_order() -> None:
 
 def test_terms_are_case_folded_unique_and_keep_digits_and_accents() -> None:
     assert query_terms("Zürich zürich ZÜRICH in 3 B") == ["zürich", "3"]
-
-
-def test_coverage_counts_terms_sharing_a_stem() -> None:
-    terms = query_terms("Who won the election in Ohio?")
-    assert terms == ["won", "election", "ohio"]
-    assert coverage(terms, "Ohio elected a governor; she won.") == 1.0
-    assert coverage(terms, "Texas held a vote.") == 0.0
-    assert coverage([], "anything") == 0.0

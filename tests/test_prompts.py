@@ -166,8 +166,12 @@ def count_words(messages: Sequence[Message]) -> int:
 def test_plan_keeps_everything_when_it_fits() -> None:
     history = [Message("user", "q1"), Message("assistant", "a1")]
     plan = plan_prompt(
-        system_prompt="rules", question="q2", history=history, sources=[_hit("x y z")],
-        count_tokens=count_words, budget=1000,
+        system_prompt="rules",
+        question="q2",
+        history=history,
+        sources=[_hit("x y z")],
+        count_tokens=count_words,
+        budget=1000,
     )
     assert [m.role for m in plan.messages] == ["system", "user", "assistant", "user"]
     assert len(plan.sources) == 1 and plan.history_dropped == 0
@@ -178,8 +182,12 @@ def test_plan_drops_lowest_ranked_sources_then_oldest_history() -> None:
     sources = [_hit(" ".join(["w"] * 30), source=f"s{i}.md") for i in range(5)]
     history = [Message("user" if i % 2 == 0 else "assistant", " ".join(["h"] * 20)) for i in range(6)]
     plan = plan_prompt(
-        system_prompt="rules", question="what now", history=history, sources=sources,
-        count_tokens=count_words, budget=120,
+        system_prompt="rules",
+        question="what now",
+        history=history,
+        sources=sources,
+        count_tokens=count_words,
+        budget=120,
     )
     assert plan.prompt_tokens <= 120
     assert [s.chunk.source for s in plan.sources] == [s.chunk.source for s in sources[: len(plan.sources)]]
@@ -191,8 +199,12 @@ def test_plan_drops_lowest_ranked_sources_then_oldest_history() -> None:
 
 def test_plan_cuts_a_huge_single_source_instead_of_dropping_everything() -> None:
     plan = plan_prompt(
-        system_prompt="rules", question="q", history=[], sources=[_hit(" ".join(["w"] * 500))],
-        count_tokens=count_words, budget=100,
+        system_prompt="rules",
+        question="q",
+        history=[],
+        sources=[_hit(" ".join(["w"] * 500))],
+        count_tokens=count_words,
+        budget=100,
     )
     assert len(plan.sources) == 1
     assert plan.sources[0].chunk.text.endswith(TRUNCATION_NOTE)
@@ -201,8 +213,12 @@ def test_plan_cuts_a_huge_single_source_instead_of_dropping_everything() -> None
 
 def test_plan_cuts_an_oversized_question_with_a_visible_note() -> None:
     plan = plan_prompt(
-        system_prompt="rules", question=" ".join(["word"] * 1000), history=[], sources=[],
-        count_tokens=count_words, budget=200,
+        system_prompt="rules",
+        question=" ".join(["word"] * 1000),
+        history=[],
+        sources=[],
+        count_tokens=count_words,
+        budget=200,
     )
     assert plan.question_truncated
     assert plan.messages[-1].content.endswith(TRUNCATION_NOTE)
@@ -214,8 +230,9 @@ def llama2_tokens(messages: Sequence[Message]) -> int:
     return estimate_tokens(render_llama2(messages))
 
 
-words = st.lists(st.sampled_from(["alpha", "beta", "gamma", "délta", "4096", "tokens", "[1]", "\n", "  "]),
-                 max_size=3000).map(" ".join)
+words = st.lists(
+    st.sampled_from(["alpha", "beta", "gamma", "délta", "4096", "tokens", "[1]", "\n", "  "]), max_size=3000
+).map(" ".join)
 
 
 @settings(max_examples=150, deadline=None)
@@ -233,9 +250,13 @@ def test_plan_never_exceeds_the_window_and_always_keeps_system_and_question(
     reserve = 256
     turns = [Message("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(history)]
     plan = plan_prompt(
-        system_prompt=DEFAULT_SYSTEM_PROMPT, question=question, history=turns,
+        system_prompt=DEFAULT_SYSTEM_PROMPT,
+        question=question,
+        history=turns,
         sources=[_hit(text, source=f"s{i}.md") for i, text in enumerate(sources)],
-        count_tokens=llama2_tokens, budget=window - reserve, summary=summary,
+        count_tokens=llama2_tokens,
+        budget=window - reserve,
+        summary=summary,
     )
     assert plan.prompt_tokens == llama2_tokens(plan.messages) <= window - reserve
     assert plan.messages[0].role == "system" and plan.messages[0].content.startswith(DEFAULT_SYSTEM_PROMPT)
@@ -250,8 +271,13 @@ def test_plan_never_exceeds_the_window_and_always_keeps_system_and_question(
 
 def test_the_summary_sits_in_the_system_block_before_the_sources() -> None:
     plan = plan_prompt(
-        system_prompt="rules", question="and now?", history=[], sources=[_hit("x y z", "a.md")],
-        count_tokens=count_words, budget=1000, summary="The user's badge number is 4417.",
+        system_prompt="rules",
+        question="and now?",
+        history=[],
+        sources=[_hit("x y z", "a.md")],
+        count_tokens=count_words,
+        budget=1000,
+        summary="The user's badge number is 4417.",
     )
     system = plan.messages[0].content
     assert system.index(SUMMARY_HEADING) < system.index("[1] a.md")
@@ -261,7 +287,12 @@ def test_the_summary_sits_in_the_system_block_before_the_sources() -> None:
 
 def test_an_oversized_summary_is_cut_with_a_note() -> None:
     plan = plan_prompt(
-        system_prompt="rules", question="q", history=[], sources=[],
-        count_tokens=count_words, budget=120, summary=" ".join(["fact"] * 1000),
+        system_prompt="rules",
+        question="q",
+        history=[],
+        sources=[],
+        count_tokens=count_words,
+        budget=120,
+        summary=" ".join(["fact"] * 1000),
     )
     assert plan.summary.endswith(TRUNCATION_NOTE) and plan.prompt_tokens <= 120

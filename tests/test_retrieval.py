@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from rag.embeddings import Embedder
-from rag.retrieval import Retriever, convex_fusion, has_evidence, reciprocal_rank_fusion, select_sources
+from rag.retrieval import (
+    EVIDENCE_COVERAGE,
+    Retriever,
+    convex_fusion,
+    has_evidence,
+    reciprocal_rank_fusion,
+    select_sources,
+)
 from rag.schema import Chunk, RetrievedChunk
 from rag.store import DocumentRecord, Store, now_iso
 
@@ -51,9 +58,7 @@ def test_convex_fusion_normalises_each_ranking_before_weighing() -> None:
 
 
 @pytest.mark.parametrize("fusion", ["convex", "rrf"])
-def test_hybrid_finds_an_exact_code_that_dense_search_ranks_low(
-    store: Store, embedder: Embedder, fusion: str
-) -> None:
+def test_hybrid_finds_an_exact_code_that_dense_search_ranks_low(store: Store, embedder: Embedder, fusion: str) -> None:
     query = "what does E-4417 mean"
     hybrid = Retriever(store, embedder, "hybrid", fusion).search(query, k=1)  # type: ignore[arg-type]
     assert hybrid[0].chunk.text.startswith("Error code E-4417")
@@ -76,7 +81,7 @@ def test_document_filter_and_threshold(store: Store, embedder: Embedder) -> None
     only_manual = retriever.search("bake bread", k=5, doc_ids=["man0"])
     assert {h.chunk.source for h in only_manual} == {"manual.txt"}
     off_topic = "quantum chromodynamics of neutron stars"
-    assert select_sources(off_topic, retriever.search(off_topic, k=5), min_score=0.3, max_chars=4000) == []
+    assert retriever.select(off_topic, retriever.search(off_topic, k=5), min_score=0.3, max_chars=4000) == []
     assert retriever.search("   ", k=5) == []
 
 
@@ -100,20 +105,38 @@ def hit(text: str, score: float) -> RetrievedChunk:
     return RetrievedChunk(Chunk(text[:8], "d", text, "d.txt", None, 0), score)
 
 
-def test_a_question_without_evidence_is_declined() -> None:
-    off_topic = [hit("Bake the bread at 220 degrees.", 0.31), hit("Knead the dough.", 0.28)]
-    assert not has_evidence("Who won the Super Bowl in 2016?", off_topic)
-    assert select_sources("Who won the Super Bowl in 2016?", off_topic, min_score=0.2, max_chars=4000) == []
+def test_a_question_without_evidence_is_declined(store: Store, embedder: Embedder) -> None:
+    retriever = Retriever(store, embedder)
+    question = "Who won the Super Bowl in 2016?"
+    hits = retriever.search(question, k=5)
+    assert hits and not retriever.has_evidence(question, hits)
+    assert retriever.select(question, hits, min_score=0.0, max_chars=4000) == []
+    assert not has_evidence([hit("Bake the bread.", 0.31)], [0.2])
 
 
-def test_either_similarity_or_keyword_coverage_is_evidence_enough() -> None:
-    assert has_evidence("anything at all", [hit("unrelated words", 0.46)])
-    # Low similarity, but the passage holds the question's content words (a code, a name): not declined.
-    assert has_evidence("What does error E-4417 mean?", [hit("Error code E-4417: the fan is blocked.", 0.2)])
+def test_either_similarity_or_keyword_coverage_is_evidence_enough(store: Store, embedder: Embedder) -> None:
+    assert has_evidence([hit("unrelated words", 0.46)], [0.0])
+    assert has_evidence([hit("Error code E-4417: the fan is blocked.", 0.2)], [EVIDENCE_COVERAGE])
+    # Low similarity, but a passage holds the question's rare words (a code, a name): not declined.
+    retriever = Retriever(store, embedder)
+    question = "What is E-4417 again?"
+    hits = retriever.search(question, k=5)
+    assert retriever.has_evidence(question, hits)
+    assert retriever.select(question, hits, 0.0, 4000)[0].chunk.text.startswith("Error code E-4417")
+
+
+def test_coverage_weighs_rare_terms_more_than_common_ones(store: Store) -> None:
+    # "ten" is in two of five passages, "firmware" in one: the firmware passage covers more of the query.
+    firmware, knead = store.keyword_coverage(
+        ["ten", "firmware"], [PASSAGES["manual.txt"][1], PASSAGES["recipes.txt"][0]]
+    )
+    assert 0.5 < firmware < 1.0 and 0.0 < knead < 0.5 and firmware + knead == pytest.approx(1.0)
+    assert store.keyword_coverage(["zeppelin"], ["A zeppelin is an airship."]) == [1.0]
+    assert store.keyword_coverage(["the"], ["the router"]) == [0.0]  # in every passage: no evidence at all
 
 
 def test_sources_are_kept_in_order_within_the_character_budget() -> None:
     hits = [hit("a" * 300, 0.9), hit("b" * 300, 0.5), hit("c" * 50, 0.1), hit("d" * 300, 0.8), hit("e" * 90, 0.7)]
-    chosen = select_sources("aaaa", hits, min_score=0.2, max_chars=700)
+    chosen = select_sources(hits, min_score=0.2, max_chars=700)
     assert [h.chunk.text[0] for h in chosen] == ["a", "b", "e"]  # c is below the threshold, d would overflow
-    assert select_sources("aaaa", [hit("a" * 900, 0.9)], 0.2, max_chars=500)[0].score == 0.9  # first always kept
+    assert select_sources([hit("a" * 900, 0.9)], 0.2, max_chars=500)[0].score == 0.9  # first always kept

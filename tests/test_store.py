@@ -25,8 +25,16 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "kb")
 
 
-def add(store: Store, embedder: Embedder, doc_id: str, name: str, texts: list[str], commit: bool = True,
-        replaces: str | None = None, page: int | None = None) -> None:
+def add(
+    store: Store,
+    embedder: Embedder,
+    doc_id: str,
+    name: str,
+    texts: list[str],
+    commit: bool = True,
+    replaces: str | None = None,
+    page: int | None = None,
+) -> None:
     chunks = chunks_for(doc_id, texts, name, page)
     store.begin_document(record(doc_id, name, len(chunks)))
     store.add_chunks(chunks, embedder.embed_documents(texts))

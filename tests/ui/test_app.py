@@ -155,7 +155,8 @@ def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
     next(b for b in again.sidebar.button if b.label == "Rename").click().run()
     assert "Tomato schedule" in [b.label for b in again.sidebar.button]
     assert [getattr(d, "label", None) for d in again.sidebar.get("download_button")] == [
-        "Export as Markdown", "Export as JSON"
+        "Export as Markdown",
+        "Export as JSON",
     ]
 
     next(b for b in again.sidebar.button if b.label == "Delete conversation").click().run()

@@ -24,7 +24,9 @@ from ui_common import shared_store
 pytestmark = pytest.mark.slow
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday morning.\n"
-HOSTILE = "Release notes.\n\nThe parser must not run <script>alert(1)</script> or follow [click](http://evil.example).\n"
+HOSTILE = (
+    "Release notes.\n\nThe parser must not run <script>alert(1)</script> or follow [click](http://evil.example).\n"
+)
 
 
 @pytest.fixture

@@ -109,10 +109,20 @@ def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: P
 @pytest.mark.parametrize(
     ("field", "kind", "value", "message", "old"),
     [
-        ("Chunk overlap (characters)", "number_input", 300,
-         "Chunk overlap 300 must be at least 0 and less than half the chunk size", 100),
-        ("GGUF file (embedded backend)", "text_input", "/nowhere/llama-2-7b-chat.Q4_K_M.gguf",
-         "GGUF file /nowhere/llama-2-7b-chat.Q4_K_M.gguf not found", ""),
+        (
+            "Chunk overlap (characters)",
+            "number_input",
+            300,
+            "Chunk overlap 300 must be at least 0 and less than half the chunk size",
+            100,
+        ),
+        (
+            "GGUF file (embedded backend)",
+            "text_input",
+            "/nowhere/llama-2-7b-chat.Q4_K_M.gguf",
+            "GGUF file /nowhere/llama-2-7b-chat.Q4_K_M.gguf not found",
+            "",
+        ),
         ("GGUF file (embedded backend)", "text_input", "/nowhere/model.bin", "is not a .gguf file", ""),
         ("Max answer tokens", "number_input", 4000, "must be between 16 and half the context window (2048)", 512),
     ],
