@@ -189,7 +189,12 @@ with st.form("settings"):
     )
 
     st.subheader("Retrieval")
-    top_k = st.number_input("Sources per question (top-k)", min_value=1, max_value=50, value=settings.top_k)
+    left, right = st.columns(2)
+    top_k = left.number_input("Sources per question (top-k)", min_value=1, max_value=50, value=settings.top_k)
+    context_chars = right.number_input(
+        "Context budget (characters)", min_value=200, max_value=100_000, value=settings.context_chars, step=500,
+        help="At most this much of your documents goes into each prompt (about 3.3 characters a token).",
+    )
     left, right = st.columns(2)
     chunk_size = left.number_input(
         "Chunk size (characters)", min_value=100, max_value=8000, value=settings.chunk_size, step=50
@@ -198,8 +203,9 @@ with st.form("settings"):
     st.caption("Used for new ingests only; re-upload a document to re-chunk it.")
     min_score = st.slider("Minimum score", -1.0, 1.0, float(settings.min_score), step=0.05)
     st.caption(
-        "Sources below this similarity are not shown to the model; when none is left, the app says your "
-        "documents do not cover the question instead of asking the model. 0 keeps almost everything."
+        "Sources below this similarity are not shown to the model. Separately, when no source is close in "
+        "meaning and none holds the question's rarer words, the app says your documents do not cover the "
+        "question instead of asking the model."
     )
 
     st.subheader("Conversation")
@@ -229,6 +235,7 @@ if submitted:
         "max_answer_tokens": int(max_answer_tokens),
         "context_window": int(context_window),
         "top_k": int(top_k),
+        "context_chars": int(context_chars),
         "chunk_size": int(chunk_size),
         "chunk_overlap": int(chunk_overlap),
         "min_score": round(float(min_score), 2),

@@ -26,6 +26,7 @@ GENERATION_KEY = "keyword_generation"
 MAX_SEGMENTS = 8  # merged into one beyond this, or when half the rows are deleted
 _WORD = re.compile(r"[^\W_]+")  # what FTS5's unicode61 tokenizer keeps: letters and digits
 _SQL_BATCH = 500  # bound parameters per IN (...) list
+_BUILD_BATCH = 10_000  # rows tokenized at a time (one segment each): bounds the memory of a first build
 _STEMMER = "bm25_stemmer"
 
 
@@ -44,7 +45,7 @@ class _Segment:
         terms, counts = np.unique(term_ids[order], return_counts=True)
         starts = np.zeros(len(terms) + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
-        return cls(terms, starts, rows[order].astype(np.int64), tfs[order].astype(np.float32))
+        return cls(terms, starts, rows[order].astype(np.int32), tfs[order].astype(np.float32))
 
     def postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         i = int(np.searchsorted(self.term_ids, term_id))
@@ -57,7 +58,7 @@ class _Segment:
         return np.repeat(self.term_ids, np.diff(self.starts)), self.rows, self.tfs
 
 
-_EMPTY_ROWS = np.zeros(0, dtype=np.int64)
+_EMPTY_ROWS = np.zeros(0, dtype=np.int32)
 _EMPTY_TFS = np.zeros(0, dtype=np.float32)
 
 
@@ -177,6 +178,21 @@ class KeywordIndex:
                 docs.append(self._doc_numbers.setdefault(doc_id, len(self._doc_numbers)))
                 texts.append(text)
         first = len(self._alive)
+        lengths = [
+            self._index_rows(texts[start : start + _BUILD_BATCH], first + start)
+            for start in range(0, len(texts), _BUILD_BATCH)
+        ]
+        doc_array = np.asarray(docs, dtype=np.int32)
+        self._rowid = np.concatenate([self._rowid, np.asarray(rowids, dtype=np.int64)])
+        self._doc = np.concatenate([self._doc, doc_array])
+        self._length = np.concatenate([self._length, *lengths])
+        self._alive = np.concatenate([self._alive, np.ones(len(texts), dtype=bool)])
+        for doc_id, version in versions.items():
+            number = self._doc_numbers.get(doc_id)
+            self._doc_rows[version] = first + np.flatnonzero(doc_array == number) if number is not None else _EMPTY_ROWS
+
+    def _index_rows(self, texts: Sequence[str], first: int) -> np.ndarray:
+        """One segment for these rows (numbered from `first`); returns their lengths in tokens."""
         words = [_WORD.findall(text.lower()) for text in texts]
         self._learn(w for row in words for w in row)
         term_ids = np.fromiter(
@@ -185,20 +201,12 @@ class KeywordIndex:
         row_of = np.repeat(np.arange(first, first + len(texts), dtype=np.int64), [len(row) for row in words])
         keep = term_ids >= 0
         term_ids, row_of = term_ids[keep], row_of[keep]
-        lengths = np.bincount(row_of - first, minlength=len(texts)).astype(np.float32)
         # One (term, row) pair per distinct term of a row, with its count: the term frequency.
         width = max(len(self._terms), 1)
         pairs, tfs = np.unique(row_of * width + term_ids, return_counts=True)
         if len(pairs):
             self._segments.append(_Segment.from_triples(pairs % width, pairs // width, tfs))
-        doc_array = np.asarray(docs, dtype=np.int32)
-        self._rowid = np.concatenate([self._rowid, np.asarray(rowids, dtype=np.int64)])
-        self._doc = np.concatenate([self._doc, doc_array])
-        self._length = np.concatenate([self._length, lengths])
-        self._alive = np.concatenate([self._alive, np.ones(len(texts), dtype=bool)])
-        for doc_id, version in versions.items():
-            number = self._doc_numbers.get(doc_id)
-            self._doc_rows[version] = first + np.flatnonzero(doc_array == number) if number is not None else _EMPTY_ROWS
+        return np.bincount(row_of - first, minlength=len(texts)).astype(np.float32)
 
     def _compact(self) -> None:
         """Drop deleted rows and merge the segments into one."""

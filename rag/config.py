@@ -134,6 +134,7 @@ EDITABLE = (
     "max_answer_tokens",
     "context_window",
     "top_k",
+    "context_chars",
     "chunk_size",
     "chunk_overlap",
     "min_score",

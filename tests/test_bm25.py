@@ -130,3 +130,13 @@ def test_an_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
     assert store.keyword_query(["anything"], k=5) == []
     index = KeywordIndex(sqlite3.connect(tmp_path / "kb" / "registry.sqlite3"))
     assert index.search(["anything"], 5) == []
+
+
+def test_a_first_build_in_small_batches_ranks_the_same(
+    shipped_corpus_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.bm25._BUILD_BATCH", 7)  # many segments, merged once there are too many
+    reopened = Store(tmp_path / "kb")
+    words = ["quantized", "models", "memory", "laptop"]
+    ours = [(h.chunk.id, h.score) for h in reopened.keyword_query(words, k=10)]
+    assert ties_in_id_order(ours) == ties_in_id_order(fts5_ranking(tmp_path / "kb" / "registry.sqlite3", words, 10))

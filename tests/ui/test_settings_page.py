@@ -83,6 +83,7 @@ def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: P
     widget(at.selectbox, "Ollama model").set_value("mistral:latest")
     widget(at.slider, "Temperature").set_value(0.5)
     widget(at.number_input, "Sources per question (top-k)").set_value(5)
+    widget(at.number_input, "Context budget (characters)").set_value(6000)
     widget(at.number_input, "Chunk size (characters)").set_value(800)
     widget(at.number_input, "Chunk overlap (characters)").set_value(150)
     widget(at.slider, "Minimum score").set_value(0.35)
@@ -95,7 +96,7 @@ def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: P
     assert "ollama_host" not in saved and "gguf_path" not in saved  # unchanged: the environment still decides
     s = Settings.load()  # what a restarted app (or the CLI) reads
     assert (s.backend, s.model, s.temperature, s.top_k) == ("ollama", "mistral:latest", 0.5, 5)
-    assert (s.chunk_size, s.chunk_overlap, s.min_score) == (800, 150, 0.35)
+    assert (s.chunk_size, s.chunk_overlap, s.min_score, s.context_chars) == (800, 150, 0.35, 6000)
     assert s.system_prompt == "Answer in one sentence, citing [1]."
     assert "with mistral:latest" in at.sidebar.info[0].value  # the sidebar already answers with the new model
 
