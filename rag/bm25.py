@@ -72,6 +72,7 @@ class KeywordIndex:
         self._terms: dict[str, int] = {}  # stemmed term → term id
         self._segments: list[_Segment] = []
         self._rowid = np.zeros(0, dtype=np.int64)  # per row: the FTS5 rowid (to fetch its text)
+        self._chunk_id = np.zeros(0, dtype=object)  # per row: the chunk's id
         self._doc = np.zeros(0, dtype=np.int32)  # per row: the document's number
         self._length = np.zeros(0, dtype=np.float32)  # per row: tokens in the passage
         self._alive = np.zeros(0, dtype=bool)
@@ -81,8 +82,11 @@ class KeywordIndex:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def search(self, words: Sequence[str], k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[int, float]]:
-        """(FTS5 rowid, BM25 score) of the k best rows of ready documents matching any word, best first."""
+    def search(
+        self, words: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
+    ) -> list[tuple[int, str, float]]:
+        """(FTS5 rowid, chunk id, BM25 score) of the k best rows of ready documents matching any word, best
+        first."""
         self.sync()
         alive = self._alive
         live_rows = int(alive.sum())
@@ -110,7 +114,7 @@ class KeywordIndex:
         if len(hits) > k:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         hits = hits[np.argsort(-scores[hits], kind="stable")]
-        return [(int(self._rowid[r]), float(scores[r])) for r in hits]
+        return [(int(self._rowid[r]), str(self._chunk_id[r]), float(scores[r])) for r in hits]
 
     def coverage(self, words: Sequence[str], texts: Sequence[str]) -> list[float]:
         """For each text, the share of the query's weight that it contains, each term weighing its inverse
@@ -163,18 +167,20 @@ class KeywordIndex:
 
     def _add_documents(self, versions: dict[str, str]) -> None:
         rowids: list[int] = []
+        chunk_ids: list[str] = []
         docs: list[int] = []
         texts: list[str] = []
         doc_ids = list(versions)
         for start in range(0, len(doc_ids), _SQL_BATCH):
             batch = doc_ids[start : start + _SQL_BATCH]
             rows = self._db.execute(
-                f"SELECT rowid, doc_id, text FROM chunk_text WHERE doc_id IN ({', '.join('?' * len(batch))})"
+                f"SELECT rowid, chunk_id, doc_id, text FROM chunk_text WHERE doc_id IN ({', '.join('?' * len(batch))})"
                 " ORDER BY rowid",
                 batch,
             )
-            for rowid, doc_id, text in rows:
+            for rowid, chunk_id, doc_id, text in rows:
                 rowids.append(rowid)
+                chunk_ids.append(chunk_id)
                 docs.append(self._doc_numbers.setdefault(doc_id, len(self._doc_numbers)))
                 texts.append(text)
         first = len(self._alive)
@@ -184,6 +190,7 @@ class KeywordIndex:
         ]
         doc_array = np.asarray(docs, dtype=np.int32)
         self._rowid = np.concatenate([self._rowid, np.asarray(rowids, dtype=np.int64)])
+        self._chunk_id = np.concatenate([self._chunk_id, np.asarray(chunk_ids, dtype=object)])
         self._doc = np.concatenate([self._doc, doc_array])
         self._length = np.concatenate([self._length, *lengths])
         self._alive = np.concatenate([self._alive, np.ones(len(texts), dtype=bool)])
@@ -218,7 +225,8 @@ class KeywordIndex:
         tfs = np.concatenate([t[2] for t in triples]) if triples else _EMPTY_TFS
         live = keep[rows]
         self._segments = [_Segment.from_triples(terms[live], new_row[rows[live]], tfs[live])] if live.any() else []
-        self._rowid, self._doc, self._length = self._rowid[keep], self._doc[keep], self._length[keep]
+        self._rowid, self._chunk_id = self._rowid[keep], self._chunk_id[keep]
+        self._doc, self._length = self._doc[keep], self._length[keep]
         self._alive = np.ones(int(keep.sum()), dtype=bool)
         self._doc_rows = {version: new_row[rows_of] for version, rows_of in self._doc_rows.items()}
 

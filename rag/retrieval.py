@@ -81,11 +81,7 @@ class Retriever:
         query_vector = self.embedder.embed_query(query)
         depth = max(k, CANDIDATES)
         dense = self.store.nearest(query_vector, depth, doc_ids) if self.mode != "keyword" else []
-        keyword = (
-            [(h.chunk.id, h.score) for h in self.store.keyword_query(query_terms(query), depth, doc_ids)]
-            if self.mode != "dense"
-            else []
-        )
+        keyword = self.store.keyword_ranking(query_terms(query), depth, doc_ids) if self.mode != "dense" else []
         if self.fusion == "rrf":
             order = reciprocal_rank_fusion([[cid for cid, _ in dense], [cid for cid, _ in keyword]])
         else:
@@ -94,12 +90,14 @@ class Retriever:
         # Texts and vectors only for the few chosen; keyword-only hits get their cosine from their vector.
         fetched = self.store.fetch(top)
         similarity = dict(dense)
-        return [
-            RetrievedChunk(chunk, similarity.get(cid, round(float(vector @ query_vector), 4)))
-            for cid in top
-            if cid in fetched
-            for chunk, vector in [fetched[cid]]
-        ]
+        hits = []
+        for cid in top:
+            if cid not in fetched:  # deleted since the search
+                continue
+            chunk, vector = fetched[cid]
+            score = similarity[cid] if cid in similarity else round(float(vector @ query_vector), 4)
+            hits.append(RetrievedChunk(chunk, score))
+        return hits
 
     def has_evidence(self, query: str, hits: Sequence[RetrievedChunk]) -> bool:
         """Whether the passages are relevant enough to answer from, rather than say "not in your documents"."""

@@ -271,7 +271,7 @@ class Store:
         with self._lock:
             ranked = self._keywords.search(terms, k, doc_ids)
             found: dict[int, Chunk] = {}
-            rowids = [rowid for rowid, _ in ranked]
+            rowids = [rowid for rowid, _, _ in ranked]
             for start in range(0, len(rowids), 500):
                 batch = rowids[start : start + 500]
                 for rowid, cid, doc_id, text, source, page, position in self._db.execute(
@@ -287,7 +287,16 @@ class Store:
                         page=None if int(page) == NO_PAGE else int(page),
                         position=int(position),
                     )
-        return [RetrievedChunk(chunk=found[rowid], score=score) for rowid, score in ranked if rowid in found]
+        return [RetrievedChunk(chunk=found[rowid], score=score) for rowid, _, score in ranked if rowid in found]
+
+    def keyword_ranking(
+        self, terms: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the k best keyword matches, best first, without reading their texts."""
+        if not terms or k <= 0 or (doc_ids is not None and not doc_ids):
+            return []
+        with self._lock:
+            return [(chunk_id, score) for _, chunk_id, score in self._keywords.search(terms, k, doc_ids)]
 
     def keyword_coverage(self, terms: Sequence[str], texts: Sequence[str]) -> list[float]:
         """How much of the query each text covers, terms weighted by their rarity here (see KeywordIndex)."""
