@@ -245,11 +245,14 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     else:
         print("Sources: none matched in the knowledge base.")
     u = final.usage
-    print(
-        f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
-        f"{u.seconds}s]",
-        file=sys.stderr,
-    )
+    if final.backend == "none":
+        print("[no model asked: nothing in the knowledge base is relevant]", file=sys.stderr)
+    else:
+        print(
+            f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
+            f"{u.seconds}s]",
+            file=sys.stderr,
+        )
     return 0
 
 

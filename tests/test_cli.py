@@ -114,6 +114,16 @@ def test_ask_streams_and_lists_sources(kb: Path) -> None:
 
 
 @pytest.mark.slow
+def test_ask_about_something_the_documents_lack_says_so_without_a_model(kb: Path) -> None:
+    result = run(["ask", "Who won the Super Bowl in 2016?"], kb)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("I could not find anything about this in your documents.")
+    assert "Sources: none matched" in result.stdout
+    assert "[no model asked: nothing in the knowledge base is relevant]" in result.stderr
+    assert "None prompt tokens" not in result.stderr
+
+
+@pytest.mark.slow
 def test_ask_with_ollama_down_says_how_to_start_it(kb: Path) -> None:
     result = run(["ask", "Where is the offsite?", "--backend", "ollama"], kb)
     assert result.returncode == 1
