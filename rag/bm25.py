@@ -71,7 +71,6 @@ class KeywordIndex:
         self._term_of_word: dict[str, int] = {}  # lower-cased word → term id (-1: no token)
         self._terms: dict[str, int] = {}  # stemmed term → term id
         self._segments: list[_Segment] = []
-        self._rowid = np.zeros(0, dtype=np.int64)  # per row: the FTS5 rowid (to fetch its text)
         self._chunk_id = np.zeros(0, dtype=object)  # per row: the chunk's id
         self._doc = np.zeros(0, dtype=np.int32)  # per row: the document's number
         self._length = np.zeros(0, dtype=np.float32)  # per row: tokens in the passage
@@ -82,25 +81,17 @@ class KeywordIndex:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def search(
-        self, words: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
-    ) -> list[tuple[int, str, float]]:
-        """(FTS5 rowid, chunk id, BM25 score) of the k best rows of ready documents matching any word, best
-        first."""
+    def search(self, words: Sequence[str], k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the k best rows of ready documents matching any word, best first."""
         self.sync()
         alive = self._alive
         live_rows = int(alive.sum())
         if k <= 0 or live_rows == 0:
             return []
-        term_ids = list(dict.fromkeys(t for t in self._term_ids(words) if t >= 0))
         avg_length = float(self._length[alive].mean()) or 1.0
         scores = np.zeros(len(alive), dtype=np.float32)
-        for term_id in term_ids:
-            parts = [segment.postings(term_id) for segment in self._segments]
-            rows = np.concatenate([p[0] for p in parts])
-            tfs = np.concatenate([p[1] for p in parts])
-            live = alive[rows]
-            rows, tfs = rows[live], tfs[live]
+        for term_id in self._query_term_ids(words):
+            rows, tfs = self._live_postings(term_id)
             if len(rows) == 0:
                 continue
             idf = math.log((live_rows - len(rows) + 0.5) / (len(rows) + 0.5))
@@ -114,20 +105,17 @@ class KeywordIndex:
         if len(hits) > k:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         hits = hits[np.argsort(-scores[hits], kind="stable")]
-        return [(int(self._rowid[r]), str(self._chunk_id[r]), float(scores[r])) for r in hits]
+        return [(str(self._chunk_id[r]), float(scores[r])) for r in hits]
 
     def coverage(self, words: Sequence[str], texts: Sequence[str]) -> list[float]:
         """For each text, the share of the query's weight that it contains, each term weighing its inverse
         document frequency in this knowledge base: a rare name the text shares counts far more than an
         everyday word, and a term the knowledge base never mentions weighs most (and is never matched)."""
         self.sync()
-        term_ids = list(dict.fromkeys(t for t in self._term_ids(words) if t >= 0))
-        if not term_ids:
-            return [0.0] * len(texts)
         live_rows = int(self._alive.sum())
         weights = {}
-        for term_id in term_ids:
-            found = sum(int(self._alive[segment.postings(term_id)[0]].sum()) for segment in self._segments)
+        for term_id in self._query_term_ids(words):
+            found = len(self._live_postings(term_id)[0])
             weights[term_id] = max(math.log((live_rows - found + 0.5) / (found + 0.5)), 0.0)
         total = sum(weights.values())
         if total == 0:
@@ -137,6 +125,20 @@ class KeywordIndex:
             present = set(self._term_ids(_WORD.findall(text.lower())))
             shares.append(sum(w for t, w in weights.items() if t in present) / total)
         return shares
+
+    def _query_term_ids(self, words: Sequence[str]) -> list[int]:
+        """The distinct terms of a query that FTS5's tokenizer keeps."""
+        return list(dict.fromkeys(t for t in self._term_ids(words) if t >= 0))
+
+    def _live_postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ready documents containing the term, and its frequency in each."""
+        parts = [segment.postings(term_id) for segment in self._segments]
+        if not parts:
+            return _EMPTY_ROWS, _EMPTY_TFS
+        rows = np.concatenate([p[0] for p in parts])
+        tfs = np.concatenate([p[1] for p in parts])
+        live = self._alive[rows]
+        return rows[live], tfs[live]
 
     # -- keeping up with FTS5 ---------------------------------------------------------------------
 
@@ -166,7 +168,6 @@ class KeywordIndex:
         return str(row[0]) if row else None
 
     def _add_documents(self, versions: dict[str, str]) -> None:
-        rowids: list[int] = []
         chunk_ids: list[str] = []
         docs: list[int] = []
         texts: list[str] = []
@@ -174,12 +175,11 @@ class KeywordIndex:
         for start in range(0, len(doc_ids), _SQL_BATCH):
             batch = doc_ids[start : start + _SQL_BATCH]
             rows = self._db.execute(
-                f"SELECT rowid, chunk_id, doc_id, text FROM chunk_text WHERE doc_id IN ({', '.join('?' * len(batch))})"
+                f"SELECT chunk_id, doc_id, text FROM chunk_text WHERE doc_id IN ({', '.join('?' * len(batch))})"
                 " ORDER BY rowid",
                 batch,
             )
-            for rowid, chunk_id, doc_id, text in rows:
-                rowids.append(rowid)
+            for chunk_id, doc_id, text in rows:
                 chunk_ids.append(chunk_id)
                 docs.append(self._doc_numbers.setdefault(doc_id, len(self._doc_numbers)))
                 texts.append(text)
@@ -189,7 +189,6 @@ class KeywordIndex:
             for start in range(0, len(texts), _BUILD_BATCH)
         ]
         doc_array = np.asarray(docs, dtype=np.int32)
-        self._rowid = np.concatenate([self._rowid, np.asarray(rowids, dtype=np.int64)])
         self._chunk_id = np.concatenate([self._chunk_id, np.asarray(chunk_ids, dtype=object)])
         self._doc = np.concatenate([self._doc, doc_array])
         self._length = np.concatenate([self._length, *lengths])
@@ -225,8 +224,7 @@ class KeywordIndex:
         tfs = np.concatenate([t[2] for t in triples]) if triples else _EMPTY_TFS
         live = keep[rows]
         self._segments = [_Segment.from_triples(terms[live], new_row[rows[live]], tfs[live])] if live.any() else []
-        self._rowid, self._chunk_id = self._rowid[keep], self._chunk_id[keep]
-        self._doc, self._length = self._doc[keep], self._length[keep]
+        self._chunk_id, self._doc, self._length = self._chunk_id[keep], self._doc[keep], self._length[keep]
         self._alive = np.ones(int(keep.sum()), dtype=bool)
         self._doc_rows = {version: new_row[rows_of] for version, rows_of in self._doc_rows.items()}
 

@@ -118,9 +118,6 @@ class Ingestor:
     ) -> list[IngestResult]:
         return self._ingest([(name, _constant(data)) for name, data in uploads], on_progress)
 
-    def ingest_one(self, data: bytes, name: str) -> IngestResult:
-        return self._ingest([(name, _constant(data))], None)[0]
-
     def _ingest(
         self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
     ) -> list[IngestResult]:

@@ -266,28 +266,9 @@ class Store:
 
         The score is BM25 (higher is better), as FTS5 computes it; it is comparable within one query only.
         """
-        if not terms or k <= 0 or (doc_ids is not None and not doc_ids):
-            return []
-        with self._lock:
-            ranked = self._keywords.search(terms, k, doc_ids)
-            found: dict[int, Chunk] = {}
-            rowids = [rowid for rowid, _, _ in ranked]
-            for start in range(0, len(rowids), 500):
-                batch = rowids[start : start + 500]
-                for rowid, cid, doc_id, text, source, page, position in self._db.execute(
-                    "SELECT rowid, chunk_id, doc_id, text, source, page, position FROM chunk_text"
-                    f" WHERE rowid IN ({', '.join('?' * len(batch))})",
-                    batch,
-                ):
-                    found[rowid] = Chunk(
-                        id=cid,
-                        doc_id=doc_id,
-                        text=text,
-                        source=source,
-                        page=None if int(page) == NO_PAGE else int(page),
-                        position=int(position),
-                    )
-        return [RetrievedChunk(chunk=found[rowid], score=score) for rowid, _, score in ranked if rowid in found]
+        ranked = self.keyword_ranking(terms, k, doc_ids)
+        fetched = self.fetch([cid for cid, _ in ranked])
+        return [RetrievedChunk(fetched[cid][0], score) for cid, score in ranked if cid in fetched]
 
     def keyword_ranking(
         self, terms: Sequence[str], k: int, doc_ids: Sequence[str] | None = None
@@ -296,7 +277,7 @@ class Store:
         if not terms or k <= 0 or (doc_ids is not None and not doc_ids):
             return []
         with self._lock:
-            return [(chunk_id, score) for _, chunk_id, score in self._keywords.search(terms, k, doc_ids)]
+            return self._keywords.search(terms, k, doc_ids)
 
     def keyword_coverage(self, terms: Sequence[str], texts: Sequence[str]) -> list[float]:
         """How much of the query each text covers, terms weighted by their rarity here (see KeywordIndex)."""
