@@ -41,10 +41,12 @@ def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestR
 
     def update(p: IngestProgress) -> None:
         fraction = p.chunks_done / p.chunks_total if p.chunks_total else 1.0
-        overall.progress((p.file_index + fraction) / p.file_count, text=f"File {p.file_index + 1} of {p.file_count}")
+        files = p.last_file_index - p.file_index + 1  # small files are indexed together
+        which = f"File {p.file_index + 1}" if files == 1 else f"Files {p.file_index + 1}–{p.last_file_index + 1}"
+        overall.progress((p.file_index + fraction * files) / p.file_count, text=f"{which} of {p.file_count}")
         text = f"{escape_markdown(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
-        if fraction == 1.0 and p.file_index + 1 < p.file_count:
-            text += f" · reading {escape_markdown(uploads[p.file_index + 1][0])}…"
+        if fraction == 1.0 and p.last_file_index + 1 < p.file_count:
+            text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
         current.progress(fraction, text=text)
 
     return engine.ingest_uploads(uploads, update)

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _progress_bar(total_files: int) -> Any:
+def _progress_bar() -> Any:
     from tqdm import tqdm
 
     bar = tqdm(total=0, unit="chunk", disable=None, file=sys.stderr, leave=False)
@@ -110,7 +110,8 @@ def _progress_bar(total_files: int) -> Any:
     def update(p: IngestProgress) -> None:
         if p.chunks_done == 0:
             bar.reset(total=p.chunks_total)
-            bar.set_description(f"[{p.file_index + 1}/{total_files}] {p.name}"[:60])
+            files = f"{p.file_index + 1}" + (f"-{p.last_file_index + 1}" if p.last_file_index > p.file_index else "")
+            bar.set_description(f"[{files}/{p.file_count}] {p.name}"[:60])
         else:
             bar.n = p.chunks_done
             bar.refresh()
@@ -128,7 +129,7 @@ def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
     for p in missing:
         print(f"{p}: no such file or folder", file=sys.stderr)
     paths = [p for p in args.paths if p.exists()]
-    bar, update = _progress_bar(len(paths))
+    bar, update = _progress_bar()
     try:
         results = engine.ingest(paths, update)
     finally:

@@ -57,7 +57,7 @@ class Settings:
     # When old turns no longer fit the window: fold them into a running summary, or drop the oldest.
     history_strategy: HistoryStrategy = "summarize"
     request_timeout: float = 300.0
-    embedding_batch_size: int | None = None  # None: chosen for the device (rag.embeddings)
+    embedding_batch_size: int | None = None  # texts per forward pass at most; None: a token budget for the device
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,10 +14,13 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-# Texts per forward pass. On 2 CPU cores batches of 8 encoded 10-17 % faster than 32 (the library's
-# default): activations of small batches stay in cache. A GPU wants large batches.
-CPU_BATCH_SIZE = 8
-ACCELERATOR_BATCH_SIZE = 128
+# Padded tokens per forward pass (texts × the longest text's tokens). Texts are sorted by their token count
+# first, so a batch holds texts of one length and hardly any padding: the library sorts by characters, which
+# left 30 % of the tokens it computed as padding on a mix of prose and technical text (measured 23 % slower).
+# On 2 CPU cores ~2,000 tokens a batch (16 chunks of ~130 tokens) encoded as fast as anything tried; a GPU
+# wants large batches.
+CPU_BATCH_TOKENS = 2_048
+ACCELERATOR_BATCH_TOKENS = 32_768
 
 
 def packaged_model_path() -> str:
@@ -75,11 +78,9 @@ class Embedder:
         return str(self.model.device)
 
     @property
-    def batch_size(self) -> int:
-        """As given, else what suits the device the model runs on."""
-        if self._batch_size is not None:
-            return self._batch_size
-        return CPU_BATCH_SIZE if self.device == "cpu" else ACCELERATOR_BATCH_SIZE
+    def batch_tokens(self) -> int:
+        """Padded tokens per forward pass: what suits the device the model runs on."""
+        return CPU_BATCH_TOKENS if self.device == "cpu" else ACCELERATOR_BATCH_TOKENS
 
     @property
     def dimension(self) -> int:
@@ -94,21 +95,51 @@ class Embedder:
         return int(self.model.max_seq_length or 0)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for indices, batch in self.embed_batches(texts):
+            vectors[indices] = batch
+        return vectors
+
+    def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Normalised vectors one forward pass at a time, longest texts first: (indices into texts, vectors)."""
+        if len(texts) < 2:  # a query: nothing to sort
+            lengths = [1] * len(texts)
+        else:
+            lengths = [min(n, self.max_tokens or n) for n in self.count_tokens(texts)]
+        for indices in plan_batches(lengths, self.batch_tokens, self._batch_size):
+            vectors = self.model.encode(
+                [texts[i] for i in indices],
+                batch_size=len(indices),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            yield indices, np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word-piece tokens per text (capped by nothing: shows what the model truncates)."""
+        if not texts:
+            return []
         tokenizer = self.model.tokenizer
         return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int, max_texts: int | None = None) -> list[list[int]]:
+    """Indices grouped longest first, each group's padded size (count × its longest) within max_tokens
+    (a single text may exceed it), and at most max_texts a group when given."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if (
+            current is None
+            or (len(current) + 1) * lengths[current[0]] > max_tokens
+            or (max_texts is not None and len(current) >= max_texts)
+        ):
+            batches.append([i])
+        else:
+            current.append(i)
+    return batches

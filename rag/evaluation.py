@@ -11,7 +11,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +88,7 @@ class MemoizingEmbedder(Embedder):
     """Embeds each distinct text once, so the same chunks can fill several knowledge bases."""
 
     def __init__(self, inner: Embedder) -> None:
-        super().__init__(batch_size=inner.batch_size)
+        super().__init__()
         self._inner = inner
         self._memo: dict[str, np.ndarray] = {}
 
@@ -103,6 +103,9 @@ class MemoizingEmbedder(Embedder):
         if not texts:
             return self._inner.embed_documents([])
         return np.stack([self._memo[t] for t in texts])
+
+    def embed_batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        yield list(range(len(texts))), self.embed_documents(texts)
 
 
 def load_questions(path: Path, limit: int | None = None, seed: int = 0) -> list[Question]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from rag.chunking import chunk_document
 from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
@@ -18,7 +20,13 @@ from rag.loaders import is_supported, load_bytes
 from rag.schema import Chunk, LoadedDocument
 from rag.store import DocumentRecord, Store, now_iso
 
-PARSE_AHEAD = 2  # files parsed ahead of the one being embedded (bounds memory)
+PARSE_AHEAD = 16  # files parsed ahead of those being embedded (bounds memory)
+# Files are embedded together in waves of up to this many chunks: batches sorted by length across files
+# waste less on padding and half-empty batches (file by file, the same chunks took 10-40 % longer here).
+WAVE_CHUNKS = 1024
+# The first wave goes as soon as it has this many chunks and the next file is not parsed yet, so the
+# model starts early instead of waiting for the parsing of 1,024 chunks.
+FIRST_WAVE_CHUNKS = 64
 Status = Literal["added", "replaced", "unchanged", "duplicate", "failed"]
 
 
@@ -49,8 +57,11 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class IngestProgress:
-    name: str
-    file_index: int  # 0-based
+    """Chunks embedded and stored so far for the files being indexed together (one, or a few small ones)."""
+
+    name: str  # of the first file, "and N more files" when several
+    file_index: int  # 0-based position of the first of them in the batch
+    last_file_index: int  # of the last of them (files between may have been skipped as unchanged)
     file_count: int
     chunks_done: int
     chunks_total: int
@@ -92,6 +103,17 @@ class _Prepared:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class _Admitted:
+    """A document that will be indexed: what the registry will say of it and its chunks."""
+
+    index: int  # position in the batch
+    record: DocumentRecord
+    chunks: tuple[Chunk, ...]
+    replaces: str | None  # doc_id of the version with the same name
+    note: str
+
+
 Reader = Callable[[], bytes]  # raises OSError when the file cannot be read
 
 
@@ -122,19 +144,40 @@ class Ingestor:
         self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
     ) -> list[IngestResult]:
         known = self.store.content_hashes()
-        results: list[IngestResult] = []
+        results: dict[int, IngestResult] = {}
+        wave: list[_Admitted] = []
+        waves = 0
+
+        def index_wave() -> None:
+            nonlocal waves
+            results.update(self._index(wave, len(sources), on_progress))
+            wave.clear()
+            waves += 1
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse") as parser:
             ahead: deque[Future[_Prepared]] = deque()
             pending = iter(sources)
             for index in range(len(sources)):
-                while len(ahead) < PARSE_AHEAD:  # parse the next files while this one is embedded
+                while len(ahead) < PARSE_AHEAD:  # parse the next files while these are embedded
                     source = next(pending, None)
                     if source is None:
                         break
                     ahead.append(parser.submit(self._prepare, source[0], source[1], known))
                 prepared = ahead.popleft().result()
-                results.append(self._store(prepared, index, len(sources), on_progress))
-        return results
+                if any(w.record.name == prepared.name or w.record.content_hash == prepared.digest for w in wave):
+                    index_wave()  # the same name or content again: decided once the first is in
+                admitted = self._admit(prepared, index)
+                if isinstance(admitted, IngestResult):
+                    results[index] = admitted
+                    continue
+                wave.append(admitted)
+                size = sum(len(w.chunks) for w in wave)
+                parser_behind = bool(ahead) and not ahead[0].done()
+                if size >= WAVE_CHUNKS or (waves == 0 and size >= FIRST_WAVE_CHUNKS and parser_behind):
+                    index_wave()
+            if wave:
+                index_wave()
+        return [results[i] for i in range(len(sources))]
 
     def _prepare(self, name: str, read: Reader, known: frozenset[str]) -> _Prepared:
         """Pure work, no store access (it runs in the parsing thread)."""
@@ -155,8 +198,8 @@ class Ingestor:
         chunks = chunk_document(doc, digest[:16], self.chunk_size, self.chunk_overlap)
         return _Prepared(name, data, digest, doc, tuple(chunks))
 
-    def _store(self, prepared: _Prepared, index: int, count: int, on_progress: ProgressCallback | None) -> IngestResult:
-        """One file, all or nothing: a failure leaves the knowledge base as it was."""
+    def _admit(self, prepared: _Prepared, index: int) -> IngestResult | _Admitted:
+        """The file's outcome when it needs no indexing (failed, unchanged, duplicate), else what to index."""
         name, digest = prepared.name, prepared.digest
         if prepared.error:
             return IngestResult(name, "failed", message=prepared.error)
@@ -176,34 +219,61 @@ class Ingestor:
             prepared = self._parse(name, prepared.data, digest)
             if prepared.error:
                 return IngestResult(name, "failed", message=prepared.error)
-        doc, chunks = prepared.doc, list(prepared.chunks)
+        doc = prepared.doc
         assert doc is not None
-        if not chunks:
+        if not prepared.chunks:
             return IngestResult(name, "failed", message=f"{name}: no text left after splitting; nothing to index.")
         doc_id = digest[:16]
-        record = DocumentRecord(doc_id, name, doc.kind, digest, doc.pages, len(chunks), len(prepared.data), now_iso())
+        record = DocumentRecord(
+            doc_id, name, doc.kind, digest, doc.pages, len(prepared.chunks), len(prepared.data), now_iso()
+        )
+        replaces = same_name.doc_id if same_name else None
+        return _Admitted(index, record, prepared.chunks, replaces, "; ".join(doc.warnings))
+
+    def _index(
+        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None
+    ) -> dict[int, IngestResult]:
+        """Embed and store the documents of a wave; each one all or nothing: a failure leaves the knowledge
+        base as it was for every document not yet committed."""
+        chunks = [c for w in wave for c in w.chunks]
+        first, last = wave[0], wave[-1]
+        label = first.record.name if len(wave) == 1 else f"{first.record.name} and {plural(len(wave) - 1, 'more file')}"
 
         def report(done: int) -> None:
             if on_progress:
-                on_progress(IngestProgress(name, index, count, done, len(chunks)))
+                on_progress(IngestProgress(label, first.index, last.index, count, done, len(chunks)))
 
         report(0)
-        self.store.begin_document(record)
+        results: dict[int, IngestResult] = {}
         try:
-            # Longest first, so each batch holds texts of about one length (padding is wasted work).
-            by_length = sorted(chunks, key=lambda c: -len(c.text))
-            for start in range(0, len(by_length), self.batch_size):
-                batch = by_length[start : start + self.batch_size]
-                self.store.add_chunks(batch, self.embedder.embed_documents([c.text for c in batch]))
-                report(start + len(batch))
-            self.store.commit_document(doc_id, replaces=same_name.doc_id if same_name else None)
+            for w in wave:
+                self.store.begin_document(w.record)
+            # The embedder runs the longest texts first (a batch of one length wastes nothing on padding);
+            # its batches are stored a few at a time.
+            waiting: list[int] = []
+            vectors: list[np.ndarray] = []
+            stored = 0
+            for indices, batch in self.embedder.embed_batches([c.text for c in chunks]):
+                waiting.extend(indices)
+                vectors.append(batch)
+                if len(waiting) >= self.batch_size or len(waiting) + stored == len(chunks):
+                    self.store.add_chunks([chunks[i] for i in waiting], np.concatenate(vectors))
+                    stored += len(waiting)
+                    waiting, vectors = [], []
+                    report(stored)
+            for w in wave:
+                self.store.commit_document(w.record.doc_id, replaces=w.replaces)
+                status: Status = "replaced" if w.replaces else "added"
+                results[w.index] = IngestResult(w.record.name, status, len(w.chunks), w.note, w.record.doc_id)
         except BaseException as exc:
-            self.store.abort_document(doc_id)
-            if isinstance(exc, RagError):
-                return IngestResult(name, "failed", message=f"{name}: {exc}")
-            raise
-        status: Status = "replaced" if same_name else "added"
-        return IngestResult(name, status, len(chunks), "; ".join(doc.warnings), doc_id)
+            for w in wave:
+                if w.index not in results:
+                    self.store.abort_document(w.record.doc_id)
+            if not isinstance(exc, RagError):
+                raise
+            for w in wave:
+                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
+        return results
 
 
 def _constant(data: bytes) -> Reader:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from warnings import catch_warnings, simplefilter
 
 from rag.errors import LoaderError
 from rag.schema import LoadedDocument, Section
@@ -444,13 +445,16 @@ _PREFORMATTED = {"pre", "textarea"}
 
 
 def _load_html(data: bytes, name: str) -> LoadedDocument:
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
     from bs4.element import NavigableString, Tag
 
     if _looks_binary(data):
         raise _not_text(name)
-    # Bytes, not str: BeautifulSoup reads the BOM and <meta charset> to pick the encoding.
-    soup = BeautifulSoup(data, "lxml")
+    # Bytes, not str: BeautifulSoup reads the BOM and <meta charset> to pick the encoding. XHTML (an XML
+    # declaration first) parses as HTML without loss; bs4's warning about it would only alarm the user.
+    with catch_warnings():
+        simplefilter("ignore", XMLParsedAsHTMLWarning)
+        soup = BeautifulSoup(data, "lxml")
     title = " ".join(soup.title.get_text().split()) if soup.title is not None else ""
     for tag in soup.find_all(_DROP):
         if isinstance(tag, Tag):

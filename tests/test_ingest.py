@@ -15,6 +15,7 @@ from fpdf import FPDF
 
 from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
+from rag.errors import RagError
 from rag.ingest import Ingestor, IngestProgress, collect_files
 from rag.store import Store
 
@@ -90,7 +91,7 @@ def test_reingesting_unchanged_files_adds_nothing_and_embeds_nothing(
     assert first[0].status == "added"
 
     class NoEmbedding(Embedder):
-        def embed_documents(self, texts):
+        def embed_batches(self, texts):
             raise AssertionError("an unchanged file must not be embedded again")
 
     again = Ingestor(store, NoEmbedding(), 400, 50).ingest_paths([doc])
@@ -122,8 +123,67 @@ def test_results_and_progress_follow_the_order_of_the_files(tmp_path: Path, inge
     results = ingestor.ingest_paths([tmp_path / n for n in names], progress.append)
     assert [r.name for r in results] == names and all(r.status == "added" for r in results)
     assert [p.file_index for p in progress] == sorted(p.file_index for p in progress)
-    last = {p.name: p for p in progress}
-    assert all(p.chunks_done == p.chunks_total for p in last.values()) and len(last) == len(names)
+    # Small files are embedded together: one progress line covers all seven.
+    assert {(p.name, p.file_index, p.last_file_index, p.file_count) for p in progress} == {
+        ("00.txt and 6 more files", 0, 6, 7)
+    }
+    assert progress[0].chunks_done == 0 and progress[-1].chunks_done == progress[-1].chunks_total
+
+
+def test_small_files_are_indexed_in_waves_each_with_its_own_entry(
+    tmp_path: Path, ingestor: Ingestor, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 5)
+    monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 5)  # waves by size alone, not by the parser's pace
+    for i in range(5):
+        (tmp_path / f"{i}.txt").write_text("\n\n".join(f"Note {i}.{p}: " + "text " * 60 for p in range(3)))
+    progress: list[IngestProgress] = []
+    results = ingestor.ingest_paths(sorted(tmp_path.glob("*.txt")), progress.append)
+    assert [r.status for r in results] == ["added"] * 5 and all(r.chunks == 3 for r in results)
+    spans = sorted({(p.file_index, p.last_file_index) for p in progress})
+    assert spans == [(0, 1), (2, 3), (4, 4)]  # 3 + 3 chunks reach 5; the last file alone
+    for doc in store.documents():
+        texts = [c.text for c in store.chunks_of(doc.doc_id)]
+        assert len(texts) == 3 and all(t.startswith(f"Note {doc.name[0]}.") for t in texts)
+    assert store.vector_count() == store.chunk_count() == 15
+
+
+def test_the_same_name_twice_in_one_batch_keeps_the_later_file(
+    tmp_path: Path, ingestor: Ingestor, store: Store
+) -> None:
+    for folder, amount in (("old", "ten"), ("new", "twelve")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "plan.txt").write_text(f"The budget is {amount} thousand euros.")
+    results = ingestor.ingest_paths([tmp_path / "old" / "plan.txt", tmp_path / "new" / "plan.txt"])
+    assert [r.status for r in results] == ["added", "replaced"]
+    [only] = store.documents()
+    assert [c.text for c in store.chunks_of(only.doc_id)] == ["The budget is twelve thousand euros."]
+
+
+def test_a_wave_that_fails_leaves_nothing_behind_and_the_other_files_go_in(
+    tmp_path: Path, store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 2)
+    monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 2)
+
+    class RunsOutOfMemoryOnPoison(Embedder):  # the model failing mid-batch, e.g. out of memory
+        def embed_batches(self, texts):
+            for indices, vectors in embedder.embed_batches(texts):
+                yield indices, vectors
+                if any("POISON" in texts[i] for i in indices):
+                    raise RagError("the embedding model ran out of memory: close other programs and retry.")
+
+    for name, text in [("a", "Apples."), ("b", "Bananas."), ("c", "POISON cherries."), ("d", "Dates."), ("e", "Eggs.")]:
+        (tmp_path / f"{name}.txt").write_text(text)
+    results = Ingestor(store, RunsOutOfMemoryOnPoison(), 400, 50, batch_size=1).ingest_paths(
+        sorted(tmp_path.glob("*.txt"))
+    )
+    assert [r.status for r in results] == ["added", "added", "failed", "failed", "added"]
+    assert results[2].message == "c.txt: the embedding model ran out of memory: close other programs and retry."
+    assert results[3].message.startswith("d.txt: the embedding model ran out of memory")
+    assert sorted(d.name for d in store.documents()) == ["a.txt", "b.txt", "e.txt"]
+    assert store.vector_count() == store.chunk_count() == 3  # c's stored chunk was removed with its wave
+    assert store.recover() == []  # no half-indexed document left for the next start to clean
 
 
 def test_a_changed_file_with_the_same_name_replaces_the_old_version(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from pathlib import Path
 
 import docx
@@ -349,6 +350,18 @@ def test_html_meta_charset_is_honoured() -> None:
 def test_html_in_utf16() -> None:
     doc = load_bytes("\ufeff<title>Ünïcode</title><p>Straße</p>".encode("utf-16-le"), "wide.html")
     assert doc.sections[0].text == "Ünïcode\n\nStraße"
+
+
+def test_xhtml_reads_like_html_without_a_warning_to_the_user() -> None:
+    data = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE html>\n'
+        b'<html xmlns="http://www.w3.org/1999/xhtml"><head><title>APT</title></head>'
+        b"<body><p>Use <code>apt full-upgrade</code> to upgrade.</p></body></html>"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        doc = load_bytes(data, "sect.apt.html")
+    assert doc.sections[0].text == "APT\n\nUse apt full-upgrade to upgrade."
 
 
 def test_html_title_not_repeated_when_h1_matches() -> None:
