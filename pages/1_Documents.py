@@ -40,14 +40,11 @@ def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestR
     current = st.progress(0.0, text=f"Reading {escape_markdown(uploads[0][0])}…")
 
     def update(p: IngestProgress) -> None:
-        fraction = p.chunks_done / p.chunks_total if p.chunks_total else 1.0
-        files = p.last_file_index - p.file_index + 1  # small files are indexed together
-        which = f"File {p.file_index + 1}" if files == 1 else f"Files {p.file_index + 1}–{p.last_file_index + 1}"
-        overall.progress((p.file_index + fraction * files) / p.file_count, text=f"{which} of {p.file_count}")
+        overall.progress(p.overall, text=p.files)
         text = f"{escape_markdown(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
-        if fraction == 1.0 and p.last_file_index + 1 < p.file_count:
+        if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
             text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
-        current.progress(fraction, text=text)
+        current.progress(p.fraction, text=text)
 
     return engine.ingest_uploads(uploads, update)
 

@@ -110,8 +110,7 @@ def _progress_bar() -> Any:
     def update(p: IngestProgress) -> None:
         if p.chunks_done == 0:
             bar.reset(total=p.chunks_total)
-            files = f"{p.file_index + 1}" + (f"-{p.last_file_index + 1}" if p.last_file_index > p.file_index else "")
-            bar.set_description(f"[{files}/{p.file_count}] {p.name}"[:60])
+            bar.set_description(f"{p.files}: {p.name}"[:60])
         else:
             bar.n = p.chunks_done
             bar.refresh()

@@ -66,6 +66,22 @@ class IngestProgress:
     chunks_done: int
     chunks_total: int
 
+    @property
+    def fraction(self) -> float:
+        """Of these files' chunks."""
+        return self.chunks_done / self.chunks_total if self.chunks_total else 1.0
+
+    @property
+    def overall(self) -> float:
+        """Of the whole batch of files."""
+        return (self.file_index + self.fraction * (self.last_file_index - self.file_index + 1)) / self.file_count
+
+    @property
+    def files(self) -> str:
+        if self.last_file_index == self.file_index:
+            return f"File {self.file_index + 1} of {self.file_count}"
+        return f"Files {self.file_index + 1}–{self.last_file_index + 1} of {self.file_count}"
+
 
 ProgressCallback = Callable[[IngestProgress], None]
 

@@ -128,6 +128,8 @@ def test_results_and_progress_follow_the_order_of_the_files(tmp_path: Path, inge
         ("00.txt and 6 more files", 0, 6, 7)
     }
     assert progress[0].chunks_done == 0 and progress[-1].chunks_done == progress[-1].chunks_total
+    assert (progress[0].files, progress[0].overall) == ("Files 1–7 of 7", 0.0)
+    assert (progress[-1].fraction, progress[-1].overall) == (1.0, 1.0)
 
 
 def test_small_files_are_indexed_in_waves_each_with_its_own_entry(
@@ -142,6 +144,12 @@ def test_small_files_are_indexed_in_waves_each_with_its_own_entry(
     assert [r.status for r in results] == ["added"] * 5 and all(r.chunks == 3 for r in results)
     spans = sorted({(p.file_index, p.last_file_index) for p in progress})
     assert spans == [(0, 1), (2, 3), (4, 4)]  # 3 + 3 chunks reach 5; the last file alone
+    done = [p for p in progress if p.fraction == 1.0]
+    assert [(p.files, p.overall) for p in done] == [
+        ("Files 1–2 of 5", 0.4),
+        ("Files 3–4 of 5", 0.8),
+        ("File 5 of 5", 1.0),
+    ]
     for doc in store.documents():
         texts = [c.text for c in store.chunks_of(doc.doc_id)]
         assert len(texts) == 3 and all(t.startswith(f"Note {doc.name[0]}.") for t in texts)
