@@ -134,9 +134,9 @@ Reader = Callable[[], bytes]  # raises OSError when the file cannot be read
 
 
 class Ingestor:
-    """Files → the knowledge base. Parsing runs one file ahead, in a thread, while the current file is
-    embedded (the model's work releases the GIL), and each document is embedded in length-sorted batches so
-    that little is spent on padding."""
+    """Files → the knowledge base. The next files are parsed in a thread while the current ones are
+    embedded (the model's work releases the GIL); files are embedded together in waves, in batches sorted by
+    token count so that little is spent on padding, and each file is committed on its own."""
 
     def __init__(
         self, store: Store, embedder: Embedder, chunk_size: int, chunk_overlap: int, batch_size: int = 64
@@ -187,7 +187,7 @@ class Ingestor:
                     results[index] = admitted
                     continue
                 wave.append(admitted)
-                size = sum(len(w.chunks) for w in wave)
+                size = sum(len(w.chunks) for w in wave)  # a wave holds few files: cheap
                 parser_behind = bool(ahead) and not ahead[0].done()
                 if size >= WAVE_CHUNKS or (waves == 0 and size >= FIRST_WAVE_CHUNKS and parser_behind):
                     index_wave()
