@@ -187,7 +187,7 @@ class Ingestor:
                     results[index] = admitted
                     continue
                 wave.append(admitted)
-                size = sum(len(w.chunks) for w in wave)  # a wave holds few files: cheap
+                size = sum(len(w.chunks) for w in wave)
                 parser_behind = bool(ahead) and not ahead[0].done()
                 if size >= WAVE_CHUNKS or (waves == 0 and size >= FIRST_WAVE_CHUNKS and parser_behind):
                     index_wave()
