@@ -4,6 +4,9 @@ One file, `conversations.sqlite3` in the data directory (`ConversationStore.in_d
 one `BEGIN IMMEDIATE` transaction, so a message's `seq` is computed and inserted under the database write
 lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
 WAL lets readers proceed while a writer works; busy_timeout makes a writer wait its turn instead of failing.
+
+Columns added after the first release (`conversations.doc_filter`, `messages.searched_only`) are nullable and
+added in place when an older database is opened (`_upgrade`), so existing conversations are kept.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from rag.errors import RagError
 from rag.schema import Message, RetrievedChunk, Usage
+
+if TYPE_CHECKING:
+    from rag.store import DocumentRecord
 
 DB_NAME = "conversations.sqlite3"
 TITLE_MAX_CHARS = 60
@@ -37,7 +43,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '',
     summarized_through INTEGER NOT NULL DEFAULT 0,
-    settings TEXT NOT NULL DEFAULT '{}'
+    settings TEXT NOT NULL DEFAULT '{}',
+    doc_filter TEXT
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -53,11 +60,20 @@ CREATE TABLE IF NOT EXISTS messages (
     prompt TEXT,
     budget TEXT,
     error TEXT,
+    searched_only TEXT,
     UNIQUE (conversation_id, seq)
 );
 """
+# Columns newer than the tables above were first: (table, column, declaration), added when missing.
+_ADDED_COLUMNS = (
+    ("conversations", "doc_filter", "TEXT"),  # JSON [{"doc_id", "name"}]; NULL: search every document
+    ("messages", "searched_only", "TEXT"),  # JSON [name, …]; NULL: every document was searched
+)
 
-_MESSAGE_COLUMNS = "seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error"
+_MESSAGE_COLUMNS = (
+    "seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only"
+)
+_MESSAGE_PLACEHOLDERS = ", ".join("?" * len(_MESSAGE_COLUMNS.split(",")))
 
 
 class ConversationError(RagError):
@@ -87,6 +103,16 @@ class StoredMessage:
     prompt: str | None = None  # the exact prompt sent (for the prompt inspector)
     budget: dict[str, int] | None = None  # how the window was spent, e.g. {"system": …, "context": …}
     error: str | None = None  # set when the answer failed part-way
+    searched_only: list[str] | None = None  # names of the documents searched, when the question was limited
+
+
+@dataclass(frozen=True)
+class SelectedDocument:
+    """A document a conversation is limited to. The name is kept so that a document deleted since can
+    still be named, and a newer version of it (same name, new id) followed."""
+
+    doc_id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,7 @@ class Conversation:
     summarized_through: int  # seq of the last message folded into the summary (0: none)
     settings: dict[str, Any]  # the settings it ran with (JSON-able)
     messages: list[StoredMessage] = field(default_factory=list)
+    doc_filter: list[SelectedDocument] = field(default_factory=list)  # empty: search every document
 
     def history(self, after: int = 0) -> list[Message]:
         """Completed turns as alternating user/assistant messages, oldest first.
@@ -152,6 +179,7 @@ class ConversationStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise ConversationError(
                 f"Cannot open the saved conversations in {self.path} ({exc}): check that the folder is "
@@ -165,14 +193,20 @@ class ConversationStore:
 
     # -- conversations ------------------------------------------------------------------------------
 
-    def create(self, settings: dict[str, Any] | None = None, title: str = "") -> str:
-        """A new empty conversation; returns its id (uuid4 hex)."""
+    def create(
+        self,
+        settings: dict[str, Any] | None = None,
+        title: str = "",
+        doc_filter: Sequence[SelectedDocument] = (),
+    ) -> str:
+        """A new empty conversation; returns its id (uuid4 hex). ``doc_filter``: see ``set_doc_filter``."""
         conversation_id = uuid.uuid4().hex
         now = _now()
         with self._write():
             self._db.execute(
-                "INSERT INTO conversations(id, title, created_at, updated_at, settings) VALUES (?, ?, ?, ?, ?)",
-                (conversation_id, _collapse(title), now, now, _settings_json(settings or {})),
+                "INSERT INTO conversations(id, title, created_at, updated_at, settings, doc_filter)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, _collapse(title), now, now, _settings_json(settings or {}), _filter_json(doc_filter)),
             )
         return conversation_id
 
@@ -192,7 +226,7 @@ class ConversationStore:
     def get(self, conversation_id: str) -> Conversation:
         with self._read():
             row = self._db.execute(
-                "SELECT id, title, created_at, updated_at, summary, summarized_through, settings"
+                "SELECT id, title, created_at, updated_at, summary, summarized_through, settings, doc_filter"
                 " FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
@@ -202,7 +236,7 @@ class ConversationStore:
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
-        cid, title, created_at, updated_at, summary, summarized_through, settings = row
+        cid, title, created_at, updated_at, summary, summarized_through, settings, doc_filter = row
         return Conversation(
             id=cid,
             title=title,
@@ -212,6 +246,7 @@ class ConversationStore:
             summarized_through=summarized_through,
             settings=json.loads(settings),
             messages=[_message(r) for r in rows],
+            doc_filter=[SelectedDocument(d["doc_id"], d["name"]) for d in json.loads(doc_filter or "[]")],
         )
 
     def rename(self, conversation_id: str, title: str) -> None:
@@ -248,6 +283,17 @@ class ConversationStore:
         with self._write():
             self._update(conversation_id, "UPDATE conversations SET settings = ? WHERE id = ?", (data, conversation_id))
 
+    def set_doc_filter(self, conversation_id: str, documents: Sequence[SelectedDocument]) -> None:
+        """Limit the conversation's questions to these documents (an empty sequence: search every document).
+
+        Does not mark the conversation active: choosing documents is not a message.
+        """
+        data = _filter_json(documents)
+        with self._write():
+            self._update(
+                conversation_id, "UPDATE conversations SET doc_filter = ? WHERE id = ?", (data, conversation_id)
+            )
+
     # -- messages -----------------------------------------------------------------------------------
 
     def add_message(
@@ -262,10 +308,12 @@ class ConversationStore:
         prompt: str | None = None,
         budget: Mapping[str, int] | None = None,
         error: str | None = None,
+        searched_only: Sequence[str] | None = None,
     ) -> StoredMessage:
         """Append a message (next seq) and mark the conversation active.
 
         ``sources`` and ``usage`` may be given as the engine's values (RetrievedChunk, Usage) or as dicts.
+        ``searched_only`` names the documents the question was limited to (None: it searched all of them).
         The first question of an untitled conversation becomes its title.
         """
         if role not in get_args(MessageRole):
@@ -279,6 +327,7 @@ class ConversationStore:
             "prompt": prompt,
             "budget": None if budget is None else dict(budget),
             "error": error,
+            "searched_only": None if searched_only is None else [str(name) for name in searched_only],
         }
         with self._write():
             row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -286,7 +335,7 @@ class ConversationStore:
                 raise ConversationNotFound(conversation_id)
             message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, _now(), **fields)
             self._db.execute(
-                f"INSERT INTO messages(conversation_id, {_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO messages(conversation_id, {_MESSAGE_COLUMNS}) VALUES (?, {_MESSAGE_PLACEHOLDERS})",
                 (
                     conversation_id,
                     message.seq,
@@ -299,6 +348,7 @@ class ConversationStore:
                     prompt,
                     _json_or_none(message.budget),
                     error,
+                    _json_or_none(message.searched_only),
                 ),
             )
             title = row[0] or (title_from(content) if role == "user" else "")
@@ -324,6 +374,8 @@ class ConversationStore:
                 lines += ["", f"*The answer failed: {m.error}*"]
             if m.standalone_query:
                 lines += ["", f"*Searched for:* {m.standalone_query}"]
+            if m.searched_only:
+                lines += ["", f"*Searched only:* {', '.join(m.searched_only)}"]
             if m.sources:
                 lines += ["", "Sources:", ""]
                 lines += [f"- [{i}] {_source_line(s)}" for i, s in enumerate(m.sources, start=1)]
@@ -337,6 +389,24 @@ class ConversationStore:
             self._db.close()
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        """Add the columns a database made by an earlier version lacks (idempotent, safe between processes:
+        the check and the change happen under the write lock)."""
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column in self._columns(table):
+                continue
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if column not in self._columns(table):  # another process may have added it meanwhile
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -399,6 +469,34 @@ def _settings_json(settings: Mapping[str, Any]) -> str:
         raise ValueError(f"settings must be JSON-serialisable (str, number, bool, None, list, dict): {exc}") from exc
 
 
+def resolve_doc_filter(
+    selected: Sequence[SelectedDocument], documents: Sequence[DocumentRecord]
+) -> tuple[list[SelectedDocument], list[SelectedDocument]]:
+    """(kept, gone): the selection as it stands in the knowledge base now.
+
+    A document still there is kept; one replaced by a newer version (same name, new id) follows it; one
+    deleted since is gone, so the caller can say so rather than silently search everything else.
+    """
+    by_id = {d.doc_id: d for d in documents}
+    by_name = {d.name: d for d in documents}
+    kept: list[SelectedDocument] = []
+    gone: list[SelectedDocument] = []
+    for s in selected:
+        now = by_id.get(s.doc_id) or by_name.get(s.name)
+        if now is None:
+            gone.append(s)
+        elif now.doc_id not in {k.doc_id for k in kept}:
+            kept.append(SelectedDocument(now.doc_id, now.name))
+    return kept, gone
+
+
+def _filter_json(documents: Sequence[SelectedDocument]) -> str | None:
+    for d in documents:
+        if not isinstance(d, SelectedDocument):
+            raise TypeError(f"doc_filter takes SelectedDocument values, got {type(d).__name__}")
+    return json.dumps([asdict(d) for d in documents], ensure_ascii=False) if documents else None
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
@@ -420,7 +518,7 @@ def _source_line(source: Mapping[str, Any]) -> str:
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
-    seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error = row
+    seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only = row
     return StoredMessage(
         seq=seq,
         role=role,
@@ -432,4 +530,5 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         prompt=prompt,
         budget=None if budget is None else json.loads(budget),
         error=error,
+        searched_only=None if searched_only is None else json.loads(searched_only),
     )

@@ -18,7 +18,9 @@ from rag.conversations import (
     ConversationError,
     ConversationNotFound,
     ConversationStore,
+    SelectedDocument,
     StoredMessage,
+    resolve_doc_filter,
     title_from,
 )
 from rag.errors import RagError
@@ -390,3 +392,138 @@ def test_conversations_survive_a_restart(db_path: Path) -> None:
     assert "[1] report.pdf, page 2 (score 0.81)" in reopened.export_markdown(cid)
     assert len(json.loads(reopened.export_json(cid))["messages"]) == 4
     reopened.close()
+
+
+# -- documents a conversation is limited to ----------------------------------------------------------------
+
+
+def test_the_document_filter_is_saved_and_read_back(store: ConversationStore, db_path: Path) -> None:
+    a, b = SelectedDocument("a1b2c3d4e5f60718", "a.pdf"), SelectedDocument("ffee000011112222", "b — notes.md")
+    fresh = store.create()
+    assert store.get(fresh).doc_filter == []  # a new conversation searches every document
+    cid = store.create(doc_filter=[a])  # chosen before the first question
+    assert store.get(cid).doc_filter == [a]
+    before = store.get(cid).updated_at
+    store.set_doc_filter(cid, [a, b])
+    assert store.get(cid).doc_filter == [a, b]
+    assert store.get(cid).updated_at == before  # choosing documents is not activity
+    assert rows(db_path, "SELECT doc_filter FROM conversations WHERE id = ?", cid)[0][0].startswith('[{"doc_id"')
+    store.set_doc_filter(cid, [])
+    assert store.get(cid).doc_filter == []
+    assert rows(db_path, "SELECT doc_filter FROM conversations WHERE id = ?", cid) == [(None,)]
+    with pytest.raises(ConversationNotFound):
+        store.set_doc_filter("nope", [a])
+    with pytest.raises(TypeError, match="SelectedDocument"):
+        store.set_doc_filter(cid, ["a1b2c3d4e5f60718"])  # type: ignore[list-item]
+
+
+def test_an_answer_keeps_the_documents_it_searched(store: ConversationStore) -> None:
+    cid = store.create()
+    store.add_message(cid, "user", "When?")
+    limited = store.add_message(cid, "assistant", "Friday [1].", searched_only=["a.pdf", "b.md"])
+    everything = store.add_message(cid, "assistant", "Tuesday [1].")
+    assert [m.searched_only for m in store.get(cid).messages] == [None, ["a.pdf", "b.md"], None]
+    assert limited.searched_only == ["a.pdf", "b.md"] and everything.searched_only is None
+    assert "*Searched only:* a.pdf, b.md" in store.export_markdown(cid)
+    assert json.loads(store.export_json(cid))["messages"][1]["searched_only"] == ["a.pdf", "b.md"]
+
+
+def test_resolving_a_selection_keeps_follows_and_drops() -> None:
+    from rag.store import DocumentRecord
+
+    def record(doc_id: str, name: str) -> DocumentRecord:
+        return DocumentRecord(doc_id, name, "text", doc_id, None, 1, 10, "2026-11-29T00:00:00+00:00")
+
+    documents = [record("new-b", "b.md"), record("c", "c.md")]
+    selected = [SelectedDocument("c", "c.md"), SelectedDocument("old-b", "b.md"), SelectedDocument("a", "a.pdf")]
+    kept, gone = resolve_doc_filter(selected, documents)
+    assert kept == [SelectedDocument("c", "c.md"), SelectedDocument("new-b", "b.md")]  # b.md: its newer version
+    assert gone == [SelectedDocument("a", "a.pdf")]  # deleted: named, so the page can say so
+    assert resolve_doc_filter([], documents) == ([], [])
+
+
+# The conversations schema as the version before document filters created it.
+OLD_SCHEMA = """
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    summary TEXT NOT NULL DEFAULT '',
+    summarized_through INTEGER NOT NULL DEFAULT 0,
+    settings TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX conversations_updated ON conversations(updated_at);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL CHECK (seq >= 1),
+    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+    content TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    sources TEXT,
+    usage TEXT,
+    standalone_query TEXT,
+    prompt TEXT,
+    budget TEXT,
+    error TEXT,
+    UNIQUE (conversation_id, seq)
+);
+INSERT INTO conversations VALUES ('c1', 'Old one', '2026-10-01T10:00:00+00:00', '2026-10-01T10:01:00+00:00',
+    'We talked.', 0, '{"top_k": 4}');
+INSERT INTO messages(conversation_id, seq, role, content, created_at, sources) VALUES
+    ('c1', 1, 'user', 'What grew?', '2026-10-01T10:00:00+00:00', NULL),
+    ('c1', 2, 'assistant', 'Revenue [1].', '2026-10-01T10:01:00+00:00',
+     '[{"source": "r.pdf", "page": 1, "score": 0.8, "text": "Revenue grew."}]');
+"""
+
+
+def test_a_database_from_before_document_filters_is_upgraded_in_place(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.executescript(OLD_SCHEMA)
+    store = ConversationStore(db_path)
+    old = store.get("c1")
+    assert (old.title, old.summary, old.settings, old.doc_filter) == ("Old one", "We talked.", {"top_k": 4}, [])
+    assert [(m.role, m.content, m.searched_only) for m in old.messages] == [
+        ("user", "What grew?", None),
+        ("assistant", "Revenue [1].", None),
+    ]
+    assert old.messages[1].sources == [{"source": "r.pdf", "page": 1, "score": 0.8, "text": "Revenue grew."}]
+    store.set_doc_filter("c1", [SelectedDocument("d1", "r.pdf")])
+    store.add_message("c1", "assistant", "Limited.", searched_only=["r.pdf"])
+    store.close()
+    again = ConversationStore(db_path)  # opening an upgraded database changes nothing
+    c = again.get("c1")
+    assert c.doc_filter == [SelectedDocument("d1", "r.pdf")]
+    assert [m.searched_only for m in c.messages] == [None, None, ["r.pdf"]]
+    assert [info.id for info in again.list()] == ["c1"]
+    again.close()
+    columns = {r[1] for r in rows(db_path, "PRAGMA table_info(conversations)")}
+    assert "doc_filter" in columns
+
+
+def test_two_stores_opening_an_old_database_at_once_both_work(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.executescript(OLD_SCHEMA)
+    start = threading.Barrier(4)
+    opened: list[ConversationStore] = []
+    failures: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(ConversationStore(db_path))
+        except BaseException as exc:  # collected: a thread's exception would otherwise be lost
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert all(s.get("c1").title == "Old one" for s in opened)
+    for s in opened:
+        s.close()
