@@ -17,6 +17,7 @@ from rag.ingest import IngestProgress, IngestResult
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Message
+from rag.store import DocumentRecord
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", choices=BACKENDS, help="default: RAG_BACKEND or auto")
         p.add_argument("--model", help="Ollama model (default: RAG_MODEL or llama2); a .gguf path for embedded")
         p.add_argument("--history", type=Path, metavar="FILE.json", help='JSON list of {"role","content"}')
+        p.add_argument(
+            "--doc",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="search only this document (a name or an id prefix from `python -m rag docs`); repeatable",
+        )
         p.set_defaults(run=run)
         if name == "ask":
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
@@ -175,10 +183,15 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
     _seed(engine)
+    docs = _chosen_documents(engine, args.doc)
+    if docs is None:
+        return 1
     choice = engine.backend
-    prepared = engine.prepare(args.question, _history(args.history))
+    prepared = engine.prepare(args.question, _history(args.history), _doc_ids(docs))
     plan = prepared.plan
     print(f"# backend: {choice.backend.name}, model: {choice.backend.model} — {choice.reason}", file=sys.stderr)
+    if docs:
+        print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)
     print(
         f"# {plan.prompt_tokens} of {plan.budget} prompt tokens ({choice.backend.context_window}-token window "
         f"minus {engine.settings.max_answer_tokens} reserved for the answer); {len(plan.sources)} sources; "
@@ -204,10 +217,16 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     _seed(engine)
+    docs = _chosen_documents(engine, args.doc)
+    if docs is None:
+        return 1
     choice = engine.backend
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
-    stream = engine.ask(args.question, _history(args.history))
+    if docs and not args.json:
+        print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)
+    searched = [d.name for d in (docs or engine.store.documents())]
+    stream = engine.ask(args.question, _history(args.history), _doc_ids(docs))
     if args.json:
         answer = stream.collect()
         print(
@@ -225,6 +244,7 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
                     },
                     "backend": answer.backend,
                     "model": answer.model,
+                    "searched_documents": searched,  # the --doc documents, else every document
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -254,6 +274,23 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _chosen_documents(engine: Engine, names: Sequence[str]) -> list[DocumentRecord] | None:
+    """The documents named by --doc (each once, in order); None after saying which name is unknown."""
+    docs: list[DocumentRecord] = []
+    for name in names:
+        doc = engine.store.find(name)
+        if doc is None:
+            print(f"No document named {name!r}: see `python -m rag docs` for names and ids.", file=sys.stderr)
+            return None
+        if doc.doc_id not in {d.doc_id for d in docs}:
+            docs.append(doc)
+    return docs
+
+
+def _doc_ids(docs: Sequence[DocumentRecord]) -> list[str] | None:
+    return [d.doc_id for d in docs] or None  # None: search every document
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:

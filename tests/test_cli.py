@@ -94,7 +94,8 @@ def test_ask_json_with_the_built_in_model(kb: Path) -> None:
     result = run(["ask", "What is the office cat called?", "--json"], kb)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"answer", "sources", "usage", "backend", "model"}
+    assert set(out) == {"answer", "sources", "usage", "backend", "model", "searched_documents"}
+    assert sorted(out["searched_documents"]) == ["pets.md", "travel.txt"]  # no --doc: every document
     assert out["answer"].strip()
     assert out["backend"] == "embedded" and out["model"] == "SmolLM2-135M-Instruct"
     assert out["sources"][0]["source"] == "pets.md" and "Miso" in out["sources"][0]["text"]
@@ -144,3 +145,61 @@ def test_delete_by_name_removes_the_document(kb: Path, tmp_path: Path) -> None:
     assert "a.txt" not in run(["docs"], data).stdout
     missing = run(["delete", "a.txt"], data)
     assert missing.returncode == 1 and "No document named 'a.txt'" in missing.stderr
+
+
+GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
+ALLOTMENT = "# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
+
+
+@pytest.fixture(scope="module")
+def gardens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two documents that both answer "When are the tomatoes watered?"."""
+    folder = tmp_path_factory.mktemp("gardens")
+    (folder / "garden.md").write_text(GARDEN)
+    (folder / "allotment.md").write_text(ALLOTMENT)
+    data = tmp_path_factory.mktemp("gardens-data")
+    result = run(["ingest", str(folder)], data, RAG_CORPUS_DIR=str(folder / "none"))
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+@pytest.mark.slow
+def test_ask_doc_limits_the_sources_to_that_document(gardens: Path) -> None:
+    everything = run(["prompt", "When are the tomatoes watered?"], gardens)
+    assert everything.returncode == 0, everything.stderr
+    assert "garden.md" in everything.stdout and "allotment.md" in everything.stdout
+
+    result = run(["ask", "When are the tomatoes watered?", "--doc", "allotment.md", "--json"], gardens)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["searched_documents"] == ["allotment.md"]
+    assert out["sources"] and {s["source"] for s in out["sources"]} == {"allotment.md"}
+    assert "Friday by Ben" in out["sources"][0]["text"]
+
+    streamed = run(["ask", "When are the tomatoes watered?", "--doc", "allotment.md"], gardens)
+    assert streamed.returncode == 0, streamed.stderr
+    assert "# searching only: allotment.md" in streamed.stderr
+    assert "Sources:\n  [1] allotment.md (score" in streamed.stdout and "garden.md" not in streamed.stdout
+
+
+@pytest.mark.slow
+def test_prompt_doc_takes_an_id_prefix_and_repeats(gardens: Path) -> None:
+    docs = {d["name"]: d["doc_id"] for d in json.loads(run(["docs", "--json"], gardens).stdout)}
+    garden_prefix = docs["garden.md"][:8]  # as `python -m rag docs` prints it
+    one = run(["prompt", "When are the tomatoes watered?", "--doc", garden_prefix], gardens)
+    assert one.returncode == 0, one.stderr
+    assert "[1] garden.md" in one.stdout and "allotment.md" not in one.stdout
+    assert "# searching only: garden.md" in one.stderr
+    both = run(["prompt", "When are the tomatoes watered?", "--doc", "garden.md", "--doc", "allotment.md"], gardens)
+    assert both.returncode == 0, both.stderr
+    assert "garden.md" in both.stdout and "allotment.md" in both.stdout
+    assert "# searching only: garden.md, allotment.md" in both.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["ask", "prompt"])
+def test_an_unknown_doc_exits_1_and_says_how_to_see_the_names(gardens: Path, command: str) -> None:
+    result = run([command, "When are the tomatoes watered?", "--doc", "greenhouse.pdf"], gardens)
+    assert result.returncode == 1
+    assert "No document named 'greenhouse.pdf': see `python -m rag docs` for names and ids." in result.stderr
+    assert result.stdout == ""
