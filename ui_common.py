@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from rag.config import Settings
+from rag.config import Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
@@ -53,9 +53,9 @@ def get_conversations(settings: Settings) -> ConversationStore:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def ollama_status(host: str) -> OllamaStatus:
+def ollama_status(host: str, token: str = "") -> OllamaStatus:
     """Probed at most every 10 s, so starting Ollama is noticed without a restart."""
-    return probe_ollama(host, timeout=1.5)
+    return probe_ollama(host, timeout=1.5, headers=auth_headers(token))
 
 
 def load_settings() -> Settings:
@@ -72,7 +72,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
         gguf = embedded_gguf(s)
         return shared_embedded_llm(None if gguf is None else str(gguf), s.context_window)
 
-    status = ollama_status(settings.ollama_host) if settings.backend == "auto" else None
+    status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
     engine = Engine(settings, store=store, embedder=embedder, backend=choice)
     if "corpus_checked" not in st.session_state:

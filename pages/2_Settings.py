@@ -8,7 +8,15 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from rag.config import BACKENDS, HISTORY_STRATEGIES, Settings, normalize_host, save_settings, settings_file
+from rag.config import (
+    BACKENDS,
+    HISTORY_STRATEGIES,
+    Settings,
+    auth_headers,
+    normalize_host,
+    save_settings,
+    settings_file,
+)
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural
 from rag.llm import SMOLLM2_NAME, OllamaBackend, OllamaStatus, PullProgress, model_installed
@@ -19,6 +27,7 @@ BACKEND_HELP = {
     "auto": "Ollama when it runs and has the model; otherwise the built-in model (the sidebar says why).",
     "ollama": "Always Ollama: a question fails with a message when it is not running.",
     "embedded": "llama.cpp inside the app on a GGUF file: no server needed.",
+    "openai": "Any OpenAI-compatible server (vLLM, TGI, llama.cpp, LiteLLM…) at the URL below; never falls back.",
 }
 FLASH = "settings_page_flash"
 
@@ -91,13 +100,13 @@ def reset_system_prompt() -> None:
         st.session_state[f"{FLASH}_reset"] = "System prompt reset to the default: applies to the next question"
 
 
-def pull_model(host: str, name: str) -> None:
+def pull_model(host: str, name: str, token: str = "") -> None:
     """`ollama pull` with a progress bar; on success the model list is re-read."""
     bar = st.progress(0.0, text=f"Asking Ollama at {host} for {name}…")
     shown = 0.0
     last = PullProgress("")
     try:
-        for update in OllamaBackend(host, name).pull():
+        for update in OllamaBackend(host, name, headers=auth_headers(token)).pull():
             last = update
             if update.fraction is not None:
                 shown = min(1.0, update.fraction)
@@ -152,7 +161,7 @@ st.caption(
     "environment variables (RAG_MODEL, OLLAMA_HOST, …); delete the file to go back to them and the defaults."
 )
 
-status = ollama_status(settings.ollama_host)
+status = ollama_status(settings.ollama_host, settings.ollama_token)
 with st.form("settings"):
     st.subheader("Model")
     backend = st.radio(
@@ -162,7 +171,30 @@ with st.form("settings"):
         captions=[BACKEND_HELP[b] for b in BACKENDS],
     )
     host = st.text_input("Ollama host", settings.ollama_host, help="Where `ollama serve` listens.")
-    model = model_field(settings.model, status)
+    ollama_token = st.text_input(
+        "Ollama proxy token (optional)",
+        settings.ollama_token,
+        type="password",
+        help="For an Ollama behind a proxy that checks credentials: a bearer token, or a whole header "
+        "`Name: value`. Sent with every request to the Ollama host.",
+    )
+    if settings.backend == "openai":
+        model = st.text_input(
+            "Model", settings.model, help="The model's name as the server knows it (`curl BASE_URL/models`)."
+        ).strip()
+    else:
+        model = model_field(settings.model, status)
+    openai_base_url = st.text_input(
+        "OpenAI-compatible server (openai backend)",
+        settings.openai_base_url,
+        help="Its base URL, usually ending with /v1, e.g. http://gpu-box:8000/v1 for vLLM or llama.cpp's server.",
+    )
+    openai_api_key = st.text_input(
+        "API key (openai backend)",
+        settings.openai_api_key,
+        type="password",
+        help="Sent as `Authorization: Bearer …`; empty for a server without keys. Saved in settings.json.",
+    )
     gguf = st.text_input(
         "GGUF file (embedded backend)",
         "" if settings.gguf_path is None else str(settings.gguf_path),
@@ -230,7 +262,10 @@ if submitted:
     values: dict[str, Any] = {
         "backend": backend,
         "ollama_host": normalize_host(host),
+        "ollama_token": ollama_token.strip(),
         "model": model,
+        "openai_base_url": normalize_host(openai_base_url).rstrip("/"),
+        "openai_api_key": openai_api_key.strip(),
         "temperature": round(float(temperature), 2),
         "max_answer_tokens": int(max_answer_tokens),
         "context_window": int(context_window),
@@ -273,7 +308,7 @@ left, right = st.columns([4, 1], vertical_alignment="bottom")
 pull_name = left.text_input("Model to pull", placeholder="e.g. llama2 or llama2:13b").strip()
 if right.button("Pull", width="stretch"):
     if pull_name:
-        pull_model(settings.ollama_host, pull_name)
+        pull_model(settings.ollama_host, pull_name, settings.ollama_token)
     else:
         st.warning("Type the name of a model to pull, e.g. llama2.")
 show_flash("pull")

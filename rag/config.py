@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +17,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 DEFAULT_CORPUS_DIR = PROJECT_ROOT / "docs_corpus"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8000/v1"  # llama_cpp.server's and vLLM's default port
+DEFAULT_CHROMA_COLLECTION = "chunks"
 
-BackendChoice = Literal["auto", "ollama", "embedded"]
-BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded")
+BackendChoice = Literal["auto", "ollama", "embedded", "openai"]
+BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded", "openai")
 HistoryStrategy = Literal["summarize", "drop"]
 HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = ("summarize", "drop")
 
@@ -41,6 +44,15 @@ class Settings:
     model: str = "llama2"  # the Ollama model
     ollama_host: str = DEFAULT_OLLAMA_HOST
     gguf_path: Path | None = None  # None: the packaged SmolLM2-135M-Instruct
+    # Ollama behind a proxy that wants credentials: a bearer token, or a whole header "Name: value".
+    ollama_token: str = field(default="", repr=False)
+    # Any OpenAI-compatible server (vLLM, TGI, llama.cpp, LiteLLM…), used when backend is "openai".
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    openai_api_key: str = field(default="", repr=False)
+    # Chroma as a server (`chroma run`); empty: Chroma embedded in the data directory.
+    chroma_url: str = ""
+    chroma_token: str = field(default="", repr=False)  # a bearer token, or a whole header "Name: value"
+    chroma_collection: str = DEFAULT_CHROMA_COLLECTION
     context_window: int = 4096  # Llama 2's window; sent as num_ctx
     max_answer_tokens: int = 512
     temperature: float = 0.2
@@ -93,6 +105,24 @@ class Settings:
             raise SettingsError(f"Minimum score {self.min_score} must be between -1 and 1.")
         if not self.system_prompt.strip():
             raise SettingsError("The system prompt is empty: write one or reset it to the default.")
+        if not _is_http_url(self.openai_base_url):
+            raise SettingsError(
+                f"OpenAI base URL {self.openai_base_url!r} is not an http(s) URL: set RAG_OPENAI_BASE_URL to "
+                f"something like {DEFAULT_OPENAI_BASE_URL}."
+            )
+        if self.chroma_url and not _is_http_url(self.chroma_url):
+            raise SettingsError(
+                f"Chroma URL {self.chroma_url!r} is not an http(s) URL: set RAG_CHROMA_URL to something like "
+                "http://127.0.0.1:8000, or leave it empty for Chroma inside the data directory."
+            )
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]", self.chroma_collection):
+            raise SettingsError(
+                f"Chroma collection name {self.chroma_collection!r} is not valid: use 3-63 letters, digits, "
+                "dots, dashes or underscores, starting and ending with a letter or digit."
+            )
+        for name, value in (("RAG_OLLAMA_TOKEN", self.ollama_token), ("RAG_CHROMA_TOKEN", self.chroma_token)):
+            if "\n" in value or "\r" in value:
+                raise SettingsError(f"{name} holds a line break: give the token (or `Name: value`) on one line.")
         if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
             raise SettingsError(f"{self.gguf_path} is not a .gguf file: point RAG_GGUF_PATH at a GGUF model.")
 
@@ -128,8 +158,14 @@ class Settings:
 EDITABLE = (
     "backend",
     "ollama_host",
+    "ollama_token",
     "model",
     "gguf_path",
+    "openai_base_url",
+    "openai_api_key",
+    "chroma_url",
+    "chroma_token",
+    "chroma_collection",
     "temperature",
     "max_answer_tokens",
     "context_window",
@@ -188,6 +224,12 @@ ENV_VARS: dict[str, str] = {
     "RAG_BACKEND": "backend",
     "RAG_MODEL": "model",
     "OLLAMA_HOST": "ollama_host",
+    "RAG_OLLAMA_TOKEN": "ollama_token",
+    "RAG_OPENAI_BASE_URL": "openai_base_url",
+    "RAG_OPENAI_API_KEY": "openai_api_key",
+    "RAG_CHROMA_URL": "chroma_url",
+    "RAG_CHROMA_TOKEN": "chroma_token",
+    "RAG_CHROMA_COLLECTION": "chroma_collection",
     "RAG_GGUF_PATH": "gguf_path",
     "RAG_CONTEXT_WINDOW": "context_window",
     "RAG_MAX_ANSWER_TOKENS": "max_answer_tokens",
@@ -219,8 +261,8 @@ def _parse(name: str, var: str, raw: str) -> Any:
         return Path(raw).expanduser()
     if name in ("backend", "history_strategy"):
         return raw.lower()
-    if name == "ollama_host":
-        return normalize_host(raw)
+    if name in ("ollama_host", "chroma_url", "openai_base_url"):
+        return normalize_host(raw).rstrip("/")
     return raw
 
 
@@ -228,3 +270,19 @@ def normalize_host(host: str) -> str:
     """Ollama accepts "host:port" as well as a URL; its client wants a URL."""
     host = host.strip()
     return f"http://{host}" if host and "://" not in host else host
+
+
+def auth_headers(value: str) -> dict[str, str]:
+    """The HTTP header a token setting stands for: a whole header ("X-Api-Key: abc") as given, else a bearer
+    token ("abc" → "Authorization: Bearer abc"), the form most reverse proxies and gateways check."""
+    value = value.strip()
+    if not value:
+        return {}
+    header = re.fullmatch(r"([A-Za-z][A-Za-z0-9-]*):\s*(\S.*)", value)
+    if header:
+        return {header.group(1): header.group(2)}
+    return {"Authorization": f"Bearer {value}"}
+
+
+def _is_http_url(url: str) -> bool:
+    return re.fullmatch(r"https?://[^\s/]+(/\S*)?", url) is not None

@@ -8,8 +8,9 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+from rag.backends.openai import OpenAIBackend
 from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, prepare_turn
-from rag.config import Settings
+from rag.config import Settings, auth_headers
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor, IngestResult, ProgressCallback
 from rag.llm import (
@@ -44,16 +45,21 @@ def choose_backend(
 ) -> BackendChoice:
     """`auto`: Ollama when it is reachable and has the model, else the embedded model (saying why).
 
+    An explicit backend (ollama, embedded, openai) is used as it is: when it fails, the question fails with
+    its message, never silently answered by another model.
+
     `status` is a recent probe of Ollama (the app caches it); `make_embedded` builds (or reuses) the
     llama.cpp model.
     """
     make_embedded = make_embedded or embedded_backend
     if settings.backend == "ollama":
         return BackendChoice(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
+    if settings.backend == "openai":
+        return BackendChoice(openai_backend(settings), f"{settings.openai_base_url} with {settings.model}")
     if settings.backend == "embedded":
         embedded = make_embedded(settings)
         return BackendChoice(embedded, f"built-in llama.cpp with {embedded.model} (backend set to embedded)")
-    status = status or probe_ollama(settings.ollama_host)
+    status = status or probe_ollama(settings.ollama_host, headers=auth_headers(settings.ollama_token))
     if not status.reachable:
         problem = f"Ollama is not reachable at {settings.ollama_host}"
         how = f"install Ollama (https://ollama.com), run `ollama serve` and `ollama pull {settings.model}`"
@@ -72,7 +78,23 @@ def choose_backend(
 
 
 def _ollama(settings: Settings) -> OllamaBackend:
-    return OllamaBackend(settings.ollama_host, settings.model, settings.context_window, settings.request_timeout)
+    return OllamaBackend(
+        settings.ollama_host,
+        settings.model,
+        settings.context_window,
+        settings.request_timeout,
+        headers=auth_headers(settings.ollama_token),
+    )
+
+
+def openai_backend(settings: Settings) -> OpenAIBackend:
+    return OpenAIBackend(
+        settings.openai_base_url,
+        settings.model,
+        settings.context_window,
+        api_key=settings.openai_api_key or None,
+        timeout=settings.request_timeout,
+    )
 
 
 def embedded_gguf(settings: Settings) -> Path | None:

@@ -45,7 +45,7 @@ class TokenStream:
 
 
 class LLMBackend(Protocol):
-    name: str  # "ollama" or "embedded"
+    name: str  # "ollama", "embedded" or "openai"
     model: str  # what the user would call the model
 
     @property
@@ -122,10 +122,10 @@ def model_installed(model: str, models: Sequence[str]) -> bool:
     return wanted in models or model in models
 
 
-def probe_ollama(host: str, timeout: float = 2.0) -> OllamaStatus:
+def probe_ollama(host: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> OllamaStatus:
     """Is Ollama up at `host`, and which models does it have? Never raises."""
     try:
-        models = OllamaBackend(host, "llama2", timeout=timeout).installed_models()
+        models = OllamaBackend(host, "llama2", timeout=timeout, headers=headers).installed_models()
     except BackendError:
         return OllamaStatus(host, reachable=False)
     return OllamaStatus(host, reachable=True, models=tuple(models))
@@ -135,7 +135,13 @@ class OllamaBackend:
     name = "ollama"
 
     def __init__(
-        self, host: str, model: str, context_window: int = 4096, timeout: float = 300.0, retry_delay: float = 0.5
+        self,
+        host: str,
+        model: str,
+        context_window: int = 4096,
+        timeout: float = 300.0,
+        retry_delay: float = 0.5,
+        headers: dict[str, str] | None = None,
     ) -> None:
         import ollama
 
@@ -143,7 +149,8 @@ class OllamaBackend:
         self.retry_delay = retry_delay
         self.model = model
         self._context_window = context_window
-        self._client = ollama.Client(host=host, timeout=timeout)
+        # `headers`: credentials for a proxy in front of a remote Ollama (RAG_OLLAMA_TOKEN); sent with every call.
+        self._client = ollama.Client(host=host, timeout=timeout, headers=headers or {})
         self.raw_llama2 = is_llama2_chat(model)
 
     @property
@@ -173,6 +180,8 @@ class OllamaBackend:
         except (ConnectionError, httpx.HTTPError) as exc:  # refused, timed out, reset
             raise self._unreachable() from exc
         except ollama.ResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise self._refused(exc) from exc
             raise BackendUnavailable(f"Ollama at {self.host} could not list its models: {exc.error}") from exc
         return [m.model for m in listing.models if m.model]
 
@@ -252,6 +261,8 @@ class OllamaBackend:
                 if chunk.done:
                     final.update(chunk.model_dump(exclude_none=True))
         except ollama.ResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise self._refused(exc) from exc
             if exc.status_code == 404 or "not found" in str(exc.error).lower():
                 raise ModelNotFound(
                     f"Ollama at {self.host} has no model {self.model!r}: run `ollama pull {self.model}`, "
@@ -269,6 +280,13 @@ class OllamaBackend:
             ) from exc
         if not final:
             raise StreamInterrupted(f"Ollama at {self.host} ended the answer without finishing it; ask again.")
+
+    def _refused(self, exc: Any) -> BackendError:
+        """A proxy in front of Ollama wants credentials (Ollama itself has none)."""
+        return BackendError(
+            f"Ollama at {self.host} refused the request ({exc.status_code}: {exc.error}): the proxy in front of it "
+            "wants credentials: set RAG_OLLAMA_TOKEN (a token, or a whole header `Name: value`) or check it."
+        )
 
     def _unreachable(self) -> BackendUnavailable:
         return BackendUnavailable(

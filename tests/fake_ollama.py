@@ -5,7 +5,8 @@ transfer encoding). Every request body is recorded. `mode` switches behaviour: "
 "break-mid-stream", "busy-once" (a 503 on the first generation request, then ok).
 A pull streams Ollama's progress lines and adds the model (with ":latest" when untagged) to `models`
 before its final "success" line; a name containing "does-not-exist" gets a 500 with Ollama's error
-for an unknown model.
+for an unknown model. Request headers are recorded too; with `required_headers` set, a request without
+them gets the 401 a reverse proxy in front of Ollama would send.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class FakeOllama:
         self.models = models if models is not None else ["llama2:latest"]
         self.mode = "ok"
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.headers: list[dict[str, str]] = []
+        self.required_headers: dict[str, str] = {}
         self._busy_left = 0
         fake = self
 
@@ -35,7 +38,16 @@ class FakeOllama:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def _refused(self) -> bool:
+                fake.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if all(self.headers.get(k) == v for k, v in fake.required_headers.items()):
+                    return False
+                self._json(401, {"error": "unauthorized"})
+                return True
+
             def do_GET(self) -> None:
+                if self._refused():
+                    return
                 if self.path == "/api/tags":
                     body = {
                         "models": [
@@ -58,6 +70,8 @@ class FakeOllama:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append((self.path, body))
+                if self._refused():
+                    return
                 if self.path == "/api/pull":
                     self._pull(str(body.get("model") or body.get("name") or ""))
                     return

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from rag.config import auth_headers
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, packaged_gguf_path, retrying
+from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, packaged_gguf_path, probe_ollama, retrying
 from rag.prompts import render_llama2
 from rag.schema import Message
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
@@ -100,6 +101,29 @@ def test_stream_broken_mid_way_keeps_what_was_said(fake_ollama: FakeOllama) -> N
             received.append(piece)
     assert received == ANSWER_PIECES[:2]
     assert len(fake_ollama.requests) == 1  # never re-sent once the answer had started
+
+
+def test_a_token_for_a_proxy_in_front_of_ollama_is_sent_with_every_call(fake_ollama: FakeOllama) -> None:
+    fake_ollama.required_headers = {"Authorization": "Bearer s3cret"}
+    refused = OllamaBackend(fake_ollama.host, "llama2", retry_delay=0.01)
+    with pytest.raises(BackendError, match=r"refused the request .*set RAG_OLLAMA_TOKEN"):
+        refused.installed_models()
+    with pytest.raises(BackendError, match="set RAG_OLLAMA_TOKEN"):
+        list(refused.stream(CONVERSATION, OPTIONS))
+    assert not probe_ollama(fake_ollama.host).reachable
+
+    backend = OllamaBackend(fake_ollama.host, "llama2", headers=auth_headers("s3cret"))
+    assert backend.installed_models() == ["llama2:latest", "mistral:latest"]
+    assert list(backend.stream(CONVERSATION, OPTIONS)) == ANSWER_PIECES
+    assert probe_ollama(fake_ollama.host, headers=auth_headers("s3cret")).reachable
+    assert fake_ollama.headers[-1]["authorization"] == "Bearer s3cret"
+
+
+def test_a_token_setting_is_a_bearer_token_or_a_whole_header() -> None:
+    assert auth_headers("") == {} and auth_headers("  ") == {}
+    assert auth_headers("abc123") == {"Authorization": "Bearer abc123"}
+    assert auth_headers("X-Api-Key: abc123") == {"X-Api-Key": "abc123"}
+    assert auth_headers("Authorization: Basic dXNlcjpwYXNz") == {"Authorization": "Basic dXNlcjpwYXNz"}
 
 
 def test_busy_server_is_retried_with_backoff(fake_ollama: FakeOllama) -> None:

@@ -107,6 +107,23 @@ def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: P
     assert any("Saved in" in c and "override environment variables" in c for c in texts(again.caption))
 
 
+def test_an_openai_compatible_server_can_be_chosen(open_page: OpenPage, data_dir: Path, no_ollama: str) -> None:
+    at = open_page()
+    widget(at.radio, "Backend").set_value("openai")
+    widget(at.text_input, "OpenAI-compatible server (openai backend)").set_value("gpu-box:8000/v1/")
+    widget(at.text_input, "API key (openai backend)").set_value("sk-local-123")
+    save(at)
+
+    s = Settings.load()
+    assert (s.backend, s.openai_base_url, s.openai_api_key) == ("openai", "http://gpu-box:8000/v1", "sk-local-123")
+    assert "http://gpu-box:8000/v1 with llama2" in at.sidebar.info[0].value  # chosen as set: no fallback banner
+    assert not at.sidebar.warning
+    again = open_page()
+    assert widget(again.text_input, "Model").value == "llama2"  # the server's model name, typed
+    assert widget(again.text_input, "API key (openai backend)").value == "sk-local-123"
+    assert "sk-local-123" not in repr(s)  # secrets stay out of logs and tracebacks
+
+
 @pytest.mark.parametrize(
     ("field", "kind", "value", "message", "old"),
     [
