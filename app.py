@@ -1,7 +1,8 @@
 """Chat page: ask questions about your documents; answers stream in with numbered, checkable sources.
 
 Conversations are saved (SQLite in the data folder): the sidebar lists them to reopen, rename, export or
-delete. Each browser tab has its own current conversation in `st.session_state`.
+delete. Each browser tab has its own current conversation in `st.session_state`. A conversation can be limited
+to some documents ("Search only these documents"); the choice is saved with it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.chat import AnswerStream
-from rag.conversations import Conversation, ConversationNotFound, StoredMessage
+from rag.conversations import (
+    Conversation,
+    ConversationNotFound,
+    SelectedDocument,
+    StoredMessage,
+    resolve_doc_filter,
+)
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import plural
@@ -18,6 +25,9 @@ from ui_common import escape_markdown, get_conversations, get_engine, sidebar
 st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")
 
 BUDGET_PARTS = ("system", "summary", "context", "history", "question")
+# The documents chosen before the first question creates the conversation (then saved with it).
+NEW_FILTER = "new_conversation_doc_filter"
+NEW_FILTER_WIDGET = "doc_filter_new"
 
 
 def render_sources(message: StoredMessage) -> None:
@@ -68,6 +78,8 @@ def render_answer(message: StoredMessage, question: str, last: bool) -> None:
         st.markdown(message.content)
     if message.standalone_query and message.standalone_query != question:
         st.caption(f"searched for: {escape_markdown(message.standalone_query)}")
+    if message.searched_only:
+        st.caption(f"searched only: {escape_markdown(', '.join(message.searched_only))}")
     render_sources(message)
     if message.error is not None:
         st.error(f"The answer was interrupted: {message.error}", icon=":material/error:")
@@ -94,13 +106,60 @@ def render_conversation(conversation: Conversation) -> None:
             render_answer(message, question, last=i == len(messages) - 1)
 
 
-def answer(engine: Engine, question: str) -> None:
+def forget_new_filter() -> None:
+    """A new conversation starts searching every document."""
+    st.session_state.pop(NEW_FILTER, None)
+    st.session_state.pop(NEW_FILTER_WIDGET, None)
+
+
+def document_filter(engine: Engine, conversation: Conversation | None) -> list[SelectedDocument]:
+    """The "Search only these documents" selector; returns the selection (empty: search every document).
+
+    The selection belongs to the conversation: saved as soon as it changes, restored when it is reopened.
+    A selected document deleted since is dropped, with a note, rather than silently searched around.
+    """
+    documents = engine.documents()
+    saved = conversation.doc_filter if conversation is not None else st.session_state.get(NEW_FILTER, [])
+    kept, gone = resolve_doc_filter(saved, documents)
+    if gone:
+        names = ", ".join(d.name for d in gone)
+        st.info(
+            f"No longer in your knowledge base, so dropped from the documents this conversation searches: {names}",
+            icon=":material/info:",
+        )
+    names_by_id = {d.doc_id: d.name for d in documents}
+    key = NEW_FILTER_WIDGET if conversation is None else f"doc_filter_{conversation.id}"
+    shown = st.session_state.get(key)
+    if shown is None or any(doc_id not in names_by_id for doc_id in shown):  # first shown, or a document went
+        st.session_state[key] = [d.doc_id for d in kept]
+    if not documents:
+        chosen: list[str] = []
+    else:
+        chosen = st.multiselect(
+            "Search only these documents",
+            list(names_by_id),
+            format_func=names_by_id.__getitem__,
+            key=key,
+            placeholder="All documents",
+            help="Leave empty to search every document. The choice is saved with this conversation.",
+        )
+    selection = [SelectedDocument(doc_id, names_by_id[doc_id]) for doc_id in chosen]
+    if selection != saved:
+        if conversation is None:
+            st.session_state[NEW_FILTER] = selection
+        else:
+            get_conversations(engine.settings).set_doc_filter(conversation.id, selection)
+    return selection
+
+
+def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> None:
     """One turn: save the question, stream the answer, save it with its sources, usage and prompt."""
     store = get_conversations(engine.settings)
     conversation_id = st.session_state.get("conversation_id")
     if conversation_id is None:
-        conversation_id = store.create(settings=engine.settings.editable())
+        conversation_id = store.create(settings=engine.settings.editable(), doc_filter=selection)
         st.session_state.conversation_id = conversation_id
+        st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
     conversation = store.get(conversation_id)
     history = conversation.history(after=conversation.summarized_through)
     store.add_message(conversation_id, "user", question)
@@ -112,7 +171,8 @@ def answer(engine: Engine, question: str) -> None:
         stream: AnswerStream | None = None
         text, error = "", None
         try:
-            stream = engine.ask(question, history, summary=conversation.summary)
+            doc_ids = [d.doc_id for d in selection] or None  # None: every document
+            stream = engine.ask(question, history, doc_ids=doc_ids, summary=conversation.summary)
             for piece in stream:
                 text += piece
                 placeholder.markdown(text + " ▌")
@@ -139,6 +199,7 @@ def answer(engine: Engine, question: str) -> None:
         prompt=prepared.prompt if budget is not None and prepared is not None else None,
         budget=budget,
         error=error,
+        searched_only=[d.name for d in selection] or None,
     )
     if prepared is not None and prepared.summary_update is not None:
         folded = prepared.summary_update.folded_messages
@@ -155,6 +216,7 @@ def conversations_sidebar(engine: Engine) -> None:
         if st.button("New conversation", icon=":material/add_comment:", use_container_width=True):
             st.session_state.pop("conversation_id", None)
             st.session_state.pop("pending", None)
+            forget_new_filter()
         st.caption("Conversations")
         current = st.session_state.get("conversation_id")
         for info in store.list(limit=30):
@@ -162,6 +224,7 @@ def conversations_sidebar(engine: Engine) -> None:
             if st.button(label, key=f"open_{info.id}", use_container_width=True,
                          type="primary" if info.id == current else "secondary"):
                 st.session_state.conversation_id = info.id
+                forget_new_filter()
                 st.rerun()
         if current is None:
             return
@@ -180,6 +243,7 @@ def conversations_sidebar(engine: Engine) -> None:
                     store.delete(current)
                     st.session_state.pop("conversation_id", None)
                     st.session_state.pop("confirm_delete", None)
+                    forget_new_filter()
                     st.rerun()
             elif st.button("Delete conversation", key="delete"):
                 st.session_state.confirm_delete = current
@@ -198,6 +262,7 @@ if (current_id := st.session_state.get("conversation_id")) is not None:
     except ConversationNotFound as exc:
         st.warning(str(exc))
         st.session_state.pop("conversation_id", None)
+selection = document_filter(engine, conversation)
 if conversation is None or not conversation.messages:
     st.caption(
         f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
@@ -209,4 +274,4 @@ if conversation is not None:
 typed = st.chat_input("Ask a question about your documents")
 question = typed or st.session_state.pop("pending", None)
 if question and question.strip():
-    answer(engine, question.strip())
+    answer(engine, question.strip(), selection)

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from rag.config import PROJECT_ROOT
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 from tests.test_llm import free_port
+from ui_common import shared_store
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
 
@@ -177,3 +178,77 @@ def test_two_tabs_keep_their_own_conversations(tmp_path: Path, monkeypatch: pyte
     assert len(first.chat_message) == len(second.chat_message) == 2
     titles = [b.label for b in second.sidebar.button]
     assert "Who waters the tomatoes?" in titles and "On which day are the tomatoes watered?" in titles
+
+
+ALLOTMENT = "# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
+
+
+def source_labels(message: object) -> list[str]:
+    return [e.label for e in message.expander if e.label.startswith("[")]  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_a_conversation_limited_to_one_document_cites_only_it_and_keeps_the_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT})
+    allotment = shared_store(str(tmp_path / "data")).find("allotment.md")
+    assert allotment is not None
+    selector = at.multiselect[0]
+    assert selector.label == "Search only these documents"
+    assert sorted(selector.options) == ["allotment.md", "garden.md"] and selector.value == []
+    selector.select(allotment.doc_id).run()  # chosen before the first question creates the conversation
+
+    at.chat_input[0].set_value("When are the tomatoes watered?").run()
+    assert not at.exception, at.exception
+    answer = at.chat_message[1]
+    labels = source_labels(answer)
+    assert labels and all(label.startswith(f"[{i}] allotment\\.md ·") for i, label in enumerate(labels, 1))
+    assert "searched only: allotment\\.md" in [c.value for c in answer.caption]
+    assert at.multiselect[0].values == ["allotment.md"]
+
+    # Another tab (or a restart) starts a new conversation searching everything; reopening restores the choice.
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert again.multiselect[0].value == []
+    next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
+    assert again.multiselect[0].values == ["allotment.md"]
+    assert "searched only: allotment\\.md" in [c.value for c in again.chat_message[1].caption]
+    next(b for b in again.sidebar.button if b.label == "New conversation").click().run()
+    assert again.multiselect[0].value == []
+
+
+@pytest.mark.slow
+def test_a_deleted_document_drops_out_of_the_selection_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT})
+    store = shared_store(str(tmp_path / "data"))  # the app's own (process-wide cached) store
+    garden, allotment = store.find("garden.md"), store.find("allotment.md")
+    assert garden is not None and allotment is not None
+    at.multiselect[0].set_value([garden.doc_id, allotment.doc_id]).run()
+    at.chat_input[0].set_value("When are the tomatoes watered?").run()
+    assert "searched only: garden\\.md, allotment\\.md" in [c.value for c in at.chat_message[1].caption]
+
+    store.delete_document(allotment.doc_id)  # e.g. on the Documents page, in another tab
+    at.run()
+    assert not at.exception, at.exception
+    note = at.main.info[0].value
+    assert "No longer in your knowledge base" in note and "allotment.md" in note
+    assert at.multiselect[0].values == ["garden.md"]
+    assert at.multiselect[0].options == ["garden.md"]
+
+    at.chat_input[0].set_value("Who waters the tomatoes?").run()
+    assert not at.exception, at.exception
+    assert not at.main.info  # said once; the choice is saved without it
+    answer = at.chat_message[3]
+    labels = source_labels(answer)
+    assert labels and all("garden\\.md" in label for label in labels)
+    assert "searched only: garden\\.md" in [c.value for c in answer.caption]
+    # The earlier answer still says what it searched then.
+    assert "searched only: garden\\.md, allotment\\.md" in [c.value for c in at.chat_message[1].caption]
+
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
+    assert again.multiselect[0].values == ["garden.md"] and not again.main.info
