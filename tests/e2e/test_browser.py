@@ -2,7 +2,8 @@
 
 Upload a PDF on the Documents page, wait until it is indexed, ask on the chat page a question whose answer
 is on a known page of that PDF, and check the streamed answer and a source naming that PDF and page.
-Screenshots of both pages are saved under test-artifacts/ (git-ignored).
+Limit a question to one of two documents that both answer it, and check that only that one is cited.
+Screenshots of the pages are saved under test-artifacts/ (git-ignored).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,10 +43,17 @@ PAGES = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    corpus = tmp_path_factory.mktemp("corpus")  # empty: only the uploaded PDF is in the knowledge base
+    with streamlit_app(tmp_path_factory, corpus) as url:
+        yield url
+
+
+@contextmanager
+def streamlit_app(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a fresh data folder whose first start indexes `corpus`; yields its URL."""
     if not CHROMIUM.exists():
         pytest.fail("Debian chromium is missing: `apt-get install -y chromium` (.ci/run does it)")
     data = tmp_path_factory.mktemp("data")
-    corpus = tmp_path_factory.mktemp("corpus")  # empty: only the uploaded PDF is in the knowledge base
     port = free_port()
     env = {
         **os.environ,
@@ -128,5 +137,45 @@ def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
             answer_text = messages.nth(1).get_by_test_id("stMarkdownContainer").first.inner_text().strip()
             assert answer_text and "Thinking" not in answer_text and "▌" not in answer_text
             page.screenshot(path=str(ARTIFACTS / "chat-page.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_a_question_limited_to_one_document_cites_only_it(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    (corpus / "allotment.md").write_text(
+        "# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with streamlit_app(tmp_path_factory, corpus) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            selector = page.get_by_test_id("stMultiSelect")
+            expect(selector).to_contain_text("Search only these documents", timeout=120_000)
+            selector.click()
+            page.get_by_role("option", name="allotment.md").click()
+            page.keyboard.press("Escape")
+            expect(selector).to_contain_text("allotment.md")
+
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.fill("When are the tomatoes watered?")
+            box.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer).to_contain_text("searched only: allotment.md", timeout=180_000)
+            sources = answer.get_by_test_id("stExpander").filter(has_text="relevance")
+            expect(sources.first).to_be_visible()
+            labels = sources.all_inner_texts()
+            assert labels and all("allotment.md" in label and "garden.md" not in label for label in labels), labels
+            expect(selector).to_contain_text("allotment.md")  # the choice stays for the next question
+            page.screenshot(path=str(ARTIFACTS / "chat-one-document.png"), full_page=True)
         finally:
             browser.close()
