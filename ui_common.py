@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from rag.config import Settings, auth_headers
+from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
@@ -34,13 +34,23 @@ def shared_embedder() -> Embedder:
 
 
 @st.cache_resource(show_spinner="Opening the knowledge base…")
-def shared_store(data_dir: str) -> Store:
-    return Store(Path(data_dir))
+def shared_store(
+    data_dir: str, chroma_url: str = "", chroma_token: str = "", collection: str = DEFAULT_CHROMA_COLLECTION
+) -> Store:
+    return Store(Path(data_dir), chroma_url, auth_headers(chroma_token), collection)
 
 
 @st.cache_resource(show_spinner="Loading the built-in model…", max_entries=2)
 def shared_embedded_llm(gguf: str | None, context_window: int) -> EmbeddedBackend:
     return EmbeddedBackend(Path(gguf) if gguf else None, context_window)
+
+
+def get_store(settings: Settings) -> Store:
+    """The shared store for these settings; a new Chroma URL, token or collection opens another one."""
+    chroma = (settings.chroma_url, settings.chroma_token, settings.chroma_collection)
+    if chroma == ("", "", DEFAULT_CHROMA_COLLECTION):
+        return shared_store(str(settings.data_dir))  # Streamlit keys the cache by the arguments as passed
+    return shared_store(str(settings.data_dir), *chroma)
 
 
 @st.cache_resource
@@ -65,7 +75,7 @@ def load_settings() -> Settings:
 
 def get_engine(settings: Settings | None = None) -> Engine:
     settings = settings or load_settings()
-    store = shared_store(str(settings.data_dir))
+    store = get_store(settings)
     embedder = shared_embedder()
 
     def make_embedded(s: Settings) -> EmbeddedBackend:

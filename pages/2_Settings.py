@@ -240,6 +240,27 @@ with st.form("settings"):
         "question instead of asking the model."
     )
 
+    st.subheader("Where the vectors live")
+    chroma_url = st.text_input(
+        "Chroma server URL",
+        settings.chroma_url,
+        placeholder="empty: Chroma inside the data folder",
+        help="A Chroma server shared by a team (`chroma run --path DIR --host 0.0.0.0 --port 8000`), e.g. "
+        "http://kb-server:8000. The document list and keyword index stay in this app's data folder.",
+    )
+    left, right = st.columns(2)
+    chroma_collection = left.text_input("Chroma collection", settings.chroma_collection)
+    chroma_token = right.text_input(
+        "Chroma token (optional)",
+        settings.chroma_token,
+        type="password",
+        help="For a server behind a proxy that checks credentials: a bearer token, or a whole header `Name: value`.",
+    )
+    st.caption(
+        "A collection belongs to one data folder: another app with its own data folder is refused and told to "
+        "use a collection of its own. Documents are not copied when you switch: ingest them again."
+    )
+
     st.subheader("Conversation")
     history_strategy = st.radio(
         "When a conversation outgrows the context window",
@@ -266,6 +287,9 @@ if submitted:
         "model": model,
         "openai_base_url": normalize_host(openai_base_url).rstrip("/"),
         "openai_api_key": openai_api_key.strip(),
+        "chroma_url": normalize_host(chroma_url).rstrip("/"),
+        "chroma_token": chroma_token.strip(),
+        "chroma_collection": chroma_collection.strip(),
         "temperature": round(float(temperature), 2),
         "max_answer_tokens": int(max_answer_tokens),
         "context_window": int(context_window),

@@ -97,6 +97,13 @@ def openai_backend(settings: Settings) -> OpenAIBackend:
     )
 
 
+def open_store(settings: Settings) -> Store:
+    """The knowledge base: the registry in the data directory, the vectors there or on a Chroma server."""
+    return Store(
+        settings.data_dir, settings.chroma_url, auth_headers(settings.chroma_token), settings.chroma_collection
+    )
+
+
 def embedded_gguf(settings: Settings) -> Path | None:
     """The GGUF to run in-process: RAG_GGUF_PATH, or --model X.gguf with the embedded backend, else packaged."""
     if settings.gguf_path is None and settings.backend == "embedded" and settings.model.lower().endswith(".gguf"):
@@ -131,7 +138,7 @@ class Engine:
 
     @cached_property
     def store(self) -> Store:
-        return self._store or Store(self.settings.data_dir)
+        return self._store or open_store(self.settings)
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rag.bm25 import GENERATION_KEY, KeywordIndex
+from rag.chroma_client import open_collection
 from rag.errors import StoreError
 from rag.schema import Chunk, RetrievedChunk
 
@@ -65,24 +67,26 @@ class DocumentRecord:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
-        import chromadb
-
+    def __init__(
+        self,
+        data_dir: Path,
+        chroma_url: str = "",
+        chroma_headers: dict[str, str] | None = None,
+        collection: str = COLLECTION,
+    ) -> None:
+        """Chroma embedded in `data_dir`, or the Chroma server at `chroma_url`: see rag/chroma_client.py."""
         self.data_dir = data_dir
+        self.chroma_url = chroma_url
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
-            self._client = chromadb.PersistentClient(
-                path=str(data_dir / "chroma"),
-                settings=chromadb.Settings(anonymized_telemetry=False, allow_reset=False),
-            )
-            # embedding_function=None: we always pass our own vectors, so Chroma never loads (or downloads) its own.
-            self._collection = self._client.get_or_create_collection(
-                COLLECTION, metadata={"hnsw:space": "cosine"}, embedding_function=None
-            )
+            # The id the collection records as its owner (a second data directory on the same collection is refused).
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
+            registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
+            self._collection = open_collection(data_dir, registry_id, collection, chroma_url, chroma_headers)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "

@@ -1,15 +1,24 @@
-"""The registry + Chroma on disk: visibility, replace, delete, crash recovery."""
+"""The registry + Chroma: visibility, replace, delete, crash recovery. Every test runs twice: with Chroma
+embedded in the data directory, and against a real Chroma server (`chroma run`) on a free port."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rag.chroma_client import OWNER_KEY
 from rag.embeddings import Embedder
+from rag.errors import StoreError
 from rag.schema import Chunk
 from rag.store import DocumentRecord, Store, now_iso
+from tests.chroma_server import ChromaServer
+from tests.test_llm import free_port
+
+OpenStore = Callable[[Path], Store]
 
 
 def record(doc_id: str, name: str, chunks: int) -> DocumentRecord:
@@ -20,9 +29,28 @@ def chunks_for(doc_id: str, texts: list[str], source: str, page: int | None = No
     return [Chunk(f"{doc_id}:{i:05d}", doc_id, t, source, page, i) for i, t in enumerate(texts)]
 
 
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def open_store(request: pytest.FixtureRequest) -> OpenStore:
+    """Opens (or reopens) the test's knowledge base: embedded, or on the shared server in a collection of its own."""
+    if request.param == "embedded":
+        return lambda data_dir: Store(data_dir)
+    server: ChromaServer = request.getfixturevalue("chroma_server")
+    collection = f"test-{uuid.uuid4().hex[:12]}"
+    return lambda data_dir: Store(data_dir, server.url, collection=collection)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "kb")
+def store(tmp_path: Path, open_store: OpenStore) -> Store:
+    return open_store(tmp_path / "kb")
 
 
 def add(
@@ -76,14 +104,14 @@ def test_replace_swaps_versions_and_delete_removes_every_chunk(store: Store, emb
     assert store.query(embedder.embed_query("meeting"), k=3) == []
 
 
-def test_reopening_recovers_from_a_crash_mid_ingest(tmp_path: Path, embedder: Embedder) -> None:
-    first = Store(tmp_path / "kb")
+def test_reopening_recovers_from_a_crash_mid_ingest(tmp_path: Path, embedder: Embedder, open_store: OpenStore) -> None:
+    first = open_store(tmp_path / "kb")
     add(first, embedder, "good", "good.txt", ["Complete document."])
     add(first, embedder, "half", "half.txt", ["Only part", "of this was stored"], commit=False)
     assert first.vector_count() == 3
     first.close()
 
-    reopened = Store(tmp_path / "kb")
+    reopened = open_store(tmp_path / "kb")
     assert [d.name for d in reopened.documents()] == ["good.txt"]
     assert reopened.vector_count() == 1  # the half-indexed chunks are gone
 
@@ -104,9 +132,9 @@ def test_chunks_of_returns_a_document_in_order(store: Store, embedder: Embedder)
     assert [c.text for c in store.chunks_of("doc1")] == texts
 
 
-def test_meta_values_persist(tmp_path: Path) -> None:
-    Store(tmp_path / "kb").set_meta("seeded", "1")
-    assert Store(tmp_path / "kb").get_meta("seeded") == "1"
+def test_meta_values_persist(tmp_path: Path, open_store: OpenStore) -> None:
+    open_store(tmp_path / "kb").set_meta("seeded", "1")
+    assert open_store(tmp_path / "kb").get_meta("seeded") == "1"
 
 
 def test_mismatched_batches_are_refused(store: Store) -> None:
@@ -135,8 +163,10 @@ def test_keyword_terms_are_never_read_as_query_syntax(store: Store, embedder: Em
     assert store.keyword_query(["gate"], k=3)[0].chunk.doc_id == "aaaa"
 
 
-def test_replace_delete_and_crash_keep_the_keyword_index_in_step(tmp_path: Path, embedder: Embedder) -> None:
-    store = Store(tmp_path / "kb")
+def test_replace_delete_and_crash_keep_the_keyword_index_in_step(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    store = open_store(tmp_path / "kb")
     add(store, embedder, "old0", "notes.txt", ["The meeting is on Monday."])
     add(store, embedder, "new0", "notes.txt", ["The meeting moved to Friday."], replaces="old0")
     assert [h.chunk.text for h in store.keyword_query(["meeting"], k=5)] == ["The meeting moved to Friday."]
@@ -145,16 +175,99 @@ def test_replace_delete_and_crash_keep_the_keyword_index_in_step(tmp_path: Path,
     assert store.keyword_row_count() == 2
     store.close()
 
-    reopened = Store(tmp_path / "kb")
+    reopened = open_store(tmp_path / "kb")
     assert reopened.keyword_row_count() == 1 and reopened.vector_count() == 1
     reopened.delete_document("new0")
     assert reopened.keyword_row_count() == 0 and reopened.keyword_query(["meeting"], k=5) == []
 
 
-def test_a_knowledge_base_from_before_the_keyword_index_gets_one(tmp_path: Path, embedder: Embedder) -> None:
-    store = Store(tmp_path / "kb")
+def test_a_knowledge_base_from_before_the_keyword_index_gets_one(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    store = open_store(tmp_path / "kb")
     add(store, embedder, "aaaa", "old.txt", ["Saffron is the dried stigma of a crocus."])
     store._db.execute("DELETE FROM chunk_text")  # as an older version left it: vectors, no keyword rows
     store.set_meta("keyword_index", "0")
     store.close()
-    assert Store(tmp_path / "kb").keyword_query(["saffron"], k=3)[0].chunk.source == "old.txt"
+    assert open_store(tmp_path / "kb").keyword_query(["saffron"], k=3)[0].chunk.source == "old.txt"
+
+
+# -- Chroma as a server: one collection, one registry; failures of the server ---------------------------
+
+
+def test_a_second_data_directory_on_the_same_collection_is_refused(
+    tmp_path: Path, embedder: Embedder, chroma_server: ChromaServer
+) -> None:
+    first = Store(tmp_path / "team", chroma_server.url, collection="shared-kb")
+    add(first, embedder, "aaaa", "cats.txt", ["Cats purr when content."])
+    with pytest.raises(StoreError) as refused:
+        Store(tmp_path / "laptop", chroma_server.url, collection="shared-kb")
+    message = str(refused.value)
+    assert "belongs to another knowledge base" in message and str((tmp_path / "team").resolve()) in message
+    assert "RAG_DATA_DIR" in message and "RAG_CHROMA_COLLECTION" in message
+    # The owner reopens it as before, and the refused directory can have a collection of its own.
+    assert [d.name for d in Store(tmp_path / "team", chroma_server.url, collection="shared-kb").documents()] == [
+        "cats.txt"
+    ]
+    assert Store(tmp_path / "laptop", chroma_server.url, collection="laptop-kb").documents() == []
+
+
+def test_an_unclaimed_collection_with_chunks_on_a_server_is_not_adopted(
+    tmp_path: Path, chroma_server: ChromaServer
+) -> None:
+    import chromadb
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server.port)
+    other = client.create_collection("someone-elses", embedding_function=None)
+    other.add(ids=["x"], embeddings=np.ones((1, 384), dtype=np.float32))
+    with pytest.raises(StoreError, match=r"already holds 1 chunks that no knowledge base claims"):
+        Store(tmp_path / "kb", chroma_server.url, collection="someone-elses")
+    client.create_collection("empty-one", embedding_function=None)
+    Store(tmp_path / "kb", chroma_server.url, collection="empty-one")  # an empty one is claimed
+    claimed = client.get_collection("empty-one", embedding_function=None).metadata or {}
+    assert claimed[OWNER_KEY] == Store(tmp_path / "kb").get_meta("registry_id")
+
+
+def test_an_embedded_knowledge_base_from_before_owners_is_claimed(tmp_path: Path, embedder: Embedder) -> None:
+    import chromadb
+
+    data = tmp_path / "kb"
+    store = Store(data)
+    add(store, embedder, "aaaa", "old.txt", ["Saffron is the dried stigma of a crocus."])
+    client = chromadb.PersistentClient(path=str(data / "chroma"))
+    client.get_collection("chunks", embedding_function=None).modify(metadata={"note": "as an older version left it"})
+    assert [d.name for d in Store(data).documents()] == ["old.txt"]
+    hits = Store(data).query(embedder.embed_query("crocus stigma"), k=1)
+    assert hits[0].chunk.source == "old.txt" and hits[0].score > 0.3  # still cosine
+
+
+def test_a_server_that_is_down_says_how_to_start_it(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreError, match=rf"Cannot reach Chroma at {url} .*chroma run --path"):
+        Store(tmp_path / "kb", url)
+
+
+def test_a_server_killed_mid_ingest_leaves_no_half_indexed_document(tmp_path: Path, embedder: Embedder) -> None:
+    server = ChromaServer(tmp_path / "chroma").start()
+    try:
+        store = Store(tmp_path / "kb", server.url)
+        add(store, embedder, "good", "good.txt", ["A complete document about gardens."])
+        texts = ["The first half of a long report.", "The second half, never stored."]
+        chunks = chunks_for("half", texts, "half.txt")
+        store.begin_document(record("half", "half.txt", 2))
+        store.add_chunks(chunks[:1], embedder.embed_documents(texts[:1]))
+        server.kill()
+        with pytest.raises(StoreError, match=rf"Chroma at {server.url} is not answering .*add it again"):
+            store.add_chunks(chunks[1:], embedder.embed_documents(texts[1:]))
+        with pytest.raises(StoreError, match="is not answering"):
+            store.abort_document("half")  # the ingestor's clean-up fails too: the row stays `indexing`
+        assert [d.name for d in store.documents()] == ["good.txt"]  # never visible meanwhile
+        store.close()
+
+        server.start()  # the same data, the same port: as after a restart
+        reopened = Store(tmp_path / "kb", server.url)
+        assert [d.name for d in reopened.documents()] == ["good.txt"]
+        assert reopened.vector_count() == 1 and reopened.keyword_row_count() == 1  # the half is gone everywhere
+        assert reopened.query(embedder.embed_query("first half of a long report"), k=3)[0].chunk.doc_id == "good"
+    finally:
+        server.stop()

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from rag.config import PROJECT_ROOT, Settings, settings_file
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
+from tests.chroma_server import ChromaServer
 from tests.fake_ollama import FakeOllama
 from tests.test_llm import free_port
 
@@ -122,6 +123,31 @@ def test_an_openai_compatible_server_can_be_chosen(open_page: OpenPage, data_dir
     assert widget(again.text_input, "Model").value == "llama2"  # the server's model name, typed
     assert widget(again.text_input, "API key (openai backend)").value == "sk-local-123"
     assert "sk-local-123" not in repr(s)  # secrets stay out of logs and tracebacks
+
+
+def test_a_chroma_server_can_be_chosen_and_a_down_one_is_explained(
+    open_page: OpenPage, data_dir: Path, no_ollama: str, tmp_path: Path
+) -> None:
+    server = ChromaServer(tmp_path / "chroma").start()
+    try:
+        at = open_page()
+        widget(at.text_input, "Chroma server URL").set_value(f"127.0.0.1:{server.port}")
+        widget(at.text_input, "Chroma collection").set_value("team-kb")
+        save(at)
+        s = Settings.load()
+        assert (s.chroma_url, s.chroma_collection) == (server.url, "team-kb")
+        assert not at.error, [e.value for e in at.error]
+        assert any("Knowledge base: 0 documents" in c for c in texts(at.sidebar.caption))
+    finally:
+        server.stop()
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    widget(at.text_input, "Chroma server URL").set_value(nowhere)
+    save(at)
+    down = open_page()  # no server there: the page says how to start one and stays usable to change the URL
+    assert any(f"Cannot reach Chroma at {nowhere}" in e.value and "chroma run" in e.value for e in down.error)
+    widget(down.text_input, "Chroma server URL").set_value("")
+    save(down)
+    assert Settings.load().chroma_url == ""
 
 
 @pytest.mark.parametrize(
