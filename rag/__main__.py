@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import human_size, plural
@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("question")
         p.add_argument("--backend", choices=BACKENDS, help="default: RAG_BACKEND or auto")
-        p.add_argument("--model", help="Ollama model (default: RAG_MODEL or llama2); a .gguf path for embedded")
+        p.add_argument(
+            "--model",
+            help="the model (default: RAG_MODEL or llama2) as Ollama or the OpenAI-compatible server names it; "
+            "a .gguf path for embedded",
+        )
         p.add_argument("--history", type=Path, metavar="FILE.json", help='JSON list of {"role","content"}')
         p.add_argument(
             "--doc",
@@ -104,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--queries", type=int, default=100, help="queries per size (default 100)")
     bench.add_argument(
         "--repeat", type=int, default=2, help="ingestion runs of each pipeline; the best time counts (default 2)"
+    )
+    bench.add_argument(
+        "--chroma-url",
+        metavar="URL",
+        help="also measure retrieval with the vectors on this Chroma server (`chroma run`), next to embedded",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=cmd_bench)
@@ -359,6 +368,7 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
         args.queries,
         repeat=args.repeat,
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
+        chroma_url=normalize_host(args.chroma_url).rstrip("/") if args.chroma_url else None,
     )
     print(report.to_json() if args.json else format_report(report))
     return 0

@@ -14,6 +14,7 @@ import resource
 import statistics
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.chroma_client import drop_collection
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingest import Ingestor, collect_files
@@ -68,6 +70,8 @@ class RetrievalFigures:
     query_embedding_ms: float
     p95_vs_query_embedding: float  # target ≤ 2 at 100k chunks
     peak_rss_mb: float  # peak of the whole process so far (sizes run smallest first)
+    store: str = "embedded"  # or the URL of the Chroma server the vectors were on
+    write_chunks_per_second: float = 0.0  # storing chunks with their vectors (Chroma + registry + keyword index)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,10 @@ def run_bench(
     seed: int = 0,
     repeat: int = 2,
     progress: Progress | None = None,
+    chroma_url: str | None = None,
 ) -> BenchReport:
+    """With `chroma_url`, each size is measured twice on the same chunks, vectors and queries: embedded, then
+    with the vectors on that Chroma server (in a throwaway collection)."""
     say = progress or (lambda _message: None)
     files = collect_files([docs])
     if not files:
@@ -104,7 +111,13 @@ def run_bench(
     retrieval = []
     for size in sizes:
         say(f"retrieval at {size:,} chunks")
-        retrieval.append(bench_retrieval(size, texts, query_texts, embedder, top_k, rng))
+        size_seed = rng.randrange(2**32)  # the same synthetic knowledge base for both stores
+        retrieval.append(bench_retrieval(size, texts, query_texts, embedder, top_k, random.Random(size_seed)))
+        if chroma_url:
+            say(f"retrieval at {size:,} chunks, vectors on the Chroma server at {chroma_url}")
+            retrieval.append(
+                bench_retrieval(size, texts, query_texts, embedder, top_k, random.Random(size_seed), chroma_url)
+            )
     return BenchReport(device=embedder.device, ingestion=ingestion, retrieval=retrieval)
 
 
@@ -242,14 +255,22 @@ def synthetic_chunks(count: int, texts: Sequence[str], rng: random.Random) -> li
 
 
 def bench_retrieval(
-    size: int, texts: Sequence[str], queries: Sequence[str], embedder: Embedder, top_k: int, rng: random.Random
+    size: int,
+    texts: Sequence[str],
+    queries: Sequence[str],
+    embedder: Embedder,
+    top_k: int,
+    rng: random.Random,
+    chroma_url: str | None = None,
 ) -> RetrievalFigures:
+    collection = f"rag-bench-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        store = Store(Path(tmp))
+        store = Store(Path(tmp), chroma_url, collection=collection) if chroma_url else Store(Path(tmp))
         started = time.perf_counter()
         chunks = synthetic_chunks(size, texts, rng)
         vectors = np.random.default_rng(rng.randrange(2**32)).standard_normal((size, embedder.dimension))
         vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        writing = time.perf_counter()
         for start in range(0, size, SYNTHETIC_DOC_CHUNKS):
             batch = chunks[start : start + SYNTHETIC_DOC_CHUNKS]
             doc_id = batch[0].doc_id
@@ -258,6 +279,7 @@ def bench_retrieval(
             store.add_chunks(batch, vectors[start : start + len(batch)])
             store.commit_document(doc_id)
         build_seconds = time.perf_counter() - started
+        write_seconds = time.perf_counter() - writing
 
         retriever = Retriever(store, embedder)
         warm = list(queries[:5])
@@ -272,6 +294,8 @@ def bench_retrieval(
             embedder.embed_query(q)
             embed_ms.append(1000 * (time.perf_counter() - t0))
         store.close()
+        if chroma_url:
+            drop_collection(chroma_url, collection)
     p95 = percentile(search_ms, 0.95)
     one_embedding = statistics.median(embed_ms)
     return RetrievalFigures(
@@ -282,6 +306,8 @@ def bench_retrieval(
         query_embedding_ms=round(one_embedding, 1),
         p95_vs_query_embedding=round(p95 / one_embedding, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+        store=chroma_url or "embedded",
+        write_chunks_per_second=round(size / write_seconds),
     )
 
 
@@ -308,11 +334,30 @@ def format_report(report: BenchReport) -> str:
         " (target ≤ 3%)",
         "",
         "retrieval (query embedding + dense + keyword + fusion)",
-        f"  {'chunks':>8} {'p50 ms':>8} {'p95 ms':>8} {'1 embed ms':>10} {'p95/embed':>9} {'peak RSS MB':>11}",
+        f"  {'chunks':>8} {'p50 ms':>8} {'p95 ms':>8} {'1 embed ms':>10} {'p95/embed':>9} {'peak RSS MB':>11}"
+        f" {'writes/s':>9}  store",
     ]
     rows.extend(
         f"  {r.chunks:>8,} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} {r.query_embedding_ms:>10.1f} "
-        f"{r.p95_vs_query_embedding:>9.2f} {r.peak_rss_mb:>11.0f}"
+        f"{r.p95_vs_query_embedding:>9.2f} {r.peak_rss_mb:>11.0f} {r.write_chunks_per_second:>9,.0f}  {r.store}"
         for r in report.retrieval
     )
+    rows.extend(server_comparison(report.retrieval))
     return "\n".join(rows)
+
+
+def server_comparison(figures: Sequence[RetrievalFigures]) -> list[str]:
+    """Each size's Chroma-server figures against the embedded store's from the same run."""
+    embedded = {r.chunks: r for r in figures if r.store == "embedded"}
+    pairs = [(embedded[r.chunks], r) for r in figures if r.store != "embedded" and r.chunks in embedded]
+    if not pairs:
+        return []
+    rows = ["", f"Chroma server ({pairs[0][1].store}) ÷ embedded, same chunks and queries"]
+    rows.append(f"  {'chunks':>8} {'p50':>6} {'p95':>6} {'writes/s':>9}")
+    rows.extend(
+        f"  {e.chunks:>8,} {s.p50_ms / e.p50_ms:>6.2f} {s.p95_ms / e.p95_ms:>6.2f} "
+        f"{s.write_chunks_per_second / e.write_chunks_per_second:>9.2f}"
+        + ("  (target: p95 ≤ 1.5 at 100,000)" if e.chunks == 100_000 else "")
+        for e, s in pairs
+    )
+    return rows

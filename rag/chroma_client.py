@@ -138,3 +138,18 @@ class GuardedCollection:
 
     def count(self) -> int:
         return int(self.call(self._collection.count))
+
+
+def drop_collection(chroma_url: str, name: str, headers: dict[str, str] | None = None) -> None:
+    """Delete a collection on a Chroma server (the benchmark's throwaway ones)."""
+    import chromadb
+
+    parts = urlsplit(chroma_url)
+    client = chromadb.HttpClient(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (443 if parts.scheme == "https" else 8000),
+        ssl=parts.scheme == "https",
+        headers=headers or {},
+        settings=chromadb.Settings(anonymized_telemetry=False),
+    )
+    GuardedCollection(None, chroma_url).call(lambda: client.delete_collection(name))
