@@ -13,6 +13,7 @@ from rag.errors import LoaderError
 from rag.loaders.common import LONG_RUN_RE, empty, reason
 from rag.loaders.docx import load_docx
 from rag.loaders.html import load_html
+from rag.loaders.image import load_image
 from rag.loaders.pdf import load_pdf
 from rag.loaders.text import load_csv, load_text
 from rag.schema import LoadedDocument
@@ -30,6 +31,9 @@ SUPPORTED: dict[str, str] = {
     ".htm": "html",
     ".csv": "csv",
     ".tsv": "csv",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
 }
 
 
@@ -86,4 +90,5 @@ _LOADERS: dict[str, Callable[[bytes, str], LoadedDocument]] = {
     "text": load_text,
     "html": load_html,
     "csv": load_csv,
+    "image": load_image,
 }
