@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -142,7 +144,40 @@ def test_a_decompression_bomb_is_refused_before_it_is_decoded() -> None:
         load_bytes(png, "bomb.png")
 
 
+# A fresh interpreter in which any attempt to resolve a host or open a connection fails loudly.
+NO_NETWORK = """
+import socket, sys
+def refuse(*args, **kwargs):
+    raise RuntimeError(f"network access attempted: {args!r}")
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+import numpy as np
+from rag.ocr import recognize
+image = np.full((200, 400, 3), 255, dtype=np.uint8)
+image[90:110, 50:350] = 0  # a bar: the detector runs, the recognizer runs on it
+recognize(image)
+print("ok")
+"""
+
+
+def test_a_16_bit_grey_png_is_scaled_not_clipped_to_white() -> None:
+    from rag.loaders.image import _decode
+
+    ramp = np.tile(np.linspace(0, 65535, 256), (8, 1)).astype(np.uint16)  # black to white in each row
+    rgb = np.asarray(_decode(encode(Image.fromarray(ramp), "PNG"), "grey16.png"))
+    assert rgb.shape == (8, 256, 3)
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255 and 100 < rgb[0, 128, 0] < 156
+
+
 # --- real OCR --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_ocr_models_load_and_run_without_the_network() -> None:
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, "-c", NO_NETWORK], cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("ok")
 
 
 @pytest.mark.slow

@@ -74,6 +74,9 @@ def _decode(data: bytes, name: str) -> Image.Image:
             image.draft("RGB", size)  # JPEG: decode at a reduced size directly (a no-op for PNG)
             image = image.resize(size, Image.Resampling.LANCZOS) if image.size != size else image
         image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):  # 16-bit grey (some scanners): convert("RGB") would clip it to white
+            grey = np.asarray(image).astype(np.uint32).clip(0, 65535) >> 8
+            image = Image.fromarray(grey.astype(np.uint8))
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             # Transparent pixels often hide black: dark text on them would vanish.
             canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))
