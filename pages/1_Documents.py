@@ -19,7 +19,7 @@ from rag.ingest import IngestProgress, IngestResult
 from rag.loaders import SUPPORTED
 from rag.schema import Chunk
 from rag.store import DocumentRecord
-from ui_common import escape_markdown, get_engine, show_error, sidebar
+from ui_common import escape_markdown, get_engine, show_error, show_unexpected, sidebar
 
 RESULTS = "documents_results"
 UPLOADER = "documents_uploader"
@@ -41,7 +41,7 @@ def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestR
 
     def update(p: IngestProgress) -> None:
         overall.progress(p.overall, text=p.files)
-        text = f"{escape_markdown(p.name)} — {p.chunks_done}/{p.chunks_total} chunks"
+        text = escape_markdown(p.detail)
         if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
             text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
         current.progress(p.fraction, text=text)
@@ -153,6 +153,9 @@ try:
 except RagError as exc:
     show_error(exc)
     st.stop()
+except Exception as exc:
+    show_unexpected(exc, "opening the knowledge base", "Check the data folder and the settings, then reload.")
+    st.stop()
 
 st.title("Documents")
 st.caption("What the assistant knows: add files, look inside them, and check what a question retrieves.")
@@ -171,6 +174,12 @@ if submitted:
             st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue()) for f in files])
         except RagError as exc:
             show_error(exc)
+        except Exception as exc:  # e.g. sqlite3's "database is locked" while another program writes
+            show_unexpected(
+                exc, "adding the files",
+                "Files reported as indexed above are kept; add the others again in a moment (another program "
+                "may be writing to the knowledge base).",
+            )
         else:
             st.session_state[UPLOADER] = st.session_state.get(UPLOADER, 0) + 1
             st.rerun()
@@ -203,3 +212,5 @@ for tab, section in zip(tabs, sections.values(), strict=True):
             section()
         except RagError as exc:
             show_error(exc)
+        except Exception as exc:
+            show_unexpected(exc, "reading the knowledge base", "Try again in a moment, or reload the page.")

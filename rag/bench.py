@@ -7,6 +7,7 @@ Ratios are taken against references measured in the same run, so they hold on an
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -75,10 +76,27 @@ class RetrievalFigures:
 
 
 @dataclass(frozen=True)
+class PdfParsingFigures:
+    """Reading the PDFs of --docs: our loader, PDFium's text alone, and pypdf (the tutorial's PyPDFLoader)."""
+
+    files: int
+    pages: int
+    ours_seconds: float  # rag.loaders: PDFium text, tables, headings, title (no OCR needed on these files)
+    ours_pages_per_second: float
+    pdfium_text_seconds: float  # PDFium's page text alone
+    pypdf_seconds: float
+    pypdf_pages_per_second: float  # over the pages of the files pypdf could read
+    pypdf_failed: list[str]
+    pypdf_vs_ours: float  # pypdf's seconds a page ÷ ours (target ≥ 10)
+    pypdf_vs_pdfium_text: float
+
+
+@dataclass(frozen=True)
 class BenchReport:
     device: str
     ingestion: IngestionFigures
     retrieval: list[RetrievalFigures] = field(default_factory=list)
+    pdf_parsing: PdfParsingFigures | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -103,6 +121,11 @@ def run_bench(
     files = collect_files([docs])
     if not files:
         raise RagError(f"No supported files in {docs}: give --docs a folder of documents to ingest.")
+    pdfs = [f for f in files if f.suffix.lower() == ".pdf"]
+    pdf_parsing = None
+    if pdfs:
+        say(f"PDF parsing: ours, PDFium's text and pypdf on {len(pdfs)} PDF files")
+        pdf_parsing = bench_pdf_parsing(pdfs)
     embedder.embed_documents(["warm-up"] * 4)  # load the model outside every timing
     say("ingestion: our pipeline, the raw encoder and the tutorial pipeline on the same files")
     ingestion, texts = bench_ingestion(files, embedder, chunk_size, chunk_overlap, repeat)
@@ -118,7 +141,60 @@ def run_bench(
             retrieval.append(
                 bench_retrieval(size, texts, query_texts, embedder, top_k, random.Random(size_seed), chroma_url)
             )
-    return BenchReport(device=embedder.device, ingestion=ingestion, retrieval=retrieval)
+    return BenchReport(device=embedder.device, ingestion=ingestion, retrieval=retrieval, pdf_parsing=pdf_parsing)
+
+
+def bench_pdf_parsing(files: Sequence[Path]) -> PdfParsingFigures:
+    """Each reader over the same files, in one run; pages/s over the pages each could read."""
+    import pypdfium2 as pdfium
+    from pypdf import PdfReader
+
+    datas = [(f.name, f.read_bytes()) for f in files]
+    started = time.perf_counter()
+    pages = 0
+    for name, data in datas:
+        try:
+            pages += load_bytes(data, name).pages or 0
+        except RagError:
+            continue
+    ours = time.perf_counter() - started
+
+    started = time.perf_counter()
+    for _, data in datas:
+        pdf = pdfium.PdfDocument(data)
+        for page in pdf:
+            page.get_textpage().get_text_bounded()
+        pdf.close()
+    pdfium_text = time.perf_counter() - started
+
+    started = time.perf_counter()
+    failed: list[str] = []
+    pypdf_pages = 0
+    for name, data in datas:
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            count = 0
+            for page in reader.pages:
+                page.extract_text()
+                count += 1
+            pypdf_pages += count
+        except Exception:  # LimitReachedError and pypdf's errors on what it cannot read
+            failed.append(name)
+    pypdf = time.perf_counter() - started
+    ours_rate = pages / ours if ours else 0.0
+    pypdf_rate = pypdf_pages / pypdf if pypdf else 0.0
+    return PdfParsingFigures(
+        files=len(files),
+        pages=pages,
+        ours_seconds=round(ours, 2),
+        ours_pages_per_second=round(ours_rate, 1),
+        pdfium_text_seconds=round(pdfium_text, 2),
+        pypdf_seconds=round(pypdf, 2),
+        pypdf_pages_per_second=round(pypdf_rate, 1),
+        pypdf_failed=failed,
+        pypdf_vs_ours=round(ours_rate / pypdf_rate, 1) if pypdf_rate else 0.0,
+        pypdf_vs_pdfium_text=round((pages / pdfium_text) / pypdf_rate, 1) if pypdf_rate and pdfium_text else 0.0,
+    )
 
 
 def bench_ingestion(
@@ -148,7 +224,7 @@ def bench_ingestion(
             started = time.perf_counter()
             ingestor.ingest_paths(files)
             reingest_seconds = time.perf_counter() - started
-            texts = [c.text for record in store.documents() for c in store.chunks_of(record.doc_id)]
+            texts = [c.indexed_text for record in store.documents() for c in store.chunks_of(record.doc_id)]
             store.close()
 
         def run_raw(attempt: int) -> None:
@@ -204,18 +280,7 @@ def run_tutorial_pipeline(files: Sequence[Path], embedder: Embedder, path: Path)
     """
     from langchain_chroma import Chroma
     from langchain_core.documents import Document
-    from langchain_core.embeddings import Embeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    model = embedder.model
-
-    class SentenceTransformerEmbeddings(Embeddings):  # what HuggingFaceEmbeddings does
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            vectors = model.encode(texts, batch_size=TUTORIAL_BATCH_SIZE, show_progress_bar=False)
-            return [list(map(float, v)) for v in vectors]
-
-        def embed_query(self, text: str) -> list[float]:
-            return self.embed_documents([text])[0]
 
     started = time.perf_counter()
     pages: list[Document] = []
@@ -227,8 +292,25 @@ def run_tutorial_pipeline(files: Sequence[Path], embedder: Embedder, path: Path)
         pages.extend(Document(s.text, metadata={"source": file.name, "page": s.page or 0}) for s in doc.sections)
     splitter = RecursiveCharacterTextSplitter(chunk_size=TUTORIAL_CHUNK_SIZE, chunk_overlap=TUTORIAL_CHUNK_OVERLAP)
     chunks = splitter.split_documents(pages)
-    Chroma.from_documents(chunks, SentenceTransformerEmbeddings(), persist_directory=str(path))
+    Chroma.from_documents(chunks, tutorial_embeddings(embedder), persist_directory=str(path))
     return [c.page_content for c in chunks], time.perf_counter() - started
+
+
+def tutorial_embeddings(embedder: Embedder) -> Any:
+    """The same model as LangChain's HuggingFaceEmbeddings runs it (the library's batching, batch 32)."""
+    from langchain_core.embeddings import Embeddings
+
+    model = embedder.model
+
+    class SentenceTransformerEmbeddings(Embeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            vectors = model.encode(texts, batch_size=TUTORIAL_BATCH_SIZE, show_progress_bar=False)
+            return [list(map(float, v)) for v in vectors]
+
+        def embed_query(self, text: str) -> list[float]:
+            return self.embed_documents([text])[0]
+
+    return SentenceTransformerEmbeddings()
 
 
 def sample_queries(texts: Sequence[str], count: int, rng: random.Random) -> list[str]:
@@ -337,6 +419,18 @@ def format_report(report: BenchReport) -> str:
         f"  {'chunks':>8} {'p50 ms':>8} {'p95 ms':>8} {'1 embed ms':>10} {'p95/embed':>9} {'peak RSS MB':>11}"
         f" {'writes/s':>9}  store",
     ]
+    if report.pdf_parsing is not None:
+        p = report.pdf_parsing
+        rows[2:2] = [
+            f"PDF parsing of {p.files} files ({p.pages:,} pages)",
+            f"  ours (PDFium + tables + headings)   {p.ours_seconds:8.2f} s  {p.ours_pages_per_second:7.1f} pages/s"
+            f"  = {p.pypdf_vs_ours:.1f} × pypdf's speed (target ≥ 10)",
+            f"  PDFium's page text alone            {p.pdfium_text_seconds:8.2f} s"
+            f"  = {p.pypdf_vs_pdfium_text:.1f} × pypdf's speed",
+            f"  pypdf                               {p.pypdf_seconds:8.2f} s  {p.pypdf_pages_per_second:7.1f} pages/s"
+            + (f"; could not read {', '.join(p.pypdf_failed)}" if p.pypdf_failed else ""),
+            "",
+        ]
     rows.extend(
         f"  {r.chunks:>8,} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} {r.query_embedding_ms:>10.1f} "
         f"{r.p95_vs_query_embedding:>9.2f} {r.peak_rss_mb:>11.0f} {r.write_chunks_per_second:>9,.0f}  {r.store}"

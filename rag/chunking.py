@@ -1,10 +1,23 @@
-"""Sections → chunks with stable ids, using LangChain's recursive splitter."""
+"""Sections → chunks with stable ids and a header saying where each comes from.
+
+Prose is split by LangChain's recursive splitter. A table is split between rows, never inside one, and
+every piece of it starts with the table's title and column headers, so "iPhone 39,669 40,665" always
+travels with "Net sales by category / Three Months Ended / July 1, 2023 June 25, 2022".
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
-from rag.schema import Chunk, LoadedDocument
+from rag.schema import Chunk, LoadedDocument, Section
+
+HEADER_SEPARATOR = " · "
+MAX_TITLE_CHARS = 120
+MAX_HEADING_CHARS = 90
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)
 
 
 def make_splitter(kind: str, chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
@@ -25,12 +38,32 @@ def chunk_id(doc_id: str, position: int) -> str:
     return f"{doc_id}:{position:05d}"
 
 
+def chunk_header(doc: LoadedDocument, heading: str, page: int | None) -> str:
+    """ "<title> · <file name> · <heading> · page N": what the chunk's own text may not say. The title is
+    left out when it only repeats the file name."""
+    parts = []
+    title = _cut(" ".join(doc.title.split()), MAX_TITLE_CHARS)
+    if title and _words(title) != _words(Path(doc.name).stem):
+        parts.append(title)
+    parts.append(doc.name)
+    heading = _cut(" ".join(heading.split()), MAX_HEADING_CHARS)
+    if heading and heading.lower() not in title.lower():
+        parts.append(heading)
+    if page is not None:
+        parts.append(f"page {page}")
+    return HEADER_SEPARATOR.join(parts)
+
+
 def chunk_document(doc: LoadedDocument, doc_id: str, chunk_size: int, chunk_overlap: int) -> list[Chunk]:
-    """Split every section on its own so that a chunk never spans two pages."""
+    """Split every section on its own so that a chunk never spans two pages (or two tables)."""
     splitter = make_splitter(doc.kind, chunk_size, chunk_overlap)
     chunks: list[Chunk] = []
     for section in doc.sections:
-        for piece in splitter.split_text(section.text):
+        if section.table_header:
+            pieces = [(text, section.heading) for text in split_table(section, chunk_size)]
+        else:
+            pieces = _split_prose(splitter, section)
+        for piece, heading in pieces:
             text = piece.strip()
             if not text:
                 continue
@@ -43,6 +76,49 @@ def chunk_document(doc: LoadedDocument, doc_id: str, chunk_size: int, chunk_over
                     source=doc.name,
                     page=section.page,
                     position=position,
+                    header=chunk_header(doc, heading, section.page),
                 )
             )
     return chunks
+
+
+def split_table(section: Section, chunk_size: int) -> list[str]:
+    """The table's rows in pieces of at most `chunk_size` characters (a longer row stands alone), each
+    starting with the table's header."""
+    header = section.table_header.strip()
+    room = max(chunk_size - len(header) - 1, chunk_size // 2)
+    pieces: list[list[str]] = [[]]
+    used = 0
+    for row in section.text.split("\n"):
+        if pieces[-1] and used + len(row) + 1 > room:
+            pieces.append([])
+            used = 0
+        pieces[-1].append(row)
+        used += len(row) + 1
+    return [f"{header}\n" + "\n".join(rows) if header else "\n".join(rows) for rows in pieces if rows]
+
+
+def _split_prose(splitter: RecursiveCharacterTextSplitter, section: Section) -> list[tuple[str, str]]:
+    """Pieces of prose with the heading in force where each starts: the section's, or the last Markdown
+    heading ("## Details", as Markdown and Word files are loaded) before the piece."""
+    pieces = splitter.split_text(section.text)
+    headings = [(m.start(), m.group(1)) for m in _MARKDOWN_HEADING.finditer(section.text)]
+    if not headings:
+        return [(piece, section.heading) for piece in pieces]
+    out: list[tuple[str, str]] = []
+    offset = 0
+    for piece in pieces:
+        found = section.text.find(piece.strip()[:80], offset)
+        start = found if found >= 0 else offset
+        offset = start
+        before = [text for at, text in headings if at <= start]
+        out.append((piece, before[-1] if before else section.heading))
+    return out
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[^\W_]+", text.lower()))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

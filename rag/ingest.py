@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,11 +66,23 @@ class IngestProgress:
     file_count: int
     chunks_done: int
     chunks_total: int
+    # While a scanned file's pages are read by OCR (before its chunks exist): pages done and to do.
+    ocr_pages_done: int = 0
+    ocr_pages_total: int = 0
 
     @property
     def fraction(self) -> float:
-        """Of these files' chunks."""
+        """Of these files' chunks (of the pages to read, during OCR)."""
+        if self.ocr_pages_total:
+            return self.ocr_pages_done / self.ocr_pages_total
         return self.chunks_done / self.chunks_total if self.chunks_total else 1.0
+
+    @property
+    def detail(self) -> str:
+        """ "scan.pdf — OCR: page 3 of 12" or "report.pdf — 40/120 chunks"."""
+        if self.ocr_pages_total:
+            return f"{self.name} — reading scanned pages (OCR): page {self.ocr_pages_done} of {self.ocr_pages_total}"
+        return f"{self.name} — {self.chunks_done}/{self.chunks_total} chunks"
 
     @property
     def overall(self) -> float:
@@ -160,6 +173,7 @@ class Ingestor:
         self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
     ) -> list[IngestResult]:
         known = self.store.content_hashes()
+        ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]] = queue.SimpleQueue()  # from the parsing thread
         results: dict[int, IngestResult] = {}
         wave: list[_Admitted] = []
         waves = 0
@@ -178,8 +192,9 @@ class Ingestor:
                     source = next(pending, None)
                     if source is None:
                         break
-                    ahead.append(parser.submit(self._prepare, source[0], source[1], known))
-                prepared = ahead.popleft().result()
+                    position = index + len(ahead)
+                    ahead.append(parser.submit(self._prepare, source[0], source[1], known, position, ocr_pages))
+                prepared = self._wait(ahead.popleft(), ocr_pages, len(sources), on_progress)
                 if any(w.record.name == prepared.name or w.record.content_hash == prepared.digest for w in wave):
                     index_wave()  # the same name or content again: decided once the first is in
                 admitted = self._admit(prepared, index)
@@ -195,7 +210,34 @@ class Ingestor:
                 index_wave()
         return [results[i] for i in range(len(sources))]
 
-    def _prepare(self, name: str, read: Reader, known: frozenset[str]) -> _Prepared:
+    @staticmethod
+    def _wait(
+        future: Future[_Prepared],
+        ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]],
+        count: int,
+        on_progress: ProgressCallback | None,
+    ) -> _Prepared:
+        """The parsed file; meanwhile, OCR progress from the parsing thread is reported from this one
+        (Streamlit can only draw from the thread that runs the page)."""
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except TimeoutError:
+                pass
+            finally:
+                while not ocr_pages.empty():
+                    index, name, done, total = ocr_pages.get()
+                    if on_progress:
+                        on_progress(IngestProgress(name, index, index, count, 0, 0, done, total))
+
+    def _prepare(
+        self,
+        name: str,
+        read: Reader,
+        known: frozenset[str],
+        index: int = 0,
+        ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]] | None = None,
+    ) -> _Prepared:
         """Pure work, no store access (it runs in the parsing thread)."""
         try:
             data = read()
@@ -204,11 +246,18 @@ class Ingestor:
         digest = content_hash(data)
         if digest in known:  # unchanged or a duplicate: decided against the store, no parsing needed
             return _Prepared(name, data, digest)
-        return self._parse(name, data, digest)
 
-    def _parse(self, name: str, data: bytes, digest: str) -> _Prepared:
+        def on_ocr_page(done: int, total: int) -> None:
+            if ocr_pages is not None:
+                ocr_pages.put((index, name, done, total))
+
+        return self._parse(name, data, digest, on_ocr_page)
+
+    def _parse(
+        self, name: str, data: bytes, digest: str, on_ocr_page: Callable[[int, int], None] | None = None
+    ) -> _Prepared:
         try:
-            doc = load_bytes(data, name)
+            doc = load_bytes(data, name, on_ocr_page)
         except LoaderError as exc:
             return _Prepared(name, data, digest, error=str(exc))
         chunks = chunk_document(doc, digest[:16], self.chunk_size, self.chunk_overlap)
@@ -241,7 +290,15 @@ class Ingestor:
             return IngestResult(name, "failed", message=f"{name}: no text left after splitting; nothing to index.")
         doc_id = digest[:16]
         record = DocumentRecord(
-            doc_id, name, doc.kind, digest, doc.pages, len(prepared.chunks), len(prepared.data), now_iso()
+            doc_id,
+            name,
+            doc.kind,
+            digest,
+            doc.pages,
+            len(prepared.chunks),
+            len(prepared.data),
+            now_iso(),
+            title=doc.title,
         )
         replaces = same_name.doc_id if same_name else None
         return _Admitted(index, record, prepared.chunks, replaces, "; ".join(doc.warnings))
@@ -269,7 +326,7 @@ class Ingestor:
             waiting: list[int] = []
             vectors: list[np.ndarray] = []
             stored = 0
-            for indices, batch in self.embedder.embed_batches([c.text for c in chunks]):
+            for indices, batch in self.embedder.embed_batches([c.indexed_text for c in chunks]):
                 waiting.extend(indices)
                 vectors.append(batch)
                 if len(waiting) >= self.batch_size or len(waiting) + stored == len(chunks):

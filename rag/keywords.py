@@ -26,11 +26,18 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
 def query_terms(text: str) -> list[str]:
-    """The distinct content words of a query, lower-cased, in order of appearance."""
+    """The distinct content words of a query, lower-cased, in order of appearance; a year inside a code
+    ("FY2018") is searched for on its own too, as documents write "fiscal 2018"."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.casefold()):
         if word in STOPWORDS or (len(word) < 2 and not word.isdigit()):
             continue
         seen.setdefault(word, None)
+        if not (word.isalpha() or word.isdigit()):
+            for year in _YEAR.findall(word):
+                seen.setdefault(year, None)
     return list(seen)

@@ -29,6 +29,9 @@ B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
 
 
 def source_label(index: int, hit: RetrievedChunk) -> str:
+    """ "[1] title · file · heading · page 3" (the chunk's header, once), or "[1] file, page 3"."""
+    if hit.chunk.header:
+        return f"[{index}] {hit.chunk.header}"
     page = f", page {hit.chunk.page}" if hit.chunk.page is not None else ""
     return f"[{index}] {hit.chunk.source}{page}"
 

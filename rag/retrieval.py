@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from rag.embeddings import Embedder
-from rag.keywords import query_terms
+from rag.keywords import STOPWORDS, query_terms
+from rag.routing import DocumentCard, DocumentRouter
 from rag.schema import RetrievedChunk
-from rag.store import Store
+from rag.store import GENERATION_KEY, Store
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
@@ -24,6 +25,10 @@ FUSIONS: tuple[Fusion, ...] = ("convex", "rrf")
 RRF_K = 60  # the constant of Cormack et al. (2009); rank 1 weighs 1/61, rank 10 weighs 1/70
 DENSE_WEIGHT = 0.5  # equal weights: not tuned to any one corpus
 CANDIDATES = 50  # each ranking's depth before fusion
+# A passage of a document the question names (rag/routing.py) gains this much, times the document's score
+# (1.0 for the best-named one), on top of its fused score in [0, 1]: enough for it to win over the same
+# words in a sibling document, not enough to bury a much better passage elsewhere.
+DOC_WEIGHT = 0.3
 # "Not in your documents": a question is declined when no passage is close in meaning (cosine) AND none
 # holds half of its content words' weight (rare words weigh more). Calibrated on squad-dev questions that
 # the evaluation does not use: the fewest false declines with at least 75 % correct ones (README).
@@ -59,7 +64,12 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) ->
 
 class Retriever:
     def __init__(
-        self, store: Store, embedder: Embedder, mode: SearchMode = "hybrid", fusion: Fusion = "convex"
+        self,
+        store: Store,
+        embedder: Embedder,
+        mode: SearchMode = "hybrid",
+        fusion: Fusion = "convex",
+        doc_weight: float = DOC_WEIGHT,
     ) -> None:
         if mode not in SEARCH_MODES:
             raise ValueError(f"Unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}.")
@@ -69,6 +79,8 @@ class Retriever:
         self.embedder = embedder
         self.mode = mode
         self.fusion = fusion
+        self.doc_weight = doc_weight
+        self._router: tuple[str | None, DocumentRouter] | None = None
 
     def search(self, query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
         """The k best chunks, best first (what the model is given is chosen by `select_sources`).
@@ -80,12 +92,23 @@ class Retriever:
             return []
         query_vector = self.embedder.embed_query(query)
         depth = max(k, CANDIDATES)
+        terms = query_terms(query)
         dense = self.store.nearest(query_vector, depth, doc_ids) if self.mode != "keyword" else []
-        keyword = self.store.keyword_ranking(query_terms(query), depth, doc_ids) if self.mode != "dense" else []
+        keyword = self.store.keyword_ranking(terms, depth, doc_ids) if self.mode != "dense" else []
+        named = self.named_documents(query) if doc_ids is None and self.doc_weight > 0 else {}
+        if named:  # the named documents' own best passages join the candidates, whatever the siblings score
+            wanted = list(named)
+            if self.mode != "keyword":
+                dense = _merged(dense, self.store.nearest(query_vector, depth, wanted))
+            if self.mode != "dense":
+                keyword = _merged(keyword, self.store.keyword_ranking(terms, depth, wanted))
         if self.fusion == "rrf":
             order = reciprocal_rank_fusion([[cid for cid, _ in dense], [cid for cid, _ in keyword]])
         else:
             order = convex_fusion([dense, keyword], [DENSE_WEIGHT, 1.0 - DENSE_WEIGHT])
+        if named:
+            boosted = [(cid, score + self.doc_weight * named.get(_doc_of(cid), 0.0)) for cid, score in order]
+            order = sorted(boosted, key=lambda pair: -pair[1])
         top = [cid for cid, _ in order[:k]]
         # Texts and vectors only for the few chosen; keyword-only hits get their cosine from their vector.
         fetched = self.store.fetch(top)
@@ -99,9 +122,17 @@ class Retriever:
             hits.append(RetrievedChunk(chunk, score))
         return hits
 
+    def named_documents(self, query: str) -> dict[str, float]:
+        """The documents the question names, with their score relative to the best-named one."""
+        generation = self.store.get_meta(GENERATION_KEY)
+        if self._router is None or self._router[0] != generation:
+            cards = [DocumentCard(d.doc_id, f"{d.title} {d.name}") for d in self.store.documents()]
+            self._router = (generation, DocumentRouter(cards))
+        return dict(self._router[1].named(query, STOPWORDS))
+
     def has_evidence(self, query: str, hits: Sequence[RetrievedChunk]) -> bool:
         """Whether the passages are relevant enough to answer from, rather than say "not in your documents"."""
-        coverages = self.store.keyword_coverage(query_terms(query), [h.chunk.text for h in hits])
+        coverages = self.store.keyword_coverage(query_terms(query), [h.chunk.indexed_text for h in hits])
         return has_evidence(hits, coverages)
 
     def select(
@@ -110,6 +141,17 @@ class Retriever:
         """What the model is given: nothing when the evidence is weak (the app then says so), else
         `select_sources`."""
         return select_sources(hits, min_score, max_chars) if self.has_evidence(query, hits) else []
+
+
+def _merged(ranking: list[tuple[str, float]], more: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Two rankings of the same query (same scores for the same id) as one, best first."""
+    scores = dict(ranking)
+    scores.update(more)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def _doc_of(chunk_id: str) -> str:
+    return chunk_id.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
 
 
 def has_evidence(hits: Sequence[RetrievedChunk], coverages: Sequence[float]) -> bool:

@@ -10,10 +10,17 @@ Role = Literal["system", "user", "assistant"]
 
 @dataclass(frozen=True)
 class Section:
-    """A piece of a loaded file with its page (1-based; None when the format has no pages)."""
+    """A piece of a loaded file with its page (1-based; None when the format has no pages).
+
+    `heading` is the nearest section heading above it ("Consolidated Statements of Cash Flows"). A table
+    has its rows in `text` and, in `table_header`, its title and column-header lines (the periods), which
+    the chunker repeats atop every chunk of the table so that a figure always travels with its meaning.
+    """
 
     text: str
     page: int | None = None
+    heading: str = ""
+    table_header: str = ""
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,8 @@ class LoadedDocument:
     sections: list[Section]
     pages: int | None = None
     warnings: list[str] = field(default_factory=list)
+    title: str = ""  # from the file's metadata or its first page; "" when it has none worth showing
+    ocr_pages: int = 0  # pages read by OCR (scanned, no text layer)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,15 @@ class Chunk:
     source: str
     page: int | None
     position: int
+    # Where the passage comes from: the document's title, the file name, the nearest heading, the page.
+    # Embedded and keyword-indexed with the text (a question naming the company or the statement finds a
+    # chunk whose own text says only "39,669"); the model sees it once, in the source's label.
+    header: str = ""
+
+    @property
+    def indexed_text(self) -> str:
+        """What is embedded and keyword-indexed: the header, then the passage."""
+        return f"{self.header}\n{self.text}" if self.header else self.text
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
 """
-KEYWORD_INDEX_VERSION = "1"
+# 2: rows hold the chunk header with the text (document title, file, heading, page); rebuilt on open.
+KEYWORD_INDEX_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class DocumentRecord:
     size_bytes: int
     ingested_at: str
     status: str = "ready"
+    title: str = ""  # from the file's metadata or first page (LoadedDocument.title); "" for older entries
 
 
 class Store:
@@ -83,6 +85,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            _add_title_column(self._db)
             # The id the collection records as its owner (a second data directory on the same collection is refused).
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
             registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
@@ -144,7 +147,7 @@ class Store:
             self._db.execute("DELETE FROM documents WHERE doc_id = ? AND status != 'ready'", (record.doc_id,))
             self._db.execute(
                 "INSERT INTO documents(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at,"
-                " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'indexing')",
+                " status, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'indexing', ?)",
                 (
                     record.doc_id,
                     record.name,
@@ -154,6 +157,7 @@ class Store:
                     record.chunks,
                     record.size_bytes,
                     record.ingested_at,
+                    record.title,
                 ),
             )
 
@@ -322,7 +326,10 @@ class Store:
     def _insert_keyword_rows(self, chunks: Sequence[Chunk]) -> None:
         self._db.executemany(
             "INSERT INTO chunk_text(text, chunk_id, doc_id, source, page, position) VALUES (?, ?, ?, ?, ?, ?)",
-            [(c.text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position) for c in chunks],
+            [
+                (c.indexed_text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position)
+                for c in chunks
+            ],
         )
 
     def _backfill_keyword_index(self) -> None:
@@ -341,8 +348,8 @@ class Store:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> DocumentRecord:
-        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status = row
-        return DocumentRecord(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at, status)
+        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status, title = row
+        return DocumentRecord(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at, status, title)
 
     def close(self) -> None:
         self._db.close()
@@ -359,6 +366,13 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def _add_title_column(db: sqlite3.Connection) -> None:
+    """Registries made before documents had titles get the column (empty for their documents)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(documents)")}
+    if "title" not in columns:
+        db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -369,6 +383,7 @@ def _metadata(chunk: Chunk) -> dict[str, str | int]:
         "source": chunk.source,
         "page": NO_PAGE if chunk.page is None else chunk.page,
         "position": chunk.position,
+        "header": chunk.header,
     }
 
 
@@ -381,4 +396,5 @@ def _chunk(chunk_id: str, text: str | None, meta: Any) -> Chunk:
         source=str(meta["source"]),
         page=None if page == NO_PAGE else page,
         position=int(meta["position"]),
+        header=str(meta.get("header", "")),
     )

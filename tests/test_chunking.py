@@ -52,3 +52,42 @@ def test_a_huge_line_without_spaces_is_cut_at_fixed_size() -> None:
 
 def test_blank_sections_give_no_chunks() -> None:
     assert chunk_document(doc(Section("   \n\n  ")), "d", 500, 50) == []
+
+
+def test_a_table_is_split_between_rows_and_every_piece_repeats_its_header() -> None:
+    header = "Net sales by category\nThree Months Ended\nJuly 1, 2023 June 25, 2022"
+    rows = [f"Product {i} {1000 + i:,} {2000 + i:,}" for i in range(40)]
+    table = Section("\n".join(rows), 7, "Net sales by category", table_header=header)
+    chunks = chunk_document(doc(table, kind="pdf"), "d", chunk_size=300, chunk_overlap=50)
+    assert len(chunks) > 3
+    assert all(c.text.startswith(header + "\n") for c in chunks)
+    assert all(len(c.text) <= 300 for c in chunks)
+    kept = [line for c in chunks for line in c.text.split("\n")[3:]]
+    assert kept == rows  # every row once, whole, in order (no overlap inside tables)
+
+
+def test_every_chunk_has_a_header_with_title_file_heading_and_page() -> None:
+    loaded = LoadedDocument(
+        "AAPL_2023Q3_10Q.pdf",
+        "pdf",
+        [Section("iPhone 39,669 40,665\nMac 6,840 7,382", 5, "Net sales by category", table_header="2023 2022")],
+        pages=9,
+        title="Apple Inc. Form 10-Q",
+    )
+    (chunk,) = chunk_document(loaded, "d", chunk_size=600, chunk_overlap=0)
+    assert chunk.header == "Apple Inc. Form 10-Q · AAPL_2023Q3_10Q.pdf · Net sales by category · page 5"
+    assert chunk.indexed_text == chunk.header + "\n" + chunk.text
+    assert "Apple" not in chunk.text  # the model sees the header once, in the source label
+
+
+def test_markdown_chunks_name_the_heading_they_fall_under() -> None:
+    md = "# User guide\n\n" + "Intro. " * 3 + "\n\n## Installing\n\n" + "Run the installer and wait. " * 20
+    loaded = LoadedDocument("guide.md", "markdown", [Section(md)], title="User guide")
+    chunks = chunk_document(loaded, "d", chunk_size=200, chunk_overlap=0)
+    assert chunks[0].header == "User guide · guide.md"  # the title is not repeated as the heading
+    assert chunks[-1].header == "User guide · guide.md · Installing"
+
+
+def test_the_title_is_left_out_when_it_only_repeats_the_file_name() -> None:
+    loaded = LoadedDocument("oil_crisis.txt", "text", [Section("The crisis began in October.")], title="Oil crisis")
+    assert chunk_document(loaded, "d", 600, 0)[0].header == "oil_crisis.txt"

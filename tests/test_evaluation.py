@@ -9,7 +9,7 @@ import pytest
 
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.evaluation import contains_answer, evaluate, load_questions
+from rag.evaluation import contains_answer, evaluate, evaluate_tutorial, load_questions
 from rag.llm import EmbeddedBackend
 
 DOCS = {
@@ -107,3 +107,60 @@ def test_eval_command_prints_json(corpus: tuple[Path, Path], tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["questions"] == 3 and 0 <= out["answer_in_context"] <= 1 and out["mean_context_chars"] > 0
+
+
+@pytest.fixture
+def filings(tmp_path: Path) -> tuple[Path, Path]:
+    """Two three-page PDF reports of two companies; questions name the page that holds their evidence."""
+    from fpdf import FPDF
+
+    docs = tmp_path / "filings"
+    docs.mkdir()
+    pages = {
+        "ACME_2023.pdf": ["Acme Widgets overview.", "Acme revenue was 4,210 million dollars.", "Acme risk factors."],
+        "ZENITH_2023.pdf": ["Zenith Motors overview.", "Zenith revenue was 9,870 million dollars.", "Zenith risks."],
+    }
+    for name, texts in pages.items():
+        pdf = FPDF()
+        pdf.set_font("Helvetica", size=12)
+        for text in texts:
+            pdf.add_page()
+            pdf.multi_cell(0, 8, text)
+        (docs / name).write_bytes(bytes(pdf.output()))
+    rows = [
+        {"question": "What was Acme's revenue?", "answers": ["4,210"], "doc": "ACME_2023.pdf",
+         "evidence": [{"doc": "ACME_2023.pdf", "page": 2}]},
+        {"question": "What risks does Zenith face?", "answers": [], "doc": "ZENITH_2023.pdf",
+         "evidence": [{"doc": "ZENITH_2023.pdf", "page": 3}]},
+        {"question": "Who founded Acme?", "answers": [], "doc": "ACME_2023.pdf",
+         "evidence": [{"doc": "ACME_2023.pdf", "page": 7}]},  # a page that does not exist: never in context
+    ]  # fmt: skip
+    qa = tmp_path / "filings.jsonl"
+    qa.write_text("\n".join(json.dumps(r) for r in rows))
+    return docs, qa
+
+
+def test_evidence_in_context_counts_passages_from_the_evidence_pages(
+    filings: tuple[Path, Path], embedder: Embedder
+) -> None:
+    docs, qa = filings
+    questions = load_questions(qa)
+    assert questions[0].evidence == (("ACME_2023.pdf", 2),)
+    report = evaluate(docs, questions, Settings(top_k=1), embedder)
+    assert report.evidence_questions == 3 and report.answer_questions == 1
+    assert report.evidence_in_context == pytest.approx(2 / 3, abs=1e-3)  # the third: a page no passage is from
+    assert report.answer_in_context == 1.0  # over the one question with a gold answer
+    assert report.doc_hit_at_1 == 1.0 and report.doc_hit_at_4 == 1.0
+    assert report.pipeline == "ours"
+
+
+def test_the_tutorial_pipeline_is_scored_on_the_same_questions(
+    filings: tuple[Path, Path], embedder: Embedder
+) -> None:
+    docs, qa = filings
+    report = evaluate_tutorial(docs, load_questions(qa), embedder)
+    assert report.pipeline == "tutorial" and report.top_k == 4 and report.chunk_size == 1000
+    assert report.chunks == 6  # one chunk a page: pypdf's text, 1000/200 splitting
+    assert report.doc_hit_at_4 == 1.0
+    assert report.evidence_in_context is not None and report.evidence_in_context >= 1 / 3
+    assert report.evidence_questions == 3

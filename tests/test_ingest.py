@@ -61,9 +61,10 @@ def test_a_batch_with_bad_files_ingests_the_good_ones_and_explains_the_rest(
     (folder / "blob.txt").write_text("A" * 30_000)
     (folder / "latin1.txt").write_bytes("Le café est à côté de la gare.".encode("cp1252"))
     (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    (folder / "clip.mp4").write_bytes(b"\0\0\0\x18ftypmp42" + b"\0" * 100)
 
     progress: list[IngestProgress] = []
-    results = {r.name: r for r in ingestor.ingest_paths([folder, folder / "photo.png"], progress.append)}
+    results = {r.name: r for r in ingestor.ingest_paths([folder, folder / "clip.mp4"], progress.append)}
 
     assert results["guide.pdf"].status == "added" and results["guide.pdf"].chunks == 2
     assert results["notes.md"].status == "added"
@@ -72,7 +73,8 @@ def test_a_batch_with_bad_files_ingests_the_good_ones_and_explains_the_rest(
     assert results["empty.txt"].status == "failed" and "empty" in results["empty.txt"].message
     assert results["corrupt.pdf"].status == "failed" and "could not be read as a PDF" in results["corrupt.pdf"].message
     assert results["scan.pdf"].status == "failed" and "no text layer" in results["scan.pdf"].message
-    assert results["photo.png"].status == "failed" and "unsupported file type '.png'" in results["photo.png"].message
+    assert results["photo.png"].status == "failed" and "not a valid PNG or JPEG image" in results["photo.png"].message
+    assert results["clip.mp4"].status == "failed" and "unsupported file type '.mp4'" in results["clip.mp4"].message
 
     names = {d.name for d in store.documents()}
     assert names == {"guide.pdf", "notes.md", "latin1.txt", "blob.txt"}

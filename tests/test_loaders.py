@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import warnings
 from pathlib import Path
@@ -128,12 +127,10 @@ def test_pdf_skips_pages_without_text_and_says_so() -> None:
     assert "OCR" in doc.warnings[0]
 
 
-def test_pdf_without_text_layer() -> None:
+def test_pdf_without_text_layer_and_nothing_for_ocr_to_read() -> None:
     message = load_error(make_pdf(["", ""]), "scan.pdf")
-    assert message == (
-        "scan.pdf has no text layer (is it a scanned image?): run OCR on it first, "
-        "e.g. `ocrmypdf scan.pdf scan-ocr.pdf`, and upload the result."
-    )
+    assert message.startswith("scan.pdf has no text layer and OCR found no text on its pages: ")
+    assert "ocrmypdf 'scan.pdf' 'scan-ocr.pdf'" in message  # file names quoted for the shell
 
 
 def test_truncated_pdf() -> None:
@@ -169,14 +166,86 @@ def test_pdf_with_user_password() -> None:
     assert "save an unprotected copy" in message
 
 
-def test_pdf_load_keeps_pypdf_quiet_and_restores_logging(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger("pypdf")
-    before = logger.level
-    data = make_pdf(["Some text."])
-    with caplog.at_level(logging.WARNING), pytest.raises(LoaderError):
-        load_bytes(data[: len(data) // 2], "cut.pdf")
-    assert [r for r in caplog.records if r.name.startswith("pypdf")] == []
-    assert logger.level == before
+def make_table_pdf(title: str = "Quarterly Report") -> bytes:
+    """A filing-like page: an organisation, a statement title, column headers (periods) and rows of figures."""
+    pdf = FPDF()
+    pdf.set_title(title)
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=14)
+    pdf.cell(0, 10, "ACME WIDGETS, INC.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(
+        0, 6, "Our results improved in every region, as the tables below show in detail for the year.", new_x="LMARGIN"
+    )
+    pdf.cell(0, 8, "Net Sales by Category", new_x="LMARGIN", new_y="NEXT")
+    rows = [("", "Three Months Ended", ""), ("(in millions)", "July 1, 2023", "June 25, 2022")]
+    rows += [("iPhone", "39,669", "40,665"), ("Mac", "6,840", "7,382"), ("Services", "21,213", "19,604")]
+    with pdf.table(col_widths=(60, 40, 40), text_align=("LEFT", "RIGHT", "RIGHT"), first_row_as_headings=False) as table:
+        for cells in rows:
+            row = table.row()
+            for cell in cells:
+                row.cell(cell)
+    return bytes(pdf.output())
+
+
+def test_pdf_table_rows_travel_with_their_title_and_periods() -> None:
+    doc = load_bytes(make_table_pdf(), "acme_2023q3.pdf")
+    table = next(s for s in doc.sections if s.table_header)
+    assert "Net Sales by Category" in table.table_header
+    assert "July 1, 2023" in table.table_header and "June 25, 2022" in table.table_header
+    assert "iPhone 39,669 40,665" in table.text.split("\n")
+    assert table.heading == "Net Sales by Category"
+    from rag.chunking import chunk_document
+
+    chunk = next(c for c in chunk_document(doc, "d", 600, 100) if "iPhone" in c.text)
+    assert "Three Months Ended" in chunk.text and "July 1, 2023" in chunk.text
+    assert chunk.header == "Quarterly Report — ACME WIDGETS, INC. · acme_2023q3.pdf · Net Sales by Category · page 1"
+
+
+def test_pdf_title_skips_meaningless_metadata() -> None:
+    doc = load_bytes(make_table_pdf(title="Microsoft Word - draft3.docx"), "acme.pdf")
+    assert doc.title == "ACME WIDGETS, INC."  # the organisation named on the first page
+
+
+def pdf_with_huge_stream(text: str, padding: int = 80_000_000) -> bytes:
+    """A valid one-page PDF whose content stream inflates past pypdf's 75 MB limit (LimitReachedError):
+    the text, then spaces. Real filings from EDGAR's converter trip the same limit."""
+    import zlib
+
+    content = f"BT /F1 24 Tf 72 700 Td ({text}) Tj ET\n".encode() + b" " * padding
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_pdf_that_pypdf_refuses_is_read() -> None:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
+
+    data = pdf_with_huge_stream("Total revenue 39,669")
+    with pytest.raises(LimitReachedError):
+        PdfReader(io.BytesIO(data)).pages[0].extract_text()
+    doc = load_bytes(data, "filing.pdf")
+    assert doc.sections[0].text == "Total revenue 39,669"
+    assert doc.pages == 1 and doc.warnings == []
 
 
 # --- DOCX -------------------------------------------------------------------------------------

@@ -140,3 +140,25 @@ def test_sources_are_kept_in_order_within_the_character_budget() -> None:
     chosen = select_sources(hits, min_score=0.2, max_chars=700)
     assert [h.chunk.text[0] for h in chosen] == ["a", "b", "e"]  # c is below the threshold, d would overflow
     assert select_sources([hit("a" * 900, 0.9)], 0.2, max_chars=500)[0].score == 0.9  # first always kept
+
+
+def test_the_document_a_question_names_wins_over_its_sibling(tmp_path: Path, embedder: Embedder) -> None:
+    """Two nearly identical filings: the same words, different years. The question names one of them."""
+    from rag.ingest import Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for year, revenue in (("2022", "31,100"), ("2023", "35,500")):
+        (docs / f"ACME_{year}_10K.txt").write_text(
+            f"Acme Widgets annual report.\n\nTotal revenue for the fiscal year was {revenue} million dollars, "
+            "driven by widget sales in every region.\n\nOperating expenses rose with headcount."
+        )
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 600, 100).ingest_paths([docs])
+    retriever = Retriever(store, embedder)
+    for year in ("2022", "2023"):
+        question = f"What was Acme's total revenue in FY{year}?"
+        named = store.find(f"ACME_{year}_10K.txt")
+        assert named is not None and retriever.named_documents(question) == {named.doc_id: 1.0}
+        assert retriever.search(question, k=1)[0].chunk.source == f"ACME_{year}_10K.txt"
+    assert retriever.named_documents("What drove widget sales?") == {}  # both documents alike: none named

@@ -14,7 +14,7 @@ from rag.loaders.common import LONG_RUN_RE, empty, reason
 from rag.loaders.docx import load_docx
 from rag.loaders.html import load_html
 from rag.loaders.image import load_image
-from rag.loaders.pdf import load_pdf
+from rag.loaders.pdf import PageProgress, load_pdf
 from rag.loaders.text import load_csv, load_text
 from rag.schema import LoadedDocument
 
@@ -51,8 +51,9 @@ def load_file(path: Path) -> LoadedDocument:
     return load_bytes(data, path.name)
 
 
-def load_bytes(data: bytes, name: str) -> LoadedDocument:
-    """Turn one file's bytes into text sections; ``name`` picks the loader and appears in messages."""
+def load_bytes(data: bytes, name: str, on_ocr_page: PageProgress | None = None) -> LoadedDocument:
+    """Turn one file's bytes into text sections; ``name`` picks the loader and appears in messages.
+    ``on_ocr_page(done, total)`` is called after each page read by OCR (slow: seconds a page)."""
     suffix = Path(name).suffix.lower()
     kind = SUPPORTED.get(suffix)
     if kind is None:
@@ -61,7 +62,7 @@ def load_bytes(data: bytes, name: str) -> LoadedDocument:
     if not data.strip():
         raise empty(name)
     try:
-        doc = _LOADERS[kind](data, name)
+        doc = load_pdf(data, name, on_ocr_page) if kind == "pdf" else _LOADERS[kind](data, name)
     except LoaderError:
         raise
     except Exception as exc:  # a library bug or an input nobody anticipated: still a readable message
@@ -78,7 +79,15 @@ def load_bytes(data: bytes, name: str) -> LoadedDocument:
         warnings.append(
             f"contains a line of {longest:,} characters with no spaces; it will be split at fixed positions"
         )
-    return LoadedDocument(name=name, kind=kind, sections=sections, pages=doc.pages, warnings=warnings)
+    return LoadedDocument(
+        name=name,
+        kind=kind,
+        sections=sections,
+        pages=doc.pages,
+        warnings=warnings,
+        title=doc.title,
+        ocr_pages=doc.ocr_pages,
+    )
 
 
 

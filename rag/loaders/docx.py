@@ -35,7 +35,10 @@ def load_docx(data: bytes, name: str) -> LoadedDocument:
             "password-protected, or an old .doc file; open it in Word or LibreOffice and save it again as .docx."
         ) from exc
     text = tidy("\n".join(lines), collapse_spaces=True)
-    return LoadedDocument(name=name, kind="docx", sections=[Section(text=text)])
+    title = " ".join((document.core_properties.title or "").split())
+    if not title:  # the first heading, as the Title or Heading 1 style writes it
+        title = next((ln.lstrip("\n# ") for ln in lines if ln.lstrip("\n").startswith("# ")), "")
+    return LoadedDocument(name=name, kind="docx", sections=[Section(text=text)], title=title)
 
 
 def _docx_paragraph(paragraph: Paragraph) -> str:

@@ -54,4 +54,4 @@ def load_html(data: bytes, name: str) -> LoadedDocument:
     body = tidy(soup.get_text(), collapse_spaces=True)
     if title and body.split("\n", 1)[0].strip() != title:
         body = f"{title}\n\n{body}" if body else title
-    return LoadedDocument(name=name, kind="html", sections=[Section(text=body)])
+    return LoadedDocument(name=name, kind="html", sections=[Section(text=body)], title=title)

@@ -108,7 +108,10 @@ def load_text(data: bytes, name: str) -> LoadedDocument:
     kind = "markdown" if Path(name).suffix.lower() in (".md", ".markdown") else "text"
     # Indentation matters in Markdown and code blocks: keep spaces, only fix line ends and controls.
     section = Section(text=tidy(text, collapse_spaces=False))
-    return LoadedDocument(name=name, kind=kind, sections=[section], warnings=warnings)
+    title = ""
+    if kind == "markdown":  # the first top-level heading
+        title = next((ln[2:].strip() for ln in section.text.split("\n") if ln.startswith("# ")), "")
+    return LoadedDocument(name=name, kind=kind, sections=[section], warnings=warnings, title=title)
 
 
 def load_csv(data: bytes, name: str) -> LoadedDocument:
