@@ -54,14 +54,15 @@ def test_supported_types() -> None:
     assert all(ext == ext.lower() and ext.startswith(".") for ext in SUPPORTED)
     assert is_supported("Report.PDF")
     assert is_supported("notes.md")
-    assert not is_supported("photo.png")
+    assert is_supported("photo.png") and is_supported("scan.JPG")  # read by OCR
+    assert not is_supported("clip.mp4")
     assert not is_supported("Makefile")
 
 
 def test_unsupported_type_lists_supported_ones() -> None:
-    message = load_error(b"\x89PNG\r\n", "photo.png")
-    assert message.startswith("photo.png: unsupported file type '.png'. Supported: ")
-    assert ".csv, .docx" in message
+    message = load_error(b"\0\0\0\x18ftypmp42", "clip.mp4")
+    assert message.startswith("clip.mp4: unsupported file type '.mp4'. Supported: ")
+    assert ".csv, .docx" in message and ".png" in message
     assert ".pdf" in message and ".txt" in message
 
 
@@ -180,7 +181,8 @@ def make_table_pdf(title: str = "Quarterly Report") -> bytes:
     pdf.cell(0, 8, "Net Sales by Category", new_x="LMARGIN", new_y="NEXT")
     rows = [("", "Three Months Ended", ""), ("(in millions)", "July 1, 2023", "June 25, 2022")]
     rows += [("iPhone", "39,669", "40,665"), ("Mac", "6,840", "7,382"), ("Services", "21,213", "19,604")]
-    with pdf.table(col_widths=(60, 40, 40), text_align=("LEFT", "RIGHT", "RIGHT"), first_row_as_headings=False) as table:
+    align = ("LEFT", "RIGHT", "RIGHT")
+    with pdf.table(col_widths=(60, 40, 40), text_align=align, first_row_as_headings=False) as table:
         for cells in rows:
             row = table.row()
             for cell in cells:
@@ -489,3 +491,57 @@ def test_garbage_never_raises_a_raw_exception(name: str, seed: int) -> None:
         assert str(exc).startswith(name)
     else:
         assert doc.sections
+
+
+def scanned_pdf(lines_per_page: list[list[str]]) -> bytes:
+    """Pages that are pictures of text (no text layer), as a scanner makes them: Pillow renders the text,
+    fpdf2 puts each picture on a page."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    pdf = FPDF()
+    for lines in lines_per_page:
+        image = Image.new("RGB", (1240, 400), "white")
+        draw = ImageDraw.Draw(image)
+        try:
+            face: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype("DejaVuSans.ttf", 40)
+        except OSError:
+            face = ImageFont.load_default(size=40)
+        for i, line in enumerate(lines):
+            draw.text((40, 40 + 70 * i), line, fill="black", font=face)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        pdf.add_page()
+        pdf.image(buffer, x=10, y=10, w=190)
+    return bytes(pdf.output())
+
+
+@pytest.mark.slow
+def test_a_scanned_page_is_read_by_ocr_and_the_result_says_so() -> None:
+    data = scanned_pdf([["Invoice number 4471", "Total due 1,250 dollars"]])
+    pages: list[tuple[int, int]] = []
+    doc = load_bytes(data, "scan.pdf", on_ocr_page=lambda done, total: pages.append((done, total)))
+    text = " ".join(s.text for s in doc.sections).lower()
+    assert "invoice" in text and "4471" in text and "1,250" in text
+    assert doc.ocr_pages == 1 and doc.sections[0].page == 1
+    assert pages == [(1, 1)]
+    assert any("read by OCR" in w for w in doc.warnings)
+
+
+@pytest.mark.slow
+def test_only_the_pages_without_text_go_to_ocr() -> None:
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for data in (make_pdf(["Typed page about the contract."]), scanned_pdf([["Signed by the director"]])):
+        for page in PdfReader(io.BytesIO(data)).pages:
+            writer.add_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    doc = load_bytes(out.getvalue(), "mixed.pdf")
+    assert doc.ocr_pages == 1
+    assert [s.page for s in doc.sections] == [1, 2]
+    assert "contract" in doc.sections[0].text and "director" in doc.sections[1].text.lower()

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 PageProgress = Callable[[int, int], None]  # (pages read by OCR so far, pages that need it)
 
 _PDFIUM_LOCK = threading.Lock()
-MIN_PAGE_CHARS = 16  # a page with less text than this is treated as having no text layer
+MIN_PAGE_CHARS = 3  # a page with fewer letters and digits than this has no text layer (a scan)
 # An organisation's name on a cover page: "BEST BUY CO., INC.", "3M COMPANY", "Pfizer Inc."
 _ORGANISATION = re.compile(
     r"\b(?:inc|incorporated|corp|corporation|company|co|ltd|limited|plc|llc|lp|group|holdings|n\.?v|s\.?a|ag|se)\.?,?$",
@@ -121,7 +121,7 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                     textpage = page.get_textpage()
                     text = textpage.get_text_bounded()
                     textpage.close()
-                    if len(text.strip()) < MIN_PAGE_CHARS:
+                    if sum(ch.isalnum() for ch in text) < MIN_PAGE_CHARS:
                         from rag.ocr import OCR_SCALE
 
                         images.append(page.render(scale=OCR_SCALE).to_numpy())
