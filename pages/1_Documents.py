@@ -195,7 +195,8 @@ except RagError as exc:
     show_error(exc)
     st.stop()
 if not documents:
-    st.info("The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files above, "
+    st.info("The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files, or scans "
+            "(PNG, JPEG: read by OCR) above, "
             "then ask about them on the Chat page.")
     st.stop()
 documents_table(documents)
