@@ -7,20 +7,35 @@ to some documents ("Search only these documents"); the choice is saved with it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import streamlit as st
 
 from rag.chat import AnswerStream
 from rag.conversations import (
     Conversation,
     ConversationNotFound,
+    ConversationStore,
     SelectedDocument,
     StoredMessage,
     resolve_doc_filter,
 )
 from rag.engine import Engine
 from rag.errors import RagError
-from rag.formatting import plural
-from ui_common import escape_markdown, get_conversations, get_engine, sidebar
+from rag.formatting import plural, safe_markdown
+from ui_common import (
+    PAGES,
+    escape_markdown,
+    get_conversations,
+    get_engine,
+    render_markdown,
+    show_error,
+    show_unexpected,
+    sidebar,
+)
+
+logger = logging.getLogger(__name__)
 
 st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")
 
@@ -28,6 +43,8 @@ BUDGET_PARTS = ("system", "summary", "context", "history", "question")
 # The documents chosen before the first question creates the conversation (then saved with it).
 NEW_FILTER = "new_conversation_doc_filter"
 NEW_FILTER_WIDGET = "doc_filter_new"
+# Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
+STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
 
 
 def render_sources(message: StoredMessage) -> None:
@@ -75,14 +92,14 @@ def render_inspector(message: StoredMessage) -> None:
 
 def render_answer(message: StoredMessage, question: str, last: bool) -> None:
     if message.content:
-        st.markdown(message.content)
+        render_markdown(message.content)  # no image loaded, no link: a planted instruction cannot leak the chat
     if message.standalone_query and message.standalone_query != question:
         st.caption(f"searched for: {escape_markdown(message.standalone_query)}")
     if message.searched_only:
         st.caption(f"searched only: {escape_markdown(', '.join(message.searched_only))}")
     render_sources(message)
     if message.error is not None:
-        st.error(f"The answer was interrupted: {message.error}", icon=":material/error:")
+        st.error(f"The answer was interrupted: {safe_markdown(message.error)}", icon=":material/error:")
         if last and st.button("Retry", icon=":material/refresh:", key="retry"):
             st.session_state.pending = question
             st.rerun()
@@ -122,7 +139,7 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
     saved = conversation.doc_filter if conversation is not None else st.session_state.get(NEW_FILTER, [])
     kept, gone = resolve_doc_filter(saved, documents)
     if gone:
-        names = ", ".join(d.name for d in gone)
+        names = escape_markdown(", ".join(d.name for d in gone))
         st.info(
             f"No longer in your knowledge base, so dropped from the documents this conversation searches: {names}",
             icon=":material/info:",
@@ -153,7 +170,12 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
 
 
 def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> None:
-    """One turn: save the question, stream the answer, save it with its sources, usage and prompt."""
+    """One turn: save the question, stream the answer, save it with its sources, usage and prompt.
+
+    Whatever ends the stream early, the question and the part of the answer that arrived are saved, with
+    the reason: a backend failure (RagError), an unexpected error, or Streamlit's rerun, which is raised
+    inside the stream when the person clicks anything while the answer streams.
+    """
     store = get_conversations(engine.settings)
     conversation_id = st.session_state.get("conversation_id")
     if conversation_id is None:
@@ -169,15 +191,45 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> 
         placeholder = st.empty()
         placeholder.markdown("_Thinking…_")
         stream: AnswerStream | None = None
+        pieces: Iterator[str] | None = None
         text, error = "", None
         try:
             doc_ids = [d.doc_id for d in selection] or None  # None: every document
             stream = engine.ask(question, history, doc_ids=doc_ids, summary=conversation.summary)
-            for piece in stream:
+            pieces = iter(stream)
+            for piece in pieces:
                 text += piece
-                placeholder.markdown(text + " ▌")
+                with placeholder.container():
+                    render_markdown(text + " ▌")
         except RagError as exc:
             error = str(exc)
+        except Exception as exc:  # a bug or a library error without a message of ours: keep the turn anyway
+            logger.exception("The answer failed")
+            error = (
+                f"unexpected error ({type(exc).__name__}: {exc}). Ask again; if it keeps happening, the details "
+                "are in the terminal that runs the app."
+            )
+        except BaseException:  # Streamlit's RerunException / StopException: save, then let the rerun proceed
+            save_answer(engine, store, conversation, stream, text, STOPPED, selection)
+            raise
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the model generating an answer nobody reads
+    save_answer(engine, store, conversation, stream, text, error, selection)
+    st.rerun()
+
+
+def save_answer(
+    engine: Engine,
+    store: ConversationStore,
+    conversation: Conversation,
+    stream: AnswerStream | None,
+    text: str,
+    error: str | None,
+    selection: list[SelectedDocument],
+) -> None:
+    """The assistant's message (whole or partial) with its sources, usage and prompt; the summary if it grew."""
     prepared = stream.prepared if stream is not None else None
     answer_ = stream.answer if stream is not None else None
     usage = None
@@ -190,7 +242,7 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> 
         budget = {**plan.spent, "prompt": plan.prompt_tokens, "reserved": engine.settings.max_answer_tokens,
                   "window": engine.backend.backend.context_window, "history_dropped": plan.history_dropped}
     store.add_message(
-        conversation_id,
+        conversation.id,
         "assistant",
         text.strip(),
         sources=prepared.sources if prepared is not None else None,
@@ -206,8 +258,7 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> 
         # The folded messages are the oldest of the history; map them back to their sequence numbers.
         done = [m for m in conversation.messages if m.seq > conversation.summarized_through]
         through = done[folded - 1].seq if 0 < folded <= len(done) else conversation.summarized_through
-        store.set_summary(conversation_id, prepared.summary_update.summary, through)
-    st.rerun()
+        store.set_summary(conversation.id, prepared.summary_update.summary, through)
 
 
 def conversations_sidebar(engine: Engine) -> None:
@@ -220,7 +271,8 @@ def conversations_sidebar(engine: Engine) -> None:
         st.caption("Conversations")
         current = st.session_state.get("conversation_id")
         for info in store.list(limit=30):
-            label = info.title or "(untitled)"
+            # A title is the first question as typed: shown as text, never as Markdown (no image, no link).
+            label = escape_markdown(info.title) if info.title else "(untitled)"
             if st.button(label, key=f"open_{info.id}", use_container_width=True,
                          type="primary" if info.id == current else "secondary"):
                 st.session_state.conversation_id = info.id
@@ -228,30 +280,69 @@ def conversations_sidebar(engine: Engine) -> None:
                 st.rerun()
         if current is None:
             return
-        with st.expander("This conversation", icon=":material/tune:"):
-            title = st.text_input("Title", store.get(current).title, key=f"title_{current}")
-            if st.button("Rename", key="rename"):
+        try:
+            this_conversation(store, current)
+        except ConversationNotFound:
+            return  # deleted in another tab: the page says so and starts a new one
+        except RagError as exc:
+            show_error(exc)
+
+
+def this_conversation(store: ConversationStore, current: str) -> None:
+    """Rename, export or delete the open conversation (in the sidebar)."""
+    with st.expander("This conversation", icon=":material/tune:"):
+        title = st.text_input("Title", store.get(current).title, key=f"title_{current}")
+        if st.button("Rename", key="rename"):
+            try:
                 store.rename(current, title)
+            except ConversationNotFound:
+                raise
+            except RagError as exc:  # e.g. an empty title: say how to fix it, keep the old one
+                show_error(exc)
+            else:
                 st.rerun()
-            st.download_button("Export as Markdown", store.export_markdown(current), file_name="conversation.md",
-                               mime="text/markdown")
-            st.download_button("Export as JSON", store.export_json(current), file_name="conversation.json",
-                               mime="application/json")
-            if st.session_state.get("confirm_delete") == current:
-                st.warning("Delete this conversation and all its messages?")
-                if st.button("Yes, delete", key="delete_yes"):
-                    store.delete(current)
-                    st.session_state.pop("conversation_id", None)
-                    st.session_state.pop("confirm_delete", None)
-                    forget_new_filter()
-                    st.rerun()
-            elif st.button("Delete conversation", key="delete"):
-                st.session_state.confirm_delete = current
+        st.download_button("Export as Markdown", store.export_markdown(current), file_name="conversation.md",
+                           mime="text/markdown")
+        st.download_button("Export as JSON", store.export_json(current), file_name="conversation.json",
+                           mime="application/json")
+        if st.session_state.get("confirm_delete") == current:
+            st.warning("Delete this conversation and all its messages?")
+            if st.button("Yes, delete", key="delete_yes"):
+                store.delete(current)
+                st.session_state.pop("conversation_id", None)
+                st.session_state.pop("confirm_delete", None)
+                forget_new_filter()
                 st.rerun()
+        elif st.button("Delete conversation", key="delete"):
+            st.session_state.confirm_delete = current
+            st.rerun()
 
 
-engine = get_engine()
-sidebar(engine)
+def forget_deleted(exc: ConversationNotFound) -> None:
+    """The open conversation was deleted (in another tab): say so, and go on with a new one."""
+    st.warning(safe_markdown(str(exc)), icon=":material/info:")
+    st.session_state.pop("conversation_id", None)
+    st.session_state.pop("confirm_delete", None)
+
+
+def start_engine() -> Engine:
+    """The engine and the sidebar; when they cannot start, a message saying what to do instead of a trace."""
+    try:
+        engine = get_engine()
+        sidebar(engine)
+        return engine
+    except RagError as exc:  # e.g. a settings file it cannot use, a Chroma server that is down
+        show_error(exc)
+    except Exception as exc:
+        show_unexpected(exc, "opening the knowledge base", "Check the data folder and the settings, then reload.")
+    st.caption("Fix it on the Settings page (or in the environment), then reload this page.")
+    with st.sidebar:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+    st.stop()
+
+
+engine = start_engine()
 conversations_sidebar(engine)
 
 st.title("Chat with your documents")
@@ -260,8 +351,7 @@ if (current_id := st.session_state.get("conversation_id")) is not None:
     try:
         conversation = get_conversations(engine.settings).get(current_id)
     except ConversationNotFound as exc:
-        st.warning(str(exc))
-        st.session_state.pop("conversation_id", None)
+        forget_deleted(exc)
 selection = document_filter(engine, conversation)
 if conversation is None or not conversation.messages:
     st.caption(
@@ -274,4 +364,7 @@ if conversation is not None:
 typed = st.chat_input("Ask a question about your documents")
 question = typed or st.session_state.pop("pending", None)
 if question and question.strip():
-    answer(engine, question.strip(), selection)
+    try:
+        answer(engine, question.strip(), selection)
+    except ConversationNotFound as exc:  # deleted in another tab while this one was asking
+        forget_deleted(exc)

@@ -6,8 +6,10 @@ shared by every browser session; they are thread-safe. Per-user state lives in `
 
 from __future__ import annotations
 
-import re
+import ipaddress
+import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -16,9 +18,11 @@ from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import RagError
-from rag.formatting import plural
+from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
 from rag.llm import EmbeddedBackend, OllamaStatus, probe_ollama
 from rag.store import Store
+
+logger = logging.getLogger(__name__)
 
 # Material icons ship with Streamlit; emoji depend on the system's fonts.
 PAGES = (
@@ -101,17 +105,67 @@ def sidebar(engine: Engine) -> None:
         st.divider()
         st.caption("Answering with")
         (st.warning if choice.fallback else st.info)(choice.reason)
+        if (remote := remote_model_host(engine.settings, choice.fallback)) is not None:
+            st.warning(
+                f"The model runs on another machine: your questions and passages are sent to {plain_markdown(remote)}. "
+                "Use a host on this machine (Settings) to keep them here.",
+                icon=":material/public:",
+            )
         docs = engine.documents()
         st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+def remote_model_host(settings: Settings, fallback: bool) -> str | None:
+    """The model server's URL when the prompt (question, passages, history) leaves this machine, else None."""
+    if settings.backend == "openai":
+        url = settings.openai_base_url
+    elif settings.backend == "ollama" or (settings.backend == "auto" and not fallback):
+        url = settings.ollama_host
+    else:
+        return None  # the embedded model runs inside the app
+    return None if is_loopback_url(url) else url
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when `url` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def escape_markdown(text: str) -> str:
-    """For names shown in labels (which Streamlit renders as markdown): a file name stays a name."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """For names shown in labels (which Streamlit renders as markdown): a file name stays a name, a URL in it
+    stays text (no link, see rag.formatting)."""
+    return plain_markdown(text)
+
+
+def render_markdown(text: str) -> None:
+    """A model answer: its formatting kept, no image loaded, no link, code blocks as code."""
+    for block in safe_markdown_blocks(text):
+        if block.code:
+            st.code(block.text, language=block.language or None)
+        elif block.text.strip():
+            st.markdown(block.text)
 
 
 def show_error(exc: RagError) -> None:
-    st.error(str(exc), icon=":material/error:")
+    st.error(safe_markdown(str(exc)), icon=":material/error:")
+
+
+def show_unexpected(exc: BaseException, doing: str, what_to_do: str) -> None:
+    """A failure the app has no message for (e.g. sqlite3's "database is locked"): said plainly, with what to
+    do, instead of a stack trace; the trace goes to the log (the terminal running `streamlit run`)."""
+    logger.error("Unexpected error while %s", doing, exc_info=exc)
+    detail = f"{type(exc).__name__}: {exc}"
+    st.error(
+        f"Something went wrong while {doing} ({safe_markdown(detail)}). {what_to_do} "
+        "The details are in the terminal that runs the app.",
+        icon=":material/error:",
+    )

@@ -18,10 +18,10 @@ from rag.config import (
     settings_file,
 )
 from rag.errors import RagError, SettingsError
-from rag.formatting import human_size, plural
+from rag.formatting import human_size, plural, safe_markdown
 from rag.llm import SMOLLM2_NAME, OllamaBackend, OllamaStatus, PullProgress, model_installed
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
-from ui_common import get_engine, load_settings, ollama_status, show_error, sidebar
+from ui_common import escape_markdown, get_engine, load_settings, ollama_status, show_error, sidebar
 
 BACKEND_HELP = {
     "auto": "Ollama when it runs and has the model; otherwise the built-in model (the sidebar says why).",
@@ -95,14 +95,14 @@ def reset_system_prompt() -> None:
     try:
         save_settings(replace(load_settings(), system_prompt=DEFAULT_SYSTEM_PROMPT))
     except (RagError, OSError) as exc:
-        st.session_state[f"{FLASH}_reset_error"] = str(exc)
+        st.session_state[f"{FLASH}_reset_error"] = safe_markdown(str(exc))
     else:
         st.session_state[f"{FLASH}_reset"] = "System prompt reset to the default: applies to the next question"
 
 
 def pull_model(host: str, name: str, token: str = "") -> None:
     """`ollama pull` with a progress bar; on success the model list is re-read."""
-    bar = st.progress(0.0, text=f"Asking Ollama at {host} for {name}…")
+    bar = st.progress(0.0, text=f"Asking Ollama at {escape_markdown(host)} for {escape_markdown(name)}…")
     shown = 0.0
     last = PullProgress("")
     try:
@@ -111,7 +111,9 @@ def pull_model(host: str, name: str, token: str = "") -> None:
             if update.fraction is not None:
                 shown = min(1.0, update.fraction)
             detail = f" · {human_size(update.completed or 0)} of {human_size(update.total)}" if update.total else ""
-            bar.progress(1.0 if update.status == "success" else shown, text=f"{update.status}{detail}")
+            # Ollama's own words: shown as text (a status cannot bring an image or a link into the page)
+            status_text = escape_markdown(update.status)
+            bar.progress(1.0 if update.status == "success" else shown, text=f"{status_text}{detail}")
     except RagError as exc:
         bar.empty()
         show_error(exc)
@@ -120,7 +122,8 @@ def pull_model(host: str, name: str, token: str = "") -> None:
     if last.status == "success":
         flash("pull", f"Pulled {name}: choose it as the Ollama model above and save.")  # reruns: the list shows it
     else:
-        st.warning(f"Ollama stopped after {last.status or 'no reply'!r} without confirming the download: try again.")
+        stopped = escape_markdown(repr(last.status or "no reply"))
+        st.warning(f"Ollama stopped after {stopped} without confirming the download: try again.")
 
 
 def recover_from_bad_settings(exc: SettingsError) -> None:
@@ -308,7 +311,8 @@ if submitted:
         show_error(exc)
         st.caption("Nothing was saved: the app keeps using the previous settings.")
     except OSError as exc:
-        st.error(f"Could not write {saved_at} ({exc}): check that the folder is writable.", icon="⚠️")
+        st.error(f"Could not write {escape_markdown(f'{saved_at} ({exc})')}: check that the folder is writable.",
+                 icon="⚠️")
     else:
         flash("save", "Saved: applies to the next question")
 show_flash("save")

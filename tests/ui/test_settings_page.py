@@ -118,7 +118,8 @@ def test_an_openai_compatible_server_can_be_chosen(open_page: OpenPage, data_dir
     s = Settings.load()
     assert (s.backend, s.openai_base_url, s.openai_api_key) == ("openai", "http://gpu-box:8000/v1", "sk-local-123")
     assert "http://gpu-box:8000/v1 with llama2" in at.sidebar.info[0].value  # chosen as set: no fallback banner
-    assert not at.sidebar.warning
+    # The one warning: the prompt leaves this machine.
+    assert ["sent to `http://gpu-box:8000/v1`" in w.value for w in at.sidebar.warning] == [True]
     again = open_page()
     assert widget(again.text_input, "Model").value == "llama2"  # the server's model name, typed
     assert widget(again.text_input, "API key (openai backend)").value == "sk-local-123"
@@ -144,7 +145,8 @@ def test_a_chroma_server_can_be_chosen_and_a_down_one_is_explained(
     widget(at.text_input, "Chroma server URL").set_value(nowhere)
     save(at)
     down = open_page()  # no server there: the page says how to start one and stays usable to change the URL
-    assert any(f"Cannot reach Chroma at {nowhere}" in e.value and "chroma run" in e.value for e in down.error)
+    # URLs in messages are shown as code, never as links (rag.formatting.safe_markdown)
+    assert any(f"Cannot reach Chroma at `{nowhere}`" in e.value and "chroma run" in e.value for e in down.error)
     widget(down.text_input, "Chroma server URL").set_value("")
     save(down)
     assert Settings.load().chroma_url == ""
@@ -280,7 +282,7 @@ def test_pulling_with_ollama_down_says_how_to_start_it(open_page: OpenPage, no_o
     widget(at.text_input, "Model to pull").set_value("llama2")
     widget(at.button, "Pull").click().run()
     assert not at.exception and not at.success
-    assert f"Ollama is not running at {no_ollama}: start it with `ollama serve`" in at.error[0].value
+    assert f"Ollama is not running at `{no_ollama}`: start it with `ollama serve`" in at.error[0].value
 
 
 def test_a_damaged_settings_file_can_be_deleted_from_the_page(
@@ -295,3 +297,13 @@ def test_a_damaged_settings_file_can_be_deleted_from_the_page(
     assert not at.exception and not at.error
     assert not path.exists()
     assert widget(at.number_input, "Sources per question (top-k)").value == Settings.from_env().top_k
+
+
+def test_an_ollama_host_that_is_not_an_http_url_is_refused(open_page: OpenPage, data_dir: Path, no_ollama: str) -> None:
+    at = open_page()
+    widget(at.text_input, "Ollama host").set_value("file:///etc/passwd")
+    save(at)
+    error = at.error[0].value
+    assert "is not an http(s) URL" in error and "OLLAMA_HOST" in error and "Ollama host" in error
+    assert "Nothing was saved: the app keeps using the previous settings." in texts(at.main.caption)
+    assert not settings_file(data_dir).exists()
