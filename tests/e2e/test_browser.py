@@ -238,3 +238,38 @@ def test_a_remote_image_in_an_answer_is_never_fetched(
             assert [u for u in requested if "attacker.example" in u] == ["http://attacker.example/control.png"]
         finally:
             browser.close()
+
+
+def websocket_handshake(url: str, host: str) -> int:
+    """The status of a websocket handshake to the app's stream as a browser on `host` would send it."""
+    import base64
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=30)
+    try:
+        connection.putrequest("GET", "/_stcore/stream", skip_host=True)
+        for name, value in {
+            "Host": host,
+            "Origin": f"http://{host}",  # same origin as the page: exactly what a rebound name looks like
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Protocol": "streamlit",
+        }.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_a_rebound_host_name_cannot_open_the_app(server: str) -> None:
+    """DNS rebinding: attacker.example re-pointed at 127.0.0.1 reaches the port, but not the app."""
+    port = server.rsplit(":", 1)[1]
+    assert websocket_handshake(server, f"127.0.0.1:{port}") == 101
+    assert websocket_handshake(server, f"localhost:{port}") == 101
+    assert websocket_handshake(server, f"attacker.example:{port}") != 101
