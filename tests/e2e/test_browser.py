@@ -273,3 +273,58 @@ def test_a_rebound_host_name_cannot_open_the_app(server: str) -> None:
     assert websocket_handshake(server, f"127.0.0.1:{port}") == 101
     assert websocket_handshake(server, f"localhost:{port}") == 101
     assert websocket_handshake(server, f"attacker.example:{port}") != 101
+
+
+class SlowPieces:
+    """Answer pieces the fake Ollama sends one a second: time for a person to click while the answer streams."""
+
+    def __init__(self, pieces: list[str], delay: float) -> None:
+        self.pieces, self.delay = pieces, delay
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self.pieces:
+            yield piece
+            time.sleep(self.delay)
+
+
+@pytest.mark.slow
+def test_a_click_during_the_answer_keeps_the_partial_answer(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests import fake_ollama
+
+    pieces = SlowPieces(["Ana waters ", "them on Tuesday. "] + ["More "] * 60, delay=1.0)
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", pieces)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    with (
+        fake_ollama.FakeOllama(models=["llama2:latest"]) as ollama,
+        streamlit_app(tmp_path_factory, corpus, RAG_BACKEND="ollama", OLLAMA_HOST=ollama.host) as url,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=120_000)
+            box.fill("When are the tomatoes watered?")
+            box.press("Enter")
+            messages = page.get_by_test_id("stChatMessage")
+            expect(messages.nth(1)).to_contain_text("them on Tuesday.", timeout=180_000)
+            page.get_by_role("button", name="New conversation").click()  # while the answer still streams
+            expect(messages).to_have_count(0, timeout=60_000)
+
+            page.get_by_role("button", name="When are the tomatoes watered?").click()  # reopen it
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer).to_contain_text("Ana waters them on Tuesday.", timeout=60_000)
+            expect(answer).to_contain_text("stopped when the page was used before the answer finished")
+            expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+        finally:
+            browser.close()
