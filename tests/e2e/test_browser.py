@@ -3,6 +3,8 @@
 Upload a PDF on the Documents page, wait until it is indexed, ask on the chat page a question whose answer
 is on a known page of that PDF, and check the streamed answer and a source naming that PDF and page.
 Limit a question to one of two documents that both answer it, and check that only that one is cited.
+Hardening: an answer holding a remote image, an HTML img and links loads nothing from their host; the app's
+websocket refuses a rebound host name; a click while the answer streams keeps the part that arrived.
 Screenshots of the pages are saved under test-artifacts/ (git-ignored).
 """
 
