@@ -115,8 +115,8 @@ def run_bench(
     progress: Progress | None = None,
     chroma_url: str | None = None,
 ) -> BenchReport:
-    """With `chroma_url`, each size is measured twice on the same chunks, vectors and queries: embedded, then
-    with the vectors on that Chroma server (in a throwaway collection)."""
+    """With `chroma_url`, each size is measured embedded and with the vectors on that Chroma server (in a
+    throwaway collection), on the same chunks, vectors and queries, the queries interleaved."""
     say = progress or (lambda _message: None)
     files = collect_files([docs])
     if not files:
@@ -133,14 +133,14 @@ def run_bench(
     query_texts = sample_queries(texts, queries, rng)
     retrieval = []
     for size in sizes:
-        say(f"retrieval at {size:,} chunks")
-        size_seed = rng.randrange(2**32)  # the same synthetic knowledge base for both stores
-        retrieval.append(bench_retrieval(size, texts, query_texts, embedder, top_k, random.Random(size_seed)))
-        if chroma_url:
-            say(f"retrieval at {size:,} chunks, vectors on the Chroma server at {chroma_url}")
-            retrieval.append(
-                bench_retrieval(size, texts, query_texts, embedder, top_k, random.Random(size_seed), chroma_url)
-            )
+        if not chroma_url:
+            say(f"retrieval at {size:,} chunks")
+            retrieval.append(bench_retrieval(size, texts, query_texts, embedder, top_k, rng))
+            continue
+        say(f"retrieval at {size:,} chunks, embedded and with the vectors on the Chroma server at {chroma_url}")
+        retrieval.extend(
+            bench_retrieval_side_by_side(size, texts, query_texts, embedder, top_k, rng, [None, chroma_url])
+        )
     return BenchReport(device=embedder.device, ingestion=ingestion, retrieval=retrieval, pdf_parsing=pdf_parsing)
 
 
@@ -345,52 +345,83 @@ def bench_retrieval(
     rng: random.Random,
     chroma_url: str | None = None,
 ) -> RetrievalFigures:
+    """One store: embedded, or with its vectors on the Chroma server at `chroma_url`."""
+    return bench_retrieval_side_by_side(size, texts, queries, embedder, top_k, rng, [chroma_url])[0]
+
+
+def bench_retrieval_side_by_side(
+    size: int,
+    texts: Sequence[str],
+    queries: Sequence[str],
+    embedder: Embedder,
+    top_k: int,
+    rng: random.Random,
+    locations: Sequence[str | None],
+) -> list[RetrievalFigures]:
+    """The same synthetic knowledge base in each location (None: embedded; else a Chroma server's URL, in a
+    throwaway collection), then each query searched in every store in turn, rotating which goes first. On a
+    shared machine the load changes over minutes: stores measured one after the other would compare loads."""
     collection = f"rag-bench-{uuid.uuid4().hex[:12]}"
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        store = Store(Path(tmp), chroma_url, collection=collection) if chroma_url else Store(Path(tmp))
         started = time.perf_counter()
         chunks = synthetic_chunks(size, texts, rng)
         vectors = np.random.default_rng(rng.randrange(2**32)).standard_normal((size, embedder.dimension))
         vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-        writing = time.perf_counter()
-        for start in range(0, size, SYNTHETIC_DOC_CHUNKS):
-            batch = chunks[start : start + SYNTHETIC_DOC_CHUNKS]
-            doc_id = batch[0].doc_id
-            record = DocumentRecord(doc_id, f"{doc_id}.txt", "text", doc_id, None, len(batch), 0, now_iso())
-            store.begin_document(record)
-            store.add_chunks(batch, vectors[start : start + len(batch)])
-            store.commit_document(doc_id)
-        build_seconds = time.perf_counter() - started
-        write_seconds = time.perf_counter() - writing
+        generating = time.perf_counter() - started
+        stores: list[Store] = []
+        write_seconds: list[float] = []
+        try:
+            for n, url in enumerate(locations):
+                path = Path(tmp) / f"store-{n}"
+                store = Store(path, url, collection=f"{collection}-{n}") if url else Store(path)
+                stores.append(store)
+                writing = time.perf_counter()
+                for start in range(0, size, SYNTHETIC_DOC_CHUNKS):
+                    batch = chunks[start : start + SYNTHETIC_DOC_CHUNKS]
+                    doc_id = batch[0].doc_id
+                    record = DocumentRecord(doc_id, f"{doc_id}.txt", "text", doc_id, None, len(batch), 0, now_iso())
+                    store.begin_document(record)
+                    store.add_chunks(batch, vectors[start : start + len(batch)])
+                    store.commit_document(doc_id)
+                write_seconds.append(time.perf_counter() - writing)
 
-        retriever = Retriever(store, embedder)
-        warm = list(queries[:5])
-        for q in warm:
-            retriever.search(q, top_k)
-        search_ms, embed_ms = [], []
-        for q in queries:
-            t0 = time.perf_counter()
-            retriever.search(q, top_k)
-            search_ms.append(1000 * (time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            embedder.embed_query(q)
-            embed_ms.append(1000 * (time.perf_counter() - t0))
-        store.close()
-        if chroma_url:
-            drop_collection(chroma_url, collection)
-    p95 = percentile(search_ms, 0.95)
+            retrievers = [Retriever(store, embedder) for store in stores]
+            for retriever in retrievers:
+                for q in queries[:5]:  # warm-up (the in-memory keyword index is built on the first search)
+                    retriever.search(q, top_k)
+            search_ms: list[list[float]] = [[] for _ in stores]
+            embed_ms = []
+            for i, q in enumerate(queries):
+                first = i % len(stores)
+                for n in [*range(first, len(stores)), *range(first)]:
+                    t0 = time.perf_counter()
+                    retrievers[n].search(q, top_k)
+                    search_ms[n].append(1000 * (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                embedder.embed_query(q)
+                embed_ms.append(1000 * (time.perf_counter() - t0))
+        finally:
+            for store in stores:
+                store.close()
+            for n, url in enumerate(locations[: len(stores)]):
+                if url:
+                    drop_collection(url, f"{collection}-{n}")
     one_embedding = statistics.median(embed_ms)
-    return RetrievalFigures(
-        chunks=size,
-        build_seconds=round(build_seconds, 1),
-        p50_ms=round(percentile(search_ms, 0.50), 1),
-        p95_ms=round(p95, 1),
-        query_embedding_ms=round(one_embedding, 1),
-        p95_vs_query_embedding=round(p95 / one_embedding, 2),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
-        store=chroma_url or "embedded",
-        write_chunks_per_second=round(size / write_seconds),
-    )
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0)
+    return [
+        RetrievalFigures(
+            chunks=size,
+            build_seconds=round(generating + write_seconds[n], 1),
+            p50_ms=round(percentile(search_ms[n], 0.50), 1),
+            p95_ms=round(percentile(search_ms[n], 0.95), 1),
+            query_embedding_ms=round(one_embedding, 1),
+            p95_vs_query_embedding=round(percentile(search_ms[n], 0.95) / one_embedding, 2),
+            peak_rss_mb=peak_rss_mb,
+            store=url or "embedded",
+            write_chunks_per_second=round(size / write_seconds[n]),
+        )
+        for n, url in enumerate(locations)
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
