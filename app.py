@@ -342,29 +342,38 @@ def start_engine() -> Engine:
     st.stop()
 
 
+def chat(engine: Engine) -> None:
+    """The open conversation, the document selector and the question box; a question is answered at once."""
+    conversation: Conversation | None = None
+    if (current_id := st.session_state.get("conversation_id")) is not None:
+        try:
+            conversation = get_conversations(engine.settings).get(current_id)
+        except ConversationNotFound as exc:
+            forget_deleted(exc)
+    selection = document_filter(engine, conversation)
+    if conversation is None or not conversation.messages:
+        st.caption(
+            f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
+            "as [1], [2]. Add your own on the Documents page."
+        )
+    if conversation is not None:
+        render_conversation(conversation)
+
+    typed = st.chat_input("Ask a question about your documents")
+    question = typed or st.session_state.pop("pending", None)
+    if question and question.strip():
+        try:
+            answer(engine, question.strip(), selection)
+        except ConversationNotFound as exc:  # deleted in another tab while this one was asking
+            forget_deleted(exc)
+
+
 engine = start_engine()
-conversations_sidebar(engine)
-
 st.title("Chat with your documents")
-conversation: Conversation | None = None
-if (current_id := st.session_state.get("conversation_id")) is not None:
-    try:
-        conversation = get_conversations(engine.settings).get(current_id)
-    except ConversationNotFound as exc:
-        forget_deleted(exc)
-selection = document_filter(engine, conversation)
-if conversation is None or not conversation.messages:
-    st.caption(
-        f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
-        "as [1], [2]. Add your own on the Documents page."
-    )
-if conversation is not None:
-    render_conversation(conversation)
-
-typed = st.chat_input("Ask a question about your documents")
-question = typed or st.session_state.pop("pending", None)
-if question and question.strip():
-    try:
-        answer(engine, question.strip(), selection)
-    except ConversationNotFound as exc:  # deleted in another tab while this one was asking
-        forget_deleted(exc)
+try:
+    conversations_sidebar(engine)
+    chat(engine)
+except RagError as exc:  # e.g. the knowledge base or the conversation store failing after the start
+    show_error(exc)
+except Exception as exc:  # e.g. sqlite3's "database is locked": a message, the trace in the log
+    show_unexpected(exc, "showing the conversation", "Reload the page in a moment; your conversations are saved.")

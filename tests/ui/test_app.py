@@ -364,3 +364,21 @@ def test_a_model_on_another_machine_is_named_in_the_sidebar(tmp_path: Path, monk
     (tmp_path / "local").mkdir()
     local = chat_page(tmp_path / "local", monkeypatch, {}, RAG_BACKEND="ollama", OLLAMA_HOST="http://localhost:1")
     assert not local.sidebar.warning
+
+
+@pytest.mark.slow
+def test_a_locked_database_is_a_message_not_a_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from rag.conversations import ConversationStore
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    at = chat_page(tmp_path, monkeypatch, {}, RAG_BACKEND="embedded")
+    monkeypatch.setattr(ConversationStore, "list", locked)  # e.g. another program holding the write lock
+    at.run()
+    assert not at.exception, at.exception
+    message = at.error[0].value
+    assert "Something went wrong while showing the conversation" in message and "database is locked" in message
+    assert "Reload the page" in message
