@@ -6,14 +6,15 @@ on onnxruntime; the ONNX files ship inside its wheel and this module hands their
 engine, so nothing is ever downloaded (the package has no download code either).
 
 We drive RapidOCR's detector and recognizer ourselves instead of calling the engine on the whole image,
-because three things measured here (2026-11, synthetic A4 scans, 10-12 pt) go wrong otherwise:
+because three things measured here (2026-11, synthetic A4 scans, 8-12 pt) go wrong otherwise:
 
 - its 180° line classifier flips upright lines of a clean scan and they come back as garbage ("n", "s"):
   scans are upright, so it is not used;
-- its recognizer stretches each line crop to 48 px with linear interpolation, and at the crop heights
-  a 144 dpi page gives (20-30 px) the model then drops most spaces between English words
-  ("storestheminChroma": 27 of 144 spaces kept); resizing each crop to 48 px with cubic
-  interpolation first keeps all 144, at any render scale;
+- its recognizer stretches each line crop to the model's 48 px with linear interpolation, and at the
+  crop heights of a 72-216 dpi page (17-30 px) the model then drops most spaces between English words
+  ("storestheminChroma": 42 of 416 spaces kept on an 8 pt page at 144 dpi, 150 of 305 at 10 pt);
+  stretching with cubic interpolation and a light blur kept all of them in each of the 8 pages tried
+  (8-12 pt print, 72-216 dpi);
 - it shrinks the whole image to 2,000 px before cutting out the lines; we detect on a shrunken copy
   but cut the lines out of the full image, so small print in a large photo stays legible.
 
@@ -38,10 +39,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The render scale a caller should use for PDF pages (PDFium renders at 72 dpi x scale). Measured on
-# synthetic A4 scans of 8-12 pt text (2 cores): at 2.0 (144 dpi, 1191 x 1684 px) every word of 10-12 pt
-# text was read, and scale 3.0 read no more but took longer to detect; 1.0 (72 dpi) still read clean
-# 10 pt print but leaves no margin for noisy scans or small print.
+# The render scale a caller should use for PDF pages (PDFium renders at 72 dpi x scale). Measured on six
+# synthetic A4 scans (300 dpi images of 8-12 pt DejaVu text, 480-1,180 words a page): at 2.0 (144 dpi,
+# 1191 x 1684 px) 99-100 % of the words of 9-12 pt pages and 98.6 % of an 8 pt page were read; 1.0
+# (72 dpi) read 99 % of 10-12 pt but 92 % of 8 pt; 1.5 and 2.5-3.0 read about as much as 2.0. Real
+# scans are noisier than these, so 2.0. Most of the cost is the recognizer's, which grows with the
+# amount of text: 19-32 CPU-seconds for a 9-12 pt page at 2.0, ~70 for a dense 8 pt one (measured with
+# the 2 cores shared with other jobs, so an upper bound).
 OCR_SCALE = 2.0
 
 MIN_CONFIDENCE = 0.5  # recognizer score (0-1) below which a box is noise: stray marks, cut-off glyphs
@@ -206,5 +210,8 @@ def _to_height(crop: np.ndarray, height: int) -> np.ndarray:
     h, w = crop.shape[:2]
     if h == height:
         return crop
-    interpolation = cv2.INTER_CUBIC if h < height else cv2.INTER_AREA
-    return cv2.resize(crop, (max(1, round(w * height / h)), height), interpolation=interpolation)
+    size = (max(1, round(w * height / h)), height)
+    if h > height:
+        return cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    # Cubic, then a light blur: cubic alone still lost 36 of 416 spaces on 8 pt print at 144 dpi.
+    return cv2.GaussianBlur(cv2.resize(crop, size, interpolation=cv2.INTER_CUBIC), (3, 3), 0)
