@@ -11,6 +11,7 @@ import streamlit as st
 from rag.config import (
     BACKENDS,
     HISTORY_STRATEGIES,
+    MAX_CONTEXT_WINDOW,
     Settings,
     auth_headers,
     normalize_host,
@@ -219,7 +220,8 @@ with st.form("settings"):
         help="At most half the context window; the rest holds the sources and the conversation.",
     )
     context_window = right.number_input(
-        "Context window (tokens)", min_value=512, value=settings.context_window, step=512,
+        "Context window (tokens)", min_value=512, max_value=MAX_CONTEXT_WINDOW, value=settings.context_window,
+        step=512,
         help="Sent to Ollama as num_ctx, and the prompt is fitted inside it. Llama 2: 4096.",
     )
 

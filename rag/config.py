@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,6 +26,17 @@ BackendChoice = Literal["auto", "ollama", "embedded", "openai"]
 BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded", "openai")
 HistoryStrategy = Literal["summarize", "drop"]
 HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = ("summarize", "drop")
+# The largest window of the open models people run locally (Llama 3.1, Qwen 2.5, Mistral Nemo: 128k tokens).
+# It goes to Ollama as num_ctx, which allocates a KV cache that size up front: a typo such as 4096000
+# would ask for hundreds of GB instead of failing here with a message.
+MAX_CONTEXT_WINDOW = 131_072
+# Limits on what one file and one upload may cost (README, "Limits"); each is a setting (environment only,
+# so that nobody reaching the browser page can lift them). A file over a limit fails with a message, the
+# rest of its batch still goes in.
+DEFAULT_MAX_PAGES = 2_000  # a PDF's pages: ~3 s a page by OCR on 2 cores, and the largest real reports are < 1,000
+DEFAULT_MAX_CHUNKS = 20_000  # a file's chunks: ~20 min of embedding at ~17 chunks/s, ~12 MB of text
+DEFAULT_MAX_UPLOAD_FILES = 500  # files in one upload
+DEFAULT_MAX_UPLOAD_MB = 1_024  # megabytes in one upload (Streamlit itself refuses a file over 200 MB)
 
 
 def force_offline() -> None:
@@ -70,8 +83,21 @@ class Settings:
     history_strategy: HistoryStrategy = "summarize"
     request_timeout: float = 300.0
     embedding_batch_size: int | None = None  # texts per forward pass at most; None: a token budget for the device
+    max_pages_per_file: int = DEFAULT_MAX_PAGES
+    max_chunks_per_file: int = DEFAULT_MAX_CHUNKS
+    max_upload_files: int = DEFAULT_MAX_UPLOAD_FILES
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
 
     def __post_init__(self) -> None:
+        # Types first: a value from settings.json or a page may be any JSON type, and "12" or 12.5 for top-k
+        # would otherwise fail far away (a TypeError on every page) instead of here, with the setting named.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            problem = _type_problem(f.name, value)
+            if problem:
+                raise SettingsError(f"Setting {f.name} must be {problem}, not {_shown(value)}: fix or reset it.")
+            if f.name in _FLOATS and type(value) is int:
+                object.__setattr__(self, f.name, float(value))  # 1 in JSON means 1.0
         if self.backend not in BACKENDS:
             raise SettingsError(f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}.")
         if not self.model.strip():
@@ -84,6 +110,11 @@ class Settings:
             )
         if self.context_window < 512:
             raise SettingsError(f"Context window {self.context_window} is too small: use at least 512 tokens.")
+        if self.context_window > MAX_CONTEXT_WINDOW:
+            raise SettingsError(
+                f"Context window {self.context_window} is too large: use at most {MAX_CONTEXT_WINDOW:,} tokens "
+                "(no local model has a larger window, and Ollama reserves memory for all of it)."
+            )
         if not 16 <= self.max_answer_tokens <= self.context_window // 2:
             raise SettingsError(
                 f"Max answer tokens {self.max_answer_tokens} must be between 16 and half the context "
@@ -109,6 +140,24 @@ class Settings:
             raise SettingsError(f"Minimum score {self.min_score} must be between -1 and 1.")
         if not self.system_prompt.strip():
             raise SettingsError("The system prompt is empty: write one or reset it to the default.")
+        if len(self.system_prompt) > MAX_PROMPT_CHARS:
+            raise SettingsError(
+                f"The system prompt has {len(self.system_prompt):,} characters: keep it under "
+                f"{MAX_PROMPT_CHARS:,} (it is sent with every question and must leave room for the passages)."
+            )
+        for name in _STRS - {"system_prompt"}:
+            if len(getattr(self, name)) > MAX_SETTING_CHARS:
+                raise SettingsError(f"Setting {name} is longer than {MAX_SETTING_CHARS:,} characters: fix or reset it.")
+        if not 1.0 <= self.request_timeout <= 3600.0:
+            raise SettingsError(
+                f"Request timeout {self.request_timeout} must be between 1 and 3600 seconds: set RAG_REQUEST_TIMEOUT."
+            )
+        if self.embedding_batch_size is not None and not 1 <= self.embedding_batch_size <= 4096:
+            raise SettingsError(f"Embedding batch size {self.embedding_batch_size} must be between 1 and 4096.")
+        for name, var, most in _CAPS:
+            value = getattr(self, name)
+            if not 1 <= value <= most:
+                raise SettingsError(f"{var}={value} must be between 1 and {most:,}: fix or unset it.")
         if not _is_http_url(self.openai_base_url):
             raise SettingsError(
                 f"OpenAI base URL {self.openai_base_url!r} is not an http(s) URL: set RAG_OPENAI_BASE_URL to "
@@ -138,7 +187,14 @@ class Settings:
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Defaults, then environment variables, then what the user saved on the settings page."""
         base = cls.from_env(env)
-        return base.with_overrides(**read_saved(settings_file(base.data_dir)))
+        path = settings_file(base.data_dir)
+        saved = read_saved(path)
+        try:
+            return base.with_overrides(**saved)
+        except SettingsError as exc:  # a bound, or saved values that do not fit together or with the environment
+            raise SettingsError(
+                f"{path}: {exc} Change it on the Settings page, or delete the file to use the defaults."
+            ) from None
 
     def editable(self) -> dict[str, Any]:
         """The fields the settings page edits, as JSON-ready values."""
@@ -196,11 +252,20 @@ def read_saved(path: Path) -> dict[str, Any]:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise SettingsError(f"{path} is not valid settings ({exc}): fix it or delete it to use the defaults.") from exc
     values = {k: v for k, v in raw.items() if k in EDITABLE}
+    for name, value in values.items():
+        # Paths are strings in JSON (an empty one or null: the built-in model).
+        problem = "a file path (text)" if name == "gguf_path" and not isinstance(value, str | None) else None
+        problem = problem or (None if name in _PATHS else _type_problem(name, value))
+        if problem:
+            raise SettingsError(
+                f"{path}: setting {name} must be {problem}, not {_shown(value)}: change it on the Settings page, "
+                "or fix or delete the file to use the defaults."
+            )
     if values.get("gguf_path"):
-        values["gguf_path"] = Path(values["gguf_path"]).expanduser()
+        values["gguf_path"] = _path(values["gguf_path"], f"setting gguf_path in {path}")
     elif "gguf_path" in values:
         del values["gguf_path"]
     return values
@@ -216,10 +281,38 @@ def save_settings(settings: Settings, env: Mapping[str, str] | None = None) -> P
     base = Settings.from_env(env).editable()
     changed = {k: v for k, v in settings.editable().items() if base.get(k) != v}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(changed, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    _write_atomically(path, json.dumps(changed, indent=2, ensure_ascii=False).encode("utf-8"))
     return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """The old file or the new one, never a mix, even after a power cut or with two pages saving at once.
+
+    A unique temporary file in the same folder (a fixed name would be shared by two writers; another
+    folder may be another file system, where a rename is not atomic), flushed to disk before the rename
+    (else the rename can reach the disk first and leave an empty file). mkstemp creates it readable by
+    its owner only, which suits a file that may hold keys and tokens.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # the rename itself is durable once the folder is flushed (not possible on every OS)
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(folder)
 
 
 ENV_VARS: dict[str, str] = {
@@ -245,11 +338,70 @@ ENV_VARS: dict[str, str] = {
     "RAG_REQUEST_TIMEOUT": "request_timeout",
     "RAG_MIN_SCORE": "min_score",
     "RAG_HISTORY": "history_strategy",
+    "RAG_MAX_PAGES": "max_pages_per_file",
+    "RAG_MAX_CHUNKS": "max_chunks_per_file",
+    "RAG_MAX_UPLOAD_FILES": "max_upload_files",
+    "RAG_MAX_UPLOAD_MB": "max_upload_mb",
 }
+# name, variable, upper bound: generous for a big machine, yet finite, so a typo cannot switch a limit off.
+_CAPS: tuple[tuple[str, str, int], ...] = (
+    ("max_pages_per_file", "RAG_MAX_PAGES", 100_000),
+    ("max_chunks_per_file", "RAG_MAX_CHUNKS", 1_000_000),
+    ("max_upload_files", "RAG_MAX_UPLOAD_FILES", 100_000),
+    ("max_upload_mb", "RAG_MAX_UPLOAD_MB", 102_400),
+)
+MAX_PROMPT_CHARS = 50_000
+MAX_SETTING_CHARS = 2_000  # URLs, names, tokens
 
-_INTS = {"context_window", "max_answer_tokens", "top_k", "context_chars", "chunk_size", "chunk_overlap"}
+_INTS = {
+    "context_window", "max_answer_tokens", "top_k", "context_chars", "chunk_size", "chunk_overlap",
+    "max_pages_per_file", "max_chunks_per_file", "max_upload_files", "max_upload_mb",
+}  # fmt: skip
 _FLOATS = {"temperature", "request_timeout", "min_score"}
 _PATHS = {"data_dir", "corpus_dir", "gguf_path"}
+_STRS = {
+    "backend", "model", "ollama_host", "ollama_token", "openai_base_url", "openai_api_key", "chroma_url",
+    "chroma_token", "chroma_collection", "system_prompt", "history_strategy",
+}  # fmt: skip
+
+
+def _type_problem(name: str, value: object) -> str | None:
+    """What the setting should be when ``value`` is not of its type, else None."""
+    if name in _INTS or (name == "embedding_batch_size" and value is not None):
+        # bool is an int subclass and 12.0 a float: neither is a count a person meant.
+        return None if type(value) is int else "a whole number"
+    if name in _FLOATS:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a number"
+    if name in _PATHS:
+        ok = isinstance(value, Path) or (name == "gguf_path" and value is None)
+        return None if ok else "a file path"
+    if name in _STRS:
+        return None if isinstance(value, str) else "text"
+    return None
+
+
+def _shown(value: object) -> str:
+    """A value as the person wrote it, kind included ('12' (text)), cut short."""
+    kinds = {
+        str: "text",
+        bool: "true/false",
+        int: "a whole number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    kind = "null" if value is None else kinds.get(type(value), type(value).__name__)
+    return f"{text} ({kind})"
+
+
+def _path(raw: str, where: str) -> Path:
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError as exc:  # "~someone" with no such user
+        raise SettingsError(f"{where}: {raw!r} is not a usable path ({exc}): fix it.") from None
 
 
 def _parse(name: str, var: str, raw: str) -> Any:
@@ -262,7 +414,7 @@ def _parse(name: str, var: str, raw: str) -> Any:
         kind = "a whole number" if name in _INTS else "a number"
         raise SettingsError(f"{var}={raw!r} is not {kind}: fix or unset it.") from None
     if name in _PATHS:
-        return Path(raw).expanduser()
+        return _path(raw, var)
     if name in ("backend", "history_strategy"):
         return raw.lower()
     if name in ("ollama_host", "chroma_url", "openai_base_url"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis.strategies import SearchStrategy
 
 from rag.config import DEFAULT_DATA_DIR, Settings
 from rag.errors import SettingsError
@@ -146,3 +147,194 @@ def test_history_strategy_comes_from_the_environment_and_is_validated() -> None:
     assert Settings.from_env({"RAG_HISTORY": "Drop"}).history_strategy == "drop"
     with pytest.raises(SettingsError, match="Unknown history strategy 'forget': use one of summarize, drop"):
         Settings.from_env({"RAG_HISTORY": "forget"})
+
+
+# -- types and bounds, wherever a value comes from (issue 11) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("saved", "message"),
+    [
+        ('{"top_k": "12"}', "setting top_k must be a whole number, not '12' (text)"),
+        ('{"top_k": 12.5}', "setting top_k must be a whole number, not 12.5 (a number)"),
+        ('{"top_k": true}', "setting top_k must be a whole number, not True (true/false)"),
+        ('{"temperature": "hot"}', "setting temperature must be a number, not 'hot' (text)"),
+        ('{"temperature": NaN}', "setting temperature must be a number, not nan"),
+        ('{"model": ["llama2"]}', "setting model must be text, not ['llama2'] (a list)"),
+        ('{"gguf_path": 3}', "setting gguf_path must be a file path (text), not 3"),
+        ('{"context_window": 4096000}', "Context window 4096000 is too large: use at most 131,072 tokens"),
+    ],
+)
+def test_a_saved_value_of_the_wrong_type_or_too_large_names_the_setting_and_the_file(
+    tmp_path: Path, saved: str, message: str
+) -> None:
+    from rag.config import settings_file
+
+    settings_file(tmp_path).write_text(saved)
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+    assert str(caught.value).startswith(str(settings_file(tmp_path)))
+    assert message in str(caught.value)
+    assert "delete the file" in str(caught.value)
+
+
+def test_a_whole_number_is_accepted_for_a_decimal_setting(tmp_path: Path) -> None:
+    from rag.config import settings_file
+
+    settings_file(tmp_path).write_text('{"temperature": 1, "min_score": 0}')
+    s = Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+    assert s.temperature == 1.0 and type(s.temperature) is float and type(s.min_score) is float
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RAG_TOP_K": "12.5"}, "RAG_TOP_K='12.5' is not a whole number"),
+        ({"RAG_CONTEXT_WINDOW": "1000000"}, "Context window 1000000 is too large"),
+        ({"RAG_TEMPERATURE": "nan"}, "Setting temperature must be a number, not nan"),
+        ({"RAG_REQUEST_TIMEOUT": "inf"}, "Setting request_timeout must be a number, not inf"),
+        ({"RAG_REQUEST_TIMEOUT": "0"}, "Request timeout 0.0 must be between 1 and 3600 seconds"),
+        ({"RAG_MAX_PAGES": "0"}, "RAG_MAX_PAGES=0 must be between 1 and 100,000"),
+        ({"RAG_MAX_UPLOAD_MB": "10000000"}, "RAG_MAX_UPLOAD_MB=10000000 must be between 1 and 102,400"),
+        ({"RAG_MAX_CHUNKS": "lots"}, "RAG_MAX_CHUNKS='lots' is not a whole number"),
+    ],
+)
+def test_environment_values_are_typed_and_bounded(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert message in str(caught.value)
+
+
+def test_limits_come_from_the_environment_with_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.max_pages_per_file, s.max_chunks_per_file, s.max_upload_files, s.max_upload_mb) == (
+        2000,
+        20000,
+        500,
+        1024,
+    )
+    s = Settings.from_env(
+        {"RAG_MAX_PAGES": "50", "RAG_MAX_CHUNKS": "100", "RAG_MAX_UPLOAD_FILES": "3", "RAG_MAX_UPLOAD_MB": "5"}
+    )
+    assert (s.max_pages_per_file, s.max_chunks_per_file, s.max_upload_files, s.max_upload_mb) == (50, 100, 3, 5)
+
+
+def test_a_value_set_from_a_page_is_type_checked() -> None:
+    with pytest.raises(SettingsError, match="Setting top_k must be a whole number, not '12' \\(text\\)"):
+        Settings().with_overrides(top_k="12")
+
+
+def test_settings_are_saved_through_a_unique_synced_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from rag.config import save_settings
+
+    synced: list[int] = []
+    renamed: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    def replace(a: str, b: str) -> None:
+        renamed.append((str(a), str(b)))
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = save_settings(Settings(data_dir=tmp_path).with_overrides(top_k=4))
+    assert synced  # the data reached the disk before the rename
+    ((tmp, target),) = renamed
+    assert Path(tmp).parent == tmp_path and Path(tmp).name != "settings.tmp" and target == str(path)
+    assert not [p for p in tmp_path.iterdir() if p != path]  # nothing left behind
+    assert Settings.load({"RAG_DATA_DIR": str(tmp_path)}).top_k == 4
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from rag.config import save_settings
+
+    path = save_settings(Settings(data_dir=tmp_path).with_overrides(top_k=4))
+    before = path.read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        save_settings(Settings(data_dir=tmp_path).with_overrides(top_k=9))
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+
+
+# Every name a message may use for a setting: its field, its variable, or the words the messages use.
+_SETTING_WORDS = [
+    "top-k", "Context window", "Max answer tokens", "Temperature", "Context size", "Chunk size", "Chunk overlap",
+    "history strategy", "Minimum score", "system prompt", "backend", "model name", "Ollama host", "OpenAI base URL",
+    "Chroma URL", "Chroma collection", "TOKEN", ".gguf", "setting",
+]  # fmt: skip
+
+
+def _json_values() -> SearchStrategy[object]:
+    from hypothesis import strategies as st
+
+    scalars = (
+        st.none() | st.booleans() | st.integers() | st.integers(-10, 200_000)
+        | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
+        | st.sampled_from(["", " ", "12", "auto", "drop", "http://127.0.0.1:11434", "m.gguf", "~nobody_here/x.gguf"])
+    )  # fmt: skip
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=6,
+    )
+
+
+def test_any_settings_file_loads_or_fails_with_a_message_naming_a_setting(tmp_path: Path) -> None:
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from rag.config import EDITABLE, settings_file
+
+    keys = st.sampled_from([*EDITABLE, "data_dir", "unknown"])
+    files: SearchStrategy[object] = st.dictionaries(keys, _json_values(), max_size=4) | _json_values()
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(content=files)
+    def check(content: object) -> None:
+        text = json.dumps(content)  # NaN and Infinity too, as Python's json writes and reads them
+        settings_file(tmp_path).write_text(text, encoding="utf-8")
+        try:
+            Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+        except SettingsError as exc:
+            message = str(exc)
+            assert message.startswith(str(settings_file(tmp_path))), message
+            if isinstance(content, dict) and any(k in EDITABLE for k in content):
+                assert any(w.lower() in message.lower() for w in _SETTING_WORDS), message
+
+    check()
+
+
+def test_any_environment_value_loads_or_fails_with_a_message_naming_it() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from rag.config import ENV_VARS
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        var=st.sampled_from(sorted(ENV_VARS)), raw=st.text(max_size=20) | st.integers().map(str) | st.floats().map(str)
+    )
+    def check(var: str, raw: str) -> None:
+        try:
+            Settings.from_env({var: raw})
+        except SettingsError as exc:
+            message = str(exc)
+            assert var in message or any(w.lower() in message.lower() for w in _SETTING_WORDS), message
+
+    check()
