@@ -19,7 +19,7 @@ because three things measured here (2026-11, synthetic A4 scans, 8-12 pt) go wro
   but cut the lines out of the full image, so small print in a large photo stays legible.
 
 The engine is built once, on first use, and shared; Streamlit sessions are threads, so one lock
-guards both building it and running it (onnxruntime already uses every core for one image).
+guards both building it and running it (one image at a time, on one thread: see THREADS).
 """
 
 from __future__ import annotations
@@ -43,10 +43,15 @@ logger = logging.getLogger(__name__)
 # synthetic A4 scans (300 dpi images of 8-12 pt DejaVu text, 480-1,180 words a page): at 2.0 (144 dpi,
 # 1191 x 1684 px) 99-100 % of the words of 9-12 pt pages and 98.6 % of an 8 pt page were read; 1.0
 # (72 dpi) read 99 % of 10-12 pt but 92 % of 8 pt; 1.5 and 2.5-3.0 read about as much as 2.0. Real
-# scans are noisier than these, so 2.0. Most of the cost is the recognizer's, which grows with the
-# amount of text: 19-32 CPU-seconds for a 9-12 pt page at 2.0, ~70 for a dense 8 pt one (measured with
-# the 2 cores shared with other jobs, so an upper bound).
+# scans are noisier than these, so 2.0. Most of the cost is the recognizer's and grows with the amount
+# of text: with one thread (THREADS), 8.5 CPU-seconds for a 12 pt page (480 words), 12.4 for 10 pt (730
+# words), 26 for a dense 8 pt page (1,180 words); wall time 16, 17 and 48 s on 2 cores busy with other jobs.
 OCR_SCALE = 2.0
+
+# onnxruntime threads per inference. On the 2 shared cores here (load 7-8), 2 threads took 2.5-3x longer
+# than 1 (10 pt page: 50 s against 17 s) and burnt 2.5x the CPU spinning; the app runs OCR next to the
+# embedder, which wants the cores too, so one thread.
+THREADS = 1
 
 MIN_CONFIDENCE = 0.5  # recognizer score (0-1) below which a box is noise: stray marks, cut-off glyphs
 DETECT_MAX_SIDE = 2000  # the detector sees at most this many pixels per side (RapidOCR's own limit)
@@ -146,7 +151,7 @@ def _build() -> Any:
     logger.info("loading the OCR models from %s", models)
     paths = {f"{stage}_model_path": str(models / file) for stage, file in _MODELS.items()}
     try:
-        return RapidOCR(print_verbose=False, **paths)
+        return RapidOCR(print_verbose=False, intra_op_num_threads=THREADS, inter_op_num_threads=1, **paths)
     except Exception as exc:  # onnxruntime refusing a damaged model file
         raise OcrUnavailable(
             f"the OCR models in {models} could not be loaded ({type(exc).__name__}: {exc}): reinstall them with "
