@@ -225,3 +225,15 @@ def test_an_image_without_text_says_so_and_how_to_fix_it() -> None:
     with pytest.raises(LoaderError, match=r"shapes\.png: no text could be read from this image") as info:
         load_bytes(encode(image, "PNG"), "shapes.png")
     assert "upright" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_phone_photo_is_turned_upright_by_its_exif_orientation() -> None:
+    stored = render([FIRST, SECOND]).transpose(Image.Transpose.ROTATE_90)  # the camera's sideways pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    doc = load_bytes(buffer.getvalue(), "IMG_0001.jpeg")
+    lines = doc.sections[0].text.split("\n")
+    assert share_read(FIRST, lines[0]) >= 0.75, doc.sections[0].text
