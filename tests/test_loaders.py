@@ -545,3 +545,125 @@ def test_only_the_pages_without_text_go_to_ocr() -> None:
     assert doc.ocr_pages == 1
     assert [s.page for s in doc.sections] == [1, 2]
     assert "contract" in doc.sections[0].text and "director" in doc.sections[1].text.lower()
+
+
+# --- limits: hostile files are refused or read in bounded time and memory (issue 11) -----------------
+
+
+def make_docx_with_image(image: bytes) -> bytes:
+    """A real Word file (python-docx) with one picture, whose part is then replaced by ``image``."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(png, "PNG")
+    png.seek(0)
+    document = docx.Document()
+    document.add_paragraph("Quarterly report")
+    document.add_picture(png)
+    original = io.BytesIO()
+    document.save(original)
+    source = zipfile.ZipFile(original)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in source.infolist():
+            data = image if info.filename.startswith("word/media/") else source.read(info.filename)
+            z.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def test_a_docx_zip_bomb_is_refused_before_word_opens_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = make_docx_with_image(b"\0" * (64 << 20))  # 64 MB of zeros: ~64 KB compressed
+    assert len(bomb) < 200_000
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("python-docx must not read a zip bomb (it reads every part whole)")
+
+    monkeypatch.setattr(docx, "Document", never)
+    message = load_error(bomb, "report.docx")
+    assert message.startswith("report.docx looks like a zip bomb: its part word/media/image1.png would expand from")
+    assert "to 64.0 MB" in message and "save it again" in message
+
+
+def test_a_docx_with_a_real_picture_is_read() -> None:
+    import random as rnd
+
+    picture = rnd.Random(1).randbytes(2 << 20)  # 2 MB that do not compress, like a photo
+    doc = load_bytes(make_docx_with_image(picture), "report.docx")
+    assert doc.sections[0].text == "Quarterly report"
+
+
+def test_a_docx_over_the_size_or_part_count_limit_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.loaders import docx as docx_loader
+
+    data = make_docx_with_image(b"\0" * 1000)
+    monkeypatch.setattr(docx_loader, "ZIP_MAX_MEMBERS", 5)
+    message = load_error(data, "memo.docx")
+    assert message.startswith("memo.docx holds 18 parts, over the limit of 5 for a Word document: ")
+    monkeypatch.setattr(docx_loader, "ZIP_MAX_MEMBERS", 10_000)
+    monkeypatch.setattr(docx_loader, "ZIP_MAX_BYTES", 10_000)
+    message = load_error(data, "memo.docx")
+    assert (
+        message.startswith("memo.docx would expand from ") and "over the limit of 9.8 KB for a Word document" in message
+    )
+
+
+def test_csv_dialect_is_sniffed_on_a_few_kb_of_whole_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import csv
+
+    samples: list[str] = []
+    sniff = csv.Sniffer.sniff
+
+    def recording(self: csv.Sniffer, sample: str, delimiters: str | None = None) -> type[csv.Dialect]:
+        samples.append(sample)
+        return sniff(self, sample, delimiters)
+
+    monkeypatch.setattr(csv.Sniffer, "sniff", recording)
+    rows = "".join(f"{i};name {i};{i * 3}\n" for i in range(20_000))
+    doc = load_bytes(f"id;name;score\n{rows}".encode(), "scores.csv")
+    (sample,) = samples
+    assert len(sample) <= 4096 and sample.endswith("\n")
+    lines = doc.sections[0].text.split("\n")
+    assert len(lines) == 20_000 and lines[-1] == "id: 19999; name: name 19999; score: 59997"
+
+
+def test_a_csv_that_made_the_sniffer_quadratic_is_read() -> None:
+    # '",' repeated: 32 KB of it took csv.Sniffer 10 s, the old 64 KB sample about a minute.
+    doc = load_bytes(('",' * 40_000).encode(), "odd.csv")
+    assert doc.kind == "csv"
+
+
+def test_html_nested_thousands_deep_is_read_whole() -> None:
+    deep = b"<html><body>" + b"<div>x " * 4000 + b"</div>" * 4000 + b"</body></html>"
+    text = load_bytes(deep, "deep.html").sections[0].text
+    assert text.split() == ["x"] * 4000  # no recursion limit, nothing lost
+    tables = b"<html><body>" + b"<table><tr><td>x " * 1000 + b"</td></tr></table>" * 1000 + b"</body></html>"
+    assert load_bytes(tables, "tables.html").sections[0].text == " ".join(["x"] * 1000)
+
+
+def test_html_rows_breaks_and_pre_are_kept_in_their_places() -> None:
+    data = (
+        b"<html><body><table><tr><th>Name</th><th>Role</th></tr><tr><td>Ann<br>Lee</td><td><table><tr><td>a</td>"
+        b"<td>b  c</td></tr></table></td></tr></table><pre>  keep   this\n  line</pre><p>after  <b>bold</b><br>"
+        b"next</p><ruby>kanji<rt>kana</rt></ruby><!-- note --></body></html>"
+    )
+    text = load_bytes(data, "t.html").sections[0].text
+    assert text == "Name | Role\n\nAnn Lee | a | b c\n\nkeep this\nline\n\nafter bold\nnext\n\nkanji"
+
+
+def test_a_pdf_over_the_page_limit_is_refused_before_its_pages_are_read() -> None:
+    from rag.loaders.pdf import MAX_PAGES
+
+    data = make_pdf([f"Chapter {i}: how the pump is serviced, step by step." for i in range(1, 6)])
+    token = MAX_PAGES.set(4)
+    try:
+        message = load_error(data, "manual.pdf")
+    finally:
+        MAX_PAGES.reset(token)
+    assert message == (
+        "manual.pdf has 5 pages, over the limit of 4 a file: split it into parts (e.g. by chapter) and add those, "
+        "or raise RAG_MAX_PAGES."
+    )
+    assert load_bytes(data, "manual.pdf").pages == 5  # the default limit is far above
