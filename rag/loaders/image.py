@@ -46,6 +46,7 @@ def load_image(data: bytes, name: str) -> LoadedDocument:
         sections=[Section(text=text, page=1)],
         pages=1,
         warnings=["read by OCR (check the text in the preview)"],
+        ocr_pages=1,
     )
 
 
