@@ -14,10 +14,12 @@ from typing import Literal
 import numpy as np
 
 from rag.chunking import chunk_document
+from rag.config import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_UPLOAD_FILES, DEFAULT_MAX_UPLOAD_MB, Settings
 from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
-from rag.formatting import plural
+from rag.formatting import human_size, plural
 from rag.loaders import is_supported, load_bytes
+from rag.loaders.pdf import MAX_PAGES
 from rag.schema import Chunk, LoadedDocument
 from rag.store import DocumentRecord, Store, now_iso
 
@@ -146,28 +148,100 @@ class _Admitted:
 Reader = Callable[[], bytes]  # raises OSError when the file cannot be read
 
 
+class UploadLimitError(RagError):
+    """An upload has more files or bytes than the limits allow."""
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one file and one upload may cost (README, "Limits"; settings RAG_MAX_PAGES, RAG_MAX_CHUNKS,
+    RAG_MAX_UPLOAD_FILES, RAG_MAX_UPLOAD_MB). A file over a limit fails with a message and the other files of
+    its batch still go in; the upload limits apply to uploads, not to folders ingested from the command line
+    (read file by file, whatever their number)."""
+
+    max_pages: int = DEFAULT_MAX_PAGES
+    max_chunks: int = DEFAULT_MAX_CHUNKS
+    max_upload_files: int = DEFAULT_MAX_UPLOAD_FILES
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IngestLimits:
+        return cls(
+            settings.max_pages_per_file,
+            settings.max_chunks_per_file,
+            settings.max_upload_files,
+            settings.max_upload_mb * 1024 * 1024,
+        )
+
+    def check_upload(self, sizes: Sequence[int]) -> None:
+        """Refuse an upload of too many files or bytes before any of it is read."""
+        if len(sizes) > self.max_upload_files:
+            raise UploadLimitError(
+                f"This upload has {len(sizes):,} files, over the limit of {self.max_upload_files:,}: add them in "
+                f"batches of up to {self.max_upload_files:,} (or raise RAG_MAX_UPLOAD_FILES)."
+            )
+        if sum(sizes) > self.max_upload_bytes:
+            raise UploadLimitError(
+                f"This upload is {human_size(sum(sizes))}, over the limit of {human_size(self.max_upload_bytes)}: "
+                "add the files in smaller batches (or raise RAG_MAX_UPLOAD_MB)."
+            )
+
+
 class Ingestor:
     """Files → the knowledge base. The next files are parsed in a thread while the current ones are
     embedded (the model's work releases the GIL); files are embedded together in waves, in batches sorted by
     token count so that little is spent on padding, and each file is committed on its own."""
 
     def __init__(
-        self, store: Store, embedder: Embedder, chunk_size: int, chunk_overlap: int, batch_size: int = 64
+        self,
+        store: Store,
+        embedder: Embedder,
+        chunk_size: int,
+        chunk_overlap: int,
+        batch_size: int = 64,
+        limits: IngestLimits | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.batch_size = batch_size  # chunks stored (and progress reported) at a time
+        self.limits = limits or IngestLimits()
 
     def ingest_paths(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         files = collect_files(paths)
         return self._ingest([(path.name, path.read_bytes) for path in files], on_progress)
 
     def ingest_uploads(
-        self, uploads: Sequence[tuple[str, bytes]], on_progress: ProgressCallback | None = None
+        self, uploads: Sequence[tuple[str, bytes | Reader]], on_progress: ProgressCallback | None = None
     ) -> list[IngestResult]:
-        return self._ingest([(name, _constant(data)) for name, data in uploads], on_progress)
+        """Uploaded files, each as its bytes or a reader of them: readers are called one file at a time
+        (a few ahead of the embedding), so a large upload is never in memory all at once.
+
+        Over the upload limits: too many files is refused before anything is read; bytes are counted as
+        files are read (a reader's size is known only then), and the files read past the limit fail."""
+        self.limits.check_upload([len(data) if isinstance(data, bytes) else 0 for _, data in uploads])
+        total = 0
+
+        def counted(name: str, read: Reader) -> Reader:
+            def reader() -> bytes:
+                nonlocal total
+                data = read()
+                total += len(data)
+                if total > self.limits.max_upload_bytes:
+                    raise UploadLimitError(
+                        f"{name}: not added: with it the upload passes the limit of "
+                        f"{human_size(self.limits.max_upload_bytes)}; add it in another batch (or raise "
+                        "RAG_MAX_UPLOAD_MB)."
+                    )
+                return data
+
+            return reader
+
+        sources = [
+            (name, counted(name, _constant(data) if isinstance(data, bytes) else data)) for name, data in uploads
+        ]
+        return self._ingest(sources, on_progress)
 
     def _ingest(
         self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
@@ -243,6 +317,8 @@ class Ingestor:
             data = read()
         except OSError as exc:
             return _Prepared(name, b"", "", error=f"{name}: cannot be read ({exc.strerror or exc}).")
+        except UploadLimitError as exc:
+            return _Prepared(name, b"", "", error=str(exc))
         digest = content_hash(data)
         if digest in known:  # unchanged or a duplicate: decided against the store, no parsing needed
             return _Prepared(name, data, digest)
@@ -256,11 +332,25 @@ class Ingestor:
     def _parse(
         self, name: str, data: bytes, digest: str, on_ocr_page: Callable[[int, int], None] | None = None
     ) -> _Prepared:
+        pages = MAX_PAGES.set(self.limits.max_pages)  # the PDF loader refuses more before reading a page
         try:
             doc = load_bytes(data, name, on_ocr_page)
         except LoaderError as exc:
             return _Prepared(name, data, digest, error=str(exc))
+        finally:
+            MAX_PAGES.reset(pages)
         chunks = chunk_document(doc, digest[:16], self.chunk_size, self.chunk_overlap)
+        if len(chunks) > self.limits.max_chunks:  # before anything is stored: nothing of it half-indexed
+            return _Prepared(
+                name,
+                data,
+                digest,
+                error=(
+                    f"{name} makes {len(chunks):,} chunks, over the limit of {self.limits.max_chunks:,} a file "
+                    f"(embedding them would take ~{len(chunks) // 1000 + 1} minutes on a CPU): split it into "
+                    "smaller files, or raise RAG_MAX_CHUNKS."
+                ),
+            )
         return _Prepared(name, data, digest, doc, tuple(chunks))
 
     def _admit(self, prepared: _Prepared, index: int) -> IngestResult | _Admitted:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingest import Ingestor, IngestProgress, collect_files
-from rag.store import Store
+from rag.store import DocumentRecord, Store
 
 
 def make_pdf(path: Path, pages: list[str]) -> Path:
@@ -279,3 +280,116 @@ def _chunks_stored(db: Path) -> int:
             return int(row[0])
     except sqlite3.OperationalError:
         return 0
+
+
+# -- limits (issue 11): a file over a limit fails with a message, the rest of the batch goes in -----------
+
+
+def test_a_pdf_over_the_page_limit_fails_alone_and_says_how_to_get_round_it(
+    tmp_path: Path, store: Store, embedder: Embedder
+) -> None:
+    from rag.ingest import IngestLimits
+
+    manual = make_pdf(tmp_path / "manual.pdf", [f"Chapter {i}: servicing the pump, step by step." for i in range(6)])
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nThe pump is serviced every spring.\n")
+    ingestor = Ingestor(store, embedder, 400, 50, limits=IngestLimits(max_pages=5))
+    results = {r.name: r for r in ingestor.ingest_paths([manual, notes])}
+    assert results["manual.pdf"].status == "failed"
+    assert results["manual.pdf"].message == (
+        "manual.pdf has 6 pages, over the limit of 5 a file: split it into parts (e.g. by chapter) and add those, "
+        "or raise RAG_MAX_PAGES."
+    )
+    assert results["notes.md"].status == "added"
+    assert [d.name for d in store.documents()] == ["notes.md"]
+    assert store.vector_count() == store.chunk_count() == results["notes.md"].chunks
+
+
+def test_a_file_over_the_chunk_limit_fails_before_anything_of_it_is_stored(
+    tmp_path: Path, store: Store, embedder: Embedder
+) -> None:
+    from rag.ingest import IngestLimits
+
+    long = tmp_path / "long.txt"
+    long.write_text("\n\n".join(f"Paragraph {i} says something about the harvest of year {i}." for i in range(300)))
+    short = tmp_path / "short.txt"
+    short.write_text("The harvest starts in August.")
+    ingestor = Ingestor(store, embedder, 400, 50, limits=IngestLimits(max_chunks=20))
+    results = {r.name: r for r in ingestor.ingest_paths([long, short])}
+    message = results["long.txt"].message
+    assert results["long.txt"].status == "failed"
+    assert message.startswith("long.txt makes ") and "chunks, over the limit of 20 a file" in message
+    assert message.endswith("split it into smaller files, or raise RAG_MAX_CHUNKS.")
+    assert results["short.txt"].status == "added"
+    assert [d.name for d in store.documents()] == ["short.txt"]
+    assert store.vector_count() == store.chunk_count() == 1  # nothing of long.txt, not even half
+
+
+def test_an_upload_over_the_file_or_byte_limit_is_refused_before_anything_is_read(
+    store: Store, embedder: Embedder
+) -> None:
+    from rag.ingest import IngestLimits, UploadLimitError
+
+    read: list[str] = []
+
+    def reader(name: str) -> Callable[[], bytes]:
+        def read_it() -> bytes:
+            read.append(name)
+            return b"Some text."
+
+        return read_it
+
+    ingestor = Ingestor(store, embedder, 400, 50, limits=IngestLimits(max_upload_files=2, max_upload_bytes=100))
+    with pytest.raises(UploadLimitError, match=r"This upload has 3 files, over the limit of 2: add them in batches"):
+        ingestor.ingest_uploads([(f"{n}.txt", reader(n)) for n in "abc"])
+    with pytest.raises(UploadLimitError, match=r"This upload is 150 B, over the limit of 100 B: add the files in"):
+        ingestor.ingest_uploads([("a.txt", b"x" * 75), ("b.txt", b"y" * 75)])
+    assert read == [] and store.documents() == []
+    with pytest.raises(UploadLimitError, match="RAG_MAX_UPLOAD_MB"):
+        IngestLimits(max_upload_bytes=1024**3).check_upload([600 * 1024**2, 600 * 1024**2])
+
+
+def test_uploads_are_read_one_file_at_a_time_and_those_past_the_byte_limit_fail(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.ingest
+    from rag.ingest import IngestLimits
+
+    monkeypatch.setattr(rag.ingest, "PARSE_AHEAD", 1)  # so that reading is seen interleaved with indexing
+    events: list[str] = []
+    texts = {"a.txt": "Apples ripen in September.", "b.txt": "Pears ripen in October.", "c.txt": "Plums ripen."}
+
+    def reader(name: str) -> Callable[[], bytes]:
+        def read_it() -> bytes:
+            events.append(f"read {name}")
+            return (texts[name] + " " * 20).encode()
+
+        return read_it
+
+    real_begin = store.begin_document
+
+    def begin(record: DocumentRecord) -> None:
+        events.append(f"index {record.name}")
+        real_begin(record)
+
+    monkeypatch.setattr(store, "begin_document", begin)
+    ingestor = Ingestor(store, embedder, 400, 50, limits=IngestLimits(max_upload_bytes=100))
+    results = ingestor.ingest_uploads([(name, reader(name)) for name in texts])
+    assert events[0] == "read a.txt" and events.index("read c.txt") > events.index("read b.txt")
+    assert [r.status for r in results] == ["added", "added", "failed"]
+    assert results[2].message == (
+        "c.txt: not added: with it the upload passes the limit of 100 B; add it in another batch "
+        "(or raise RAG_MAX_UPLOAD_MB)."
+    )
+    assert sorted(d.name for d in store.documents()) == ["a.txt", "b.txt"]
+
+
+def test_limits_come_from_the_settings() -> None:
+    from rag.config import Settings
+    from rag.ingest import IngestLimits
+
+    limits = IngestLimits.from_settings(
+        Settings(max_pages_per_file=10, max_chunks_per_file=20, max_upload_files=3, max_upload_mb=2)
+    )
+    assert limits == IngestLimits(max_pages=10, max_chunks=20, max_upload_files=3, max_upload_bytes=2 * 1024 * 1024)
+    assert IngestLimits() == IngestLimits.from_settings(Settings())
