@@ -15,7 +15,7 @@ import streamlit as st
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import human_size, plural
-from rag.ingest import IngestProgress, IngestResult
+from rag.ingest import IngestLimits, IngestProgress, IngestResult, Reader
 from rag.loaders import SUPPORTED
 from rag.schema import Chunk
 from rag.store import DocumentRecord
@@ -35,7 +35,7 @@ def local_time(iso: str) -> str:
         return iso
 
 
-def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestResult]:
+def ingest(engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> list[IngestResult]:
     overall = st.progress(0.0, text=f"File 1 of {len(uploads)}")
     current = st.progress(0.0, text=f"Reading {escape_markdown(uploads[0][0])}…")
 
@@ -46,7 +46,7 @@ def ingest(engine: Engine, uploads: Sequence[tuple[str, bytes]]) -> list[IngestR
             text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
         current.progress(p.fraction, text=text)
 
-    return engine.ingest_uploads(uploads, update)
+    return engine.ingestor.ingest_uploads(uploads, update)
 
 
 def show_result(r: IngestResult) -> None:
@@ -171,7 +171,10 @@ if submitted:
         st.warning("Choose one or more files first.")
     else:
         try:
-            st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue()) for f in files])
+            # Refused before anything is read when over the upload limits; then each file's bytes are taken
+            # when its turn comes (getvalue copies them), not the whole batch at once.
+            IngestLimits.from_settings(engine.settings).check_upload([f.size for f in files])
+            st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue) for f in files])
         except RagError as exc:
             show_error(exc)
         except Exception as exc:  # e.g. sqlite3's "database is locked" while another program writes
