@@ -584,7 +584,19 @@ def test_a_docx_zip_bomb_is_refused_before_word_opens_it(monkeypatch: pytest.Mon
     monkeypatch.setattr(docx, "Document", never)
     message = load_error(bomb, "report.docx")
     assert message.startswith("report.docx looks like a zip bomb: its part word/media/image1.png would expand from")
-    assert "to 64.0 MB" in message and "save it again" in message
+    assert "to 64.0 MB" in message and "real documents stay under 500" in message and "save it again" in message
+
+
+def test_a_docx_of_very_repetitive_text_is_not_mistaken_for_a_zip_bomb() -> None:
+    import io
+
+    document = docx.Document()
+    for _ in range(12_000):  # its document.xml compresses ~250 times
+        document.add_paragraph("The same line again, as in a long log pasted into Word.")
+    data = io.BytesIO()
+    document.save(data)
+    text = load_bytes(data.getvalue(), "log.docx").sections[0].text
+    assert text.count("The same line again") == 12_000
 
 
 def test_a_docx_with_a_real_picture_is_read() -> None:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 # the ZIP's directory; zipfile stops reading a member at its declared size, so they cannot lie about it.
 ZIP_MAX_MEMBERS = 10_000  # a Word file has 20-100 parts; one with many images, a few thousand
 ZIP_MAX_BYTES = 256 * 1024 * 1024  # all parts uncompressed: Streamlit takes files up to 200 MB, images barely compress
-ZIP_MAX_RATIO = 100  # of a part over ZIP_RATIO_FROM bytes; Word's XML compresses 5-30 times, zeros 1,000 times
+# Of a part over ZIP_RATIO_FROM bytes. Word's XML compresses 5-30 times, even 30,000 identical paragraphs ~290
+# times; zeros and other filler ~1,000 times (deflate's most). So a file expands at most 500 times its size.
+ZIP_MAX_RATIO = 500
 ZIP_RATIO_FROM = 1024 * 1024  # small parts may be very repetitive and cost nothing
 
 
