@@ -46,7 +46,7 @@ def ingest(engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> list[Ingest
             text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
         current.progress(p.fraction, text=text)
 
-    return engine.ingestor.ingest_uploads(uploads, update)
+    return engine.ingest_uploads(uploads, update)
 
 
 def show_result(r: IngestResult) -> None:

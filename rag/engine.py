@@ -12,7 +12,7 @@ from rag.backends.openai import OpenAIBackend
 from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, prepare_turn
 from rag.config import Settings, auth_headers
 from rag.embeddings import Embedder
-from rag.ingest import Ingestor, IngestResult, ProgressCallback
+from rag.ingest import IngestLimits, Ingestor, IngestResult, ProgressCallback, Reader
 from rag.llm import (
     SMOLLM2_NAME,
     EmbeddedBackend,
@@ -150,7 +150,13 @@ class Engine:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.settings.chunk_size, self.settings.chunk_overlap)
+        return Ingestor(
+            self.store,
+            self.embedder,
+            self.settings.chunk_size,
+            self.settings.chunk_overlap,
+            limits=IngestLimits.from_settings(self.settings),
+        )
 
     @property
     def backend(self) -> BackendChoice:
@@ -165,8 +171,9 @@ class Engine:
         return self.ingestor.ingest_paths(paths, on_progress)
 
     def ingest_uploads(
-        self, uploads: Sequence[tuple[str, bytes]], on_progress: ProgressCallback | None = None
+        self, uploads: Sequence[tuple[str, bytes | Reader]], on_progress: ProgressCallback | None = None
     ) -> list[IngestResult]:
+        """Uploaded files as bytes or readers (read one at a time), within the upload limits."""
         return self.ingestor.ingest_uploads(uploads, on_progress)
 
     def documents(self) -> list[DocumentRecord]:

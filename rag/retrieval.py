@@ -8,8 +8,11 @@ fusion at the same context size (README, "Retrieval"), as Bruch et al. (2023) fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Literal
+
+import numpy as np
 
 from rag.embeddings import Embedder
 from rag.keywords import STOPWORDS, query_terms
@@ -29,6 +32,11 @@ CANDIDATES = 50  # each ranking's depth before fusion
 # (1.0 for the best-named one), on top of its fused score in [0, 1]: enough for it to win over the same
 # words in a sibling document, not enough to bury a much better passage elsewhere.
 DOC_WEIGHT = 0.3
+# A question of several sentences is also searched sentence by sentence (up to this many, of at least
+# this many words each), each passage keeping its best similarity.
+MAX_QUERY_SENTENCES = 4
+MIN_SENTENCE_WORDS = 3
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
 # "Not in your documents": a question is declined when no passage is close in meaning (cosine) AND none
 # holds half of its content words' weight (rare words weigh more). Calibrated on squad-dev questions that
 # the evaluation does not use: the fewest false declines with at least 75 % correct ones (README).
@@ -90,16 +98,16 @@ class Retriever:
         """
         if not query.strip() or self.store.chunk_count() == 0:
             return []
-        query_vector = self.embedder.embed_query(query)
+        vectors = self._query_vectors(query)
         depth = max(k, CANDIDATES)
         terms = query_terms(query)
-        dense = self.store.nearest(query_vector, depth, doc_ids) if self.mode != "keyword" else []
+        dense = self._dense(vectors, depth, doc_ids) if self.mode != "keyword" else []
         keyword = self.store.keyword_ranking(terms, depth, doc_ids) if self.mode != "dense" else []
         named = self.named_documents(query) if doc_ids is None and self.doc_weight > 0 else {}
         if named:  # the named documents' own best passages join the candidates, whatever the siblings score
             wanted = list(named)
             if self.mode != "keyword":
-                dense = _merged(dense, self.store.nearest(query_vector, depth, wanted))
+                dense = _merged(dense, self._dense(vectors, depth, wanted))
             if self.mode != "dense":
                 keyword = _merged(keyword, self.store.keyword_ranking(terms, depth, wanted))
         if self.fusion == "rrf":
@@ -118,9 +126,29 @@ class Retriever:
             if cid not in fetched:  # deleted since the search
                 continue
             chunk, vector = fetched[cid]
-            score = similarity[cid] if cid in similarity else round(float(vector @ query_vector), 4)
+            score = similarity[cid] if cid in similarity else round(max(float(vector @ v) for v in vectors), 4)
             hits.append(RetrievedChunk(chunk, score))
         return hits
+
+    def _query_vectors(self, query: str) -> list[np.ndarray]:
+        """The question's embedding, then, for a question of several sentences ("What was the FY2018
+        capex? Use the cash flow statement."), each sentence's: a long question's one vector blurs what
+        each sentence asks for."""
+        sentences = [s for s in _SENTENCE_END.split(query.strip()) if len(s.split()) >= MIN_SENTENCE_WORDS]
+        if len(sentences) < 2:
+            return [self.embedder.embed_query(query)]
+        whole_and_parts = self.embedder.embed_documents([query, *sentences[:MAX_QUERY_SENTENCES]])
+        return list(whole_and_parts)
+
+    def _dense(
+        self, vectors: Sequence[np.ndarray], depth: int, doc_ids: Sequence[str] | None
+    ) -> list[tuple[str, float]]:
+        """Nearest chunks to any of the vectors, each scored by its best cosine."""
+        best: dict[str, float] = {}
+        for vector in vectors:
+            for cid, score in self.store.nearest(vector, depth, doc_ids):
+                best[cid] = max(best.get(cid, -1.0), score)
+        return sorted(best.items(), key=lambda pair: -pair[1])[:depth]
 
     def named_documents(self, query: str) -> dict[str, float]:
         """The documents the question names, with their score relative to the best-named one."""
