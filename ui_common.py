@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from rag.check import CheckReport, check
 from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
@@ -42,6 +43,17 @@ def shared_store(
     data_dir: str, chroma_url: str = "", chroma_token: str = "", collection: str = DEFAULT_CHROMA_COLLECTION
 ) -> Store:
     return Store(Path(data_dir), chroma_url, auth_headers(chroma_token), collection)
+
+
+@st.cache_resource(show_spinner="Checking the knowledge base…")
+def startup_check(_store: Store, place: str) -> CheckReport | None:
+    """`rag check`, read-only, once per process and knowledge base (`place` keys the cache: the store itself is
+    not hashable); None when the check itself failed (logged: the app still works)."""
+    try:
+        return check(_store)
+    except Exception:  # a diagnostic must never keep the app from starting
+        logger.exception("The start-up check of the knowledge base in %s failed", place)
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the built-in model…", max_entries=2)
@@ -89,6 +101,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
     engine = Engine(settings, store=store, embedder=embedder, backend=choice)
+    startup_check(store, _place(settings))
     if "corpus_checked" not in st.session_state:
         with st.spinner("First start: indexing the default knowledge base…"):
             engine.ensure_default_corpus()
@@ -113,6 +126,18 @@ def sidebar(engine: Engine) -> None:
             )
         docs = engine.documents()
         st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
+        report = startup_check(engine.store, _place(engine.settings))
+        if report is not None and not report.ok:
+            st.warning(
+                f"The knowledge base is inconsistent ({plural(len(report.problems), 'problem')} found when the app "
+                "started: the registry, Chroma and the keyword index disagree). Run "
+                "`python -m rag check --repair`, then ingest again any file it names.",
+                icon=":material/warning:",
+            )
+
+
+def _place(settings: Settings) -> str:
+    return f"{settings.data_dir}|{settings.chroma_url}|{settings.chroma_collection}"
 
 
 def remote_model_host(settings: Settings, fallback: bool) -> str | None:

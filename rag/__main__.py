@@ -1,4 +1,4 @@
-"""Command line: python -m rag {ingest,docs,delete,ask,prompt,eval,bench} … (see --help)."""
+"""Command line: python -m rag {ingest,docs,delete,check,ask,prompt,eval,bench} … (see --help)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="remove a document and all its chunks")
     delete.add_argument("name", metavar="NAME_OR_ID")
     delete.set_defaults(run=cmd_delete)
+
+    check = sub.add_parser(
+        "check", help="verify that the registry, Chroma and the keyword index agree (exit 1 when they do not)"
+    )
+    check.add_argument(
+        "--repair", action="store_true", help="remove strays and broken documents (to be ingested again)"
+    )
+    check.set_defaults(run=cmd_check)
 
     for name, run, text in (
         ("ask", cmd_ask, "answer a question from the knowledge base (streamed), with sources"),
@@ -194,6 +202,21 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
     engine.store.delete_document(doc.doc_id)
     print(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')}).")
     return 0
+
+
+def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
+    from rag.check import check, describe, describe_repair, repair
+
+    where = engine.settings.chroma_url or str(engine.settings.data_dir)
+    report = check(engine.store)
+    for line in describe(report, where):
+        print(line)
+    if report.ok or not args.repair:
+        return 0 if report.ok else 1
+    result = repair(engine.store, report)
+    for line in describe_repair(result):
+        print(line)
+    return 0 if result.after.ok else 1
 
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:

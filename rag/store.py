@@ -140,6 +140,38 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    # -- consistency (rag/check.py) ---------------------------------------------------------------
+
+    def all_documents(self) -> list[DocumentRecord]:
+        """Every registry row, whatever its status (ready, indexing, deleting)."""
+        return [self._record(row) for row in self._db.execute("SELECT * FROM documents ORDER BY name, doc_id")]
+
+    def vector_counts(self) -> dict[str, int]:
+        """doc_id → vectors stored in Chroma under it, read page by page (ids and metadata only)."""
+        counts: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = self._collection.get(include=["metadatas"], limit=CHROMA_MAX_BATCH, offset=offset)
+            for meta in page["metadatas"] or []:
+                doc_id = str((meta or {}).get("doc_id", ""))
+                counts[doc_id] = counts.get(doc_id, 0) + 1
+            if len(page["ids"]) < CHROMA_MAX_BATCH:
+                return counts
+            offset += len(page["ids"])
+
+    def keyword_counts(self) -> dict[str, int]:
+        """doc_id → rows of the keyword index under it."""
+        return {str(d): int(n) for d, n in self._db.execute("SELECT doc_id, COUNT(*) FROM chunk_text GROUP BY doc_id")}
+
+    def abandoned_documents(self) -> set[str]:
+        """The rows not `ready` that no live writer owns (left by a crash): safe to purge."""
+        return {str(r[0]) for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")}
+
+    def remove_traces(self, doc_id: str) -> None:
+        """Every vector, keyword row and registry row under this id (`rag check --repair`)."""
+        with self._lock:
+            self._purge(doc_id)
+
     # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
 
     def begin_document(self, record: DocumentRecord) -> None:
