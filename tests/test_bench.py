@@ -46,3 +46,22 @@ def test_synthetic_chunks_use_the_corpus_words_and_group_into_documents() -> Non
 def test_queries_are_drawn_from_corpus_sentences() -> None:
     queries = sample_queries(["One two three four five six seven. Short one."], 3, random.Random(1))
     assert queries == ["One two three four five six seven."] * 3
+
+
+def test_bench_reads_the_pdfs_with_ours_and_with_pypdf(tmp_path: Path, embedder: Embedder) -> None:
+    from tests.test_loaders import make_pdf, pdf_with_huge_stream
+
+    (tmp_path / "guide.pdf").write_bytes(make_pdf(["Tides follow the Moon.", "Ferns like the shade."]))
+    (tmp_path / "filing.pdf").write_bytes(pdf_with_huge_stream("Total revenue 39,669"))  # pypdf refuses it
+    messages: list[str] = []
+    report = run_bench(tmp_path, embedder, 300, 50, 5, sizes=(), queries=2, repeat=1, progress=messages.append,
+                       tutorial=False)  # fmt: skip
+    p = report.pdf_parsing
+    assert p is not None and p.files == 2 and p.pages == 3  # every page of both files, by ours
+    assert p.pypdf_failed == ["filing.pdf"]
+    assert p.ours_pages_per_second > 0 and p.pypdf_pages_per_second > 0 and p.pypdf_vs_ours > 0
+    assert report.retrieval == [] and report.ingestion.tutorial_seconds == 0.0
+    assert messages[0].startswith("PDF parsing")
+    table = format_report(report)
+    assert "PDF parsing of 2 files (3 pages)" in table and "could not read filing.pdf" in table
+    assert "tutorial pipeline: not measured" in table
