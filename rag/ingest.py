@@ -7,7 +7,7 @@ import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -359,17 +359,9 @@ class Ingestor:
         if prepared.error:
             return IngestResult(name, "failed", message=prepared.error)
         same_name = self.store.find(name)
-        if same_name is not None and same_name.content_hash == digest:
-            return IngestResult(name, "unchanged", same_name.chunks, doc_id=same_name.doc_id)
-        twin = self.store.find_by_hash(digest)
-        if twin is not None:
-            return IngestResult(
-                name,
-                "duplicate",
-                twin.chunks,
-                f"same content as {twin.name!r}, already indexed: skipped",
-                twin.doc_id,
-            )
+        known = self._already_indexed(name, digest, same_name)
+        if known is not None:
+            return known
         if prepared.doc is None:  # known when parsing started, deleted since
             prepared = self._parse(name, prepared.data, digest)
             if prepared.error:
@@ -393,7 +385,48 @@ class Ingestor:
         replaces = same_name.doc_id if same_name else None
         return _Admitted(index, record, prepared.chunks, replaces, "; ".join(doc.warnings))
 
+    def _already_indexed(self, name: str, digest: str, same_name: DocumentRecord | None) -> IngestResult | None:
+        """ "unchanged" or "duplicate" when this content is in the knowledge base already, else None."""
+        if same_name is not None and same_name.content_hash == digest:
+            return IngestResult(name, "unchanged", same_name.chunks, doc_id=same_name.doc_id)
+        twin = self.store.find_by_hash(digest)
+        if twin is not None:
+            return IngestResult(
+                name,
+                "duplicate",
+                twin.chunks,
+                f"same content as {twin.name!r}, already indexed: skipped",
+                twin.doc_id,
+            )
+        return None
+
     def _index(
+        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None
+    ) -> dict[int, IngestResult]:
+        """Embed and store the documents of a wave, holding the knowledge base's write lock (one writer at a
+        time, across processes and sessions) from the first begin to the last commit. Admission is decided
+        again under the lock: another process or session may have added the same content, or a file of the
+        same name, since `_admit` looked; the same content ingested twice at once ends as one document and one
+        "duplicate"."""
+        results: dict[int, IngestResult] = {}
+        try:
+            with self.store.writing():
+                admitted: list[_Admitted] = []
+                for w in wave:
+                    same_name = self.store.find(w.record.name)
+                    known = self._already_indexed(w.record.name, w.record.content_hash, same_name)
+                    if known is not None:
+                        results[w.index] = known
+                    else:
+                        admitted.append(replace(w, replaces=same_name.doc_id if same_name else None))
+                if admitted:
+                    results.update(self._store_wave(admitted, count, on_progress))
+        except RagError as exc:  # the lock was not had in time (the wave's own failures are results already)
+            for w in wave:
+                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
+        return results
+
+    def _store_wave(
         self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None
     ) -> dict[int, IngestResult]:
         """Embed and store the documents of a wave; each one all or nothing: a failure leaves the knowledge

@@ -4,27 +4,47 @@ keyword index (SQLite FTS5, BM25) in the same database as the registry.
 A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
 or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
 document is either fully indexed or absent.
+
+Several processes (the app, the CLI) and threads may use one data directory. Writers take turns: each write
+span (begin → add chunks → commit or abort, a delete, a recovery) holds an OS-level lock on the data
+directory (`write.lock`, the filelock package); readers never take it. Each row being indexed or deleted
+records its writer (host, pid, and a token of the open store), so recovery removes only what a writer that is
+gone left behind, and a writer whose row was removed meanwhile fails instead of storing chunks of nothing.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import sqlite3
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from rag.bm25 import GENERATION_KEY, KeywordIndex
 from rag.chroma_client import open_collection
 from rag.errors import StoreError
 from rag.schema import Chunk, RetrievedChunk
 
+logger = logging.getLogger(__name__)
+
 COLLECTION = "chunks"
+# A writer waits this long for another one's span (an ingest wave of up to ~1,000 chunks takes about a minute
+# on a CPU) before giving up with a message.
+WRITE_LOCK_TIMEOUT = 300.0
+LOCK_FILE = "write.lock"
+# The tokens of the stores open in this process. Each open store is a writer of its own (a pid can be reused,
+# after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
+_LIVE_TOKENS: set[str] = set()
 CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
 NO_PAGE = -1  # Chroma metadata cannot hold None
 
@@ -86,6 +106,7 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
             _add_title_column(self._db)
+            _add_writer_column(self._db)
             # The id the collection records as its owner (a second data directory on the same collection is refused).
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
             registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
@@ -96,6 +117,10 @@ class Store:
                 "or set RAG_DATA_DIR to another folder."
             ) from exc
         self._lock = threading.RLock()
+        self._token = uuid.uuid4().hex
+        _LIVE_TOKENS.add(self._token)
+        # Thread-local: two threads of this process (two app sessions) take turns like two processes.
+        self._write_lock = FileLock(data_dir / LOCK_FILE, timeout=WRITE_LOCK_TIMEOUT, thread_local=True)
         self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, '0')", (GENERATION_KEY,))
         self._keywords = KeywordIndex(self._db)
         self.recover()
@@ -165,21 +190,53 @@ class Store:
 
     def abandoned_documents(self) -> set[str]:
         """The rows not `ready` that no live writer owns (left by a crash): safe to purge."""
-        return {str(r[0]) for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")}
+        rows = self._db.execute("SELECT doc_id, writer FROM documents WHERE status != 'ready'").fetchall()
+        if not rows:
+            return set()
+        lock_free = self._holding_write_lock() or self._write_lock_free()
+        return {str(doc_id) for doc_id, writer in rows if _abandoned(writer, lock_free)}
 
     def remove_traces(self, doc_id: str) -> None:
         """Every vector, keyword row and registry row under this id (`rag check --repair`)."""
-        with self._lock:
+        with self.writing(), self._lock:
             self._purge(doc_id)
 
     # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
 
+    @contextmanager
+    def writing(self, timeout: float | None = None) -> Iterator[None]:
+        """One write span at a time on this knowledge base, across processes and threads (re-entrant in a
+        thread). Every write method takes it; the ingestor holds it around a whole wave (begin → commit)."""
+        try:
+            self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT if timeout is None else timeout)
+        except Timeout as exc:
+            raise StoreError(
+                f"Another process (or app session) has been writing to the knowledge base in {self.data_dir} for "
+                f"over {WRITE_LOCK_TIMEOUT if timeout is None else timeout:.0f} s: try again when it is done (an "
+                "ingest of many files writes in turns, a minute at a time)."
+            ) from exc
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def begin_document(self, record: DocumentRecord) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM documents WHERE doc_id = ? AND status != 'ready'", (record.doc_id,))
+        with self.writing(), self._lock:
+            row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (record.doc_id,)).fetchone()
+            if row is not None:
+                status, writer = row
+                if status == "ready":
+                    raise StoreError(f"{record.name}: this content is already in the knowledge base; nothing added.")
+                if not _abandoned(writer, lock_free=True):  # we hold the lock: only our own rows are live
+                    raise StoreError(
+                        f"{record.name}: this content is being {'indexed' if status == 'indexing' else 'deleted'} "
+                        "by another session of this app; nothing added: try again when that is done."
+                    )
+                logger.warning("Removing %s left %r by a writer that is gone (%s)", record.doc_id, status, writer)
+                self._purge(record.doc_id)
             self._db.execute(
                 "INSERT INTO documents(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at,"
-                " status, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'indexing', ?)",
+                " status, title, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'indexing', ?, ?)",
                 (
                     record.doc_id,
                     record.name,
@@ -190,13 +247,19 @@ class Store:
                     record.size_bytes,
                     record.ingested_at,
                     record.title,
+                    self._writer,
                 ),
             )
 
     def add_chunks(self, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
         if len(chunks) != len(embeddings):
             raise ValueError(f"{len(chunks)} chunks but {len(embeddings)} embeddings")
-        with self._lock:
+        by_doc: dict[str, int] = {}
+        for c in chunks:
+            by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
+        with self.writing(), self._lock:
+            for doc_id in by_doc:  # under the lock nobody else can take the row away between this and the add
+                self._check_own(doc_id, "store its chunks")
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
                 batch = chunks[start : start + CHROMA_MAX_BATCH]
                 self._collection.add(
@@ -205,9 +268,6 @@ class Store:
                     documents=[c.text for c in batch],
                     metadatas=[_metadata(c) for c in batch],
                 )
-            by_doc: dict[str, int] = {}
-            for c in chunks:
-                by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
             with self._transaction():
                 self._insert_keyword_rows(chunks)
                 for doc_id, n in by_doc.items():
@@ -217,33 +277,89 @@ class Store:
 
     def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
         """Make the document visible, and retire the version it replaces, in one transaction."""
-        with self._lock:
+        with self.writing(), self._lock:
             with self._transaction():
+                self._check_own(doc_id, "make it visible")
                 self._db.execute(
-                    "UPDATE documents SET status = 'ready', chunks = chunks_stored WHERE doc_id = ?", (doc_id,)
+                    "UPDATE documents SET status = 'ready', chunks = chunks_stored, writer = NULL WHERE doc_id = ?",
+                    (doc_id,),
                 )
                 self._bump_keyword_generation()
                 if replaces:
-                    self._db.execute("UPDATE documents SET status = 'deleting' WHERE doc_id = ?", (replaces,))
+                    self._db.execute(
+                        "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
+                        (self._writer, replaces),
+                    )
             if replaces:
                 self._purge(replaces)
 
     def abort_document(self, doc_id: str) -> None:
-        with self._lock:
-            self._purge(doc_id)
+        """Remove what this writer stored of a document it will not commit; never another writer's document
+        (the same content committed by another session meanwhile stays)."""
+        with self.writing(), self._lock:
+            row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is not None and row[0] == "indexing" and row[1] == self._writer:
+                self._purge(doc_id)
 
     def delete_document(self, doc_id: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE documents SET status = 'deleting' WHERE doc_id = ?", (doc_id,))
-            self._purge(doc_id)
+        """Delete a ready document (nothing happens if it is gone already, deleted by another session)."""
+        with self.writing(), self._lock:
+            marked = self._db.execute(
+                "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
+                (self._writer, doc_id),
+            ).rowcount
+            if marked:
+                self._purge(doc_id)
 
     def recover(self) -> list[str]:
-        """Remove every trace of documents left half-indexed or half-deleted by a crash."""
-        with self._lock:
-            stale = [r[0] for r in self._db.execute("SELECT doc_id FROM documents WHERE status != 'ready'")]
-            for doc_id in stale:
-                self._purge(doc_id)
-            return stale
+        """Remove every trace of documents left half-indexed or half-deleted by a writer that is gone (a crash).
+
+        Never waits: when another writer holds the lock, its rows are its own and the next open recovers."""
+        try:
+            self._write_lock.acquire(timeout=0)
+        except Timeout:
+            logger.debug("Recovery skipped: another writer is busy on %s", self.data_dir)
+            return []
+        try:
+            with self._lock:
+                stale = sorted(self.abandoned_documents())
+                for doc_id in stale:
+                    logger.warning("Recovering %s: removing what a writer that is gone left of it", doc_id)
+                    self._purge(doc_id)
+                return stale
+        finally:
+            self._write_lock.release()
+
+    def _check_own(self, doc_id: str, doing: str) -> None:
+        """The document's row must still be this writer's `indexing` row, or nothing more is written for it."""
+        row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is not None and row[0] == "indexing" and row[1] == self._writer:
+            return
+        if row is None:
+            why = "its registry row is gone (removed by a recovery or `python -m rag check --repair`)"
+        elif row[0] != "indexing":
+            why = f"its registry row is now {row[0]!r}"
+        else:
+            why = f"another writer ({row[1]}) is indexing it"
+        raise StoreError(
+            f"Document {doc_id} cannot {doing}: {why}. Nothing more was stored for it; add the file again."
+        )
+
+    @property
+    def _writer(self) -> str:
+        """This store as a writer, "host:pid:token": recorded on the rows it is indexing or deleting."""
+        return f"{socket.gethostname()}:{os.getpid()}:{self._token}"
+
+    def _holding_write_lock(self) -> bool:
+        return bool(self._write_lock.is_locked)
+
+    def _write_lock_free(self) -> bool:
+        try:
+            self._write_lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        self._write_lock.release()
+        return True
 
     # -- reads of chunks ----------------------------------------------------------------------------
 
@@ -264,27 +380,33 @@ class Store:
             if not wanted:
                 return []
             where: dict[str, Any] | None = {"doc_id": wanted[0]} if len(wanted) == 1 else {"doc_id": {"$in": wanted}}
-            hidden: set[str] = set()
             extra = 0
         else:
-            # Documents being indexed or deleted are filtered out afterwards: a `$nin` filter makes Chroma
-            # scan every vector (0.4 s at 100,000 chunks), and such documents are rare and short-lived.
+            # Chunks of documents that are not ready (being indexed or deleted, or strays of no document) are
+            # filtered out afterwards: a `$nin` filter makes Chroma scan every vector (0.4 s at 100,000
+            # chunks), and such chunks are rare and short-lived.
             where = None
-            rows = self._db.execute("SELECT doc_id, chunks_stored FROM documents WHERE status != 'ready'").fetchall()
-            hidden = {doc_id for doc_id, _ in rows}
-            extra = sum(n for _, n in rows)
-        result = self._collection.query(
-            query_embeddings=np.asarray([embedding], dtype=np.float32),
-            n_results=k + extra,
-            where=where,
-            include=["distances"],
-        )
-        ids = result["ids"][0]
-        dists = (result["distances"] or [[]])[0]
-        pairs = [(cid, round(1.0 - float(dist), 4)) for cid, dist in zip(ids, dists, strict=True)]
-        if hidden:  # chunk ids are "<doc_id>:<position>"
-            pairs = [(cid, score) for cid, score in pairs if cid.rpartition(":")[0] not in hidden]
-        return pairs[:k]
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(chunks_stored), 0) FROM documents WHERE status != 'ready'"
+            ).fetchone()
+            extra = int(row[0])
+        n_results = k + extra
+        while True:
+            result = self._collection.query(
+                query_embeddings=np.asarray([embedding], dtype=np.float32),
+                n_results=n_results,
+                where=where,
+                include=["distances"],
+            )
+            ids = result["ids"][0]
+            dists = (result["distances"] or [[]])[0]
+            pairs = [(cid, round(1.0 - float(dist), 4)) for cid, dist in zip(ids, dists, strict=True)]
+            # Read after the search: a document deleted meanwhile is left out. Chunk ids are "<doc_id>:<position>".
+            ready = {str(r[0]) for r in self._db.execute("SELECT doc_id FROM documents WHERE status = 'ready'")}
+            kept = [(cid, score) for cid, score in pairs if cid.rpartition(":")[0] in ready]
+            if len(kept) >= k or len(pairs) < n_results:  # enough, or nothing more to find
+                return kept[:k]
+            n_results *= 2  # strays the registry does not count took places: look further
 
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         """The given chunks with their stored vectors (ids no longer stored are left out)."""
@@ -368,7 +490,7 @@ class Store:
         """Knowledge bases made before the keyword index existed get one built from their stored chunks."""
         if self.get_meta("keyword_index") == KEYWORD_INDEX_VERSION:
             return
-        with self._lock, self._transaction():
+        with self.writing(), self._lock, self._transaction():
             self._db.execute("DELETE FROM chunk_text")
             for record in self.documents():
                 self._insert_keyword_rows(self.chunks_of(record.doc_id))
@@ -380,10 +502,12 @@ class Store:
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> DocumentRecord:
-        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status, title = row
+        # `SELECT *`: the columns added later (title, writer) come last; the record leaves out the writer.
+        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status, title = row[:11]
         return DocumentRecord(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at, status, title)
 
     def close(self) -> None:
+        _LIVE_TOKENS.discard(self._token)  # whatever it left half-done is abandoned now
         self._db.close()
 
 
@@ -396,6 +520,38 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _add_writer_column(db: sqlite3.Connection) -> None:
+    """Registries made before writers were recorded get the column (NULL: a row no live writer owns)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(documents)")}
+    if "writer" not in columns:
+        db.execute("ALTER TABLE documents ADD COLUMN writer TEXT")
+
+
+def _abandoned(writer: str | None, lock_free: bool) -> bool:
+    """Is the writer recorded on a row gone? Rows from before writers were recorded have none; a writer on this
+    host is gone when its pid is; any writer but this process is gone when nobody holds the write lock (a live
+    writer holds it for its whole span)."""
+    if not writer:
+        return True
+    host, _, rest = writer.partition(":")
+    pid, _, token = rest.partition(":")
+    if token in _LIVE_TOKENS:
+        return False  # a store open in this process: alive (its own rows are removed by its abort)
+    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        return True
+    return lock_free
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
 
 
 def _add_title_column(db: sqlite3.Connection) -> None:

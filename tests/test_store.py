@@ -271,3 +271,128 @@ def test_a_server_killed_mid_ingest_leaves_no_half_indexed_document(tmp_path: Pa
         assert reopened.query(embedder.embed_query("first half of a long report"), k=3)[0].chunk.doc_id == "good"
     finally:
         server.stop()
+
+
+# -- several writers (issue 11): one at a time, each on its own rows; recovery only of what is abandoned ------
+
+
+def test_opening_the_store_elsewhere_leaves_a_live_ingest_alone(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    """Issue 11, finding 1: `python -m rag docs` opened beside an ingest used to purge it."""
+    writer = open_store(tmp_path / "kb")
+    texts = ["The first part of a report.", "The second part of it."]
+    chunks = chunks_for("live", texts, "live.txt")
+    writer.begin_document(record("live", "live.txt", 2))
+    writer.add_chunks(chunks[:1], embedder.embed_documents(texts[:1]))
+    reader = open_store(tmp_path / "kb")  # recovers on open: the live writer's row is not abandoned
+    assert reader.recover() == [] and reader.documents() == []
+    writer.add_chunks(chunks[1:], embedder.embed_documents(texts[1:]))
+    writer.commit_document("live")
+    assert [(d.name, d.chunks) for d in reader.documents()] == [("live.txt", 2)]
+    assert reader.vector_count() == 2 and reader.keyword_row_count() == 2
+
+
+def test_a_writer_whose_row_was_removed_fails_instead_of_storing_chunks_of_nothing(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    store = open_store(tmp_path / "kb")
+    texts = ["A paragraph.", "Another paragraph."]
+    chunks = chunks_for("gone", texts, "gone.txt")
+    store.begin_document(record("gone", "gone.txt", 2))
+    store.add_chunks(chunks[:1], embedder.embed_documents(texts[:1]))
+    store.remove_traces("gone")  # as `rag check --repair` or another process's recovery would
+    with pytest.raises(StoreError, match=r"cannot store its chunks: its registry row is gone .*add the file again"):
+        store.add_chunks(chunks[1:], embedder.embed_documents(texts[1:]))
+    with pytest.raises(StoreError, match="cannot make it visible: its registry row is gone"):
+        store.commit_document("gone")
+    assert store.documents() == [] and store.vector_count() == 0 and store.keyword_row_count() == 0
+
+
+def test_begin_never_takes_another_writers_row_and_abort_never_removes_its_document(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    """Issue 11, finding 2: the second session's begin deleted the first one's row, its abort the document."""
+    a, b = open_store(tmp_path / "kb"), open_store(tmp_path / "kb")
+    texts = ["Same content in two sessions."]
+    a.begin_document(record("same", "same.txt", 1))
+    with pytest.raises(StoreError, match="being indexed by another session"):
+        b.begin_document(record("same", "same.txt", 1))
+    a.add_chunks(chunks_for("same", texts, "same.txt"), embedder.embed_documents(texts))
+    a.commit_document("same")
+    b.abort_document("same")  # b's clean-up: not its row
+    assert [(d.name, d.chunks) for d in a.documents()] == [("same.txt", 1)]
+    assert a.vector_count() == 1 and a.keyword_row_count() == 1
+
+
+def test_a_closed_writers_rows_are_recovered_and_another_process_dead_ones_too(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    first = Store(tmp_path / "kb")
+    add(first, embedder, "half", "half.txt", ["Only part"], commit=False)
+    import socket
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "kb" / "registry.sqlite3")
+    # A row of a process on this host that has ended (pid 2**22 + 1 is above Linux's pid_max).
+    db.execute(
+        "INSERT INTO documents(doc_id, name, kind, content_hash, chunks, size_bytes, ingested_at, status, writer)"
+        " VALUES ('dead', 'dead.txt', 'text', 'x', 0, 1, 'now', 'indexing', ?)",
+        (f"{socket.gethostname()}:{2**22 + 1}:sometoken",),
+    )
+    db.commit()
+    db.close()
+    assert Store(tmp_path / "kb").recover() == []  # `first` is open: its row is live; the dead one went on open
+    first.close()
+    assert Store(tmp_path / "kb").vector_count() == 0  # `first` closed: its half-indexed row is abandoned
+
+
+def test_search_never_returns_chunks_of_a_document_that_is_not_ready(
+    tmp_path: Path, embedder: Embedder, open_store: OpenStore
+) -> None:
+    store = open_store(tmp_path / "kb")
+    add(store, embedder, "good", "good.txt", ["Bees make honey from nectar."])
+    add(store, embedder, "half", "half.txt", ["Honey bees and nectar, half indexed."], commit=False)
+    stray = chunks_for("stray", ["Honey and nectar of no document."], "stray.txt")
+    store._collection.add(  # a vector no registry row owns (as the unlocked versions left behind)
+        ids=[stray[0].id],
+        embeddings=embedder.embed_documents([stray[0].text]),
+        documents=[stray[0].text],
+        metadatas=[{"doc_id": "stray", "source": "stray.txt", "page": -1, "position": 0}],
+    )
+    hits = store.query(embedder.embed_query("honey bees nectar"), k=3)
+    assert [h.chunk.doc_id for h in hits] == ["good"]
+    assert [cid for cid, _ in store.keyword_ranking(["honey", "nectar"], 3)] == ["good:00000"]
+
+
+def test_the_same_content_ingested_twice_at_once_ends_as_one_document_and_one_duplicate(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Issue 11, finding 2: two sessions uploading the same new file both passed admission."""
+    import threading
+
+    from rag.ingest import Ingestor, IngestResult
+
+    doc = tmp_path / "report.txt"
+    doc.write_text("\n\n".join(f"Section {i}: the quarterly figures rose again. " * 8 for i in range(12)))
+    copy = tmp_path / "copy" / "report-copy.txt"
+    copy.parent.mkdir()
+    copy.write_bytes(doc.read_bytes())
+    stores = [Store(tmp_path / "kb"), Store(tmp_path / "kb")]  # two sessions (or processes) of the app
+    results: dict[int, list[IngestResult]] = {}
+    start = threading.Barrier(2)
+
+    def ingest(i: int, path: Path) -> None:
+        start.wait()
+        results[i] = Ingestor(stores[i], embedder, 200, 20, batch_size=4).ingest_paths([path])
+
+    threads = [threading.Thread(target=ingest, args=(i, p)) for i, p in enumerate([doc, copy])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    statuses = sorted(r[0].status for r in results.values())
+    assert statuses == ["added", "duplicate"], results
+    added = next(r[0] for r in results.values() if r[0].status == "added")
+    assert [(d.name, d.chunks) for d in stores[0].documents()] == [(added.name, added.chunks)]
+    assert stores[0].vector_count() == added.chunks == stores[0].keyword_row_count()
