@@ -101,7 +101,7 @@ def split_table(section: Section, chunk_size: int) -> list[str]:
 def _split_prose(splitter: RecursiveCharacterTextSplitter, section: Section) -> list[tuple[str, str]]:
     """Pieces of prose with the heading in force where each starts: the section's, or the last Markdown
     heading ("## Details", as Markdown and Word files are loaded) before the piece."""
-    pieces = splitter.split_text(section.text)
+    pieces = _join_bare_headings(splitter.split_text(section.text))
     headings = [(m.start(), m.group(1)) for m in _MARKDOWN_HEADING.finditer(section.text)]
     if not headings:
         return [(piece, section.heading) for piece in pieces]
@@ -113,6 +113,22 @@ def _split_prose(splitter: RecursiveCharacterTextSplitter, section: Section) -> 
         offset = start
         before = [text for at, text in headings if at <= start]
         out.append((piece, before[-1] if before else section.heading))
+    return out
+
+
+def _join_bare_headings(pieces: list[str]) -> list[str]:
+    """A piece that is only a heading ("### Ollama's context length", split off before a code block) says
+    nothing on its own and outranks real passages on the heading's words: it opens the next piece."""
+    out: list[str] = []
+    carried = ""
+    for piece in pieces:
+        if _MARKDOWN_HEADING.fullmatch(piece.strip()):
+            carried += piece.strip() + "\n\n"
+            continue
+        out.append(carried + piece)
+        carried = ""
+    if carried:
+        out.append(carried.strip())
     return out
 
 

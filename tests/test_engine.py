@@ -57,7 +57,7 @@ def test_the_prompt_puts_numbered_sources_in_the_system_block(corpus_engine: Eng
     history = [Message("user", "Hi"), Message("assistant", "Hello! Ask me about your documents.")]
     prepared = corpus_engine.prepare("Which Llama 2 model uses grouped-query attention?", history)
     system = prepared.plan.messages[0]
-    assert system.role == "system" and "[1] llama-2-overview.md" in system.content
+    assert system.role == "system" and "[1] Llama 2: an overview · llama-2-overview.md · " in system.content
     assert prepared.prompt.startswith("<|im_start|>system\n")  # SmolLM2's own template, system role honoured
     assert "grouped-query attention" in system.content.lower()
     assert prepared.prompt.endswith(
