@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 from rag.schema import Section
 
-# A figure as tables print it: 1,234  (1,234)  $5.3  12%  (7.1)%  —  - ; "$" and "%" may stand apart.
-_VALUE = re.compile(r"^(?:[($]*[-–—+]?\$?\d[\d,]*(?:\.\d+)?\)?%?\)?[,;]?|[-–—]|\$|%|\)|n/?a|nm)$", re.IGNORECASE)
+# A figure as tables print it: 1,234  (1,234)  $5.3  12%  (7.1)%  —  - ; "$" and "%" may stand apart; a
+# cell may hold a marker instead ("#": a variance of 100 % or more, "*", "†", a footnote "(a)").
+_VALUE = re.compile(
+    r"^(?:[($]*[-–—+]?\$?\d[\d,]*(?:\.\d+)?\)?%?\)?[,;]?|[-–—]|\$|%|\)|n/?a|nm|#|\*+|[†‡]|\([a-z]\))$", re.IGNORECASE
+)
 _YEAR = re.compile(r"^\(?(?:19|20)\d\d\)?[,.]?$")
 _MONTHS = re.compile(
     r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b(?:,?\s+(?:19|20)\d\d\b)?",
