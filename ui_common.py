@@ -50,7 +50,7 @@ def startup_check(_store: Store, place: str) -> CheckReport | None:
     """`rag check`, read-only, once per process and knowledge base (`place` keys the cache: the store itself is
     not hashable); None when the check itself failed (logged: the app still works)."""
     try:
-        return check(_store)
+        return check(_store, wait=5.0)  # a writer (the CLI) busy for longer: no verdict rather than a slow start
     except Exception:  # a diagnostic must never keep the app from starting
         logger.exception("The start-up check of the knowledge base in %s failed", place)
         return None

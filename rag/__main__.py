@@ -216,7 +216,7 @@ def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
         print(line)
     if report.ok or not args.repair:
         return 0 if report.ok else 1
-    result = repair(engine.store, report)
+    result = repair(engine.store)
     for line in describe_repair(result):
         print(line)
     return 0 if result.after.ok else 1

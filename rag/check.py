@@ -60,8 +60,19 @@ class Repair:
     after: CheckReport
 
 
-def check(store: Store) -> CheckReport:
-    """Compare the three; reads only."""
+# How long a check waits for a writer's span to end (an ingest wave takes up to about a minute).
+CHECK_WAIT = 120.0
+
+
+def check(store: Store, wait: float = CHECK_WAIT) -> CheckReport:
+    """Compare the three; writes nothing. It holds the write lock while it reads, so that no write is seen half
+    done (a document committed between reading the registry and Chroma would look like orphan vectors); a
+    StoreError says so when a writer keeps it longer than `wait` seconds."""
+    with store.writing(timeout=wait):
+        return _compare(store)
+
+
+def _compare(store: Store) -> CheckReport:
     records = store.all_documents()
     ready = {r.doc_id: r for r in records if r.status == "ready"}
     in_progress = {r.doc_id: r for r in records if r.status != "ready"}
@@ -110,18 +121,20 @@ def check(store: Store) -> CheckReport:
     )
 
 
-def repair(store: Store, report: CheckReport | None = None) -> Repair:
-    """Remove what `check` found: orphans, abandoned rows, and broken documents (to be ingested again)."""
-    report = report or check(store)
-    removed: list[Problem] = []
-    reingest: list[str] = []
-    for problem in report.problems:
-        store.remove_traces(problem.doc_id)
-        logger.warning("rag check --repair removed %s", problem.describe())
-        removed.append(problem)
-        if problem.kind == "broken document":
-            reingest.append(problem.name)
-    return Repair(tuple(removed), tuple(reingest), check(store))
+def repair(store: Store) -> Repair:
+    """Remove what `check` finds (again, under the write lock): orphans, abandoned rows, and broken documents
+    (to be ingested again)."""
+    with store.writing():  # decided and done in one span: what was found is still so
+        report = _compare(store)
+        removed: list[Problem] = []
+        reingest: list[str] = []
+        for problem in report.problems:
+            store.remove_traces(problem.doc_id)
+            logger.warning("rag check --repair removed %s", problem.describe())
+            removed.append(problem)
+            if problem.kind == "broken document":
+                reingest.append(problem.name)
+        return Repair(tuple(removed), tuple(reingest), _compare(store))
 
 
 def describe(report: CheckReport, where: str) -> list[str]:

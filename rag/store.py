@@ -105,8 +105,11 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
-            _add_title_column(self._db)
-            _add_writer_column(self._db)
+            # In one write transaction: two processes opening a new knowledge base at once would both see the
+            # column missing, and the second ALTER TABLE fail with "duplicate column name".
+            with _Transaction(self._db):
+                _add_title_column(self._db)
+                _add_writer_column(self._db)
             # The id the collection records as its owner (a second data directory on the same collection is refused).
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
             registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])

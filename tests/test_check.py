@@ -3,12 +3,21 @@ A real Store in a temporary data directory; the command line as a real subproces
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rag.check import check, describe, repair
+from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.store import Store
 from tests.test_cli import run
@@ -46,7 +55,7 @@ def test_orphan_vectors_are_found_and_repaired(kb: Store) -> None:
     report = check(kb)
     assert [(p.kind, p.doc_id) for p in report.problems] == [("orphan vectors", "zzzz")]
     assert "2 vectors of no registered document" in report.problems[0].describe()
-    result = repair(kb, report)
+    result = repair(kb)
     assert result.after.ok and result.reingest == ()
     assert kb.vector_count() == 3 and {d.name for d in kb.documents()} == {"cats.txt", "rockets.txt"}
 
@@ -64,7 +73,7 @@ def test_a_ready_document_missing_chunks_is_found_and_removed_to_be_ingested_aga
     report = check(kb)
     assert [(p.kind, p.name) for p in report.problems] == [("broken document", "cats.txt")]
     assert "the registry says 2 chunks, Chroma holds 1 vector, the keyword index 2 rows" in report.problems[0].detail
-    result = repair(kb, report)
+    result = repair(kb)
     assert result.reingest == ("cats.txt",) and result.after.ok
     assert [d.name for d in kb.documents()] == ["rockets.txt"]
     assert kb.vector_count() == 1 and kb.keyword_row_count() == 1
@@ -83,3 +92,157 @@ def test_cli_exit_codes(kb: Store) -> None:
     assert "Removed orphan vectors: zzzz" in repaired.stdout and "consistent now" in repaired.stdout
     clean = run(["check"], data_dir)
     assert clean.returncode == 0 and "agree" in clean.stdout
+
+
+# -- many writers and crashes (issue 11): real CLI processes on one data directory ---------------------------
+
+STRESS_SEED = 11
+STRESS_WORKERS = 3
+STRESS_OPS_PER_WORKER = 6
+CRASH_SEED = 7
+CRASH_KILLS = 20  # rounds of two writers each go on until this many were killed (at most CRASH_MAX_ROUNDS)
+CRASH_MAX_ROUNDS = 20
+_WORDS = "alpha beta gamma delta river mountain report figure quarter revenue harbour lantern orchard".split()  # noqa: SIM905
+
+
+def small_files(folder: Path, n: int, seed: int) -> list[Path]:
+    """n small text files of 3-6 chunks each, all different, plus a copy of the first under another name."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        paragraphs = [" ".join(rng.choice(_WORDS) for _ in range(80)) for _ in range(rng.randint(3, 6))]
+        path = folder / f"note{i}.txt"
+        path.write_text(f"Note {i}\n\n" + "\n\n".join(paragraphs))
+        files.append(path)
+    copy = folder / "note0-copy.txt"
+    copy.write_bytes(files[0].read_bytes())
+    return [*files, copy]
+
+
+def cli(args: list[str], data_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_CORPUS_DIR": str(data_dir / "no-corpus")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "rag", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def listed(data_dir: Path) -> dict[str, str]:
+    """name → doc_id of the ready documents, as `python -m rag docs --json` lists them."""
+    out, _ = cli(["docs", "--json"], data_dir).communicate(timeout=120)
+    return {d["name"]: d["doc_id"] for d in json.loads(out)}
+
+
+def check_finds(data_dir: Path) -> list[str]:
+    """The problems `python -m rag check` prints (none when it exits 0)."""
+    proc = cli(["check"], data_dir)
+    out, err = proc.communicate(timeout=120)
+    problems = [line.strip() for line in out.splitlines() if line.startswith("  ")]
+    assert (proc.returncode, bool(problems)) in ((0, False), (1, True)), f"{proc.returncode}: {out}{err}"
+    return problems
+
+
+def writing(data_dir: Path, pid: int) -> bool:
+    """Is this process in the middle of indexing or deleting a document (its row not ready)?"""
+    try:
+        with sqlite3.connect(data_dir / "registry.sqlite3", timeout=5) as db:
+            row = db.execute("SELECT COUNT(*) FROM documents WHERE writer LIKE ?", (f"%:{pid}:%",)).fetchone()
+    except sqlite3.OperationalError:  # not created yet
+        return False
+    return bool(row[0])
+
+
+@pytest.mark.slow
+def test_many_cli_writers_at_once_leave_a_consistent_knowledge_base(tmp_path: Path) -> None:
+    """Ingest, delete and list from several processes at once, a fixed number of operations; then `rag check`
+    finds nothing, and every file an ingest reported added is listed unless a delete came after it."""
+    data_dir = tmp_path / "kb"
+    files = small_files(tmp_path / "files", 5, STRESS_SEED)
+    counts = {"operations": 0, "errors": 0, "not found (deleted by another)": 0, "duplicates": 0}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(STRESS_OPS_PER_WORKER):
+            op = rng.choices(["ingest", "delete", "docs"], weights=[5, 3, 2])[0]
+            if op == "ingest":
+                args = ["ingest", *(str(p) for p in rng.sample(files, rng.randint(1, 3)))]
+            elif op == "delete":
+                args = ["delete", rng.choice(files).name]
+            else:
+                args = ["docs"]
+            proc = cli(args, data_dir)
+            out, err = proc.communicate(timeout=600)
+            with lock:
+                counts["operations"] += 1
+                counts["duplicates"] += out.count("already indexed: skipped")
+                if op == "delete" and proc.returncode == 1 and "No document named" in err:
+                    counts["not found (deleted by another)"] += 1
+                elif proc.returncode != 0:
+                    counts["errors"] += 1
+                    errors.append(f"{' '.join(args)} → {proc.returncode}: {err.strip()[-500:]}")
+
+    threads = [threading.Thread(target=worker, args=(STRESS_SEED + i,)) for i in range(STRESS_WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    problems = check_finds(data_dir)
+    docs = listed(data_dir)
+    counts["inconsistencies"] = len(problems)
+    counts["documents at the end"] = len(docs)
+    print(f"\nstress: {counts}")  # the figures of the closing note (pytest -s)
+    assert counts["operations"] == STRESS_WORKERS * STRESS_OPS_PER_WORKER
+    assert errors == [] and problems == []
+    assert len(set(docs.values())) == len(docs)  # one document per content: the copy is only ever a duplicate
+
+
+@pytest.mark.slow
+def test_killing_ingests_and_deletes_at_random_moments_loses_nothing_committed(tmp_path: Path) -> None:
+    """kill -9 two real CLI writers (ingest or delete) at random moments, round after round; after each, the
+    reopened knowledge base is consistent and everything committed before (and not deleted) is still there."""
+    data_dir = tmp_path / "kb"
+    files = small_files(tmp_path / "files", 8, CRASH_SEED)
+    rng = random.Random(CRASH_SEED)
+    kills = finished = mid_write = 0
+    committed: dict[str, str] = {}
+    rounds = 0
+    while kills < CRASH_KILLS and rounds < CRASH_MAX_ROUNDS:
+        rounds += 1
+        deleting: set[str] = set()
+        procs = []
+        for _ in range(2):
+            if committed and rng.random() < 0.3:
+                name = rng.choice(sorted(committed))
+                deleting.add(name)
+                procs.append(cli(["delete", name], data_dir))
+            else:
+                procs.append(cli(["ingest", *(str(p) for p in rng.sample(files, rng.randint(1, 4)))], data_dir))
+        # Loading the model takes ~5-10 s here: moments before, during and after the writes.
+        deadline = time.monotonic() + rng.uniform(1.0, 12.0)
+        for proc in procs:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                mid_write += writing(data_dir, proc.pid)
+                proc.kill()
+                kills += 1
+            else:
+                finished += 1
+            proc.communicate(timeout=60)
+        assert check_finds(data_dir) == []  # nothing half-indexed, no strays
+        now = listed(data_dir)
+        lost = {name for name in committed if name not in now and name not in deleting}
+        assert lost == set(), f"committed and lost: {lost}"
+        committed = now
+    print(
+        f"\ncrash: {kills} writers killed ({mid_write} with a document half-indexed or half-deleted), {finished} "
+        f"finished first, {rounds} rounds, 0 inconsistencies"
+    )
+    assert kills >= CRASH_KILLS
