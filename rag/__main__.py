@@ -162,6 +162,10 @@ def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
     for p in missing:
         print(f"{p}: no such file or folder", file=sys.stderr)
     paths = [p for p in args.paths if p.exists()]
+    from rag.ingest import scan_paths
+
+    for skipped in scan_paths(paths)[1]:
+        print(f"{skipped.path}: skipped, {skipped.reason}", file=sys.stderr)
     bar, update = _progress_bar()
     try:
         results = engine.ingest(paths, update)

@@ -105,21 +105,47 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, and the supported files inside folders (recursively, hidden ones skipped)."""
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file inside a folder that is not ingested, and why (said to the person, never silent)."""
+
+    path: Path
+    reason: str
+
+
+def scan_paths(paths: Iterable[Path]) -> tuple[list[Path], list[SkippedFile]]:
+    """Files as given, and the supported files inside folders (recursively; hidden ones left out); the
+    other files of the folders with the reason: an unsupported type, or a link leading out of the folder
+    (a folder ingest never reads what lies outside the folder it was given)."""
     found: list[Path] = []
+    skipped: list[SkippedFile] = []
     for path in paths:
-        if path.is_dir():
-            found.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file()
-                and is_supported(p.name)
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-        else:
+        if not path.is_dir():
             found.append(path)
-    return found
+            continue
+        root = path.resolve()
+        for p in sorted(path.rglob("*")):
+            if any(part.startswith(".") for part in p.relative_to(path).parts):
+                continue
+            outside = not p.resolve().is_relative_to(root)
+            if p.is_dir():
+                if outside:
+                    skipped.append(SkippedFile(p, "a link to a folder outside the folder: not followed"))
+                continue
+            if outside:
+                skipped.append(SkippedFile(p, "a link to a file outside the folder: not followed"))
+            elif not p.is_file():
+                continue
+            elif not is_supported(p.name):
+                skipped.append(SkippedFile(p, f"unsupported type '{p.suffix or '(none)'}'"))
+            else:
+                found.append(p)
+    return found, skipped
+
+
+def collect_files(paths: Iterable[Path]) -> list[Path]:
+    """The files `scan_paths` would ingest."""
+    return scan_paths(paths)[0]
 
 
 @dataclass(frozen=True)

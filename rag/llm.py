@@ -359,26 +359,32 @@ class EmbeddedBackend:
         self._threads = threads or max(1, (os.cpu_count() or 2))
         self._llm: Any = None
         self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
+        self._load_lock = threading.Lock()
         self._formatter: Callable[[Sequence[Message]], str] | None = None
 
     @property
     def llama(self) -> Any:
         if self._llm is None:
-            from llama_cpp import Llama
-
-            try:
-                path = str(self.model_path)
-                llm = Llama(model_path=path, n_ctx=self._requested_window, n_threads=self._threads, verbose=False)
-                arch = llm.metadata.get("general.architecture", "llama")
-                trained = int(llm.metadata.get(f"{arch}.context_length", 0))
-                if 0 < trained < self._requested_window:  # never beyond what the model was trained on
-                    llm = Llama(model_path=path, n_ctx=trained, n_threads=self._threads, verbose=False)
-                self._llm = llm
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise BackendError(
-                    f"llama.cpp could not load {self.model_path} ({exc}): check that it is a complete GGUF file."
-                ) from exc
+            with self._load_lock:  # two first questions at once must not load the model twice
+                if self._llm is None:
+                    self._llm = self._load()
         return self._llm
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama
+
+        path = str(self.model_path)
+        try:
+            llm = Llama(model_path=path, n_ctx=self._requested_window, n_threads=self._threads, verbose=False)
+            arch = llm.metadata.get("general.architecture", "llama")
+            trained = int(llm.metadata.get(f"{arch}.context_length", 0))
+            if 0 < trained < self._requested_window:  # never beyond what the model was trained on
+                llm = Llama(model_path=path, n_ctx=trained, n_threads=self._threads, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BackendError(
+                f"llama.cpp could not load {self.model_path} ({exc}): check that it is a complete GGUF file."
+            ) from exc
+        return llm
 
     @property
     def context_window(self) -> int:

@@ -393,3 +393,26 @@ def test_limits_come_from_the_settings() -> None:
     )
     assert limits == IngestLimits(max_pages=10, max_chunks=20, max_upload_files=3, max_upload_bytes=2 * 1024 * 1024)
     assert IngestLimits() == IngestLimits.from_settings(Settings())
+
+
+def test_a_folder_scan_says_what_it_skips_and_never_leaves_the_folder(tmp_path: Path) -> None:
+    from rag.ingest import scan_paths
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not for the knowledge base")
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "notes.md").write_text("# Notes\n")
+    (folder / "sub" / "tool.exe").write_bytes(b"MZ")
+    (folder / "link.txt").symlink_to(outside / "secret.txt")
+    (folder / "linked-dir").symlink_to(outside, target_is_directory=True)
+    (folder / "inner.txt").write_text("inside")
+    (folder / "alias.txt").symlink_to(folder / "inner.txt")  # a link within the folder is fine
+    files, skipped = scan_paths([folder])
+    assert sorted(p.name for p in files) == ["alias.txt", "inner.txt", "notes.md"]
+    reasons = {s.path.relative_to(folder).as_posix(): s.reason for s in skipped}
+    assert reasons["sub/tool.exe"] == "unsupported type '.exe'"
+    assert "outside the folder" in reasons["link.txt"]
+    assert "folder outside the folder" in reasons["linked-dir"]
+    assert collect_files([folder]) == files

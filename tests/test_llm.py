@@ -250,3 +250,17 @@ def test_token_estimate_learns_from_what_ollama_reports(fake_ollama: FakeOllama)
     assert first < 321 and corrected == math.ceil(first * (321 / first * 1.05))
     # A fresh backend object for the same server and model (the app builds one per request) keeps it.
     assert OllamaBackend(fake_ollama.host, "llama2").count_tokens(CONVERSATION) == corrected
+
+
+@pytest.mark.slow
+def test_two_first_questions_at_once_load_the_built_in_model_once() -> None:
+    import threading
+
+    backend = EmbeddedBackend(context_window=2048)
+    loaded: list[object] = []
+    threads = [threading.Thread(target=lambda: loaded.append(backend.llama)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loaded) == 3 and all(model is loaded[0] for model in loaded)
