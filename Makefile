@@ -10,6 +10,7 @@ run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
 
 test: $(STAMP)
+	@test -x /usr/bin/chromium || { echo "The browser tests need Debian's chromium: run 'apt-get install -y chromium' (as root), then 'make test' again."; exit 1; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy rag app.py ui_common.py pages tests
 	$(BIN)/python -m pytest
