@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +22,28 @@ from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.store import Store
 from tests.test_cli import run
-from tests.test_store import add, chunks_for
+from tests.test_store import add, chroma_server, chunks_for  # noqa: F401 (chroma_server: a fixture)
 
 
-@pytest.fixture
-def kb(tmp_path: Path, embedder: Embedder) -> Store:
-    store = Store(tmp_path / "kb")
+def filled(store: Store, embedder: Embedder) -> Store:
     add(store, embedder, "aaaa", "cats.txt", ["Cats purr when content.", "Cats sleep a lot."])
     add(store, embedder, "bbbb", "rockets.txt", ["Rockets burn fuel to reach orbit."])
     return store
+
+
+@pytest.fixture(params=["embedded", "server"])
+def kb(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> Store:
+    """The same checks with the vectors in Chroma embedded and on a real `chroma run` server."""
+    if request.param == "embedded":
+        return filled(Store(tmp_path / "kb"), embedder)
+    server = request.getfixturevalue("chroma_server")
+    return filled(Store(tmp_path / "kb", server.url, collection=f"check-{uuid.uuid4().hex[:12]}"), embedder)
+
+
+@pytest.fixture
+def local_kb(tmp_path: Path, embedder: Embedder) -> Store:
+    """Embedded only: the command line opens it from its data directory."""
+    return filled(Store(tmp_path / "kb"), embedder)
 
 
 def orphan_vectors(store: Store, doc_id: str, n: int) -> None:
@@ -79,10 +93,10 @@ def test_a_ready_document_missing_chunks_is_found_and_removed_to_be_ingested_aga
     assert kb.vector_count() == 1 and kb.keyword_row_count() == 1
 
 
-def test_cli_exit_codes(kb: Store) -> None:
-    data_dir = kb.data_dir
-    orphan_vectors(kb, "zzzz", 1)
-    kb.close()
+def test_cli_exit_codes(local_kb: Store) -> None:
+    data_dir = local_kb.data_dir
+    orphan_vectors(local_kb, "zzzz", 1)
+    local_kb.close()
     found = run(["check"], data_dir)
     assert found.returncode == 1, found.stderr
     assert "orphan vectors: zzzz: 1 vector of no registered document" in found.stdout
