@@ -232,8 +232,15 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
     if docs is None:
         return 1
     choice = engine.backend
-    prepared = engine.prepare(args.question, _history(args.history), _doc_ids(docs))
+    history = _history(args.history)
+    prepared = engine.prepare(args.question, history, _doc_ids(docs), call_model=False)
     plan = prepared.plan
+    if history:
+        print(
+            "# no model was asked: the question is searched as it is (the app would rewrite a follow-up "
+            "first) and older turns that do not fit are left out, not summarized",
+            file=sys.stderr,
+        )
     print(f"# backend: {choice.backend.name}, model: {choice.backend.model} — {choice.reason}", file=sys.stderr)
     if docs:
         print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)

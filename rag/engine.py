@@ -207,14 +207,18 @@ class Engine:
         history: Sequence[Message] = (),
         doc_ids: Sequence[str] | None = None,
         summary: str = "",
+        call_model: bool = True,
     ) -> PreparedTurn:
         """Everything up to the model call: rewrite a follow-up for retrieval, retrieve, fit the window.
 
         When older turns do not fit and the strategy is "summarize", they are folded into the running
         summary (one model call) and the prompt is planned again with it; `summary_update` says so.
+        With `call_model=False` (`python -m rag prompt`) no model is asked: the question is searched as
+        it is and no new summary is written.
         """
         backend = self.backend.backend
-        search_query = standalone_question(question, history, complete_with(backend)) if history else question
+        rewrite = history and call_model
+        search_query = standalone_question(question, history, complete_with(backend)) if rewrite else question
 
         def plan(turns: Sequence[Message], running_summary: str) -> PreparedTurn:
             return prepare_turn(
@@ -234,7 +238,7 @@ class Engine:
 
         prepared = plan(history, summary)
         dropped = prepared.plan.history_dropped
-        if dropped and self.settings.history_strategy == "summarize" and not prepared.decline:
+        if dropped and call_model and self.settings.history_strategy == "summarize" and not prepared.decline:
             folded = list(history[:dropped])
             new_summary = summarize(summary, folded, complete_with(backend, max_tokens=200))
             prepared = plan(history[dropped:], new_summary)

@@ -60,6 +60,21 @@ def test_ingest_again_skips_unchanged_files(kb: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_prompt_with_a_follow_up_needs_no_model(kb: Path, tmp_path: Path) -> None:
+    """A follow-up would be rewritten by the model in the app; `prompt` asks no model (Ollama is down)."""
+    history = tmp_path / "history.json"
+    turns = [
+        {"role": "user", "content": "Tell me about the office cat."},
+        {"role": "assistant", "content": "Miso [1]."},
+    ]
+    history.write_text(json.dumps(turns))
+    result = run(["prompt", "What does she like?", "--backend", "ollama", "--history", str(history)], kb)
+    assert result.returncode == 0, result.stderr
+    assert "no model was asked" in result.stderr and "searched for" not in result.stderr
+    assert result.stdout.endswith("[INST] What does she like? [/INST]")
+
+
+@pytest.mark.slow
 def test_prompt_prints_the_exact_llama2_prompt_without_a_server(kb: Path, tmp_path: Path) -> None:
     history = tmp_path / "history.json"
     history.write_text(
