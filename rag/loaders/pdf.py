@@ -1,9 +1,11 @@
 """PDF with PDFium (pypdfium2): every page's text in reading order, tables kept with their headers, the
 document's title, and OCR for pages that have no text layer (scanned).
 
-PDFium read all 20 real filings of the development set where pypdf refused 2 (`LimitReachedError`), and
-~20 times faster (README, "Real documents"). PDFium is not thread-safe: every call goes through one lock;
-OCR, the slow part, runs outside it.
+PDFium read all 20 real filings of the development set, one of which pypdf refuses (`LimitReachedError`);
+its page text comes 20 times faster than pypdf's, and this loader (tables and headings included) 12 times
+(README, "Real documents"). PDFium is not thread-safe: every call goes through one lock; OCR, the slow
+part, runs outside it, one page at a time (a page image at OCR scale is ~6 MB: a long scan is never
+held in memory whole).
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ MAX_PAGES: ContextVar[int] = ContextVar("MAX_PAGES", default=DEFAULT_MAX_PAGES)
 
 
 def load_pdf(data: bytes, name: str, on_ocr_page: PageProgress | None = None) -> LoadedDocument:
-    page_lines, metadata, blank, failed, images = _read(data, name)
+    page_lines, metadata, blank, failed = _read(data, name)
     page_count = len(page_lines)
     if blank:
-        for number, text in zip(blank, _ocr(images, on_ocr_page), strict=True):
+        for number, text in zip(blank, _ocr(data, blank, on_ocr_page), strict=True):
             page_lines[number - 1] = _lines(text)
     read_by_ocr = [n for n in blank if page_lines[n - 1]]
     still_blank = [n for n in blank if not page_lines[n - 1]]
@@ -94,9 +96,9 @@ def load_pdf(data: bytes, name: str, on_ocr_page: PageProgress | None = None) ->
     )
 
 
-def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list[int], list[int], list[Any]]:
-    """Under the PDFium lock: each page's lines, the metadata, the pages without text (rendered for OCR)
-    and those that failed."""
+def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list[int], list[int]]:
+    """Under the PDFium lock: each page's lines, the metadata, the pages without text (for OCR) and those
+    that failed."""
     import pypdfium2 as pdfium
 
     with _PDFIUM_LOCK:
@@ -125,7 +127,6 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
             page_lines: list[list[str]] = []
             blank: list[int] = []
             failed: list[int] = []
-            images: list[Any] = []
             for number in range(1, page_count + 1):
                 try:
                     page = pdf[number - 1]
@@ -133,9 +134,6 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                     text = textpage.get_text_bounded()
                     textpage.close()
                     if sum(ch.isalnum() for ch in text) < MIN_PAGE_CHARS:
-                        from rag.ocr import OCR_SCALE
-
-                        images.append(page.render(scale=OCR_SCALE).to_numpy())
                         blank.append(number)
                         text = ""
                     page.close()
@@ -148,19 +146,37 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                 page_lines.append(_lines(text))
         finally:
             pdf.close()
-    return page_lines, metadata, blank, failed, images
+    return page_lines, metadata, blank, failed
 
 
-def _ocr(images: list[Any], on_page: PageProgress | None) -> list[str]:
-    """The text of each rendered page, read by OCR (seconds a page on a CPU: progress after each)."""
+def _ocr(data: bytes, numbers: list[int], on_page: PageProgress | None) -> list[str]:
+    """The text of each of these pages, rendered by PDFium and read by OCR, one page at a time (seconds a
+    page on a CPU: progress after each)."""
     from rag.ocr import recognize
 
     texts: list[str] = []
-    for done, image in enumerate(images, start=1):
-        texts.append(recognize(_rgb(image)))
+    for done, number in enumerate(numbers, start=1):
+        texts.append(recognize(_rgb(_render(data, number))))
         if on_page:
-            on_page(done, len(images))
+            on_page(done, len(numbers))
     return texts
+
+
+def _render(data: bytes, number: int) -> Any:
+    """Page `number` (1-based) as an image at OCR's scale."""
+    import pypdfium2 as pdfium
+
+    from rag.ocr import OCR_SCALE
+
+    with _PDFIUM_LOCK:
+        pdf = pdfium.PdfDocument(data)
+        try:
+            page = pdf[number - 1]
+            image = page.render(scale=OCR_SCALE).to_numpy()
+            page.close()
+        finally:
+            pdf.close()
+    return image
 
 
 def _rgb(image: Any) -> Any:
