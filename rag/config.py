@@ -265,7 +265,7 @@ def read_saved(path: Path) -> dict[str, Any]:
                 "or fix or delete the file to use the defaults."
             )
     if values.get("gguf_path"):
-        values["gguf_path"] = _path(values["gguf_path"], f"setting gguf_path in {path}")
+        values["gguf_path"] = _path(values["gguf_path"], f"{path}: setting gguf_path")
     elif "gguf_path" in values:
         del values["gguf_path"]
     return values
