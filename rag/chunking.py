@@ -12,6 +12,7 @@ from pathlib import Path
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
+from rag.formatting import shorten
 from rag.schema import Chunk, LoadedDocument, Section
 
 HEADER_SEPARATOR = " · "
@@ -42,11 +43,11 @@ def chunk_header(doc: LoadedDocument, heading: str, page: int | None) -> str:
     """ "<title> · <file name> · <heading> · page N": what the chunk's own text may not say. The title is
     left out when it only repeats the file name."""
     parts = []
-    title = _cut(" ".join(doc.title.split()), MAX_TITLE_CHARS)
+    title = shorten(" ".join(doc.title.split()), MAX_TITLE_CHARS)
     if title and _words(title) != _words(Path(doc.name).stem):
         parts.append(title)
     parts.append(doc.name)
-    heading = _cut(" ".join(heading.split()), MAX_HEADING_CHARS)
+    heading = shorten(" ".join(heading.split()), MAX_HEADING_CHARS)
     if heading and heading.lower() not in title.lower():
         parts.append(heading)
     if page is not None:
@@ -135,6 +136,3 @@ def _join_bare_headings(pieces: list[str]) -> list[str]:
 def _words(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -11,6 +11,11 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters ending with "…" when it is longer."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
 def human_size(n_bytes: int) -> str:
     if n_bytes < 1024:
         return f"{n_bytes} B"

@@ -26,7 +26,7 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-_YEAR = re.compile(r"(?:19|20)\d\d")
+YEAR = re.compile(r"(?:19|20)\d\d")  # a year inside a code: FY2018, 2023Q4
 
 
 def query_terms(text: str) -> list[str]:
@@ -38,6 +38,6 @@ def query_terms(text: str) -> list[str]:
             continue
         seen.setdefault(word, None)
         if not (word.isalpha() or word.isdigit()):
-            for year in _YEAR.findall(word):
+            for year in YEAR.findall(word):
                 seen.setdefault(year, None)
     return list(seen)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from rag.errors import PromptError
+from rag.formatting import shorten
 from rag.llm import GenerationOptions, LLMBackend
 from rag.schema import Message
 
@@ -282,7 +283,7 @@ def format_transcript(history: Sequence[Message], max_chars: int) -> str:
         room = max_chars - used - (1 if lines else 0)
         if room < len(label) + 20:
             break
-        text = _cut(" ".join(message.content.split()), min(per_message, room - len(label)))
+        text = shorten(" ".join(message.content.split()), min(per_message, room - len(label)))
         lines.append(label + text)
         used += len(lines[-1]) + (1 if len(lines) > 1 else 0)
     return "\n".join(reversed(lines))
@@ -370,9 +371,6 @@ def _normalized(text: str) -> str:
     return " ".join(_base(w) for w in _tokens(text) if w[0].isalnum())
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
-
 
 # -- running summary --------------------------------------------------------------------------------------
 
@@ -385,7 +383,7 @@ def summary_messages(
         raise ValueError(f"max_words must be positive, got {max_words}")
     shown = [m for m in turns if m.role in ROLE_LABELS and m.content.strip()]
     per_message = max(200, max_input_chars // max(1, len(shown)))
-    lines = [f"{ROLE_LABELS[m.role]}: {_cut(' '.join(m.content.split()), per_message)}" for m in shown]
+    lines = [f"{ROLE_LABELS[m.role]}: {shorten(' '.join(m.content.split()), per_message)}" for m in shown]
     user = SUMMARY_USER_TEMPLATE.format(summary=previous_summary.strip() or NO_SUMMARY_YET, turns="\n".join(lines))
     return [Message("system", SUMMARY_SYSTEM.format(max_words=max_words)), Message("user", user)]
 
@@ -423,7 +421,7 @@ def fallback_summary(previous_summary: str, turns: Sequence[Message]) -> str:
     lines = [previous_summary.strip()] if previous_summary.strip() else []
     for m in turns:
         if m.role in FALLBACK_LABELS and m.content.strip():
-            lines.append(f"{FALLBACK_LABELS[m.role]}: {_cut(' '.join(m.content.split()), FALLBACK_CHARS)}")
+            lines.append(f"{FALLBACK_LABELS[m.role]}: {shorten(' '.join(m.content.split()), FALLBACK_CHARS)}")
     return "\n".join(lines)
 
 
@@ -457,7 +455,7 @@ def missing_facts(summary: str, previous_summary: str, turns: Sequence[Message])
         for sentence in re.split(r"(?<=[.!?])\s+|\n+", text):
             names = _names(sentence)
             absent = [n for n in names if not re.search(rf"(?<!\w){re.escape(n.lower())}(?!\w)", lowered)]
-            line = label + _cut(" ".join(sentence.split()), FALLBACK_CHARS)
+            line = label + shorten(" ".join(sentence.split()), FALLBACK_CHARS)
             if absent and line not in lines:
                 lines.append(line)
     return lines

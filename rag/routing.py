@@ -15,8 +15,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rag.keywords import YEAR
+
 _WORD = re.compile(r"[^\W_]+")
-_YEAR = re.compile(r"(?:19|20)\d\d")
 _QUARTER = re.compile(r"^(?:q([1-4])|([1-4])q)$|(?<=\d)q([1-4])$|^q([1-4])(?=\d)")
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
 
@@ -29,7 +30,7 @@ def card_terms(text: str) -> set[str]:
         terms.add(word)
         if word.isalpha() or word.isdigit():
             continue
-        terms.update(_YEAR.findall(word))
+        terms.update(YEAR.findall(word))
         for match in _QUARTER.finditer(word):
             terms.add("q" + next(g for g in match.groups() if g))
     return terms

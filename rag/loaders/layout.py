@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag.formatting import shorten
 from rag.schema import Section
 
 # A figure as tables print it: 1,234  (1,234)  $5.3  12%  (7.1)%  —  - ; "$" and "%" may stand apart; a
@@ -167,7 +168,7 @@ def page_sections(
         title = next((h for h in reversed(header_lines[:first_period]) if is_heading(h)), "")
         if title:
             heading = title
-        header = _cut(_join_wrapped(header_lines), MAX_HEADER_CHARS)
+        header = shorten(_join_wrapped(header_lines), MAX_HEADER_CHARS)
         sections.append(Section("\n".join(kept[start:end]), page, heading, table_header=header))
         i = end
     prose.extend(kept[i:])
@@ -242,6 +243,3 @@ def _join_wrapped(lines: Sequence[str]) -> str:
             out.append(line)
     return "\n".join(out)
 
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
