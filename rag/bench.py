@@ -32,7 +32,8 @@ from rag.ingest import Ingestor, collect_files
 from rag.loaders import load_bytes
 from rag.retrieval import Retriever
 from rag.schema import Chunk
-from rag.store import DocumentRecord, Store, now_iso
+from rag.sqlite import now_iso
+from rag.store import DocumentRecord, Store
 
 # The pipeline of the usual LangChain RAG tutorial, the reference the targets are set against.
 TUTORIAL_CHUNK_SIZE = 1000

@@ -135,4 +135,3 @@ def _join_bare_headings(pieces: list[str]) -> list[str]:
 
 def _words(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
-

@@ -1,12 +1,12 @@
 """Saved conversations: messages, their sources and usage, the running summary and settings, in SQLite.
 
 One file, `conversations.sqlite3` in the data directory (`ConversationStore.in_data_dir`). Every write is
-one `BEGIN IMMEDIATE` transaction, so a message's `seq` is computed and inserted under the database write
-lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
+one `BEGIN IMMEDIATE` transaction (rag/sqlite.py), so a message's `seq` is computed and inserted under the
+database write lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
 WAL lets readers proceed while a writer works; busy_timeout makes a writer wait its turn instead of failing.
 
 Columns added after the first release (`conversations.doc_filter`, `messages.searched_only`) are nullable and
-added in place when an older database is opened (`_upgrade`), so existing conversations are kept.
+added by numbered migrations when an older database is opened (rag/sqlite.py), so existing conversations are kept.
 """
 
 from __future__ import annotations
@@ -19,23 +19,31 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from rag.errors import RagError
 from rag.schema import Message, RetrievedChunk, Usage
+from rag.sqlite import (
+    Migration,
+    add_column,
+    connect,
+    execute_all,
+    migrate,
+    now_iso,
+    read_transaction,
+    write_transaction,
+)
 
 if TYPE_CHECKING:
     from rag.store import DocumentRecord
 
 DB_NAME = "conversations.sqlite3"
 TITLE_MAX_CHARS = 60
-BUSY_TIMEOUT_MS = 10_000
 
 MessageRole = Literal["user", "assistant"]
 
-_SCHEMA = """
+_CONVERSATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL DEFAULT '',
@@ -43,8 +51,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at TEXT NOT NULL,
     summary TEXT NOT NULL DEFAULT '',
     summarized_through INTEGER NOT NULL DEFAULT 0,
-    settings TEXT NOT NULL DEFAULT '{}',
-    doc_filter TEXT
+    settings TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -60,14 +67,17 @@ CREATE TABLE IF NOT EXISTS messages (
     prompt TEXT,
     budget TEXT,
     error TEXT,
-    searched_only TEXT,
     UNIQUE (conversation_id, seq)
-);
+)
 """
-# Columns newer than the tables above were first: (table, column, declaration), added when missing.
-_ADDED_COLUMNS = (
-    ("conversations", "doc_filter", "TEXT"),  # JSON [{"doc_id", "name"}]; NULL: search every document
-    ("messages", "searched_only", "TEXT"),  # JSON [name, …]; NULL: every document was searched
+# Numbered, applied once each on open and recorded in the database (rag/sqlite.py). Databases made before
+# migrations were recorded already hold some of these steps, so every step checks before it changes.
+MIGRATIONS = (
+    Migration("001_conversations_and_messages", lambda db: execute_all(db, _CONVERSATIONS_TABLE)),
+    # JSON [{"doc_id", "name"}]; NULL: search every document
+    Migration("002_conversation_doc_filter", lambda db: add_column(db, "conversations", "doc_filter", "TEXT")),
+    # JSON [name, …]; NULL: every document was searched
+    Migration("003_message_searched_only", lambda db: add_column(db, "messages", "searched_only", "TEXT")),
 )
 
 _MESSAGE_COLUMNS = (
@@ -172,14 +182,8 @@ class ConversationStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            self._upgrade()
+            self._db = connect(self.path)
+            migrate(self._db, MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             raise ConversationError(
                 f"Cannot open the saved conversations in {self.path} ({exc}): check that the folder is "
@@ -201,7 +205,7 @@ class ConversationStore:
     ) -> str:
         """A new empty conversation; returns its id (uuid4 hex). ``doc_filter``: see ``set_doc_filter``."""
         conversation_id = uuid.uuid4().hex
-        now = _now()
+        now = now_iso()
         with self._write():
             self._db.execute(
                 "INSERT INTO conversations(id, title, created_at, updated_at, settings, doc_filter)"
@@ -333,7 +337,7 @@ class ConversationStore:
             row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None:
                 raise ConversationNotFound(conversation_id)
-            message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, _now(), **fields)
+            message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, now_iso(), **fields)
             self._db.execute(
                 f"INSERT INTO messages(conversation_id, {_MESSAGE_COLUMNS}) VALUES (?, {_MESSAGE_PLACEHOLDERS})",
                 (
@@ -390,50 +394,22 @@ class ConversationStore:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _upgrade(self) -> None:
-        """Add the columns a database made by an earlier version lacks (idempotent, safe between processes:
-        the check and the change happen under the write lock)."""
-        for table, column, declaration in _ADDED_COLUMNS:
-            if column in self._columns(table):
-                continue
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if column not in self._columns(table):  # another process may have added it meanwhile
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _columns(self, table: str) -> set[str]:
-        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-
     @contextmanager
     def _write(self) -> Iterator[None]:
         """One write transaction, holding the database write lock from the start (no lost updates)."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+                with write_transaction(self._db):
+                    yield
+            except sqlite3.OperationalError as exc:  # "database is locked" past the busy timeout, disk full, …
                 raise ConversationError(
                     f"Cannot save to {self.path} ({exc}): another program may be holding the file; try again."
                 ) from exc
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[None]:
-        """One read transaction, so several SELECTs see the same snapshot."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield
-            finally:
-                self._db.execute("COMMIT")
+        with self._lock, read_transaction(self._db):
+            yield
 
     def _last_seq(self, conversation_id: str) -> int:
         row = self._db.execute(
@@ -456,10 +432,6 @@ def title_from(question: str) -> str:
 
 def _collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _settings_json(settings: Mapping[str, Any]) -> str:

@@ -21,7 +21,8 @@ from rag.formatting import human_size, plural
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.pdf import MAX_PAGES
 from rag.schema import Chunk, LoadedDocument
-from rag.store import DocumentRecord, Store, now_iso
+from rag.sqlite import now_iso
+from rag.store import DocumentRecord, Store
 
 PARSE_AHEAD = 16  # files parsed ahead of those being embedded (bounds memory)
 # Files are embedded together in waves of up to this many chunks: batches sorted by length across files

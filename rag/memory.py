@@ -371,7 +371,6 @@ def _normalized(text: str) -> str:
     return " ".join(_base(w) for w in _tokens(text) if w[0].isalnum())
 
 
-
 # -- running summary --------------------------------------------------------------------------------------
 
 

@@ -21,9 +21,8 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from rag.bm25 import GENERATION_KEY, KeywordIndex
 from rag.chroma_client import open_collection
 from rag.errors import StoreError
 from rag.schema import Chunk, RetrievedChunk
+from rag.sqlite import Migration, add_column, connect, execute_all, migrate, write_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ _LIVE_TOKENS: set[str] = set()
 CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
 NO_PAGE = -1  # Chroma metadata cannot hold None
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -68,8 +68,17 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(
     text, chunk_id UNINDEXED, doc_id UNINDEXED, source UNINDEXED, page UNINDEXED, position UNINDEXED,
     tokenize = 'porter unicode61 remove_diacritics 2'
-);
+)
 """
+# Numbered, applied once each on open and recorded in the database (rag/sqlite.py). Registries made before
+# migrations were recorded already hold some of these steps, so every step checks before it changes.
+MIGRATIONS = (
+    Migration("001_documents_meta_and_keyword_table", lambda db: execute_all(db, _TABLES)),
+    # From the file's metadata or first page; empty for documents indexed before titles existed.
+    Migration("002_document_title", lambda db: add_column(db, "documents", "title", "TEXT NOT NULL DEFAULT ''")),
+    # host:pid:token of the process writing the row; NULL: a row no live writer owns (see _abandoned).
+    Migration("003_document_writer", lambda db: add_column(db, "documents", "writer", "TEXT")),
+)
 # 2: rows hold the chunk header with the text (document title, file, heading, page); rebuilt on open.
 KEYWORD_INDEX_VERSION = "2"
 
@@ -101,15 +110,8 @@ class Store:
         self.chroma_url = chroma_url
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(data_dir / "registry.sqlite3", check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(_SCHEMA)
-            # In one write transaction: two processes opening a new knowledge base at once would both see the
-            # column missing, and the second ALTER TABLE fail with "duplicate column name".
-            with _Transaction(self._db):
-                _add_title_column(self._db)
-                _add_writer_column(self._db)
+            self._db = connect(data_dir / "registry.sqlite3")
+            migrate(self._db, MIGRATIONS)
             # The id the collection records as its owner (a second data directory on the same collection is refused).
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
             registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
@@ -500,8 +502,8 @@ class Store:
             self.set_meta("keyword_index", KEYWORD_INDEX_VERSION)
             self._bump_keyword_generation()
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _transaction(self) -> AbstractContextManager[None]:
+        return write_transaction(self._db)
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> DocumentRecord:
@@ -512,24 +514,6 @@ class Store:
     def close(self) -> None:
         _LIVE_TOKENS.discard(self._token)  # whatever it left half-done is abandoned now
         self._db.close()
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def _add_writer_column(db: sqlite3.Connection) -> None:
-    """Registries made before writers were recorded get the column (NULL: a row no live writer owns)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(documents)")}
-    if "writer" not in columns:
-        db.execute("ALTER TABLE documents ADD COLUMN writer TEXT")
 
 
 def _abandoned(writer: str | None, lock_free: bool) -> bool:
@@ -555,17 +539,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, but another user's
         return True
     return True
-
-
-def _add_title_column(db: sqlite3.Connection) -> None:
-    """Registries made before documents had titles get the column (empty for their documents)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(documents)")}
-    if "title" not in columns:
-        db.execute("ALTER TABLE documents ADD COLUMN title TEXT NOT NULL DEFAULT ''")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:

@@ -12,7 +12,8 @@ from rag.bm25 import MAX_SEGMENTS, KeywordIndex
 from rag.chunking import chunk_document
 from rag.loaders import load_bytes
 from rag.schema import Chunk
-from rag.store import DocumentRecord, Store, now_iso
+from rag.sqlite import now_iso
+from rag.store import DocumentRecord, Store
 
 CORPUS = Path(__file__).resolve().parent.parent / "docs_corpus"
 

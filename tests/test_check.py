@@ -115,7 +115,7 @@ STRESS_WORKERS = 3
 STRESS_OPS_PER_WORKER = 6
 CRASH_SEED = 7
 CRASH_KILLS = 20  # rounds of two writers each go on until this many were killed (at most CRASH_MAX_ROUNDS)
-CRASH_MAX_ROUNDS = 20
+CRASH_MAX_ROUNDS = 30
 _WORDS = "alpha beta gamma delta river mountain report figure quarter revenue harbour lantern orchard".split()  # noqa: SIM905
 
 
@@ -228,27 +228,34 @@ def test_killing_ingests_and_deletes_at_random_moments_loses_nothing_committed(t
     kills = finished = mid_write = 0
     committed: dict[str, str] = {}
     rounds = 0
+    horizon = {"ingest": 12.0, "delete": 12.0}  # seconds a writer may run (shrinks to the shortest run seen)
     while kills < CRASH_KILLS and rounds < CRASH_MAX_ROUNDS:
         rounds += 1
         deleting: set[str] = set()
-        procs = []
+        procs: list[tuple[str, subprocess.Popen[str]]] = []
         for _ in range(2):
             if committed and rng.random() < 0.3:
                 name = rng.choice(sorted(committed))
                 deleting.add(name)
-                procs.append(cli(["delete", name], data_dir))
+                procs.append(("delete", cli(["delete", name], data_dir)))
             else:
-                procs.append(cli(["ingest", *(str(p) for p in rng.sample(files, rng.randint(1, 4)))], data_dir))
-        # Loading the model takes ~5-10 s here: moments before, during and after the writes.
-        deadline = time.monotonic() + rng.uniform(1.0, 12.0)
-        for proc in procs:
-            time.sleep(max(0.0, deadline - time.monotonic()))
+                args = ["ingest", *(str(p) for p in rng.sample(files, rng.randint(1, 4)))]
+                procs.append(("ingest", cli(args, data_dir)))
+        # Each writer is killed at a random moment between start-up and the shortest run of its kind seen to
+        # finish so far (loading the model alone takes ~5-10 s on a loaded 2-core machine, less on an idle
+        # one): before, during and after the writes, on a machine of any speed.
+        started = time.monotonic()
+        deadlines = [started + rng.uniform(0.5, horizon[kind]) for kind, _ in procs]
+        for deadline, (kind, proc) in sorted(zip(deadlines, procs, strict=True), key=lambda d: d[0]):
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
             if proc.poll() is None:
                 mid_write += writing(data_dir, proc.pid)
                 proc.kill()
                 kills += 1
             else:
                 finished += 1
+                horizon[kind] = max(1.0, min(horizon[kind], time.monotonic() - started))
             proc.communicate(timeout=60)
         assert check_finds(data_dir) == []  # nothing half-indexed, no strays
         now = listed(data_dir)

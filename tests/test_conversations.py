@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from rag.conversations import (
     DB_NAME,
+    MIGRATIONS,
     Conversation,
     ConversationError,
     ConversationNotFound,
@@ -25,6 +27,7 @@ from rag.conversations import (
 )
 from rag.errors import RagError
 from rag.schema import Chunk, Message, RetrievedChunk, Usage
+from rag.sqlite import applied_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -527,3 +530,25 @@ def test_two_stores_opening_an_old_database_at_once_both_work(db_path: Path) -> 
     assert all(s.get("c1").title == "Old one" for s in opened)
     for s in opened:
         s.close()
+
+
+def test_conversations_saved_before_migrations_open_with_everything_kept(tmp_path: Path) -> None:
+    """conversations.sqlite3 of tests/fixtures/kb-d8538cc was written by the version before numbered
+    migrations: a question, a cited answer with usage and budget, a summary."""
+    path = tmp_path / DB_NAME
+    shutil.copy(Path(__file__).parent / "fixtures" / "kb-d8538cc" / DB_NAME, path)
+    store = ConversationStore(path)
+    [info] = store.list()
+    saved = store.get(info.id)
+    assert (saved.title, saved.settings) == ("Who lit the lantern?", {"top_k": 4})
+    assert saved.summary == "The user asked about the lantern."
+    question, answer = saved.messages
+    assert (question.role, question.content) == ("user", "Who lit the lantern?")
+    assert answer.content == "Ada Finch lit it in 1871 [1]." and answer.searched_only == ["harbour.md"]
+    assert answer.sources is not None and answer.sources[0]["source"] == "harbour.md"
+    assert answer.usage is not None and (answer.usage["prompt_tokens"], answer.usage["completion_tokens"]) == (120, 9)
+    assert answer.budget == {"context_window": 2048, "prompt_tokens": 120}
+    assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]
+    store.add_message(info.id, "user", "And when?")  # still writable after the upgrade
+    assert [m.seq for m in store.get(info.id).messages] == [1, 2, 3]
+    store.close()

