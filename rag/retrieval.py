@@ -15,10 +15,10 @@ from typing import Literal
 import numpy as np
 
 from rag.embeddings import Embedder
-from rag.keywords import STOPWORDS, query_terms
+from rag.keyword_index import STOPWORDS, KeywordQuery, query_terms
 from rag.routing import DocumentCard, DocumentRouter
 from rag.schema import RetrievedChunk
-from rag.store import GENERATION_KEY, Store
+from rag.store import Store
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
@@ -88,7 +88,9 @@ class Retriever:
         self.mode = mode
         self.fusion = fusion
         self.doc_weight = doc_weight
-        self._router: tuple[str | None, DocumentRouter] | None = None
+        self._router: tuple[str, DocumentRouter] | None = None
+        # The last question's keyword query, for its evidence check (`has_evidence` right after `search`).
+        self._last_keywords: tuple[str, KeywordQuery] | None = None
 
     def search(self, query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
         """The k best chunks, best first (what the model is given is chosen by `select_sources`).
@@ -100,16 +102,20 @@ class Retriever:
             return []
         vectors = self._query_vectors(query)
         depth = max(k, CANDIDATES)
-        terms = query_terms(query)
         dense = self._dense(vectors, depth, doc_ids) if self.mode != "keyword" else []
-        keyword = self.store.keyword_ranking(terms, depth, doc_ids) if self.mode != "dense" else []
+        keyword: list[tuple[str, float]] = []
+        keywords = None
+        if self.mode != "dense":  # the terms stemmed and scored once, for every ranking below and the evidence
+            keywords = self.store.keyword_search(query_terms(query))
+            self._last_keywords = (query, keywords)
+            keyword = keywords.ranking(depth, doc_ids)
         named = self.named_documents(query) if doc_ids is None and self.doc_weight > 0 else {}
         if named:  # the named documents' own best passages join the candidates, whatever the siblings score
             wanted = list(named)
             if self.mode != "keyword":
                 dense = _merged(dense, self._dense(vectors, depth, wanted))
-            if self.mode != "dense":
-                keyword = _merged(keyword, self.store.keyword_ranking(terms, depth, wanted))
+            if keywords is not None:
+                keyword = _merged(keyword, keywords.ranking(depth, wanted))
         if self.fusion == "rrf":
             order = reciprocal_rank_fusion([[cid for cid, _ in dense], [cid for cid, _ in keyword]])
         else:
@@ -152,7 +158,7 @@ class Retriever:
 
     def named_documents(self, query: str) -> dict[str, float]:
         """The documents the question names, with their score relative to the best-named one."""
-        generation = self.store.get_meta(GENERATION_KEY)
+        generation = self.store.keyword_generation()
         if self._router is None or self._router[0] != generation:
             cards = [DocumentCard(d.doc_id, f"{d.title} {d.name}") for d in self.store.documents()]
             self._router = (generation, DocumentRouter(cards))
@@ -160,7 +166,9 @@ class Retriever:
 
     def has_evidence(self, query: str, hits: Sequence[RetrievedChunk]) -> bool:
         """Whether the passages are relevant enough to answer from, rather than say "not in your documents"."""
-        coverages = self.store.keyword_coverage(query_terms(query), [h.chunk.indexed_text for h in hits])
+        last = self._last_keywords
+        keywords = last[1] if last is not None and last[0] == query else query_terms(query)
+        coverages = self.store.keyword_coverage(keywords, [h.chunk.indexed_text for h in hits])
         return has_evidence(hits, coverages)
 
     def select(

@@ -15,9 +15,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rag.keywords import YEAR
+from rag.keyword_index import WORD, YEAR
 
-_WORD = re.compile(r"[^\W_]+")
 _QUARTER = re.compile(r"^(?:q([1-4])|([1-4])q)$|(?<=\d)q([1-4])$|^q([1-4])(?=\d)")
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
 
@@ -26,7 +25,7 @@ def card_terms(text: str) -> set[str]:
     """The words of a title, a file name or a question, lower-cased, with the years and quarters inside
     codes spelled out: "FY2024" → fy2024, 2024; "2023Q4" → 2023q4, 2023, q4; "4Q" → q4."""
     terms: set[str] = set()
-    for word in _WORD.findall(text.lower()):
+    for word in WORD.findall(text.lower()):
         terms.add(word)
         if word.isalpha() or word.isdigit():
             continue

@@ -1,5 +1,6 @@
 """The knowledge base: a Chroma collection of chunk vectors, a SQLite registry of documents, and a
-keyword index (SQLite FTS5, BM25) in the same database as the registry.
+keyword index (rag/keyword_index.py: SQLite FTS5, BM25) in the same database as the registry. The store owns
+the registry and every transaction and lock; the keyword index writes its rows inside them.
 
 A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
 or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
@@ -29,9 +30,10 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.bm25 import GENERATION_KEY, KeywordIndex
+from rag import keyword_index
 from rag.chroma_client import open_collection
 from rag.errors import StoreError
+from rag.keyword_index import NO_PAGE, KeywordIndex, KeywordQuery
 from rag.schema import Chunk, RetrievedChunk
 from rag.sqlite import Migration, add_column, connect, execute_all, migrate, write_transaction
 
@@ -46,7 +48,6 @@ LOCK_FILE = "write.lock"
 # after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
 _LIVE_TOKENS: set[str] = set()
 CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
-NO_PAGE = -1  # Chroma metadata cannot hold None
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -62,25 +63,24 @@ CREATE TABLE IF NOT EXISTS documents (
     status TEXT NOT NULL CHECK (status IN ('indexing', 'ready', 'deleting'))
 );
 CREATE INDEX IF NOT EXISTS documents_name ON documents(name);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- The keyword (BM25) index. It lives in the registry's database, so a document's registry status also
--- governs its keyword rows: both are visible only once the document is `ready`, and purged together.
-CREATE VIRTUAL TABLE IF NOT EXISTS chunk_text USING fts5(
-    text, chunk_id UNINDEXED, doc_id UNINDEXED, source UNINDEXED, page UNINDEXED, position UNINDEXED,
-    tokenize = 'porter unicode61 remove_diacritics 2'
-)
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
 """
+
+
+def _create_tables(db: sqlite3.Connection) -> None:
+    execute_all(db, _TABLES)
+    keyword_index.create_table(db)  # in the registry's database: a document's status governs its keyword rows
+
+
 # Numbered, applied once each on open and recorded in the database (rag/sqlite.py). Registries made before
 # migrations were recorded already hold some of these steps, so every step checks before it changes.
 MIGRATIONS = (
-    Migration("001_documents_meta_and_keyword_table", lambda db: execute_all(db, _TABLES)),
+    Migration("001_documents_meta_and_keyword_table", _create_tables),
     # From the file's metadata or first page; empty for documents indexed before titles existed.
     Migration("002_document_title", lambda db: add_column(db, "documents", "title", "TEXT NOT NULL DEFAULT ''")),
     # host:pid:token of the process writing the row; NULL: a row no live writer owns (see _abandoned).
     Migration("003_document_writer", lambda db: add_column(db, "documents", "writer", "TEXT")),
 )
-# 2: rows hold the chunk header with the text (document title, file, heading, page); rebuilt on open.
-KEYWORD_INDEX_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,6 @@ class Store:
         _LIVE_TOKENS.add(self._token)
         # Thread-local: two threads of this process (two app sessions) take turns like two processes.
         self._write_lock = FileLock(data_dir / LOCK_FILE, timeout=WRITE_LOCK_TIMEOUT, thread_local=True)
-        self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, '0')", (GENERATION_KEY,))
         self._keywords = KeywordIndex(self._db)
         self.recover()
         self._backfill_keyword_index()
@@ -191,7 +190,7 @@ class Store:
 
     def keyword_counts(self) -> dict[str, int]:
         """doc_id → rows of the keyword index under it."""
-        return {str(d): int(n) for d, n in self._db.execute("SELECT doc_id, COUNT(*) FROM chunk_text GROUP BY doc_id")}
+        return self._keywords.counts()
 
     def abandoned_documents(self) -> set[str]:
         """The rows not `ready` that no live writer owns (left by a crash): safe to purge."""
@@ -274,7 +273,7 @@ class Store:
                     metadatas=[_metadata(c) for c in batch],
                 )
             with self._transaction():
-                self._insert_keyword_rows(chunks)
+                self._keywords.insert(chunks)
                 for doc_id, n in by_doc.items():
                     self._db.execute(
                         "UPDATE documents SET chunks_stored = chunks_stored + ? WHERE doc_id = ?", (n, doc_id)
@@ -289,7 +288,7 @@ class Store:
                     "UPDATE documents SET status = 'ready', chunks = chunks_stored, writer = NULL WHERE doc_id = ?",
                     (doc_id,),
                 )
-                self._bump_keyword_generation()
+                self._keywords.bump_generation()
                 if replaces:
                     self._db.execute(
                         "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
@@ -443,17 +442,27 @@ class Store:
         """(chunk id, BM25 score) of the k best keyword matches, best first, without reading their texts."""
         if not terms or k <= 0 or (doc_ids is not None and not doc_ids):
             return []
-        with self._lock:
-            return self._keywords.search(terms, k, doc_ids)
+        return self.keyword_search(terms).ranking(k, doc_ids)
 
-    def keyword_coverage(self, terms: Sequence[str], texts: Sequence[str]) -> list[float]:
+    def keyword_search(self, terms: Sequence[str]) -> KeywordQuery:
+        """The terms scored against the ready documents as they are now, once: rank the result with
+        `.ranking(k, doc_ids)` as often as needed, and pass it to `keyword_coverage`."""
+        with self._lock:
+            return self._keywords.query(terms)
+
+    def keyword_coverage(self, terms: Sequence[str] | KeywordQuery, texts: Sequence[str]) -> list[float]:
         """How much of the query each text covers, terms weighted by their rarity here (see KeywordIndex)."""
         with self._lock:
-            return self._keywords.coverage(terms, texts)
+            query = terms if isinstance(terms, KeywordQuery) else self._keywords.query(terms)
+            return self._keywords.coverage(query, texts)
+
+    def keyword_generation(self) -> str:
+        """Changes whenever the set of ready documents does, in any process."""
+        return self._keywords.generation()
 
     def keyword_row_count(self) -> int:
         """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM chunk_text").fetchone()[0])
+        return self._keywords.row_count()
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         result = self._collection.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
@@ -474,33 +483,17 @@ class Store:
         # there (not ready) and the next open finishes the job.
         self._collection.delete(where={"doc_id": doc_id})
         with self._transaction():
-            self._db.execute("DELETE FROM chunk_text WHERE doc_id = ?", (doc_id,))
+            self._keywords.delete(doc_id)
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
-            self._bump_keyword_generation()
-
-    def _bump_keyword_generation(self) -> None:
-        """Tell every process's in-memory keyword index that the set of ready documents changed."""
-        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (GENERATION_KEY,))
-
-    def _insert_keyword_rows(self, chunks: Sequence[Chunk]) -> None:
-        self._db.executemany(
-            "INSERT INTO chunk_text(text, chunk_id, doc_id, source, page, position) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (c.indexed_text, c.id, c.doc_id, c.source, NO_PAGE if c.page is None else c.page, c.position)
-                for c in chunks
-            ],
-        )
+            self._keywords.bump_generation()
 
     def _backfill_keyword_index(self) -> None:
-        """Knowledge bases made before the keyword index existed get one built from their stored chunks."""
-        if self.get_meta("keyword_index") == KEYWORD_INDEX_VERSION:
+        """Knowledge bases made before the keyword index (or its current version) get one built from their
+        stored chunks."""
+        if self._keywords.is_current():
             return
         with self.writing(), self._lock, self._transaction():
-            self._db.execute("DELETE FROM chunk_text")
-            for record in self.documents():
-                self._insert_keyword_rows(self.chunks_of(record.doc_id))
-            self.set_meta("keyword_index", KEYWORD_INDEX_VERSION)
-            self._bump_keyword_generation()
+            self._keywords.rebuild(self.chunks_of(record.doc_id) for record in self.documents())
 
     def _transaction(self) -> AbstractContextManager[None]:
         return write_transaction(self._db)

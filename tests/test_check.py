@@ -75,7 +75,7 @@ def test_orphan_vectors_are_found_and_repaired(kb: Store) -> None:
 
 
 def test_orphan_keyword_rows_are_found_and_repaired(kb: Store) -> None:
-    kb._insert_keyword_rows(chunks_for("yyyy", ["a keyword row of nothing"], "gone.txt"))
+    kb._keywords.insert(chunks_for("yyyy", ["a keyword row of nothing"], "gone.txt"))
     report = check(kb)
     assert [(p.kind, p.doc_id) for p in report.problems] == [("orphan keyword rows", "yyyy")]
     assert repair(kb).after.ok

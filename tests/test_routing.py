@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.keywords import STOPWORDS
+from rag.keyword_index import STOPWORDS
 from rag.routing import DocumentCard, DocumentRouter, card_terms
 
 CARDS = [

@@ -1,4 +1,5 @@
-"""The in-memory BM25 index: ranks as SQLite FTS5 would, and follows every change to the knowledge base."""
+"""The keyword index: query terms; the in-memory BM25 ranks as SQLite FTS5 would, and follows every change to
+the knowledge base."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.bm25 import MAX_SEGMENTS, KeywordIndex
 from rag.chunking import chunk_document
+from rag.keyword_index import MAX_SEGMENTS, TABLE, TOKENIZER, KeywordIndex, query_terms
 from rag.loaders import load_bytes
 from rag.schema import Chunk
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord, Store
 
 CORPUS = Path(__file__).resolve().parent.parent / "docs_corpus"
+
+
+# -- query terms ---------------------------------------------------------------------------------------------
+
+
+def test_function_words_are_dropped_and_content_words_kept_in_order() -> None:
+    assert query_terms("What was the price of oil in March of 1974?") == ["price", "oil", "march", "1974"]
+    assert query_terms("Who is who? WHO") == []  # nothing left to search for by keyword
+
+
+def test_terms_are_case_folded_unique_and_keep_digits_and_accents() -> None:
+    assert query_terms("Zürich zürich ZÜRICH in 3 B") == ["zürich", "3"]
+
+
+# -- BM25 in memory over the FTS5 table ------------------------------------------------------------------------
 
 
 def add(store: Store, doc_id: str, texts: list[str], replaces: str | None = None, commit: bool = True) -> None:
@@ -136,8 +152,29 @@ def test_an_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
 def test_a_first_build_in_small_batches_ranks_the_same(
     shipped_corpus_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rag.bm25._BUILD_BATCH", 7)  # many segments, merged once there are too many
+    monkeypatch.setattr("rag.keyword_index._BUILD_BATCH", 7)  # many segments, merged once there are too many
     reopened = Store(tmp_path / "kb")
     words = ["quantized", "models", "memory", "laptop"]
     ours = [(h.chunk.id, h.score) for h in reopened.keyword_query(words, k=10)]
     assert ties_in_id_order(ours) == ties_in_id_order(fts5_ranking(tmp_path / "kb" / "registry.sqlite3", words, 10))
+
+
+def test_the_table_is_declared_once_with_the_tokenizer_the_queries_are_stemmed_with(tmp_path: Path) -> None:
+    Store(tmp_path / "kb")
+    with sqlite3.connect(tmp_path / "kb" / "registry.sqlite3") as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
+    assert f"tokenize = '{TOKENIZER}'" in sql
+
+
+def test_one_query_ranks_many_times_and_weighs_coverage_without_catching_up_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "aaaa", ["Basalt is a volcanic rock.", "Granite is not volcanic."])
+    add(store, "bbbb", ["Basalt columns form as lava cools."])
+    query = store.keyword_search(["basalt", "volcanic"])
+    assert query.ranking(5) == store.keyword_ranking(["basalt", "volcanic"], 5)
+    assert [cid for cid, _ in query.ranking(5, ["bbbb"])] == ["bbbb:00000"]
+    store.delete_document("bbbb")  # the query keeps the state it was scored against; a new one sees the change
+    assert "bbbb:00000" in [cid for cid, _ in query.ranking(5)]
+    assert "bbbb:00000" not in [cid for cid, _ in store.keyword_ranking(["basalt", "volcanic"], 5)]
+    assert store.keyword_coverage(query, ["basalt"]) == store.keyword_coverage(query, ["Basalt!"])
+    assert query.ranking(0) == [] and query.ranking(5, []) == []
