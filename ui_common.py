@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from rag.backends.embedded import EmbeddedBackend
+from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.check import CheckReport, check
 from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
 from rag.conversations import ConversationStore
@@ -20,7 +22,6 @@ from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import RagError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
-from rag.llm import EmbeddedBackend, OllamaStatus, probe_ollama
 from rag.store import Store
 
 logger = logging.getLogger(__name__)

@@ -8,6 +8,8 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
+from rag.backends.embedded import SMOLLM2_NAME
+from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed
 from rag.config import (
     BACKENDS,
     HISTORY_STRATEGIES,
@@ -20,7 +22,6 @@ from rag.config import (
 )
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural, safe_markdown
-from rag.llm import SMOLLM2_NAME, OllamaBackend, OllamaStatus, PullProgress, model_installed
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
 from ui_common import escape_markdown, get_engine, load_settings, ollama_status, show_error, sidebar
 

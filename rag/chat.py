@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from rag.llm import GenerationOptions, LLMBackend
+from rag.backends.base import GenerationOptions, LLMBackend
 from rag.prompts import PromptPlan, plan_prompt
 from rag.retrieval import Retriever
 from rag.schema import Answer, Message, RetrievedChunk, Usage

@@ -8,25 +8,19 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+from rag.backends.base import GenerationOptions, LLMBackend, complete_with
+from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
+from rag.backends.ollama import OllamaBackend, OllamaStatus, model_installed, probe_ollama
 from rag.backends.openai import OpenAIBackend
 from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, prepare_turn
 from rag.config import Settings, auth_headers
 from rag.embeddings import Embedder
+from rag.followup import standalone_question
 from rag.ingest import IngestLimits, Ingestor, IngestResult, ProgressCallback, Reader
-from rag.llm import (
-    SMOLLM2_NAME,
-    EmbeddedBackend,
-    GenerationOptions,
-    LLMBackend,
-    OllamaBackend,
-    OllamaStatus,
-    model_installed,
-    probe_ollama,
-)
-from rag.memory import complete_with, standalone_question, summarize
 from rag.retrieval import Retriever
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import DocumentRecord, Store
+from rag.summary import summarize
 
 CORPUS_SEEDED = "default_corpus_seeded"
 

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.backends.base import GenerationOptions, LLMBackend, estimate_tokens
 from rag.bench import percentile
 from rag.chat import NOTHING_RELEVANT
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingest import Ingestor, collect_files
-from rag.llm import GenerationOptions, LLMBackend, estimate_tokens
 from rag.loaders import load_bytes
 from rag.prompts import plan_prompt, render_llama2
 from rag.retrieval import Fusion, Retriever, SearchMode

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 import rag  # noqa: F401  (sets the offline environment before any model library loads)
+from rag.backends.embedded import EmbeddedBackend
 from rag.embeddings import Embedder
-from rag.llm import EmbeddedBackend
 
 
 @pytest.fixture(scope="session")

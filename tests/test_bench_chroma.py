@@ -10,7 +10,7 @@ import pytest
 
 from rag.bench import format_report, run_bench
 from rag.embeddings import Embedder
-from tests.chroma_server import ChromaServer
+from tests.servers import ChromaServer
 
 pytestmark = pytest.mark.slow
 

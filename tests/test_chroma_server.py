@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.engine import BackendChoice, Engine
-from rag.llm import EmbeddedBackend
-from tests.chroma_server import ChromaServer
+from tests.servers import ChromaServer
 
 pytestmark = pytest.mark.slow
 

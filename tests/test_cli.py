@@ -14,7 +14,7 @@ from rag.config import PROJECT_ROOT
 from rag.prompts import render_llama2
 from rag.schema import Message
 from tests.fake_ollama import FakeOllama
-from tests.test_llm import free_port
+from tests.servers import free_port
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from rag.backends.base import GenerationOptions, TokenStream
+from rag.backends.embedded import EmbeddedBackend
+from rag.backends.ollama import OllamaBackend
 from rag.config import DEFAULT_CORPUS_DIR, Settings
 from rag.embeddings import Embedder
 from rag.engine import BackendChoice, Engine, choose_backend
-from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, TokenStream
 from rag.prompts import render_llama2
 from rag.schema import Message, Usage
 from tests.fake_ollama import FakeOllama
-from tests.test_llm import free_port
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")

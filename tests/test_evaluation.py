@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.evaluation import contains_answer, evaluate, evaluate_tutorial, load_questions
-from rag.llm import EmbeddedBackend
 
 DOCS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance.",

@@ -4,12 +4,7 @@ packaged SmolLM2 GGUF on a free port (started once per module, and once more wit
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,15 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.backends.base import GenerationOptions
 from rag.backends.openai import OpenAIBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.llm import GenerationOptions, packaged_gguf_path
 from rag.prompts import render_llama2, strip_bos
 from rag.schema import Message
-from tests.test_llm import free_port
+from tests.servers import LlamaServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -41,56 +36,9 @@ CONVERSATION = [
 OPTIONS = GenerationOptions(context_window=SERVER_WINDOW, max_tokens=24, temperature=0.0)
 
 
-class LlamaServer:
-    """`python -m llama_cpp.server` as a subprocess on a free port; waits until it answers."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = tmp / f"llama-server-{self.port}.log"
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(packaged_gguf_path()),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--n_ctx", str(SERVER_WINDOW), "--n_threads", "2",
-            *extra,
-        ]  # fmt: skip
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self._wait(extra)
-
-    def _wait(self, extra: tuple[str, ...]) -> None:
-        headers = {"Authorization": f"Bearer {API_KEY}"} if "--api_key" in extra else {}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {self.log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/models", headers=headers, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer within 120 s: {self.log.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    running = LlamaServer(tmp_path_factory.mktemp("llama-server"))
+    running = LlamaServer(tmp_path_factory.mktemp("llama-server"), SERVER_WINDOW).start()
     try:
         yield running
     finally:
@@ -99,7 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
 
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    running = LlamaServer(tmp_path_factory.mktemp("llama-server-key"), "--api_key", API_KEY)
+    running = LlamaServer(tmp_path_factory.mktemp("llama-server-key"), SERVER_WINDOW, API_KEY).start()
     try:
         yield running
     finally:
@@ -230,7 +178,7 @@ def test_an_explicit_openai_backend_never_falls_back() -> None:
 
 
 def test_a_server_killed_mid_answer_keeps_the_partial_text(tmp_path: Path, embedder: Embedder) -> None:
-    dying = LlamaServer(tmp_path)
+    dying = LlamaServer(tmp_path, SERVER_WINDOW).start()
     try:
         docs = tmp_path / "docs"
         docs.mkdir()

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from rag.backends.base import estimate_tokens
 from rag.errors import PromptError
-from rag.llm import estimate_tokens
 from rag.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     NO_SOURCES_NOTE,

@@ -17,8 +17,7 @@ from rag.errors import StoreError
 from rag.schema import Chunk
 from rag.sqlite import applied_migrations, now_iso
 from rag.store import MIGRATIONS, DocumentRecord, Store
-from tests.chroma_server import ChromaServer
-from tests.test_llm import free_port
+from tests.servers import ChromaServer, free_port
 
 OpenStore = Callable[[Path], Store]
 

@@ -20,8 +20,15 @@ from typing import Any
 
 import httpx
 
+from rag.backends.base import (
+    GenerationOptions,
+    TokenStream,
+    estimate_tokens,
+    learn_token_ratio,
+    retrying,
+    token_correction,
+)
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.llm import GenerationOptions, TokenStream, _learn_token_ratio, _token_correction, estimate_tokens, retrying
 from rag.prompts import is_llama2_chat, render_llama2, strip_bos
 from rag.schema import Message, Usage
 
@@ -74,7 +81,7 @@ class OpenAIBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """A conservative estimate (the API has no tokenizer endpoint), corrected by the `prompt_tokens`
         the server reported for earlier prompts of this model, as for Ollama."""
-        return math.ceil(self._estimate(messages) * _token_correction(self.base_url, self.model))
+        return math.ceil(self._estimate(messages) * token_correction(self.base_url, self.model))
 
     def _estimate(self, messages: Sequence[Message]) -> int:
         text = render_llama2(messages) if self.completions else "".join(m.content + "\n\n\n\n" for m in messages)
@@ -106,7 +113,7 @@ class OpenAIBackend:
             usage = final.get("usage") or {}
             prompt_tokens = usage.get("prompt_tokens")
             if prompt_tokens:
-                _learn_token_ratio(self.base_url, self.model, prompt_tokens / self._estimate(messages))
+                learn_token_ratio(self.base_url, self.model, prompt_tokens / self._estimate(messages))
             ended = time.perf_counter()
             first = first_at[0] if first_at else None
             # A server that reports no usage in streams (llama-cpp-python's) still sends one event per

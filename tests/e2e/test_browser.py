@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from rag.config import PROJECT_ROOT
+from tests.servers import free_port
 from tests.test_ingest import make_pdf
-from tests.test_llm import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"

@@ -13,7 +13,7 @@ from rag.config import PROJECT_ROOT
 from rag.formatting import safe_markdown
 from tests import fake_ollama
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
-from tests.test_llm import free_port
+from tests.servers import free_port
 from ui_common import shared_conversations, shared_store
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"

@@ -18,7 +18,7 @@ from rag.errors import LoaderError
 from rag.ingest import IngestResult
 from rag.loaders import load_bytes
 from rag.store import Store
-from tests.test_llm import free_port
+from tests.servers import free_port
 from ui_common import shared_store
 
 pytestmark = pytest.mark.slow

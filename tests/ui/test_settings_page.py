@@ -16,9 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from rag.config import PROJECT_ROOT, Settings, settings_file
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
-from tests.chroma_server import ChromaServer
 from tests.fake_ollama import FakeOllama
-from tests.test_llm import free_port
+from tests.servers import ChromaServer, free_port
 
 OpenPage = Callable[[], AppTest]
 

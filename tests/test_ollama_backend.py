@@ -1,19 +1,20 @@
-"""Backends: Ollama against a fake server speaking its wire protocol; the real embedded llama.cpp model."""
+"""The Ollama backend against a fake server speaking its wire protocol."""
 
 from __future__ import annotations
 
 import math
-import socket
 from collections.abc import Iterator
 
 import pytest
 
+from rag.backends.base import GenerationOptions
+from rag.backends.ollama import OllamaBackend, probe_ollama
 from rag.config import auth_headers
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.llm import EmbeddedBackend, GenerationOptions, OllamaBackend, packaged_gguf_path, probe_ollama, retrying
 from rag.prompts import render_llama2
 from rag.schema import Message
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
+from tests.servers import free_port
 
 CONVERSATION = [
     Message("system", "Answer from the sources.\n\nSources:\n\n[1] llama.md\nLlama 2 has a 4096-token context."),
@@ -28,12 +29,6 @@ OPTIONS = GenerationOptions(context_window=4096, max_tokens=256, temperature=0.1
 def fake_ollama() -> Iterator[FakeOllama]:
     with FakeOllama(models=["llama2:latest", "mistral:latest"]) as server:
         yield server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_llama2_goes_raw_to_generate_with_the_exact_prompt(fake_ollama: FakeOllama) -> None:
@@ -133,69 +128,6 @@ def test_busy_server_is_retried_with_backoff(fake_ollama: FakeOllama) -> None:
     assert len(fake_ollama.requests) == 2
 
 
-def test_retrying_backs_off_exponentially_and_gives_up() -> None:
-    delays: list[float] = []
-
-    def start() -> Iterator[str]:
-        raise BackendUnavailable("down")
-
-    with pytest.raises(BackendUnavailable):
-        list(retrying(start, attempts=4, base_delay=0.5, sleep=delays.append))
-    assert delays == [0.5, 1.0, 2.0]
-
-
-def test_retrying_never_retries_a_missing_model() -> None:
-    calls: list[int] = []
-
-    def start() -> Iterator[str]:
-        calls.append(1)
-        raise ModelNotFound("pull it")
-
-    with pytest.raises(ModelNotFound):
-        list(retrying(start, sleep=lambda _: None))
-    assert calls == [1]
-
-
-# -- the real embedded model ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def embedded() -> EmbeddedBackend:
-    return EmbeddedBackend(context_window=2048)
-
-
-@pytest.mark.slow
-def test_embedded_streams_an_answer_with_usage(embedded: EmbeddedBackend) -> None:
-    messages = [Message("system", "You are terse."), Message("user", "Say hello.")]
-    stream = embedded.stream(messages, GenerationOptions(2048, 24, 0.0))
-    pieces = list(stream)
-    assert len(pieces) > 1 and "".join(pieces).strip()
-    assert stream.usage is not None
-    assert stream.usage.prompt_tokens == embedded.count_tokens(messages)
-    assert 0 < (stream.usage.completion_tokens or 0) <= 24
-
-
-@pytest.mark.slow
-def test_embedded_renders_the_models_own_template_with_the_system_message(embedded: EmbeddedBackend) -> None:
-    prompt = embedded.render([Message("system", "RULES"), Message("user", "QUESTION")])
-    assert prompt == (
-        "<|im_start|>system\nRULES<|im_end|>\n<|im_start|>user\nQUESTION<|im_end|>\n<|im_start|>assistant\n"
-    )
-    assert embedded.context_window == 2048
-
-
-def test_packaged_gguf_is_found_without_importing_the_plugin() -> None:
-    path = packaged_gguf_path()
-    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
-
-
-def test_missing_gguf_path_says_what_to_fix(tmp_path: object) -> None:
-    from pathlib import Path
-
-    with pytest.raises(BackendError, match="RAG_GGUF_PATH"):
-        EmbeddedBackend(Path(str(tmp_path)) / "nope.gguf")
-
-
 # -- pulling a model into Ollama -------------------------------------------------------------------
 
 
@@ -250,17 +182,3 @@ def test_token_estimate_learns_from_what_ollama_reports(fake_ollama: FakeOllama)
     assert first < 321 and corrected == math.ceil(first * (321 / first * 1.05))
     # A fresh backend object for the same server and model (the app builds one per request) keeps it.
     assert OllamaBackend(fake_ollama.host, "llama2").count_tokens(CONVERSATION) == corrected
-
-
-@pytest.mark.slow
-def test_two_first_questions_at_once_load_the_built_in_model_once() -> None:
-    import threading
-
-    backend = EmbeddedBackend(context_window=2048)
-    loaded: list[object] = []
-    threads = [threading.Thread(target=lambda: loaded.append(backend.llama)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(loaded) == 3 and all(model is loaded[0] for model in loaded)

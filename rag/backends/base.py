@@ -1,0 +1,132 @@
+"""What every LLM backend shares: the protocol (render the exact prompt, count its tokens, stream the
+answer), the retry policy, the token estimate for servers that cannot tokenize, and `complete_with`.
+
+The backends, one module each: `rag.backends.ollama`, `rag.backends.embedded` (llama.cpp),
+`rag.backends.openai` (any OpenAI-compatible server).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from rag.errors import BackendError, StreamInterrupted
+from rag.schema import Message, Usage
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    context_window: int
+    max_tokens: int
+    temperature: float
+
+
+class TokenStream:
+    """Iterate for the answer's pieces; `usage` is filled in once the stream is exhausted."""
+
+    def __init__(self, pieces: Iterator[str], finish: Callable[[], Usage]) -> None:
+        self._pieces = pieces
+        self._finish = finish
+        self.usage: Usage | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._pieces
+        self.usage = self._finish()
+
+
+class LLMBackend(Protocol):
+    name: str  # "ollama", "embedded" or "openai"
+    model: str  # what the user would call the model
+
+    @property
+    def context_window(self) -> int: ...
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """Exactly the text the model will read (for chat APIs: the request's messages)."""
+        ...
+
+    def count_tokens(self, messages: Sequence[Message]) -> int: ...
+
+    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream: ...
+
+
+Complete = Callable[[list[Message]], str]
+"""Runs the model on these messages and returns the whole reply text."""
+
+
+def complete_with(backend: LLMBackend, max_tokens: int = 96, temperature: float = 0.0) -> Complete:
+    """A `Complete` that streams from `backend` and joins the pieces (the model is loaded on first call)."""
+
+    def complete(messages: list[Message]) -> str:
+        options = GenerationOptions(backend.context_window, max_tokens, temperature)
+        return "".join(backend.stream(messages, options))
+
+    return complete
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+def retrying(
+    start: Callable[[], Iterator[str]],
+    attempts: int = 3,
+    base_delay: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[str]:
+    """Start a stream, retrying transient failures before the first piece with exponential backoff.
+
+    A missing model is never retried. Once the answer has started, a failure is raised as
+    StreamInterrupted: re-sending would repeat text the user has already seen.
+    """
+    for attempt in range(attempts):
+        try:
+            pieces = start()
+            first = next(pieces, None)
+        except BackendError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                raise
+            sleep(base_delay * 2**attempt)
+            continue
+        if first is None:
+            return
+        yield first
+        try:
+            yield from pieces
+        except BackendError as exc:
+            if isinstance(exc, StreamInterrupted):
+                raise
+            raise StreamInterrupted(f"The answer stopped part-way: {exc}") from exc
+        return
+
+
+# -- token estimate, for servers that cannot tokenize (Ollama, OpenAI-compatible) ------------------
+
+
+def estimate_tokens(text: str) -> int:
+    """Llama-family tokenizers average ~4 bytes a token on English; 3 keeps a safety margin."""
+    return math.ceil(len(text.encode("utf-8")) / 3) + 8
+
+
+# Observed tokens per estimated token, by (host, model). The estimate starts conservative (1.0) and is
+# lowered towards what the server reports, with a margin, never below MIN_CORRECTION: a prompt whose
+# prefix the server had cached reports fewer tokens than it holds, and must not make the estimate overflow.
+_CORRECTIONS: dict[tuple[str, str], float] = {}
+_CORRECTIONS_LOCK = threading.Lock()
+CORRECTION_MARGIN = 1.05
+MIN_CORRECTION = 0.8
+
+
+def token_correction(host: str, model: str) -> float:
+    return _CORRECTIONS.get((host, model), 1.0)
+
+
+def learn_token_ratio(host: str, model: str, observed: float) -> None:
+    with _CORRECTIONS_LOCK:
+        seen = _CORRECTIONS.get((host, model))
+        wanted = max(MIN_CORRECTION, observed * CORRECTION_MARGIN)
+        # The largest ratio seen wins: a correction only ever makes the estimate safer than what was observed.
+        _CORRECTIONS[(host, model)] = wanted if seen is None else max(seen, wanted)

@@ -1,0 +1,61 @@
+"""The embedded backend: the real built-in llama.cpp model (SmolLM2-135M-Instruct, shipped as a package)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.backends.base import GenerationOptions
+from rag.backends.embedded import EmbeddedBackend, packaged_gguf_path
+from rag.errors import BackendError
+from rag.schema import Message
+
+
+@pytest.fixture(scope="module")
+def embedded() -> EmbeddedBackend:
+    return EmbeddedBackend(context_window=2048)
+
+
+@pytest.mark.slow
+def test_embedded_streams_an_answer_with_usage(embedded: EmbeddedBackend) -> None:
+    messages = [Message("system", "You are terse."), Message("user", "Say hello.")]
+    stream = embedded.stream(messages, GenerationOptions(2048, 24, 0.0))
+    pieces = list(stream)
+    assert len(pieces) > 1 and "".join(pieces).strip()
+    assert stream.usage is not None
+    assert stream.usage.prompt_tokens == embedded.count_tokens(messages)
+    assert 0 < (stream.usage.completion_tokens or 0) <= 24
+
+
+@pytest.mark.slow
+def test_embedded_renders_the_models_own_template_with_the_system_message(embedded: EmbeddedBackend) -> None:
+    prompt = embedded.render([Message("system", "RULES"), Message("user", "QUESTION")])
+    assert prompt == (
+        "<|im_start|>system\nRULES<|im_end|>\n<|im_start|>user\nQUESTION<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert embedded.context_window == 2048
+
+
+def test_packaged_gguf_is_found_without_importing_the_plugin() -> None:
+    path = packaged_gguf_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+def test_missing_gguf_path_says_what_to_fix(tmp_path: object) -> None:
+    from pathlib import Path
+
+    with pytest.raises(BackendError, match="RAG_GGUF_PATH"):
+        EmbeddedBackend(Path(str(tmp_path)) / "nope.gguf")
+
+
+@pytest.mark.slow
+def test_two_first_questions_at_once_load_the_built_in_model_once() -> None:
+    import threading
+
+    backend = EmbeddedBackend(context_window=2048)
+    loaded: list[object] = []
+    threads = [threading.Thread(target=lambda: loaded.append(backend.llama)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loaded) == 3 and all(model is loaded[0] for model in loaded)
