@@ -346,7 +346,7 @@ def _doc_ids(docs: Sequence[DocumentRecord]) -> list[str] | None:
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.evaluation import evaluate, evaluate_tutorial, load_questions
+    from rag.tools.evaluation import evaluate, evaluate_tutorial, load_questions
 
     settings = engine.settings.with_overrides(
         top_k=args.top_k,
@@ -414,7 +414,7 @@ def _print_context_figures(report: Any) -> None:
 
 
 def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.bench import format_report, run_bench
+    from rag.tools.bench import format_report, run_bench
 
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

@@ -6,8 +6,8 @@ import json
 import random
 from pathlib import Path
 
-from rag.bench import BenchReport, format_report, run_bench, sample_queries, synthetic_chunks
 from rag.embeddings import Embedder
+from rag.tools.bench import BenchReport, format_report, run_bench, sample_queries, synthetic_chunks
 
 TEXTS = {
     "tides.txt": "Tides are caused by the pull of the Moon. The Sun adds a smaller pull. " * 8,

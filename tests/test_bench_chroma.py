@@ -8,8 +8,8 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from rag.bench import format_report, run_bench
 from rag.embeddings import Embedder
+from rag.tools.bench import format_report, run_bench
 from tests.servers import ChromaServer
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.evaluation import contains_answer, evaluate, evaluate_tutorial, load_questions
+from rag.tools.evaluation import contains_answer, evaluate, evaluate_tutorial, load_questions
 
 DOCS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance.",

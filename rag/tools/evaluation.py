@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.backends.base import GenerationOptions, LLMBackend, estimate_tokens
-from rag.bench import percentile
 from rag.chat import NOTHING_RELEVANT
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -32,6 +31,7 @@ from rag.prompts import plan_prompt, render_llama2
 from rag.retrieval import Fusion, Retriever, SearchMode
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import Store
+from rag.tools.bench import percentile
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -262,7 +262,7 @@ def evaluate_tutorial(docs: Path, questions: Sequence[Question], embedder: Embed
     from langchain_core.documents import Document
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag.bench import TUTORIAL_CHUNK_OVERLAP, TUTORIAL_CHUNK_SIZE, tutorial_embeddings
+    from rag.tools.bench import TUTORIAL_CHUNK_OVERLAP, TUTORIAL_CHUNK_SIZE, tutorial_embeddings
 
     embedder = embedder or Embedder()
     started = time.perf_counter()
