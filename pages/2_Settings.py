@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, NoReturn
 
 import streamlit as st
 
 from rag.backends.embedded import SMOLLM2_NAME
 from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed
-from rag.config import (
-    BACKENDS,
-    HISTORY_STRATEGIES,
-    MAX_CONTEXT_WINDOW,
-    Settings,
-    auth_headers,
-    normalize_host,
-    save_settings,
-    settings_file,
-)
+from rag.config import EDITABLE, FIELDS, Settings, Widget, auth_headers, save_settings, settings_file
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural, safe_markdown
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
 from ui_common import escape_markdown, get_engine, load_settings, ollama_status, show_error, sidebar
 
-BACKEND_HELP = {
-    "auto": "Ollama when it runs and has the model; otherwise the built-in model (the sidebar says why).",
-    "ollama": "Always Ollama: a question fails with a message when it is not running.",
-    "embedded": "llama.cpp inside the app on a GGUF file: no server needed.",
-    "openai": "Any OpenAI-compatible server (vLLM, TGI, llama.cpp, LiteLLM…) at the URL below; never falls back.",
-}
 FLASH = "settings_page_flash"
 
 
@@ -49,16 +32,36 @@ def show_flash(section: str) -> None:
         st.success(message, icon="✅")
 
 
-def from_form(settings: Settings, values: dict[str, Any], gguf: str) -> Settings:
-    """The settings the form describes, validated; an empty GGUF path means the built-in model.
+def field_widget(name: str, current: Any, where: Any = st, **shown: Any) -> Any:
+    """The widget rag.config declares for a setting, showing `current`; returns what it holds.
 
-    `dataclasses.replace` rather than `with_overrides`, which ignores None and so could not clear the path.
+    `where` is the page or a column; `shown` goes to Streamlit as it is (a height, a placeholder, …).
     """
-    gguf_path = Path(gguf.strip()).expanduser() if gguf.strip() else None
-    new = replace(settings, gguf_path=gguf_path, **values)  # runs Settings' validation
-    if gguf_path is not None and not gguf_path.is_file():
+    spec = FIELDS[name]
+    page = spec.page or Widget(name)
+    options: dict[str, Any] = {"help": spec.help or None}
+    if spec.widget == "radio":
+        captions = {"captions": list(page.captions)} if page.captions else {}
+        return where.radio(page.label, spec.choices, index=spec.choices.index(current), **options | captions | shown)
+    if page.step is not None:
+        options["step"] = page.step
+    if spec.widget == "slider":
+        return where.slider(page.label, spec.ge, spec.le, current, **options | shown)
+    if spec.widget == "number":
+        return where.number_input(page.label, min_value=spec.ge, max_value=spec.le, value=current, **options | shown)
+    if spec.widget == "area":
+        return where.text_area(page.label, current, **options | shown)
+    options["type"] = "password" if spec.widget == "password" else "default"
+    options["placeholder"] = page.placeholder or None
+    return where.text_input(page.label, "" if current is None else str(current), **options | shown)
+
+
+def from_form(settings: Settings, values: dict[str, Any]) -> Settings:
+    """The settings the form describes, validated; an empty GGUF path means the built-in model."""
+    new = settings.edited(values)
+    if new.gguf_path is not None and not new.gguf_path.is_file():
         raise SettingsError(
-            f"GGUF file {gguf_path} not found: give the full path to a .gguf file (e.g. "
+            f"GGUF file {new.gguf_path} not found: give the full path to a .gguf file (e.g. "
             f"llama-2-7b-chat.Q4_K_M.gguf), or leave it empty for the built-in {SMOLLM2_NAME}."
         )
     return new
@@ -95,7 +98,7 @@ def model_field(current: str, status: OllamaStatus) -> str:
 def reset_system_prompt() -> None:
     """A button callback: runs before the page, so the text area is drawn with the default."""
     try:
-        save_settings(replace(load_settings(), system_prompt=DEFAULT_SYSTEM_PROMPT))
+        save_settings(load_settings().with_overrides(system_prompt=DEFAULT_SYSTEM_PROMPT))
     except (RagError, OSError) as exc:
         st.session_state[f"{FLASH}_reset_error"] = safe_markdown(str(exc))
     else:
@@ -167,79 +170,45 @@ st.caption(
 )
 
 status = ollama_status(settings.ollama_host, settings.ollama_token)
+edits: dict[str, Any] = {}
+
+
+def edit(name: str, where: Any = st, **shown: Any) -> None:
+    edits[name] = field_widget(name, getattr(settings, name), where, **shown)
+
+
 with st.form("settings"):
     st.subheader("Model")
-    backend = st.radio(
-        "Backend",
-        BACKENDS,
-        index=BACKENDS.index(settings.backend),
-        captions=[BACKEND_HELP[b] for b in BACKENDS],
-    )
-    host = st.text_input("Ollama host", settings.ollama_host, help="Where `ollama serve` listens.")
-    ollama_token = st.text_input(
-        "Ollama proxy token (optional)",
-        settings.ollama_token,
-        type="password",
-        help="For an Ollama behind a proxy that checks credentials: a bearer token, or a whole header "
-        "`Name: value`. Sent with every request to the Ollama host.",
-    )
+    edit("backend")
+    edit("ollama_host")
+    edit("ollama_token")
     if settings.backend == "openai":
-        model = st.text_input(
-            "Model", settings.model, help="The model's name as the server knows it (`curl BASE_URL/models`)."
-        ).strip()
+        edit("model")
     else:
-        model = model_field(settings.model, status)
-    openai_base_url = st.text_input(
-        "OpenAI-compatible server (openai backend)",
-        settings.openai_base_url,
-        help="Its base URL, usually ending with /v1, e.g. http://gpu-box:8000/v1 for vLLM or llama.cpp's server.",
-    )
-    openai_api_key = st.text_input(
-        "API key (openai backend)",
-        settings.openai_api_key,
-        type="password",
-        help="Sent as `Authorization: Bearer …`; empty for a server without keys. Saved in settings.json.",
-    )
-    gguf = st.text_input(
-        "GGUF file (embedded backend)",
-        "" if settings.gguf_path is None else str(settings.gguf_path),
-        placeholder=f"empty: the built-in {SMOLLM2_NAME}",
-    )
+        edits["model"] = model_field(settings.model, status)
+    edit("openai_base_url")
+    edit("openai_api_key")
+    edit("gguf_path", placeholder=f"empty: the built-in {SMOLLM2_NAME}")
     st.caption(
         f"Empty: the built-in {SMOLLM2_NAME}, a tiny model that follows the format but not the facts. "
         "For real answers point it at a chat model such as llama-2-7b-chat.Q4_K_M.gguf."
     )
 
     st.subheader("Generation")
-    temperature = st.slider(
-        "Temperature", 0.0, 2.0, float(settings.temperature), step=0.05,
-        help="0: always the most likely words; higher: more varied answers.",
-    )
+    edit("temperature")
     left, right = st.columns(2)
-    max_answer_tokens = left.number_input(
-        "Max answer tokens", min_value=16, value=settings.max_answer_tokens, step=64,
-        help="At most half the context window; the rest holds the sources and the conversation.",
-    )
-    context_window = right.number_input(
-        "Context window (tokens)", min_value=512, max_value=MAX_CONTEXT_WINDOW, value=settings.context_window,
-        step=512,
-        help="Sent to Ollama as num_ctx, and the prompt is fitted inside it. Llama 2: 4096.",
-    )
+    edit("max_answer_tokens", left)
+    edit("context_window", right)
 
     st.subheader("Retrieval")
     left, right = st.columns(2)
-    top_k = left.number_input("Sources per question (top-k)", min_value=1, max_value=50, value=settings.top_k)
-    context_chars = right.number_input(
-        "Context budget (characters)", min_value=200, max_value=100_000, value=settings.context_chars, step=500,
-        help="At most this much of your documents goes into each prompt (about 3.3 characters a token).",
-    )
+    edit("top_k", left)
+    edit("context_chars", right)
     left, right = st.columns(2)
-    chunk_size = left.number_input(
-        "Chunk size (characters)", min_value=100, max_value=8000, value=settings.chunk_size, step=50
-    )
-    chunk_overlap = right.number_input("Chunk overlap (characters)", min_value=0, value=settings.chunk_overlap, step=10)
+    edit("chunk_size", left)
+    edit("chunk_overlap", right)
     st.caption("Used for new ingests only; re-upload a document to re-chunk it.")
-    min_score = st.slider("Minimum score", -1.0, 1.0, float(settings.min_score), step=0.05)
+    edit("min_score")
     st.caption(
         "Sources below this similarity are not shown to the model. Separately, when no source is close in "
         "meaning and none holds the question's rarer words, the app says your documents do not cover the "
@@ -247,75 +216,38 @@ with st.form("settings"):
     )
 
     st.subheader("Where the vectors live")
-    chroma_url = st.text_input(
-        "Chroma server URL",
-        settings.chroma_url,
-        placeholder="empty: Chroma inside the data folder",
-        help="A Chroma server shared by a team (`chroma run --path DIR --host 0.0.0.0 --port 8000`), e.g. "
-        "http://kb-server:8000. The document list and keyword index stay in this app's data folder.",
-    )
+    edit("chroma_url")
     left, right = st.columns(2)
-    chroma_collection = left.text_input("Chroma collection", settings.chroma_collection)
-    chroma_token = right.text_input(
-        "Chroma token (optional)",
-        settings.chroma_token,
-        type="password",
-        help="For a server behind a proxy that checks credentials: a bearer token, or a whole header `Name: value`.",
-    )
+    edit("chroma_collection", left)
+    edit("chroma_token", right)
     st.caption(
         "A collection belongs to one data folder: another app with its own data folder is refused and told to "
         "use a collection of its own. Documents are not copied when you switch: ingest them again."
     )
 
     st.subheader("Conversation")
-    history_strategy = st.radio(
-        "When a conversation outgrows the context window",
-        HISTORY_STRATEGIES,
-        index=HISTORY_STRATEGIES.index(settings.history_strategy),
-        format_func=lambda s: {
-            "summarize": "summarize: fold older turns into a running summary the model keeps seeing",
-            "drop": "drop oldest: forget the oldest turns",
-        }[s],
-    )
+    edit("history_strategy")
 
     st.subheader("System prompt")
-    system_prompt = st.text_area(
-        "System prompt", settings.system_prompt, height=320, label_visibility="collapsed",
-        help="The numbered sources are added after it, so the model can cite them as [1], [2], …",
-    )
+    edit("system_prompt", height=320, label_visibility="collapsed")
+
+    if others := [name for name in EDITABLE if name not in edits]:  # declared in rag/config.py, placed nowhere above
+        st.subheader("Other settings")
+        for name in others:
+            edit(name)
     submitted = st.form_submit_button("Save settings", type="primary")
 
 if submitted:
-    values: dict[str, Any] = {
-        "backend": backend,
-        "ollama_host": normalize_host(host),
-        "ollama_token": ollama_token.strip(),
-        "model": model,
-        "openai_base_url": normalize_host(openai_base_url).rstrip("/"),
-        "openai_api_key": openai_api_key.strip(),
-        "chroma_url": normalize_host(chroma_url).rstrip("/"),
-        "chroma_token": chroma_token.strip(),
-        "chroma_collection": chroma_collection.strip(),
-        "temperature": round(float(temperature), 2),
-        "max_answer_tokens": int(max_answer_tokens),
-        "context_window": int(context_window),
-        "top_k": int(top_k),
-        "context_chars": int(context_chars),
-        "chunk_size": int(chunk_size),
-        "chunk_overlap": int(chunk_overlap),
-        "min_score": round(float(min_score), 2),
-        "system_prompt": system_prompt,
-        "history_strategy": history_strategy,
-    }
     try:
-        new = from_form(settings, values, gguf)
+        new = from_form(settings, edits)
         save_settings(new)
     except SettingsError as exc:
         show_error(exc)
         st.caption("Nothing was saved: the app keeps using the previous settings.")
     except OSError as exc:
-        st.error(f"Could not write {escape_markdown(f'{saved_at} ({exc})')}: check that the folder is writable.",
-                 icon="⚠️")
+        st.error(
+            f"Could not write {escape_markdown(f'{saved_at} ({exc})')}: check that the folder is writable.", icon="⚠️"
+        )
     else:
         flash("save", "Saved: applies to the next question")
 show_flash("save")

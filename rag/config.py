@@ -1,16 +1,37 @@
-"""Settings, resolved once at the edge (CLI, app) and passed in. The only module that reads the environment."""
+"""Settings, resolved once at the edge (CLI, app) and passed in. The only module that reads the environment.
+
+Every setting is declared once, as a field of `Settings` made with `setting(...)`: its type, default,
+bounds, environment variable, help text, the words messages use for it and, when people may change it
+in the browser, its widget on the Settings page. From that one declaration come the environment parsing
+(`Settings.from_env`), the checks and their messages (pydantic, strict, then `_explain`), what
+settings.json may hold (`EDITABLE`, `read_saved`, `save_settings`) and the page's widgets
+(pages/2_Settings.py draws `FIELDS[name].page`).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from rag.errors import SettingsError
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
@@ -23,9 +44,11 @@ DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8000/v1"  # llama_cpp.server's and v
 DEFAULT_CHROMA_COLLECTION = "chunks"
 
 BackendChoice = Literal["auto", "ollama", "embedded", "openai"]
-BACKENDS: tuple[BackendChoice, ...] = ("auto", "ollama", "embedded", "openai")
+BACKENDS: tuple[BackendChoice, ...] = get_args(BackendChoice)
 HistoryStrategy = Literal["summarize", "drop"]
-HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = ("summarize", "drop")
+HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = get_args(HistoryStrategy)
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 # The largest window of the open models people run locally (Llama 3.1, Qwen 2.5, Mistral Nemo: 128k tokens).
 # It goes to Ollama as num_ctx, which allocates a KV cache that size up front: a typo such as 4096000
 # would ask for hundreds of GB instead of failing here with a message.
@@ -37,6 +60,9 @@ DEFAULT_MAX_PAGES = 2_000  # a PDF's pages: ~3 s a page by OCR on 2 cores, and t
 DEFAULT_MAX_CHUNKS = 20_000  # a file's chunks: ~20 min of embedding at ~17 chunks/s, ~12 MB of text
 DEFAULT_MAX_UPLOAD_FILES = 500  # files in one upload
 DEFAULT_MAX_UPLOAD_MB = 1_024  # megabytes in one upload (Streamlit itself refuses a file over 200 MB)
+MAX_PROMPT_CHARS = 50_000
+MAX_SETTING_CHARS = 2_000  # URLs, names, tokens: every other text setting
+SETTINGS_FILE = "settings.json"
 
 
 def force_offline() -> None:
@@ -49,139 +75,284 @@ def force_offline() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+# -- the declaration of one field ---------------------------------------------------------------------
+
+Kind = Literal["int", "float", "path", "choice", "text"]
+WidgetKind = Literal["text", "password", "area", "number", "slider", "radio"]
+
+
 @dataclass(frozen=True)
-class Settings:
-    data_dir: Path = DEFAULT_DATA_DIR
-    corpus_dir: Path = DEFAULT_CORPUS_DIR
-    backend: BackendChoice = "auto"
-    model: str = "llama2"  # the Ollama model
-    ollama_host: str = DEFAULT_OLLAMA_HOST
-    gguf_path: Path | None = None  # None: the packaged SmolLM2-135M-Instruct
+class Widget:
+    """How the Settings page edits a field; a field without one is not editable there (nor in settings.json)."""
+
+    label: str
+    kind: WidgetKind | None = None  # None: from the type (number, slider, radio; text, or password for a secret)
+    step: float | None = None
+    placeholder: str = ""
+    captions: tuple[str, ...] = ()  # a radio's words under each choice, in the order of the choices
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What `setting` declared about a field, completed from the model (name, kind, choices, default, help)."""
+
+    env: str | None  # its environment variable; None: not read from the environment
+    says: str | None  # how messages name it ("top-k"); None: by its variable ("RAG_MAX_PAGES=0")
+    unit: str  # of its bounds in messages: "tokens", "characters", "seconds"
+    why: str  # why a bound is where it is: a value past it is then "too small" / "too large", with this
+    ge: float | None
+    le: float | None
+    url: bool  # an http(s) URL: "host:port" is completed; empty only where the default is empty
+    secret: bool  # kept out of repr, typed into a password field, one line
+    page: Widget | None
+    name: str = ""
+    kind: Kind = "text"
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    help: str = ""
+
+    @property
+    def widget(self) -> WidgetKind:
+        if self.page is not None and self.page.kind is not None:
+            return self.page.kind
+        by_kind: dict[Kind, WidgetKind] = {"int": "number", "float": "slider", "choice": "radio"}
+        return by_kind.get(self.kind, "password" if self.secret else "text")
+
+
+def setting(
+    default: Any,
+    *,
+    env: str | None = None,
+    says: str | None = None,
+    unit: str = "",
+    why: str = "",
+    ge: float | None = None,
+    le: float | None = None,
+    max_length: int | None = None,
+    url: bool = False,
+    secret: bool = False,
+    help: str = "",
+    page: Widget | None = None,
+) -> Any:
+    """One row of the table: pydantic enforces the type (strictly), bounds and length; the rest is kept on
+    the field (`FIELDS`) for the environment, the messages, settings.json and the page."""
+    info = Field(default, ge=ge, le=le, max_length=max_length, description=help or None, repr=not secret)
+    info.metadata.append(FieldSpec(env, says, unit, why, ge, le, url, secret, page))
+    return info
+
+
+# -- the table ----------------------------------------------------------------------------------------
+
+
+class Settings(BaseModel):
+    """Every setting the app and the CLI read: defaults, then environment variables, then settings.json."""
+
+    model_config = ConfigDict(
+        frozen=True, strict=True, extra="forbid", allow_inf_nan=False, str_max_length=MAX_SETTING_CHARS
+    )
+
+    # One field a setting, one argument a fact (see `setting`): the type and default, bounds, the environment
+    # variable, the words messages use, help text, and the widget when the Settings page edits it.
+    data_dir: Path = setting(DEFAULT_DATA_DIR, env="RAG_DATA_DIR", help="Where the knowledge base lives.")
+    corpus_dir: Path = setting(
+        DEFAULT_CORPUS_DIR, env="RAG_CORPUS_DIR", help="The default knowledge base indexed on first start."
+    )
+    backend: BackendChoice = setting(
+        "auto", env="RAG_BACKEND", says="backend",
+        page=Widget("Backend", captions=(
+            "Ollama when it runs and has the model; otherwise the built-in model (the sidebar says why).",
+            "Always Ollama: a question fails with a message when it is not running.",
+            "llama.cpp inside the app on a GGUF file: no server needed.",
+            "Any OpenAI-compatible server (vLLM, TGI, llama.cpp, LiteLLM…) at the URL below; never falls back.",
+        )),
+    )  # fmt: skip
+    model: str = setting(
+        "llama2", env="RAG_MODEL", page=Widget("Model"),
+        help="The model's name as the server knows it (`ollama list`, or `curl BASE_URL/models`).",
+    )  # fmt: skip
+    ollama_host: str = setting(
+        DEFAULT_OLLAMA_HOST, env="OLLAMA_HOST", says="Ollama host", url=True,
+        help="Where `ollama serve` listens.", page=Widget("Ollama host"),
+    )  # fmt: skip
+    gguf_path: Path | None = setting(
+        None, env="RAG_GGUF_PATH", page=Widget("GGUF file (embedded backend)"),
+        help="A GGUF model for the embedded backend; none: the packaged SmolLM2-135M-Instruct.",
+    )  # fmt: skip
     # Ollama behind a proxy that wants credentials: a bearer token, or a whole header "Name: value".
-    ollama_token: str = field(default="", repr=False)
+    ollama_token: str = setting(
+        "", env="RAG_OLLAMA_TOKEN", secret=True, page=Widget("Ollama proxy token (optional)"),
+        help="For an Ollama behind a proxy that checks credentials: a bearer token, or a whole header "
+        "`Name: value`. Sent with every request to the Ollama host.",
+    )  # fmt: skip
     # Any OpenAI-compatible server (vLLM, TGI, llama.cpp, LiteLLM…), used when backend is "openai".
-    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
-    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = setting(
+        DEFAULT_OPENAI_BASE_URL, env="RAG_OPENAI_BASE_URL", says="OpenAI base URL", url=True,
+        page=Widget("OpenAI-compatible server (openai backend)"),
+        help="The server's base URL, usually ending with /v1, e.g. http://gpu-box:8000/v1 for vLLM or "
+        "llama.cpp's server.",
+    )  # fmt: skip
+    openai_api_key: str = setting(
+        "", env="RAG_OPENAI_API_KEY", secret=True, page=Widget("API key (openai backend)"),
+        help="Sent as `Authorization: Bearer …`; empty for a server without keys. Saved in settings.json.",
+    )  # fmt: skip
     # Chroma as a server (`chroma run`); empty: Chroma embedded in the data directory.
-    chroma_url: str = ""
-    chroma_token: str = field(default="", repr=False)  # a bearer token, or a whole header "Name: value"
-    chroma_collection: str = DEFAULT_CHROMA_COLLECTION
-    context_window: int = 4096  # Llama 2's window; sent as num_ctx
-    max_answer_tokens: int = 512
-    temperature: float = 0.2
+    chroma_url: str = setting(
+        "", env="RAG_CHROMA_URL", says="Chroma URL", url=True,
+        page=Widget("Chroma server URL", placeholder="empty: Chroma inside the data folder"),
+        help="A Chroma server shared by a team (`chroma run --path DIR --host 0.0.0.0 --port 8000`), e.g. "
+        "http://kb-server:8000. The document list and keyword index stay in this app's data folder.",
+    )  # fmt: skip
+    chroma_token: str = setting(
+        "", env="RAG_CHROMA_TOKEN", secret=True, page=Widget("Chroma token (optional)"),
+        help="For a server behind a proxy that checks credentials: a bearer token, or a whole header `Name: value`.",
+    )  # fmt: skip
+    chroma_collection: str = setting(
+        DEFAULT_CHROMA_COLLECTION, env="RAG_CHROMA_COLLECTION", page=Widget("Chroma collection"),
+        help="The Chroma collection of this knowledge base.",
+    )  # fmt: skip
+    context_window: int = setting(
+        4096, env="RAG_CONTEXT_WINDOW", says="Context window", unit="tokens", ge=512, le=MAX_CONTEXT_WINDOW,
+        why="no local model has a larger window, and Ollama reserves memory for all of it",
+        help="Sent to Ollama as num_ctx, and the prompt is fitted inside it. Llama 2: 4096.",
+        page=Widget("Context window (tokens)", step=512),
+    )  # fmt: skip
+    max_answer_tokens: int = setting(
+        512, env="RAG_MAX_ANSWER_TOKENS", says="Max answer tokens", ge=16,  # and at most half the window
+        help="At most half the context window; the rest holds the sources and the conversation.",
+        page=Widget("Max answer tokens", step=64),
+    )  # fmt: skip
+    temperature: float = setting(
+        0.2, env="RAG_TEMPERATURE", says="Temperature", ge=0.0, le=2.0,
+        help="0: always the most likely words; higher: more varied answers.",
+        page=Widget("Temperature", step=0.05),
+    )  # fmt: skip
     # Chosen on squad-dev (README, "Retrieval"): up to 12 passages of ~600 characters, fused dense +
     # keyword, within ~4,000 characters of context, put the answer in the prompt most often.
-    top_k: int = 12
-    context_chars: int = 4000  # the most passage text given to the model per question
-    chunk_size: int = 600  # characters
-    chunk_overlap: int = 100
-    # Sources scoring below this cosine similarity are not shown to the model; when none is left the app
-    # says the documents do not cover the question instead of asking the model (README, "Not in your documents").
-    min_score: float = 0.2
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    # When old turns no longer fit the window: fold them into a running summary, or drop the oldest.
-    history_strategy: HistoryStrategy = "summarize"
-    request_timeout: float = 300.0
-    embedding_batch_size: int | None = None  # texts per forward pass at most; None: a token budget for the device
-    max_pages_per_file: int = DEFAULT_MAX_PAGES
-    max_chunks_per_file: int = DEFAULT_MAX_CHUNKS
-    max_upload_files: int = DEFAULT_MAX_UPLOAD_FILES
-    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    top_k: int = setting(
+        12, env="RAG_TOP_K", says="top-k", ge=1, le=50, help="The most passages given to the model per question.",
+        page=Widget("Sources per question (top-k)"),
+    )  # fmt: skip
+    context_chars: int = setting(
+        4000, env="RAG_CONTEXT_CHARS", says="Context size", unit="characters", ge=200, le=100_000,
+        help="At most this much of your documents goes into each prompt (about 3.3 characters a token).",
+        page=Widget("Context budget (characters)", step=500),
+    )  # fmt: skip
+    chunk_size: int = setting(
+        600, env="RAG_CHUNK_SIZE", says="Chunk size", unit="characters", ge=100, le=8000,
+        help="Characters per chunk (new ingests only).", page=Widget("Chunk size (characters)", step=50),
+    )  # fmt: skip
+    chunk_overlap: int = setting(
+        100, env="RAG_CHUNK_OVERLAP", says="Chunk overlap", unit="characters", ge=0,  # and under half a chunk
+        help="Characters shared by neighbouring chunks (new ingests only).",
+        page=Widget("Chunk overlap (characters)", step=10),
+    )  # fmt: skip
+    min_score: float = setting(
+        0.2, env="RAG_MIN_SCORE", says="Minimum score", ge=-1.0, le=1.0, page=Widget("Minimum score", step=0.05),
+        help="The cosine similarity a passage needs to be given to the model.",
+    )  # fmt: skip
+    system_prompt: str = setting(
+        DEFAULT_SYSTEM_PROMPT, says="The system prompt", max_length=MAX_PROMPT_CHARS,
+        why="it is sent with every question and must leave room for the passages",
+        help="The numbered sources are added after it, so the model can cite them as [1], [2], …",
+        page=Widget("System prompt", kind="area"),
+    )  # fmt: skip
+    history_strategy: HistoryStrategy = setting(
+        "summarize", env="RAG_HISTORY", says="history strategy",
+        help="When old turns no longer fit the window: fold them into a running summary, or drop the oldest.",
+        page=Widget("When a conversation outgrows the context window", captions=(
+            "fold older turns into a running summary the model keeps seeing",
+            "forget the oldest turns",
+        )),
+    )  # fmt: skip
+    request_timeout: float = setting(
+        300.0, env="RAG_REQUEST_TIMEOUT", says="Request timeout", unit="seconds", ge=1.0, le=3600.0,
+        help="How long a model server may take to answer.",
+    )  # fmt: skip
+    embedding_batch_size: int | None = setting(
+        None, says="Embedding batch size", ge=1, le=4096,
+        help="Texts per forward pass at most; none: a token budget for the device.",
+    )  # fmt: skip
+    # Limits (README, "Limits"), from the environment only: upper bounds generous for a big machine, yet
+    # finite, so that a typo cannot switch a limit off.
+    max_pages_per_file: int = setting(
+        DEFAULT_MAX_PAGES, env="RAG_MAX_PAGES", ge=1, le=100_000, help="The most pages a PDF may have."
+    )
+    max_chunks_per_file: int = setting(
+        DEFAULT_MAX_CHUNKS, env="RAG_MAX_CHUNKS", ge=1, le=1_000_000, help="The most chunks one file may make."
+    )
+    max_upload_files: int = setting(
+        DEFAULT_MAX_UPLOAD_FILES, env="RAG_MAX_UPLOAD_FILES", ge=1, le=100_000, help="The most files in one upload."
+    )
+    max_upload_mb: int = setting(
+        DEFAULT_MAX_UPLOAD_MB, env="RAG_MAX_UPLOAD_MB", ge=1, le=102_400, help="The most megabytes in one upload."
+    )
+    log_level: LogLevel = setting(
+        "WARNING", env="RAG_LOG_LEVEL", says="log level",
+        help="How much the app writes to its log (the terminal that runs it)",
+        page=Widget("Log level", captions=(
+            "everything, to find a problem", "what the app does", "fallbacks and problems", "failures only",
+        )),
+    )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        # Types first: a value from settings.json or a page may be any JSON type, and "12" or 12.5 for top-k
-        # would otherwise fail far away (a TypeError on every page) instead of here, with the setting named.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            problem = _type_problem(f.name, value)
-            if problem:
-                raise SettingsError(f"Setting {f.name} must be {problem}, not {_shown(value)}: fix or reset it.")
-            if f.name in _FLOATS and type(value) is int:
-                object.__setattr__(self, f.name, float(value))  # 1 in JSON means 1.0
-        if self.backend not in BACKENDS:
-            raise SettingsError(f"Unknown backend {self.backend!r}: use one of {', '.join(BACKENDS)}.")
+    # -- checks beyond one field's type, bounds and length ---------------------------------------------
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _explained(cls, values: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Pydantic's findings as one SettingsError naming the setting (a wrong type before a bound)."""
+        try:
+            return handler(values)
+        except ValidationError as exc:
+            errors = sorted(exc.errors(), key=lambda e: not _is_type_error(e))
+            raise SettingsError(_explain(errors[0])) from None
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> Settings:
+        """What a field's declaration cannot say alone: URLs, one-line secrets, fields that must fit together."""
+        for spec in FIELDS.values():
+            value = getattr(self, spec.name)
+            if spec.url and (value or spec.default) and not _is_http_url(value):
+                example = f"something like {spec.default}" if spec.default else "an http(s) URL, or leave it empty"
+                raise SettingsError(f"{spec.says} {value!r} is not an http(s) URL: set {_where(spec)} to {example}.")
+            if spec.secret and ("\n" in value or "\r" in value):
+                raise SettingsError(f"{_named(spec)} holds a line break: give it on one line (set {_where(spec)}).")
         if not self.model.strip():
-            raise SettingsError("The model name is empty: set RAG_MODEL (e.g. llama2) or pass --model.")
-        if not _is_http_url(self.ollama_host):
-            # The whole prompt goes there: only a plain http(s) URL, never a file: or other scheme.
             raise SettingsError(
-                f"Ollama host {self.ollama_host!r} is not an http(s) URL: set OLLAMA_HOST (or the Ollama host on "
-                f"the Settings page) to something like {DEFAULT_OLLAMA_HOST}."
+                f"The model name is empty: set {_where(FIELDS['model'])} (e.g. llama2) or pass --model."
             )
-        if self.context_window < 512:
-            raise SettingsError(f"Context window {self.context_window} is too small: use at least 512 tokens.")
-        if self.context_window > MAX_CONTEXT_WINDOW:
-            raise SettingsError(
-                f"Context window {self.context_window} is too large: use at most {MAX_CONTEXT_WINDOW:,} tokens "
-                "(no local model has a larger window, and Ollama reserves memory for all of it)."
-            )
-        if not 16 <= self.max_answer_tokens <= self.context_window // 2:
+        if self.max_answer_tokens > self.context_window // 2:
             raise SettingsError(
                 f"Max answer tokens {self.max_answer_tokens} must be between 16 and half the context "
                 f"window ({self.context_window // 2})."
             )
-        if not 0.0 <= self.temperature <= 2.0:
-            raise SettingsError(f"Temperature {self.temperature} must be between 0 and 2.")
-        if not 1 <= self.top_k <= 50:
-            raise SettingsError(f"top-k {self.top_k} must be between 1 and 50.")
-        if not 200 <= self.context_chars <= 100_000:
-            raise SettingsError(f"Context size {self.context_chars} must be between 200 and 100,000 characters.")
-        if not 100 <= self.chunk_size <= 8000:
-            raise SettingsError(f"Chunk size {self.chunk_size} must be between 100 and 8000 characters.")
-        if not 0 <= self.chunk_overlap < self.chunk_size // 2:
+        if not self.chunk_overlap < self.chunk_size // 2:
             raise SettingsError(
                 f"Chunk overlap {self.chunk_overlap} must be at least 0 and less than half the chunk size."
             )
-        if self.history_strategy not in HISTORY_STRATEGIES:
-            raise SettingsError(
-                f"Unknown history strategy {self.history_strategy!r}: use one of {', '.join(HISTORY_STRATEGIES)}."
-            )
-        if not -1.0 <= self.min_score <= 1.0:
-            raise SettingsError(f"Minimum score {self.min_score} must be between -1 and 1.")
         if not self.system_prompt.strip():
             raise SettingsError("The system prompt is empty: write one or reset it to the default.")
-        if len(self.system_prompt) > MAX_PROMPT_CHARS:
-            raise SettingsError(
-                f"The system prompt has {len(self.system_prompt):,} characters: keep it under "
-                f"{MAX_PROMPT_CHARS:,} (it is sent with every question and must leave room for the passages)."
-            )
-        for name in _STRS - {"system_prompt"}:
-            if len(getattr(self, name)) > MAX_SETTING_CHARS:
-                raise SettingsError(f"Setting {name} is longer than {MAX_SETTING_CHARS:,} characters: fix or reset it.")
-        if not 1.0 <= self.request_timeout <= 3600.0:
-            raise SettingsError(
-                f"Request timeout {self.request_timeout} must be between 1 and 3600 seconds: set RAG_REQUEST_TIMEOUT."
-            )
-        if self.embedding_batch_size is not None and not 1 <= self.embedding_batch_size <= 4096:
-            raise SettingsError(f"Embedding batch size {self.embedding_batch_size} must be between 1 and 4096.")
-        for name, var, most in _CAPS:
-            value = getattr(self, name)
-            if not 1 <= value <= most:
-                raise SettingsError(f"{var}={value} must be between 1 and {most:,}: fix or unset it.")
-        if not _is_http_url(self.openai_base_url):
-            raise SettingsError(
-                f"OpenAI base URL {self.openai_base_url!r} is not an http(s) URL: set RAG_OPENAI_BASE_URL to "
-                f"something like {DEFAULT_OPENAI_BASE_URL}."
-            )
-        if self.chroma_url and not _is_http_url(self.chroma_url):
-            raise SettingsError(
-                f"Chroma URL {self.chroma_url!r} is not an http(s) URL: set RAG_CHROMA_URL to something like "
-                "http://127.0.0.1:8000, or leave it empty for Chroma inside the data directory."
-            )
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]", self.chroma_collection):
             raise SettingsError(
                 f"Chroma collection name {self.chroma_collection!r} is not valid: use 3-63 letters, digits, "
                 "dots, dashes or underscores, starting and ending with a letter or digit."
             )
-        for name, value in (("RAG_OLLAMA_TOKEN", self.ollama_token), ("RAG_CHROMA_TOKEN", self.chroma_token)):
-            if "\n" in value or "\r" in value:
-                raise SettingsError(f"{name} holds a line break: give the token (or `Name: value`) on one line.")
         if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
-            raise SettingsError(f"{self.gguf_path} is not a .gguf file: point RAG_GGUF_PATH at a GGUF model.")
+            raise SettingsError(
+                f"{self.gguf_path} is not a .gguf file: set {_where(FIELDS['gguf_path'])} to a GGUF model."
+            )
+        return self
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        """A copy with the given fields changed (None values are ignored); validated like the original."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    # -- where values come from --------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Defaults, then the environment variables that are set (an empty one counts as unset)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for spec in FIELDS.values():
+            if spec.env and (raw := env.get(spec.env, "").strip()):
+                values[spec.name] = _from_text(spec, raw, spec.env)
+        return cls(**values)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -196,48 +367,51 @@ class Settings:
                 f"{path}: {exc} Change it on the Settings page, or delete the file to use the defaults."
             ) from None
 
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed (None values are ignored); validated like the original."""
+        return self._with({k: v for k, v in changes.items() if v is not None})
+
+    def edited(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with what the Settings page's widgets hold: text read as from the environment (trimmed, a URL
+        completed; an empty path: none), decimals rounded to the sliders' two places; validated."""
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            spec = FIELDS[name]
+            if isinstance(value, str) and spec.widget != "area":
+                text = value.strip()
+                label = spec.page.label if spec.page else name
+                value = _from_text(spec, text, label) if text or spec.kind != "path" else None
+            elif isinstance(value, float):
+                value = round(value, 2)
+            changes[name] = value
+        return self._with(changes)
+
     def editable(self) -> dict[str, Any]:
         """The fields the settings page edits, as JSON-ready values."""
         values = {name: getattr(self, name) for name in EDITABLE}
-        values["gguf_path"] = None if self.gguf_path is None else str(self.gguf_path)
-        return values
+        return {name: str(v) if isinstance(v, Path) else v for name, v in values.items()}
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        names = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for var, name in ENV_VARS.items():
-            raw = env.get(var, "").strip()
-            if not raw or name not in names:
-                continue
-            values[name] = _parse(name, var, raw)
-        return cls(**values)
+    def _with(self, changes: Mapping[str, Any]) -> Settings:
+        return type(self)(**{**dict(self), **changes})
 
 
-EDITABLE = (
-    "backend",
-    "ollama_host",
-    "ollama_token",
-    "model",
-    "gguf_path",
-    "openai_base_url",
-    "openai_api_key",
-    "chroma_url",
-    "chroma_token",
-    "chroma_collection",
-    "temperature",
-    "max_answer_tokens",
-    "context_window",
-    "top_k",
-    "context_chars",
-    "chunk_size",
-    "chunk_overlap",
-    "min_score",
-    "system_prompt",
-    "history_strategy",
-)
-SETTINGS_FILE = "settings.json"
+def _completed(name: str, info: FieldInfo) -> FieldSpec:
+    spec = next(m for m in info.metadata if isinstance(m, FieldSpec))
+    annotation = info.annotation
+    if get_origin(annotation) in (Union, UnionType):  # X | None
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    kinds: dict[Any, Kind] = {int: "int", float: "float", Path: "path"}
+    kind: Kind = "choice" if get_origin(annotation) is Literal else kinds.get(annotation, "text")
+    choices = get_args(annotation) if kind == "choice" else ()
+    return replace(spec, name=name, kind=kind, choices=choices, default=info.default, help=info.description or "")
+
+
+FIELDS: dict[str, FieldSpec] = {name: _completed(name, info) for name, info in Settings.model_fields.items()}
+EDITABLE: tuple[str, ...] = tuple(name for name, spec in FIELDS.items() if spec.page is not None)
+ENV_VARS: dict[str, str] = {spec.env: name for name, spec in FIELDS.items() if spec.env}
+
+
+# -- settings.json ------------------------------------------------------------------------------------
 
 
 def settings_file(data_dir: Path) -> Path:
@@ -245,7 +419,10 @@ def settings_file(data_dir: Path) -> Path:
 
 
 def read_saved(path: Path) -> dict[str, Any]:
-    """Saved settings, typed; a missing file is no overrides, a damaged one says how to fix it."""
+    """Saved settings, typed; a missing file is no overrides, a damaged one says how to fix it.
+
+    Only the fields the page edits are read; an empty path (or null) leaves the environment's.
+    """
     if not path.exists():
         return {}
     try:
@@ -254,20 +431,22 @@ def read_saved(path: Path) -> dict[str, Any]:
             raise ValueError("not a JSON object")
     except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise SettingsError(f"{path} is not valid settings ({exc}): fix it or delete it to use the defaults.") from exc
-    values = {k: v for k, v in raw.items() if k in EDITABLE}
-    for name, value in values.items():
-        # Paths are strings in JSON (an empty one or null: the built-in model).
-        problem = "a file path (text)" if name == "gguf_path" and not isinstance(value, str | None) else None
-        problem = problem or (None if name in _PATHS else _type_problem(name, value))
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in EDITABLE:
+            continue
+        spec = FIELDS[name]
+        if spec.kind == "path" and isinstance(value, str | None):  # paths are text in JSON
+            if not value:
+                continue
+            value = _path(value, f"{path}: setting {name}")
+        problem = _type_problem(spec, value)
         if problem:
             raise SettingsError(
                 f"{path}: setting {name} must be {problem}, not {_shown(value)}: change it on the Settings page, "
                 "or fix or delete the file to use the defaults."
             )
-    if values.get("gguf_path"):
-        values["gguf_path"] = _path(values["gguf_path"], f"{path}: setting gguf_path")
-    elif "gguf_path" in values:
-        del values["gguf_path"]
+        values[name] = value
     return values
 
 
@@ -315,70 +494,78 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
-ENV_VARS: dict[str, str] = {
-    "RAG_DATA_DIR": "data_dir",
-    "RAG_CORPUS_DIR": "corpus_dir",
-    "RAG_BACKEND": "backend",
-    "RAG_MODEL": "model",
-    "OLLAMA_HOST": "ollama_host",
-    "RAG_OLLAMA_TOKEN": "ollama_token",
-    "RAG_OPENAI_BASE_URL": "openai_base_url",
-    "RAG_OPENAI_API_KEY": "openai_api_key",
-    "RAG_CHROMA_URL": "chroma_url",
-    "RAG_CHROMA_TOKEN": "chroma_token",
-    "RAG_CHROMA_COLLECTION": "chroma_collection",
-    "RAG_GGUF_PATH": "gguf_path",
-    "RAG_CONTEXT_WINDOW": "context_window",
-    "RAG_MAX_ANSWER_TOKENS": "max_answer_tokens",
-    "RAG_TEMPERATURE": "temperature",
-    "RAG_TOP_K": "top_k",
-    "RAG_CONTEXT_CHARS": "context_chars",
-    "RAG_CHUNK_SIZE": "chunk_size",
-    "RAG_CHUNK_OVERLAP": "chunk_overlap",
-    "RAG_REQUEST_TIMEOUT": "request_timeout",
-    "RAG_MIN_SCORE": "min_score",
-    "RAG_HISTORY": "history_strategy",
-    "RAG_MAX_PAGES": "max_pages_per_file",
-    "RAG_MAX_CHUNKS": "max_chunks_per_file",
-    "RAG_MAX_UPLOAD_FILES": "max_upload_files",
-    "RAG_MAX_UPLOAD_MB": "max_upload_mb",
-}
-# name, variable, upper bound: generous for a big machine, yet finite, so a typo cannot switch a limit off.
-_CAPS: tuple[tuple[str, str, int], ...] = (
-    ("max_pages_per_file", "RAG_MAX_PAGES", 100_000),
-    ("max_chunks_per_file", "RAG_MAX_CHUNKS", 1_000_000),
-    ("max_upload_files", "RAG_MAX_UPLOAD_FILES", 100_000),
-    ("max_upload_mb", "RAG_MAX_UPLOAD_MB", 102_400),
-)
-MAX_PROMPT_CHARS = 50_000
-MAX_SETTING_CHARS = 2_000  # URLs, names, tokens
+# -- messages -----------------------------------------------------------------------------------------
 
-_INTS = {
-    "context_window", "max_answer_tokens", "top_k", "context_chars", "chunk_size", "chunk_overlap",
-    "max_pages_per_file", "max_chunks_per_file", "max_upload_files", "max_upload_mb",
-}  # fmt: skip
-_FLOATS = {"temperature", "request_timeout", "min_score"}
-_PATHS = {"data_dir", "corpus_dir", "gguf_path"}
-_STRS = {
-    "backend", "model", "ollama_host", "ollama_token", "openai_base_url", "openai_api_key", "chroma_url",
-    "chroma_token", "chroma_collection", "system_prompt", "history_strategy",
-}  # fmt: skip
+_NOT_TYPE_ERRORS = {"greater_than_equal", "less_than_equal", "string_too_long"}
 
 
-def _type_problem(name: str, value: object) -> str | None:
-    """What the setting should be when ``value`` is not of its type, else None."""
-    if name in _INTS or (name == "embedding_batch_size" and value is not None):
-        # bool is an int subclass and 12.0 a float: neither is a count a person meant.
-        return None if type(value) is int else "a whole number"
-    if name in _FLOATS:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        return None if ok else "a number"
-    if name in _PATHS:
-        ok = isinstance(value, Path) or (name == "gguf_path" and value is None)
-        return None if ok else "a file path"
-    if name in _STRS:
-        return None if isinstance(value, str) else "text"
-    return None
+def _is_type_error(error: ErrorDetails) -> bool:
+    if error["type"] == "literal_error":
+        return not isinstance(error["input"], str)  # a word not among the choices is a value, not a type
+    return error["type"] not in _NOT_TYPE_ERRORS
+
+
+def _explain(error: ErrorDetails) -> str:
+    """A pydantic error on one field as a sentence that names the setting and says what it may be."""
+    name, value = str(error["loc"][0]) if error["loc"] else "", error["input"]
+    spec = FIELDS.get(name)
+    if spec is None:
+        return f"There is no setting {name!r}: see the README for the settings there are."
+    if error["type"] in ("greater_than_equal", "less_than_equal"):
+        return _out_of_bounds(spec, value)
+    if error["type"] == "string_too_long":
+        most = (error.get("ctx") or {}).get("max_length", MAX_SETTING_CHARS)
+        why = f" ({spec.why})" if spec.why else ""
+        return f"{_named(spec)} has {len(value):,} characters: use at most {most:,}{why}."
+    if not _is_type_error(error):
+        where = f" (set {_where(spec)})" if _where(spec) else ""
+        return f"Unknown {spec.says or name} {value!r}: use one of {', '.join(spec.choices)}{where}."
+    return f"Setting {name} must be {_kind_words(spec)}, not {_shown(value)}: fix or reset it."
+
+
+def _out_of_bounds(spec: FieldSpec, value: float) -> str:
+    if not spec.says:  # named by its variable
+        return f"{spec.env or spec.name}={value} must be {_range(spec)}: fix or unset it."
+    where = _where(spec)
+    fix = f": set {where}." if where else "."
+    unit = f" {spec.unit}" if spec.unit else ""
+    if spec.why and spec.le is not None and value > spec.le:
+        return f"{spec.says} {value} is too large: use at most {_number(spec.le)}{unit} ({spec.why}){fix}"
+    if spec.why and spec.ge is not None and value < spec.ge:
+        return f"{spec.says} {value} is too small: use at least {_number(spec.ge)}{unit}{fix}"
+    return f"{spec.says} {value} must be {_range(spec)}{fix}"
+
+
+def _range(spec: FieldSpec) -> str:
+    unit = f" {spec.unit}" if spec.unit else ""
+    lo, hi = spec.ge, spec.le
+    if lo is not None and hi is not None:
+        return f"between {_number(lo)} and {_number(hi)}{unit}"
+    return f"at least {_number(lo)}{unit}" if lo is not None else f"at most {_number(hi or 0)}{unit}"
+
+
+def _named(spec: FieldSpec) -> str:
+    return spec.says or f"Setting {spec.name}"
+
+
+def _where(spec: FieldSpec) -> str:
+    """Where a person sets the field: its variable, and its place on the Settings page."""
+    places = [spec.env] if spec.env else []
+    if spec.page is not None:
+        places.append(f'"{spec.page.label}" on the Settings page')
+    return " or ".join(places)
+
+
+def _kind_words(spec: FieldSpec) -> str:
+    if spec.kind == "choice":
+        return f"one of {', '.join(spec.choices)}"
+    return {"int": "a whole number", "float": "a number", "path": "a file path"}.get(spec.kind, "text")
+
+
+def _number(x: float) -> str:
+    """2, 0.5, 4096, 100,000: thousands separated from five digits on."""
+    shown: float = int(x) if float(x).is_integer() else x
+    return f"{shown:,}" if abs(shown) >= 10_000 else str(shown)
 
 
 def _shown(value: object) -> str:
@@ -397,29 +584,53 @@ def _shown(value: object) -> str:
     return f"{text} ({kind})"
 
 
+@functools.cache
+def _bare_type(name: str) -> TypeAdapter[Any]:
+    """The field's type alone, as strict as the model, without its bounds."""
+    return TypeAdapter(
+        Settings.model_fields[name].annotation or Any, config=ConfigDict(strict=True, allow_inf_nan=False)
+    )
+
+
+def _type_problem(spec: FieldSpec, value: object) -> str | None:
+    """What a saved value should be when it is not of the field's type, else None (bounds are checked later)."""
+    if spec.kind == "path" and not isinstance(value, Path):
+        return "a file path (text)"
+    if spec.kind == "choice" and isinstance(value, str):
+        return None  # an unknown word is reported with the choices when the settings are built
+    try:
+        _bare_type(spec.name).validate_python(value)
+    except ValidationError:
+        return _kind_words(spec)
+    return None
+
+
+# -- text from the environment or a page ----------------------------------------------------------------
+
+
+def _from_text(spec: FieldSpec, raw: str, where: str) -> Any:
+    """A value written as text (`where`: the variable or the page's label) as the field's type."""
+    try:
+        if spec.kind == "int":
+            return int(raw)
+        if spec.kind == "float":
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{where}={raw!r} is not {_kind_words(spec)}: fix or unset it.") from None
+    if spec.kind == "path":
+        return _path(raw, where)
+    if spec.kind == "choice":
+        return next((c for c in spec.choices if c.lower() == raw.lower()), raw)
+    if spec.url:
+        return normalize_host(raw).rstrip("/")
+    return raw
+
+
 def _path(raw: str, where: str) -> Path:
     try:
         return Path(raw).expanduser()
     except RuntimeError as exc:  # "~someone" with no such user
         raise SettingsError(f"{where}: {raw!r} is not a usable path ({exc}): fix it.") from None
-
-
-def _parse(name: str, var: str, raw: str) -> Any:
-    try:
-        if name in _INTS:
-            return int(raw)
-        if name in _FLOATS:
-            return float(raw)
-    except ValueError:
-        kind = "a whole number" if name in _INTS else "a number"
-        raise SettingsError(f"{var}={raw!r} is not {kind}: fix or unset it.") from None
-    if name in _PATHS:
-        return _path(raw, var)
-    if name in ("backend", "history_strategy"):
-        return raw.lower()
-    if name in ("ollama_host", "chroma_url", "openai_base_url"):
-        return normalize_host(raw).rstrip("/")
-    return raw
 
 
 def normalize_host(host: str) -> str:

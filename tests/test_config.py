@@ -338,3 +338,78 @@ def test_any_environment_value_loads_or_fails_with_a_message_naming_it() -> None
             assert var in message or any(w.lower() in message.lower() for w in _SETTING_WORDS), message
 
     check()
+
+
+# -- one declaration a setting: the environment, settings.json, messages and the page all follow it ------
+
+
+def test_log_level_comes_from_its_variable_and_is_checked() -> None:
+    assert Settings.from_env({}).log_level == "WARNING"
+    assert Settings.from_env({"RAG_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"RAG_LOG_LEVEL": "verbose"})
+    message = str(caught.value)
+    assert message.startswith("Unknown log level 'verbose': use one of DEBUG, INFO, WARNING, ERROR")
+    assert "RAG_LOG_LEVEL" in message and '"Log level" on the Settings page' in message
+
+
+def test_log_level_is_saved_in_and_read_from_the_settings_file(tmp_path: Path) -> None:
+    import json
+
+    from rag.config import EDITABLE, read_saved, save_settings
+
+    assert "log_level" in EDITABLE
+    env = {"RAG_DATA_DIR": str(tmp_path), "RAG_LOG_LEVEL": "INFO"}
+    assert Settings.load(env).log_level == "INFO"
+    path = save_settings(Settings.load(env).with_overrides(log_level="ERROR"), env)
+    assert json.loads(path.read_text(encoding="utf-8")) == {"log_level": "ERROR"}
+    assert read_saved(path) == {"log_level": "ERROR"}
+    assert Settings.load(env).log_level == "ERROR"  # saved on the page: wins over the environment
+
+
+@pytest.mark.parametrize(
+    ("saved", "message"),
+    [
+        ('{"log_level": "LOUD"}', "Unknown log level 'LOUD': use one of DEBUG, INFO, WARNING, ERROR"),
+        ('{"log_level": 10}', "setting log_level must be one of DEBUG, INFO, WARNING, ERROR, not 10 (a whole number)"),
+    ],
+)
+def test_a_bad_log_level_in_the_file_names_the_file_and_the_setting(tmp_path: Path, saved: str, message: str) -> None:
+    from rag.config import settings_file
+
+    settings_file(tmp_path).write_text(saved)
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({"RAG_DATA_DIR": str(tmp_path)})
+    assert str(caught.value).startswith(str(settings_file(tmp_path))) and message in str(caught.value)
+
+
+def test_every_declared_variable_sets_its_field_as_its_type() -> None:
+    from rag.config import ENV_VARS, FIELDS
+
+    for var, name in ENV_VARS.items():
+        spec = FIELDS[name]
+        text: str
+        expected: object
+        if spec.kind in ("int", "float"):
+            expected = spec.le if spec.le is not None else spec.ge  # the upper bound fits the other defaults
+            text = str(expected)
+        elif spec.kind == "path":
+            text, expected = "~/x.gguf", Path("~/x.gguf").expanduser()
+        elif spec.kind == "choice":
+            text, expected = spec.choices[-1].lower(), spec.choices[-1]
+        else:
+            text, expected = ("kb.example:1234", "http://kb.example:1234") if spec.url else ("abc-1", "abc-1")
+        value = getattr(Settings.from_env({var: text}), name)
+        assert value == expected != spec.default and type(value) is type(expected), (var, value)
+
+
+def test_every_bound_is_checked_with_a_message_naming_the_setting() -> None:
+    from rag.config import ENV_VARS, FIELDS
+
+    bounded = [(var, FIELDS[name]) for var, name in ENV_VARS.items() if FIELDS[name].le is not None]
+    assert len(bounded) >= 10
+    for var, spec in bounded:
+        assert spec.le is not None
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({var: str(spec.le * 10 + 1)})
+        assert (spec.says or var) in str(caught.value), str(caught.value)

@@ -306,3 +306,45 @@ def test_an_ollama_host_that_is_not_an_http_url_is_refused(open_page: OpenPage, 
     assert "is not an http(s) URL" in error and "OLLAMA_HOST" in error and "Ollama host" in error
     assert "Nothing was saved: the app keeps using the previous settings." in texts(at.main.caption)
     assert not settings_file(data_dir).exists()
+
+
+def test_the_log_level_declared_in_config_is_on_the_page_and_saved(
+    open_page: OpenPage, data_dir: Path, no_ollama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAG_LOG_LEVEL", raising=False)
+    at = open_page()
+    level = widget(at.radio, "Log level")
+    assert level.options == ["DEBUG", "INFO", "WARNING", "ERROR"] and level.value == "WARNING"
+    assert level.help == "How much the app writes to its log (the terminal that runs it)"
+    level.set_value("DEBUG")
+    save(at)
+    assert texts(at.success) == ["Saved: applies to the next question"]
+    assert json.loads(settings_file(data_dir).read_text()) == {"log_level": "DEBUG"}
+    assert Settings.load().log_level == "DEBUG"
+
+    settings_file(data_dir).unlink()
+    monkeypatch.setenv("RAG_LOG_LEVEL", "error")
+    assert widget(open_page().radio, "Log level").value == "ERROR"  # the environment's, when nothing is saved
+
+
+def test_every_editable_setting_has_the_widget_declared_for_it(
+    open_page: OpenPage, no_ollama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.config import EDITABLE, FIELDS
+
+    monkeypatch.setenv("RAG_BACKEND", "openai")  # the model as its declared text field, not Ollama's list
+    at = open_page()
+    kinds = {
+        "radio": at.radio,
+        "slider": at.slider,
+        "number": at.number_input,
+        "area": at.text_area,
+        "text": at.text_input,
+        "password": at.text_input,
+    }
+    settings = Settings.load()
+    for name in EDITABLE:
+        spec = FIELDS[name]
+        assert spec.page is not None
+        current = getattr(settings, name)
+        assert widget(kinds[spec.widget], spec.page.label).value == ("" if current is None else current), name
