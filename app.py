@@ -8,11 +8,9 @@ to some documents ("Search only these documents"); the choice is saved with it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import streamlit as st
 
-from rag.chat import AnswerStream
 from rag.conversations import (
     Conversation,
     ConversationNotFound,
@@ -24,6 +22,7 @@ from rag.conversations import (
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import plural, safe_markdown
+from rag.session import ChatService
 from ui_common import (
     PAGES,
     escape_markdown,
@@ -39,7 +38,6 @@ logger = logging.getLogger(__name__)
 
 st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")
 
-BUDGET_PARTS = ("system", "summary", "context", "history", "question")
 # The documents chosen before the first question creates the conversation (then saved with it).
 NEW_FILTER = "new_conversation_doc_filter"
 NEW_FILTER_WIDGET = "doc_filter_new"
@@ -52,25 +50,27 @@ def render_sources(message: StoredMessage) -> None:
         return
     st.caption("Sources")
     for i, source in enumerate(message.sources, 1):
-        page = f" · page {source['page']}" if source.get("page") is not None else ""
-        with st.expander(f"[{i}] {escape_markdown(str(source['source']))}{page} · relevance {source['score']:.2f}"):
-            st.text(source["text"])  # document text is shown as text, never as markdown or HTML
+        page = f" · page {source.page}" if source.page is not None else ""
+        with st.expander(f"[{i}] {escape_markdown(source.source)}{page} · relevance {source.score:.2f}"):
+            st.text(source.text)  # document text is shown as text, never as markdown or HTML
 
 
 def render_usage(message: StoredMessage) -> None:
-    u = message.usage or {}
-    if u.get("backend") == "none":
+    u = message.usage
+    if u is None:
+        return
+    if u.backend == "none":
         st.caption("No passage of your documents matched, so the model was not asked.")
         return
-    parts = [f"{u.get('backend', '?')} · {escape_markdown(str(u.get('model', '?')))}"]
-    if u.get("prompt_tokens") is not None:
-        parts.append(f"{u['prompt_tokens']:,} prompt tokens")
-    if u.get("completion_tokens") is not None:
-        parts.append(f"{u['completion_tokens']:,} answer tokens")
-    if u.get("time_to_first_token") is not None:
-        parts.append(f"first token after {u['time_to_first_token']:.1f} s")
-    if u.get("tokens_per_second"):
-        parts.append(f"{u['tokens_per_second']:.1f} tokens/s")
+    parts = [f"{u.backend or '?'} · {escape_markdown(u.model or '?')}"]
+    if u.prompt_tokens is not None:
+        parts.append(f"{u.prompt_tokens:,} prompt tokens")
+    if u.completion_tokens is not None:
+        parts.append(f"{u.completion_tokens:,} answer tokens")
+    if u.time_to_first_token is not None:
+        parts.append(f"first token after {u.time_to_first_token:.1f} s")
+    if u.tokens_per_second:
+        parts.append(f"{u.tokens_per_second:.1f} tokens/s")
     st.caption(" · ".join(parts))
 
 
@@ -80,12 +80,12 @@ def render_inspector(message: StoredMessage) -> None:
         return
     b = message.budget
     with st.expander("Prompt sent to the model"):
-        rows = [{"part": part, "tokens": b.get(part, 0)} for part in BUDGET_PARTS]
-        rows.append({"part": "reserved for the answer", "tokens": b.get("reserved", 0)})
+        rows = [{"part": part, "tokens": getattr(b, part)} for part in b.PARTS]
+        rows.append({"part": "reserved for the answer", "tokens": b.reserved})
         st.dataframe(rows, hide_index=True)
         st.caption(
-            f"{b.get('prompt', 0):,} prompt tokens + {b.get('reserved', 0):,} reserved of a "
-            f"{b.get('window', 0):,}-token window; {b.get('history_dropped', 0)} older messages left out"
+            f"{b.prompt:,} prompt tokens + {b.reserved:,} reserved of a {b.window:,}-token window; "
+            f"{b.history_dropped} older messages left out"
         )
         st.code(message.prompt, language=None, wrap_lines=True)
 
@@ -170,95 +170,26 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
 
 
 def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> None:
-    """One turn: save the question, stream the answer, save it with its sources, usage and prompt.
+    """One turn, run and saved by the conversation service; this page only shows it as it streams.
 
-    Whatever ends the stream early, the question and the part of the answer that arrived are saved, with
-    the reason: a backend failure (RagError), an unexpected error, or Streamlit's rerun, which is raised
-    inside the stream when the person clicks anything while the answer streams.
+    Whatever ends the stream early (a backend failure, an unexpected error, or Streamlit's rerun, raised
+    inside the loop when the person clicks anything while the answer streams), the service saves the
+    question and the part of the answer that arrived, with the reason.
     """
-    store = get_conversations(engine.settings)
+    service = ChatService(engine, get_conversations(engine.settings))
     conversation_id = st.session_state.get("conversation_id")
-    if conversation_id is None:
-        conversation_id = store.create(settings=engine.settings.editable(), doc_filter=selection)
-        st.session_state.conversation_id = conversation_id
+    with service.ask(question, conversation_id, selection, stopped=STOPPED) as turn:
+        st.session_state.conversation_id = turn.conversation_id
         st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
-    conversation = store.get(conversation_id)
-    history = conversation.history(after=conversation.summarized_through)
-    store.add_message(conversation_id, "user", question)
-    with st.chat_message("user"):
-        st.text(question)
-    with st.chat_message("assistant"):
-        placeholder = st.empty()
-        placeholder.markdown("_Thinking…_")
-        stream: AnswerStream | None = None
-        pieces: Iterator[str] | None = None
-        text, error = "", None
-        try:
-            doc_ids = [d.doc_id for d in selection] or None  # None: every document
-            stream = engine.ask(question, history, doc_ids=doc_ids, summary=conversation.summary)
-            pieces = iter(stream)
-            for piece in pieces:
-                text += piece
+        with st.chat_message("user"):
+            st.text(question)
+        with st.chat_message("assistant"):
+            placeholder = st.empty()
+            placeholder.markdown("_Thinking…_")
+            for _piece in turn:  # the service keeps the text so far in turn.text
                 with placeholder.container():
-                    render_markdown(text + " ▌")
-        except RagError as exc:
-            error = str(exc)
-        except Exception as exc:  # a bug or a library error without a message of ours: keep the turn anyway
-            logger.exception("The answer failed")
-            error = (
-                f"unexpected error ({type(exc).__name__}: {exc}). Ask again; if it keeps happening, the details "
-                "are in the terminal that runs the app."
-            )
-        except BaseException:  # Streamlit's RerunException / StopException: save, then let the rerun proceed
-            save_answer(engine, store, conversation, stream, text, STOPPED, selection)
-            raise
-        finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()  # stop the model generating an answer nobody reads
-    save_answer(engine, store, conversation, stream, text, error, selection)
+                    render_markdown(turn.text + " ▌")
     st.rerun()
-
-
-def save_answer(
-    engine: Engine,
-    store: ConversationStore,
-    conversation: Conversation,
-    stream: AnswerStream | None,
-    text: str,
-    error: str | None,
-    selection: list[SelectedDocument],
-) -> None:
-    """The assistant's message (whole or partial) with its sources, usage and prompt; the summary if it grew."""
-    prepared = stream.prepared if stream is not None else None
-    answer_ = stream.answer if stream is not None else None
-    usage = None
-    if answer_ is not None:
-        usage = {**answer_.usage.__dict__, "tokens_per_second": answer_.usage.tokens_per_second,
-                 "backend": answer_.backend, "model": answer_.model}
-    budget = None
-    if prepared is not None and not prepared.decline:
-        plan = prepared.plan
-        budget = {**plan.spent, "prompt": plan.prompt_tokens, "reserved": engine.settings.max_answer_tokens,
-                  "window": engine.backend.backend.context_window, "history_dropped": plan.history_dropped}
-    store.add_message(
-        conversation.id,
-        "assistant",
-        text.strip(),
-        sources=prepared.sources if prepared is not None else None,
-        usage=usage,
-        standalone_query=prepared.search_query if prepared is not None else None,
-        prompt=prepared.prompt if budget is not None and prepared is not None else None,
-        budget=budget,
-        error=error,
-        searched_only=[d.name for d in selection] or None,
-    )
-    if prepared is not None and prepared.summary_update is not None:
-        folded = prepared.summary_update.folded_messages
-        # The folded messages are the oldest of the history; map them back to their sequence numbers.
-        done = [m for m in conversation.messages if m.seq > conversation.summarized_through]
-        through = done[folded - 1].seq if 0 < folded <= len(done) else conversation.summarized_through
-        store.set_summary(conversation.id, prepared.summary_update.summary, through)
 
 
 def conversations_sidebar(engine: Engine) -> None:
@@ -273,8 +204,12 @@ def conversations_sidebar(engine: Engine) -> None:
         for info in store.list(limit=30):
             # A title is the first question as typed: shown as text, never as Markdown (no image, no link).
             label = escape_markdown(info.title) if info.title else "(untitled)"
-            if st.button(label, key=f"open_{info.id}", use_container_width=True,
-                         type="primary" if info.id == current else "secondary"):
+            if st.button(
+                label,
+                key=f"open_{info.id}",
+                use_container_width=True,
+                type="primary" if info.id == current else "secondary",
+            ):
                 st.session_state.conversation_id = info.id
                 forget_new_filter()
                 st.rerun()
@@ -301,10 +236,12 @@ def this_conversation(store: ConversationStore, current: str) -> None:
                 show_error(exc)
             else:
                 st.rerun()
-        st.download_button("Export as Markdown", store.export_markdown(current), file_name="conversation.md",
-                           mime="text/markdown")
-        st.download_button("Export as JSON", store.export_json(current), file_name="conversation.json",
-                           mime="application/json")
+        st.download_button(
+            "Export as Markdown", store.export_markdown(current), file_name="conversation.md", mime="text/markdown"
+        )
+        st.download_button(
+            "Export as JSON", store.export_json(current), file_name="conversation.json", mime="application/json"
+        )
         if st.session_state.get("confirm_delete") == current:
             st.warning("Delete this conversation and all its messages?")
             if st.button("Yes, delete", key="delete_yes"):

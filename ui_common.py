@@ -101,7 +101,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
-    engine = Engine(settings, store=store, embedder=embedder, backend=choice)
+    engine = Engine(settings, store=store, embedder=embedder, chosen=choice)
     startup_check(store, _place(settings))
     if "corpus_checked" not in st.session_state:
         with st.spinner("First start: indexing the default knowledge base…"):
@@ -112,7 +112,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
 def sidebar(engine: Engine) -> None:
     """Which model answers and why, the knowledge base size, links to the pages."""
-    choice = engine.backend
+    choice = engine.chosen
     with st.sidebar:
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon)

@@ -1,23 +1,36 @@
-"""Command line: python -m rag {ingest,docs,delete,check,ask,prompt,eval,bench} … (see --help)."""
+"""Command line: python -m rag {ingest,docs,delete,check,ask,chat,conversations,prompt,eval,bench} … (see --help)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
+from rag.conversations import ConversationStore, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.ingest import IngestProgress, IngestResult
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
-from rag.schema import Message
+from rag.schema import Answer, Message, RetrievedChunk
+from rag.session import ChatService, Turn
 from rag.store import DocumentRecord
+
+# Saved as the error of an answer stopped with Ctrl-C.
+CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
+
+
+def configure_logging(level: str) -> None:
+    """Log records of the rag package to stderr at `level` (the setting, or DEBUG with --verbose)."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("rag").setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.load().with_overrides(
             backend=getattr(args, "backend", None), model=getattr(args, "model", None)
         )
+        configure_logging("DEBUG" if args.verbose else settings.log_level)
         engine = Engine(settings)
         result: int = args.run(engine, args)
         return result
@@ -41,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag", description="Chat with your documents, locally.")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens (fallbacks, retries, recoveries) to stderr"
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     ingest = sub.add_parser("ingest", help="add files or folders (recursively) to the knowledge base")
@@ -86,6 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         if name == "ask":
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+            p.add_argument(
+                "--conversation",
+                metavar="ID",
+                help="continue this saved conversation (an id or its start, from `conversations list`) and save "
+                "the turn; `new` starts one",
+            )
+
+    chat = sub.add_parser(
+        "chat", help="a conversation in the terminal, saved like the app's (one question per line; /quit ends)"
+    )
+    chat.add_argument("--conversation", metavar="ID", help="continue this saved conversation")
+    chat.add_argument("--backend", choices=BACKENDS, help="default: RAG_BACKEND or auto")
+    chat.add_argument("--model", help="the model (default: RAG_MODEL or llama2)")
+    chat.add_argument(
+        "--doc", action="append", default=[], metavar="NAME", help="search only this document; repeatable, saved"
+    )
+    chat.set_defaults(run=cmd_chat)
+
+    conversations = sub.add_parser("conversations", help="list, show, export or delete saved conversations")
+    conv_sub = conversations.add_subparsers(required=True, metavar="ACTION")
+    conv_list = conv_sub.add_parser("list", help="the most recent conversations first")
+    conv_list.set_defaults(run=cmd_conversations_list)
+    conv_show = conv_sub.add_parser("show", help="print a conversation (Markdown, with its sources)")
+    conv_show.add_argument("id", metavar="ID")
+    conv_show.set_defaults(run=cmd_conversations_show)
+    conv_export = conv_sub.add_parser("export", help="print a conversation as Markdown or JSON")
+    conv_export.add_argument("id", metavar="ID")
+    conv_export.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    conv_export.set_defaults(run=cmd_conversations_export)
+    conv_delete = conv_sub.add_parser("delete", help="delete a conversation and its messages")
+    conv_delete.add_argument("id", metavar="ID")
+    conv_delete.set_defaults(run=cmd_conversations_delete)
     evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh temporary KB)")
     evaluate.add_argument("--docs", type=Path, required=True, metavar="DIR", help="documents to ingest")
     evaluate.add_argument("--qa", type=Path, required=True, metavar="FILE.jsonl", help="question, answers, doc")
@@ -231,7 +280,7 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
-    choice = engine.backend
+    choice = engine.chosen
     history = _history(args.history)
     prepared = engine.prepare(args.question, history, _doc_ids(docs), call_model=False)
     plan = prepared.plan
@@ -272,7 +321,11 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
-    choice = engine.backend
+    if args.conversation is not None:
+        if args.history is not None:
+            raise RagError("--history and --conversation cannot be used together: a saved conversation has its own.")
+        return _ask_in_conversation(engine, args, docs)
+    choice = engine.chosen
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
     if docs and not args.json:
@@ -309,22 +362,156 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     final = stream.answer
     assert final is not None
     print("\n")
-    if final.sources:
-        print("Sources:")
-        for i, s in enumerate(final.sources, 1):
-            snippet = " ".join(s.chunk.text.split())[:100]
-            print(f"  {source_label(i, s)} (score {s.score:.2f}): {snippet}…")
-    else:
+    _print_sources(final.sources)
+    _print_usage(final)
+    return 0
+
+
+def _print_sources(sources: Sequence[RetrievedChunk]) -> None:
+    if not sources:
         print("Sources: none matched in the knowledge base.")
-    u = final.usage
-    if final.backend == "none":
+        return
+    print("Sources:")
+    for i, s in enumerate(sources, 1):
+        snippet = " ".join(s.chunk.text.split())[:100]
+        print(f"  {source_label(i, s)} (score {s.score:.2f}): {snippet}…")
+
+
+def _print_usage(answer: Answer) -> None:
+    u = answer.usage
+    if answer.backend == "none":
         print("[no model asked: nothing in the knowledge base is relevant]", file=sys.stderr)
     else:
         print(
-            f"[{final.backend} {final.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer tokens, "
-            f"{u.seconds}s]",
+            f"[{answer.backend} {answer.model}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} answer "
+            f"tokens, {u.seconds}s]",
             file=sys.stderr,
         )
+
+
+def _service(engine: Engine) -> ChatService:
+    return ChatService(engine, ConversationStore.in_data_dir(engine.settings.data_dir))
+
+
+def _selected(docs: Sequence[DocumentRecord]) -> list[SelectedDocument] | None:
+    """--doc given: the conversation's new choice; not given: None (the conversation keeps its own)."""
+    return [SelectedDocument(d.doc_id, d.name) for d in docs] or None
+
+
+def _run_turn(turn: Turn) -> int:
+    """Stream one saved turn to stdout, then its sources; 1 when the answer failed (saved with the error)."""
+    with turn:
+        for piece in turn:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    print("\n")
+    if turn.error is not None:
+        print(f"error: the answer was interrupted: {turn.error}", file=sys.stderr)
+        return 1
+    assert turn.answer is not None
+    _print_sources(turn.answer.sources)
+    _print_usage(turn.answer)
+    return 0
+
+
+def _ask_in_conversation(engine: Engine, args: argparse.Namespace, docs: Sequence[DocumentRecord]) -> int:
+    service = _service(engine)
+    conversation_id = None if args.conversation == "new" else service.conversations.resolve(args.conversation)
+    turn = service.ask(args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED)
+    print(f"# {engine.chosen.reason}", file=sys.stderr)
+    print(f"# conversation {turn.conversation_id}", file=sys.stderr)
+    if args.json:
+        with turn:
+            for _ in turn:
+                pass
+        message = turn.saved
+        assert message is not None
+        print(json.dumps({"conversation": turn.conversation_id, **asdict(message)}, ensure_ascii=False, indent=2))
+        return 0 if turn.error is None else 1
+    return _run_turn(turn)
+
+
+def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
+    """Questions from stdin, one per line, answered and saved in one conversation; /quit (or EOF) ends."""
+    _seed(engine)
+    docs = _chosen_documents(engine, args.doc)
+    if docs is None:
+        return 1
+    service = _service(engine)
+    conversation_id = service.conversations.resolve(args.conversation) if args.conversation else None
+    documents = _selected(docs)
+    interactive = sys.stdin.isatty()
+    print(f"# {engine.chosen.reason}", file=sys.stderr)
+    if conversation_id is not None:
+        earlier = service.conversations.get(conversation_id)
+        print(
+            f"# continuing {earlier.title or 'an untitled conversation'} ({len(earlier.messages)} messages)",
+            file=sys.stderr,
+        )
+    if interactive:
+        print("# one question per line; /quit or Ctrl-D ends; the conversation is saved", file=sys.stderr)
+    failed = 0
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive and not line:
+            break  # end of input
+        question = line.strip()
+        if question in ("/quit", "/exit"):
+            break
+        if not question:
+            continue
+        turn = service.ask(question, conversation_id, documents, stopped=CLI_STOPPED)
+        if conversation_id is None:
+            print(f"# conversation {turn.conversation_id}", file=sys.stderr)
+        conversation_id, documents = turn.conversation_id, None  # later turns keep the saved choice
+        if not interactive:
+            print(f"you> {question}")
+        failed += _run_turn(turn)
+    if conversation_id is not None:
+        print(f"# saved: `python -m rag conversations show {conversation_id[:8]}`", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _conversations(engine: Engine) -> ConversationStore:
+    return ConversationStore.in_data_dir(engine.settings.data_dir)
+
+
+def cmd_conversations_list(engine: Engine, args: argparse.Namespace) -> int:
+    infos = _conversations(engine).list()
+    if not infos:
+        print("No saved conversations yet: start one with `python -m rag chat` or in the app.")
+        return 0
+    print(f"{'ID':<10} {'MESSAGES':>8}  {'LAST MESSAGE':<26} TITLE")
+    for info in infos:
+        print(f"{info.id[:8]:<10} {info.messages:>8}  {info.updated_at:<26} {info.title or '(untitled)'}")
+    return 0
+
+
+def cmd_conversations_show(engine: Engine, args: argparse.Namespace) -> int:
+    store = _conversations(engine)
+    sys.stdout.write(store.export_markdown(store.resolve(args.id)))
+    return 0
+
+
+def cmd_conversations_export(engine: Engine, args: argparse.Namespace) -> int:
+    store = _conversations(engine)
+    conversation_id = store.resolve(args.id)
+    text = (
+        store.export_json(conversation_id) + "\n" if args.format == "json" else store.export_markdown(conversation_id)
+    )
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_conversations_delete(engine: Engine, args: argparse.Namespace) -> int:
+    store = _conversations(engine)
+    conversation_id = store.resolve(args.id)
+    title = store.get(conversation_id).title
+    store.delete(conversation_id)
+    print(f"Deleted conversation {conversation_id[:8]} ({title or 'untitled'}).")
     return 0
 
 
@@ -358,8 +545,8 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     questions = load_questions(args.qa, args.limit, args.seed)
     backend = None
     if args.answer:
-        backend = engine.backend.backend
-        print(f"# {engine.backend.reason}", file=sys.stderr)
+        backend = engine.chosen.backend
+        print(f"# {engine.chosen.reason}", file=sys.stderr)
     if args.pipeline == "tutorial":
         report = evaluate_tutorial(args.docs, questions, engine.embedder)
     else:

@@ -1,4 +1,7 @@
-"""One chat turn end to end: retrieve, fit the prompt into the window, stream the answer with its sources."""
+"""The steps of a chat turn: retrieve once, fit the prompt into the window, stream the answer with its sources.
+
+rag/session.py runs them in order for a conversation and saves the result.
+"""
 
 from __future__ import annotations
 
@@ -30,14 +33,21 @@ class SummaryUpdate:
 
 
 @dataclass(frozen=True)
+class Retrieval:
+    """What one search of the knowledge base found for a turn (done once per turn, whatever follows)."""
+
+    query: str  # what was searched for (a follow-up rewritten to stand alone)
+    selected: list[RetrievedChunk]  # past the evidence gate, the threshold and the size limit
+    seconds: float
+    knowledge_base_empty: bool
+
+
+@dataclass(frozen=True)
 class PreparedTurn:
     question: str
     plan: PromptPlan
     prompt: str  # exactly what the backend sends
-    retrieved: list[RetrievedChunk]  # what retrieval selected (evidence, threshold, size), before the token budget
-    retrieval_seconds: float
-    searched_documents: int  # 0: the knowledge base is empty
-    search_query: str = ""  # what retrieval searched for (a follow-up rewritten to stand alone)
+    retrieval: Retrieval
     summary_update: SummaryUpdate | None = None
 
     @property
@@ -45,51 +55,62 @@ class PreparedTurn:
         return self.plan.sources
 
     @property
+    def retrieved(self) -> list[RetrievedChunk]:
+        """What retrieval selected (evidence, threshold, size), before the token budget."""
+        return self.retrieval.selected
+
+    @property
+    def search_query(self) -> str:
+        return self.retrieval.query
+
+    @property
     def decline(self) -> str | None:
         """The plain reply given instead of calling the model when no source is relevant."""
-        if self.searched_documents == 0:
+        if self.retrieval.knowledge_base_empty:
             return EMPTY_KNOWLEDGE_BASE
         return None if self.sources else NOTHING_RELEVANT
 
 
-def prepare_turn(
-    question: str,
-    history: Sequence[Message],
-    *,
+def retrieve(
     retriever: Retriever,
-    backend: LLMBackend,
-    system_prompt: str,
+    query: str,
+    *,
     top_k: int,
-    max_answer_tokens: int,
     min_score: float = -1.0,
     context_chars: int = 100_000,
     doc_ids: Sequence[str] | None = None,
-    search_query: str | None = None,
+) -> Retrieval:
+    started = time.perf_counter()
+    hits = retriever.search(query, top_k, doc_ids)
+    selected = retriever.select(query, hits, min_score, context_chars)
+    seconds = time.perf_counter() - started
+    # Only a search that found nothing needs to ask whether there was anything to search.
+    empty = not hits and retriever.store.chunk_count() == 0
+    return Retrieval(query, selected, seconds, knowledge_base_empty=empty)
+
+
+def plan_turn(
+    question: str,
+    history: Sequence[Message],
+    retrieval: Retrieval,
+    *,
+    backend: LLMBackend,
+    system_prompt: str,
+    max_answer_tokens: int,
     summary: str = "",
 ) -> PreparedTurn:
-    started = time.perf_counter()
-    search_query = search_query or question
-    hits = retriever.search(search_query, top_k, doc_ids)
-    retrieved = retriever.select(search_query, hits, min_score, context_chars)
-    retrieval_seconds = time.perf_counter() - started
+    """Fit the system prompt, the retrieved passages, the summary, the history and the question into the
+    backend's window minus the answer's reserve."""
     plan = plan_prompt(
         system_prompt=system_prompt,
         question=question,
         history=history,
-        sources=retrieved,
+        sources=retrieval.selected,
         count_tokens=backend.count_tokens,
         budget=backend.context_window - max_answer_tokens,
         summary=summary,
     )
-    return PreparedTurn(
-        question,
-        plan,
-        backend.render(plan.messages),
-        retrieved,
-        retrieval_seconds,
-        searched_documents=len(retriever.store.documents()),
-        search_query=search_query,
-    )
+    return PreparedTurn(question, plan, backend.render(plan.messages), retrieval)
 
 
 class AnswerStream:

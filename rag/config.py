@@ -43,8 +43,8 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 DEFAULT_OPENAI_BASE_URL = "http://127.0.0.1:8000/v1"  # llama_cpp.server's and vLLM's default port
 DEFAULT_CHROMA_COLLECTION = "chunks"
 
-BackendChoice = Literal["auto", "ollama", "embedded", "openai"]
-BACKENDS: tuple[BackendChoice, ...] = get_args(BackendChoice)
+BackendName = Literal["auto", "ollama", "embedded", "openai"]
+BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 HistoryStrategy = Literal["summarize", "drop"]
 HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = get_args(HistoryStrategy)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -157,7 +157,7 @@ class Settings(BaseModel):
     corpus_dir: Path = setting(
         DEFAULT_CORPUS_DIR, env="RAG_CORPUS_DIR", help="The default knowledge base indexed on first start."
     )
-    backend: BackendChoice = setting(
+    backend: BackendName = setting(
         "auto", env="RAG_BACKEND", says="backend",
         page=Widget("Backend", captions=(
             "Ollama when it runs and has the model; otherwise the built-in model (the sidebar says why).",

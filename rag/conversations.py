@@ -18,9 +18,9 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from rag.errors import RagError
 from rag.schema import Message, RetrievedChunk, Usage
@@ -102,18 +102,94 @@ class ConversationNotFound(ConversationError):
 
 
 @dataclass(frozen=True)
+class SavedSource:
+    """A passage an answer cited, as it was when the answer was given (the document may change later)."""
+
+    source: str
+    page: int | None
+    score: float
+    text: str
+
+    @classmethod
+    def of(cls, source: RetrievedChunk | SavedSource | Mapping[str, Any]) -> SavedSource:
+        if isinstance(source, SavedSource):
+            return source
+        if isinstance(source, RetrievedChunk):
+            return cls(source.chunk.source, source.chunk.page, source.score, source.chunk.text)
+        return _known_fields(cls, source)
+
+
+@dataclass(frozen=True)
+class SavedUsage:
+    """Which model answered and what it cost; None where the backend did not report a figure."""
+
+    backend: str = ""  # "none": nothing relevant was found, so no model was asked
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    seconds: float | None = None  # wall time, request to last piece
+    time_to_first_token: float | None = None
+    prompt_seconds: float | None = None
+    generation_seconds: float | None = None
+    tokens_per_second: float | None = None
+
+    @classmethod
+    def of(cls, usage: SavedUsage | Usage | Mapping[str, Any]) -> SavedUsage:
+        if isinstance(usage, SavedUsage):
+            return usage
+        if isinstance(usage, Usage):
+            return cls(**asdict(usage), tokens_per_second=usage.tokens_per_second)
+        return _known_fields(cls, usage)
+
+
+@dataclass(frozen=True)
+class PromptBudget:
+    """How the model's context window was spent on one answer, in tokens."""
+
+    system: int = 0
+    summary: int = 0
+    context: int = 0
+    history: int = 0
+    question: int = 0
+    prompt: int = 0  # the whole prompt
+    reserved: int = 0  # kept free for the answer
+    window: int = 0
+    history_dropped: int = 0  # older messages left out (messages, not tokens)
+
+    PARTS = ("system", "summary", "context", "history", "question")  # what the prompt is made of
+
+    @classmethod
+    def of(cls, budget: PromptBudget | Mapping[str, Any]) -> PromptBudget:
+        return budget if isinstance(budget, PromptBudget) else _known_fields(cls, budget)
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     seq: int  # 1-based order within the conversation
     role: MessageRole
     content: str
     created_at: str  # ISO 8601 UTC, seconds
-    sources: list[dict[str, Any]] | None = None  # [{"source", "page", "score", "text"}] for answers
-    usage: dict[str, Any] | None = None  # rag.schema.Usage fields
+    sources: list[SavedSource] | None = None  # for answers: what they cite as [1], [2], …
+    usage: SavedUsage | None = None
     standalone_query: str | None = None  # what retrieval searched for, when a follow-up was rewritten
     prompt: str | None = None  # the exact prompt sent (for the prompt inspector)
-    budget: dict[str, int] | None = None  # how the window was spent, e.g. {"system": …, "context": …}
+    budget: PromptBudget | None = None  # how the window was spent
     error: str | None = None  # set when the answer failed part-way
     searched_only: list[str] | None = None  # names of the documents searched, when the question was limited
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> StoredMessage:
+        """A message from its exported JSON (``export_json``), records typed again."""
+        sources, usage, budget = raw.get("sources"), raw.get("usage"), raw.get("budget")
+        return _known_fields(
+            cls,
+            {
+                **raw,
+                "sources": None if sources is None else [SavedSource.of(s) for s in sources],
+                "usage": None if usage is None else SavedUsage.of(usage),
+                "budget": None if budget is None else PromptBudget.of(budget),
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -227,6 +303,25 @@ class ConversationStore:
             ).fetchall()
         return [ConversationInfo(*row) for row in rows]
 
+    def resolve(self, id_or_prefix: str) -> str:
+        """The id of the one conversation whose id starts with ``id_or_prefix`` (as `conversations list`
+        shows them, shortened)."""
+        prefix = id_or_prefix.strip().lower()
+        if not prefix:
+            raise ConversationNotFound(id_or_prefix)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM conversations WHERE substr(id, 1, ?) = ? LIMIT 2", (len(prefix), prefix)
+            ).fetchall()
+        if not rows:
+            raise ConversationNotFound(id_or_prefix)
+        if len(rows) > 1:
+            raise ConversationError(
+                f"More than one conversation starts with {id_or_prefix!r}: give more of its id "
+                "(see `python -m rag conversations list`)."
+            )
+        return str(rows[0][0])
+
     def get(self, conversation_id: str) -> Conversation:
         with self._read():
             row = self._db.execute(
@@ -306,17 +401,18 @@ class ConversationStore:
         role: MessageRole,
         content: str,
         *,
-        sources: Sequence[RetrievedChunk | Mapping[str, Any]] | None = None,
-        usage: Usage | Mapping[str, Any] | None = None,
+        sources: Sequence[RetrievedChunk | SavedSource | Mapping[str, Any]] | None = None,
+        usage: SavedUsage | Usage | Mapping[str, Any] | None = None,
         standalone_query: str | None = None,
         prompt: str | None = None,
-        budget: Mapping[str, int] | None = None,
+        budget: PromptBudget | Mapping[str, Any] | None = None,
         error: str | None = None,
         searched_only: Sequence[str] | None = None,
     ) -> StoredMessage:
         """Append a message (next seq) and mark the conversation active.
 
-        ``sources`` and ``usage`` may be given as the engine's values (RetrievedChunk, Usage) or as dicts.
+        ``sources``, ``usage`` and ``budget`` may be given as the engine's values (RetrievedChunk, Usage), as
+        the stored records, or as dicts (unknown keys are ignored).
         ``searched_only`` names the documents the question was limited to (None: it searched all of them).
         The first question of an untitled conversation becomes its title.
         """
@@ -324,12 +420,12 @@ class ConversationStore:
             raise ValueError(f"role must be 'user' or 'assistant', got {role!r}")
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, got {type(content).__name__}")
-        fields: dict[str, Any] = {
-            "sources": None if sources is None else [_source_dict(s) for s in sources],
-            "usage": None if usage is None else (asdict(usage) if isinstance(usage, Usage) else dict(usage)),
+        parts: dict[str, Any] = {
+            "sources": None if sources is None else [SavedSource.of(s) for s in sources],
+            "usage": None if usage is None else SavedUsage.of(usage),
             "standalone_query": standalone_query,
             "prompt": prompt,
-            "budget": None if budget is None else dict(budget),
+            "budget": None if budget is None else PromptBudget.of(budget),
             "error": error,
             "searched_only": None if searched_only is None else [str(name) for name in searched_only],
         }
@@ -337,7 +433,7 @@ class ConversationStore:
             row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None:
                 raise ConversationNotFound(conversation_id)
-            message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, now_iso(), **fields)
+            message = StoredMessage(self._last_seq(conversation_id) + 1, role, content, now_iso(), **parts)
             self._db.execute(
                 f"INSERT INTO messages(conversation_id, {_MESSAGE_COLUMNS}) VALUES (?, {_MESSAGE_PLACEHOLDERS})",
                 (
@@ -346,11 +442,11 @@ class ConversationStore:
                     role,
                     content,
                     message.created_at,
-                    _json_or_none(message.sources),
-                    _json_or_none(message.usage),
+                    _json_or_none(None if message.sources is None else [asdict(s) for s in message.sources]),
+                    _json_or_none(None if message.usage is None else asdict(message.usage)),
                     standalone_query,
                     prompt,
-                    _json_or_none(message.budget),
+                    _json_or_none(None if message.budget is None else asdict(message.budget)),
                     error,
                     _json_or_none(message.searched_only),
                 ),
@@ -473,20 +569,18 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
-def _source_dict(source: RetrievedChunk | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(source, RetrievedChunk):
-        chunk = source.chunk
-        return {"source": chunk.source, "page": chunk.page, "score": source.score, "text": chunk.text}
-    return dict(source)
+def _source_line(source: SavedSource) -> str:
+    page = f", page {source.page}" if source.page is not None else ""
+    return f"{source.source}{page} (score {source.score:.2f})"
 
 
-def _source_line(source: Mapping[str, Any]) -> str:
-    line = str(source.get("source", "?"))
-    if source.get("page") is not None:
-        line += f", page {source['page']}"
-    if source.get("score") is not None:
-        line += f" (score {float(source['score']):.2f})"
-    return line
+_Record = TypeVar("_Record")
+
+
+def _known_fields(cls: type[_Record], raw: Mapping[str, Any]) -> _Record:
+    """A stored record from its JSON: keys it does not know (from another version) are left out."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in raw.items() if k in names})
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
@@ -496,11 +590,11 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         role=role,
         content=content,
         created_at=created_at,
-        sources=None if sources is None else json.loads(sources),
-        usage=None if usage is None else json.loads(usage),
+        sources=None if sources is None else [SavedSource.of(s) for s in json.loads(sources)],
+        usage=None if usage is None else SavedUsage.of(json.loads(usage)),
         standalone_query=standalone_query,
         prompt=prompt,
-        budget=None if budget is None else json.loads(budget),
+        budget=None if budget is None else PromptBudget.of(json.loads(budget)),
         error=error,
         searched_only=None if searched_only is None else json.loads(searched_only),
     )

@@ -12,7 +12,7 @@ from rag.backends.base import GenerationOptions, LLMBackend, complete_with
 from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
 from rag.backends.ollama import OllamaBackend, OllamaStatus, model_installed, probe_ollama
 from rag.backends.openai import OpenAIBackend
-from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, prepare_turn
+from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, plan_turn, retrieve
 from rag.config import Settings, auth_headers
 from rag.embeddings import Embedder
 from rag.followup import standalone_question
@@ -26,7 +26,7 @@ CORPUS_SEEDED = "default_corpus_seeded"
 
 
 @dataclass(frozen=True)
-class BackendChoice:
+class ChosenBackend:
     backend: LLMBackend
     reason: str  # shown to the user: which model answers and why
     fallback: bool = False  # True when auto wanted Ollama but fell back to the built-in model
@@ -36,7 +36,7 @@ def choose_backend(
     settings: Settings,
     status: OllamaStatus | None = None,
     make_embedded: Callable[[Settings], EmbeddedBackend] | None = None,
-) -> BackendChoice:
+) -> ChosenBackend:
     """`auto`: Ollama when it is reachable and has the model, else the embedded model (saying why).
 
     An explicit backend (ollama, embedded, openai) is used as it is: when it fails, the question fails with
@@ -47,24 +47,24 @@ def choose_backend(
     """
     make_embedded = make_embedded or embedded_backend
     if settings.backend == "ollama":
-        return BackendChoice(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
+        return ChosenBackend(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
     if settings.backend == "openai":
-        return BackendChoice(openai_backend(settings), f"{settings.openai_base_url} with {settings.model}")
+        return ChosenBackend(openai_backend(settings), f"{settings.openai_base_url} with {settings.model}")
     if settings.backend == "embedded":
         embedded = make_embedded(settings)
-        return BackendChoice(embedded, f"built-in llama.cpp with {embedded.model} (backend set to embedded)")
+        return ChosenBackend(embedded, f"built-in llama.cpp with {embedded.model} (backend set to embedded)")
     status = status or probe_ollama(settings.ollama_host, headers=auth_headers(settings.ollama_token))
     if not status.reachable:
         problem = f"Ollama is not reachable at {settings.ollama_host}"
         how = f"install Ollama (https://ollama.com), run `ollama serve` and `ollama pull {settings.model}`"
     elif model_installed(settings.model, status.models):
-        return BackendChoice(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
+        return ChosenBackend(_ollama(settings), f"Ollama at {settings.ollama_host} with {settings.model}")
     else:
         problem = f"Ollama at {settings.ollama_host} has no model {settings.model!r}"
         how = f"run `ollama pull {settings.model}`"
     embedded = make_embedded(settings)
     tiny = " (a tiny model: expect weak answers)" if embedded.model == SMOLLM2_NAME else ""
-    return BackendChoice(
+    return ChosenBackend(
         embedded,
         f"{problem}: answering with the built-in {embedded.model}{tiny}. For Llama 2, {how}.",
         fallback=True,
@@ -122,12 +122,12 @@ class Engine:
         *,
         store: Store | None = None,
         embedder: Embedder | None = None,
-        backend: BackendChoice | None = None,
+        chosen: ChosenBackend | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._embedder = embedder
-        self._backend = backend
+        self._chosen = chosen
         self._backend_lock = threading.Lock()
 
     @cached_property
@@ -153,11 +153,12 @@ class Engine:
         )
 
     @property
-    def backend(self) -> BackendChoice:
+    def chosen(self) -> ChosenBackend:
+        """The backend that answers, and why (chosen on first use)."""
         with self._backend_lock:
-            if self._backend is None:
-                self._backend = choose_backend(self.settings)
-            return self._backend
+            if self._chosen is None:
+                self._chosen = choose_backend(self.settings)
+            return self._chosen
 
     # -- the knowledge base -------------------------------------------------------------------------
 
@@ -203,30 +204,33 @@ class Engine:
         summary: str = "",
         call_model: bool = True,
     ) -> PreparedTurn:
-        """Everything up to the model call: rewrite a follow-up for retrieval, retrieve, fit the window.
+        """Everything up to the model call: rewrite a follow-up for retrieval, retrieve (once), fit the window.
 
         When older turns do not fit and the strategy is "summarize", they are folded into the running
         summary (one model call) and the prompt is planned again with it; `summary_update` says so.
         With `call_model=False` (`python -m rag prompt`) no model is asked: the question is searched as
         it is and no new summary is written.
         """
-        backend = self.backend.backend
+        backend = self.chosen.backend
         rewrite = history and call_model
         search_query = standalone_question(question, history, complete_with(backend)) if rewrite else question
+        retrieval = retrieve(
+            self.retriever,
+            search_query,
+            top_k=self.settings.top_k,
+            min_score=self.settings.min_score,
+            context_chars=self.settings.context_chars,
+            doc_ids=doc_ids,
+        )
 
         def plan(turns: Sequence[Message], running_summary: str) -> PreparedTurn:
-            return prepare_turn(
+            return plan_turn(
                 question,
                 turns,
-                retriever=self.retriever,
+                retrieval,
                 backend=backend,
                 system_prompt=self.settings.system_prompt,
-                top_k=self.settings.top_k,
                 max_answer_tokens=self.settings.max_answer_tokens,
-                min_score=self.settings.min_score,
-                context_chars=self.settings.context_chars,
-                doc_ids=doc_ids,
-                search_query=search_query,
                 summary=running_summary,
             )
 
@@ -235,6 +239,7 @@ class Engine:
         if dropped and call_model and self.settings.history_strategy == "summarize" and not prepared.decline:
             folded = list(history[:dropped])
             new_summary = summarize(summary, folded, complete_with(backend, max_tokens=200))
+            # The same passages, planned again with the summary standing for the folded turns.
             prepared = plan(history[dropped:], new_summary)
             prepared = replace(prepared, summary_update=SummaryUpdate(new_summary, dropped))
         return prepared
@@ -247,7 +252,7 @@ class Engine:
         summary: str = "",
     ) -> AnswerStream:
         prepared = self.prepare(question, history, doc_ids, summary)
-        backend = self.backend.backend
+        backend = self.chosen.backend
         options = GenerationOptions(
             context_window=backend.context_window,
             max_tokens=self.settings.max_answer_tokens,

@@ -4,6 +4,7 @@ A real Store in a temporary data directory; the command line as a real subproces
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import sqlite3
@@ -20,6 +21,8 @@ import pytest
 from rag.check import check, describe, repair
 from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
+from rag.ingest import Ingestor
+from rag.retrieval import Retriever
 from rag.store import Store
 from tests.test_cli import run
 from tests.test_store import add, chroma_server, chunks_for  # noqa: F401 (chroma_server: a fixture)
@@ -108,11 +111,14 @@ def test_cli_exit_codes(local_kb: Store) -> None:
     assert clean.returncode == 0 and "agree" in clean.stdout
 
 
-# -- many writers and crashes (issue 11): real CLI processes on one data directory ---------------------------
+# -- many writers and crashes (issue 11): real CLI processes (and app threads) on one data directory ------------
 
 STRESS_SEED = 11
-STRESS_WORKERS = 3
+STRESS_WORKERS = 3  # CLI processes at a time
 STRESS_OPS_PER_WORKER = 6
+STRESS_APP_SESSIONS = 3  # threads of the test process sharing one Store and embedder, as the app's sessions do
+STRESS_APP_OPS_PER_SESSION = 20
+STRESS_APP_PAUSE = 3.0  # seconds, at most, before each app operation: they spread over the CLI processes' run
 CRASH_SEED = 7
 CRASH_KILLS = 20  # rounds of two writers each go on until this many were killed (at most CRASH_MAX_ROUNDS)
 CRASH_MAX_ROUNDS = 30
@@ -173,29 +179,44 @@ def writing(data_dir: Path, pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_many_cli_writers_at_once_leave_a_consistent_knowledge_base(tmp_path: Path) -> None:
-    """Ingest, delete and list from several processes at once, a fixed number of operations; then `rag check`
-    finds nothing, and every file an ingest reported added is listed unless a delete came after it."""
+def test_many_writers_and_searchers_at_once_leave_a_consistent_knowledge_base(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ingest, delete, list and search from several CLI processes at once, while threads of this process share
+    one Store and embedder (as the app's sessions do) and search, ingest and delete too; a fixed number of
+    operations. No user sees an error (Chroma embedded is not made for several processes: the store takes
+    turns and reopens it), `rag check` finds nothing afterwards, and one content is one document."""
     data_dir = tmp_path / "kb"
     files = small_files(tmp_path / "files", 5, STRESS_SEED)
-    counts = {"operations": 0, "errors": 0, "not found (deleted by another)": 0, "duplicates": 0}
+    store = Store(data_dir)  # the app's: opened before the CLI processes start, used until the end
+    counts = {
+        "CLI operations": 0,
+        "app operations": 0,
+        "searches": 0,
+        "errors": 0,
+        "not found (deleted by another)": 0,
+        "duplicates": 0,
+    }
     lock = threading.Lock()
     errors: list[str] = []
 
-    def worker(seed: int) -> None:
+    def cli_worker(seed: int) -> None:
         rng = random.Random(seed)
         for _ in range(STRESS_OPS_PER_WORKER):
-            op = rng.choices(["ingest", "delete", "docs"], weights=[5, 3, 2])[0]
+            op = rng.choices(["ingest", "delete", "docs", "search"], weights=[5, 3, 1, 3])[0]
             if op == "ingest":
                 args = ["ingest", *(str(p) for p in rng.sample(files, rng.randint(1, 3)))]
             elif op == "delete":
                 args = ["delete", rng.choice(files).name]
+            elif op == "search":  # retrieval and the prompt, no model called
+                args = ["prompt", " ".join(rng.sample(_WORDS, 3))]
             else:
                 args = ["docs"]
             proc = cli(args, data_dir)
             out, err = proc.communicate(timeout=600)
             with lock:
-                counts["operations"] += 1
+                counts["CLI operations"] += 1
+                counts["searches"] += op == "search"
                 counts["duplicates"] += out.count("already indexed: skipped")
                 if op == "delete" and proc.returncode == 1 and "No document named" in err:
                     counts["not found (deleted by another)"] += 1
@@ -203,17 +224,52 @@ def test_many_cli_writers_at_once_leave_a_consistent_knowledge_base(tmp_path: Pa
                     counts["errors"] += 1
                     errors.append(f"{' '.join(args)} → {proc.returncode}: {err.strip()[-500:]}")
 
-    threads = [threading.Thread(target=worker, args=(STRESS_SEED + i,)) for i in range(STRESS_WORKERS)]
+    def app_session(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(STRESS_APP_OPS_PER_SESSION):
+            time.sleep(rng.uniform(0, STRESS_APP_PAUSE))  # spread over the CLI processes' run
+            op = rng.choices(["search", "ingest", "delete"], weights=[6, 2, 1])[0]
+            try:
+                if op == "search":  # as a chat turn: search, then the evidence check and the sources
+                    retriever = Retriever(store, embedder)
+                    question = " ".join(rng.sample(_WORDS, 3))
+                    retriever.select(question, retriever.search(question, 5), 0.0, 4000)
+                    failed = []
+                elif op == "ingest":
+                    ingestor = Ingestor(store, embedder, 600, 100)
+                    results = ingestor.ingest_paths(rng.sample(files, rng.randint(1, 2)))
+                    failed = [f"{r.name}: {r.message}" for r in results if not r.ok]
+                else:
+                    found = store.find(rng.choice(files).name)
+                    if found is not None:
+                        store.delete_document(found.doc_id)
+                    failed = []
+            except Exception as exc:  # what a page would show the user
+                failed = [f"{type(exc).__name__}: {exc}"]
+            with lock:
+                counts["app operations"] += 1
+                counts["searches"] += op == "search"
+                counts["errors"] += bool(failed)
+                errors.extend(f"app {op}: {message}" for message in failed)
+
+    caplog.set_level(logging.WARNING, logger="rag.store")
+    threads = [threading.Thread(target=cli_worker, args=(STRESS_SEED + i,)) for i in range(STRESS_WORKERS)]
+    threads += [threading.Thread(target=app_session, args=(STRESS_SEED + 100 + i,)) for i in range(STRESS_APP_SESSIONS)]
+    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    store.close()
     problems = check_finds(data_dir)
     docs = listed(data_dir)
     counts["inconsistencies"] = len(problems)
     counts["documents at the end"] = len(docs)
+    counts["reads retried (this process)"] = sum("Chroma read failed" in r.getMessage() for r in caplog.records)
+    counts["seconds"] = round(time.monotonic() - started)
     print(f"\nstress: {counts}")  # the figures of the closing note (pytest -s)
-    assert counts["operations"] == STRESS_WORKERS * STRESS_OPS_PER_WORKER
+    assert counts["CLI operations"] == STRESS_WORKERS * STRESS_OPS_PER_WORKER
+    assert counts["app operations"] == STRESS_APP_SESSIONS * STRESS_APP_OPS_PER_SESSION
     assert errors == [] and problems == []
     assert len(set(docs.values())) == len(docs)  # one document per content: the copy is only ever a duplicate
 

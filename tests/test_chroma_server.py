@@ -11,7 +11,7 @@ import pytest
 from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.engine import BackendChoice, Engine
+from rag.engine import ChosenBackend, Engine
 from tests.servers import ChromaServer
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_the_engine_ingests_searches_declines_and_deletes_on_a_chroma_server(
     env = {"RAG_DATA_DIR": str(tmp_path / "kb"), "RAG_CHROMA_URL": f"127.0.0.1:{server.port}"}
     settings = Settings.from_env(env)
     assert settings.chroma_url == server.url  # "host:port" is read as a URL
-    engine = Engine(settings, embedder=embedder, backend=BackendChoice(embedded_llm, "test: built-in model"))
+    engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(embedded_llm, "test: built-in model"))
     assert engine.store.chroma_url == server.url
 
     assert [r.status for r in engine.ingest([docs])] == ["added", "added"]

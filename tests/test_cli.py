@@ -17,7 +17,7 @@ from tests.fake_ollama import FakeOllama
 from tests.servers import free_port
 
 
-def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], data_dir: Path, stdin_text: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {
         **os.environ,
         "RAG_DATA_DIR": str(data_dir),
@@ -31,7 +31,7 @@ def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProc
         capture_output=True,
         text=True,
         timeout=300,
-        stdin=subprocess.DEVNULL,
+        **({"input": stdin_text} if stdin_text is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 
@@ -218,3 +218,43 @@ def test_an_unknown_doc_exits_1_and_says_how_to_see_the_names(gardens: Path, com
     assert result.returncode == 1
     assert "No document named 'greenhouse.pdf': see `python -m rag docs` for names and ids." in result.stderr
     assert result.stdout == ""
+
+
+def conversation_id(stderr: str) -> str:
+    return stderr.split("# conversation ", 1)[1].split()[0]
+
+
+@pytest.mark.slow
+def test_chat_through_stdin_is_saved_and_can_be_continued_shown_exported_and_deleted(kb: Path) -> None:
+    typed = "What is the office cat called?\n\nWhere is the team offsite?\n/quit\nNever asked.\n"
+    chat = run(["chat", "--backend", "embedded"], kb, stdin_text=typed)
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.index("you> What is the office cat called?") < chat.stdout.index("[1] pets.md")
+    assert chat.stdout.index("you> Where is the team offsite?") < chat.stdout.index("[1] travel.txt")
+    assert "Never asked" not in chat.stdout  # /quit ended the conversation
+    cid = conversation_id(chat.stderr)
+
+    listed = run(["conversations", "list"], kb)
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(cid[:8])]
+    assert row.split()[1] == "4" and row.endswith("What is the office cat called?")
+
+    more = run(["ask", "--conversation", cid[:8], "--backend", "embedded", "--json", "In which month is it?"], kb)
+    assert more.returncode == 0, more.stderr
+    answer = json.loads(more.stdout)
+    assert answer["conversation"] == cid and answer["role"] == "assistant" and answer["seq"] == 6
+    assert answer["standalone_query"]  # what the follow-up was searched as, saved with the answer
+
+    shown = run(["conversations", "show", cid[:8]], kb)
+    assert shown.returncode == 0
+    questions = ["What is the office cat called?", "Where is the team offsite?", "In which month is it?"]
+    positions = [shown.stdout.index(f"**You:** {q}") for q in questions]
+    assert positions == sorted(positions) and "pets.md" in shown.stdout
+
+    exported = json.loads(run(["conversations", "export", cid[:8], "--format", "json"], kb).stdout)
+    assert [m["content"] for m in exported["messages"] if m["role"] == "user"] == questions
+
+    deleted = run(["conversations", "delete", cid[:8]], kb)
+    assert deleted.returncode == 0 and "Deleted conversation" in deleted.stdout
+    assert cid[:8] not in run(["conversations", "list"], kb).stdout
+    gone = run(["ask", "--conversation", cid[:8], "--backend", "embedded", "Anything?"], kb)
+    assert gone.returncode == 1 and "was not found" in gone.stderr

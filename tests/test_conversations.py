@@ -20,6 +20,9 @@ from rag.conversations import (
     ConversationError,
     ConversationNotFound,
     ConversationStore,
+    PromptBudget,
+    SavedSource,
+    SavedUsage,
     SelectedDocument,
     StoredMessage,
     resolve_doc_filter,
@@ -161,11 +164,13 @@ def test_messages_round_trip_with_all_fields(store: ConversationStore) -> None:
         usage=Usage(prompt_tokens=900, completion_tokens=12, seconds=1.5),
         standalone_query="report page 3 revenue",
         prompt="<s>[INST] … [/INST]",
-        budget={"system": 120, "context": 600, "history": 0, "question": 20, "answer": 512},
+        budget=PromptBudget(system=120, context=600, question=20, prompt=740, reserved=512, window=2048),
     )
     assert (q.seq, a.seq) == (1, 2)
-    assert a.sources == [{"source": "report.pdf", "page": 3, "score": 0.7234, "text": "Revenue grew 12%."}]
-    assert a.usage is not None and a.usage["prompt_tokens"] == 900 and a.usage["time_to_first_token"] is None
+    assert a.sources == [SavedSource("report.pdf", 3, 0.7234, "Revenue grew 12%.")]
+    assert a.usage is not None and a.usage.prompt_tokens == 900 and a.usage.time_to_first_token is None
+    assert a.usage.tokens_per_second == pytest.approx(12 / 1.5)
+    assert a.budget is not None and (a.budget.prompt, a.budget.window) == (740, 2048)
     c = store.get(cid)
     assert c.messages == [q, a]
     assert c.updated_at == a.created_at
@@ -291,8 +296,9 @@ def test_export_json_round_trips(store: ConversationStore) -> None:
     assert data["summary"] == "They discussed revenue." and data["summarized_through"] == 2
     assert data["settings"] == {"top_k": 2}
     assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4]
-    assert [StoredMessage(**m) for m in data["messages"]] == c.messages
-    assert Conversation(**{**data, "messages": [StoredMessage(**m) for m in data["messages"]]}) == c
+    assert [StoredMessage.from_dict(m) for m in data["messages"]] == c.messages
+    cited = data["messages"][1]["sources"][0]
+    assert cited == {"source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."}
 
 
 # -- concurrency and persistence ------------------------------------------------------------------------
@@ -385,8 +391,8 @@ def test_conversations_survive_a_restart(db_path: Path) -> None:
     c = reopened.get(cid)
     assert c.settings == {"model": "smollm", "top_k": 3}
     assert (c.summary, c.summarized_through) == ("Asked about the report.", 2)
-    assert c.messages[1].sources == [{"source": "report.pdf", "page": 2, "score": 0.81, "text": "Revenue..."}]
-    assert c.messages[1].usage == {"prompt_tokens": 321, "completion_tokens": 9}
+    assert c.messages[1].sources == [SavedSource("report.pdf", 2, 0.81, "Revenue...")]
+    assert c.messages[1].usage == SavedUsage(prompt_tokens=321, completion_tokens=9)
     # continue it, then export
     reopened.add_message(cid, "user", "And costs?")
     reopened.add_message(cid, "assistant", "Not covered.")
@@ -492,7 +498,7 @@ def test_a_database_from_before_document_filters_is_upgraded_in_place(db_path: P
         ("user", "What grew?", None),
         ("assistant", "Revenue [1].", None),
     ]
-    assert old.messages[1].sources == [{"source": "r.pdf", "page": 1, "score": 0.8, "text": "Revenue grew."}]
+    assert old.messages[1].sources == [SavedSource("r.pdf", 1, 0.8, "Revenue grew.")]
     store.set_doc_filter("c1", [SelectedDocument("d1", "r.pdf")])
     store.add_message("c1", "assistant", "Limited.", searched_only=["r.pdf"])
     store.close()
@@ -545,9 +551,14 @@ def test_conversations_saved_before_migrations_open_with_everything_kept(tmp_pat
     question, answer = saved.messages
     assert (question.role, question.content) == ("user", "Who lit the lantern?")
     assert answer.content == "Ada Finch lit it in 1871 [1]." and answer.searched_only == ["harbour.md"]
-    assert answer.sources is not None and answer.sources[0]["source"] == "harbour.md"
-    assert answer.usage is not None and (answer.usage["prompt_tokens"], answer.usage["completion_tokens"]) == (120, 9)
-    assert answer.budget == {"context_window": 2048, "prompt_tokens": 120}
+    assert answer.sources is not None and answer.sources[0].source == "harbour.md"
+    assert "The lantern at the north harbour" in answer.sources[0].text
+    assert answer.usage is not None
+    assert (answer.usage.backend, answer.usage.model) == ("embedded", "SmolLM2-135M-Instruct")
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (120, 9)
+    assert answer.usage.tokens_per_second == pytest.approx(9 / 1.1)
+    assert answer.budget == PromptBudget(60, 0, 40, 0, 20, prompt=120, reserved=512, window=2048, history_dropped=0)
+    assert answer.prompt == "<s>[INST] ..."
     assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]
     store.add_message(info.id, "user", "And when?")  # still writable after the upgrade
     assert [m.seq for m in store.get(info.id).messages] == [1, 2, 3]

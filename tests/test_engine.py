@@ -13,7 +13,7 @@ from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaBackend
 from rag.config import DEFAULT_CORPUS_DIR, Settings
 from rag.embeddings import Embedder
-from rag.engine import BackendChoice, Engine, choose_backend
+from rag.engine import ChosenBackend, Engine, choose_backend
 from rag.prompts import render_llama2
 from rag.schema import Message, Usage
 from tests.fake_ollama import FakeOllama
@@ -25,7 +25,7 @@ def corpus_engine(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, embedded_llm: EmbeddedBackend
 ) -> Engine:
     settings = Settings(data_dir=tmp_path_factory.mktemp("kb"), backend="embedded")
-    engine = Engine(settings, embedder=embedder, backend=BackendChoice(embedded_llm, "test: built-in model"))
+    engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(embedded_llm, "test: built-in model"))
     results = engine.ensure_default_corpus()
     assert results and all(r.status == "added" for r in results), [r.describe() for r in results]
     return engine
@@ -51,7 +51,7 @@ def test_ask_streams_an_answer_citing_the_right_document(corpus_engine: Engine) 
     assert answer is not None and answer.text
     assert answer.backend == "embedded" and answer.model == "SmolLM2-135M-Instruct"
     assert answer.usage.prompt_tokens and answer.usage.completion_tokens
-    assert answer.usage.prompt_tokens <= corpus_engine.backend.backend.context_window - 512
+    assert answer.usage.prompt_tokens <= corpus_engine.chosen.backend.context_window - 512
 
 
 @pytest.mark.slow
@@ -163,7 +163,7 @@ def scripted_engine(parts: tuple[Path, Path], embedder: Embedder, model: Scripte
     engine = Engine(
         Settings(data_dir=data, corpus_dir=corpus, max_answer_tokens=64, **settings),  # type: ignore[arg-type]
         embedder=embedder,
-        backend=BackendChoice(model, "test"),
+        chosen=ChosenBackend(model, "test"),
     )
     engine.ensure_default_corpus()
     return engine
@@ -241,7 +241,7 @@ def test_a_fact_planted_early_survives_many_turns_with_the_real_model(
     engine = Engine(
         Settings(data_dir=data, corpus_dir=corpus, context_window=1024, max_answer_tokens=128),
         embedder=embedder,
-        backend=BackendChoice(llm, "test"),
+        chosen=ChosenBackend(llm, "test"),
     )
     history: list[Message] = []
     summary = ""

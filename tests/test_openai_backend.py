@@ -75,8 +75,8 @@ def test_an_answer_streams_end_to_end_through_the_engine(
     )
     engine = Engine(settings, embedder=embedder)
     assert [r.status for r in engine.ensure_default_corpus()] == ["added"]
-    assert engine.backend.backend.name == "openai" and not engine.backend.fallback
-    assert server.base_url in engine.backend.reason
+    assert engine.chosen.backend.name == "openai" and not engine.chosen.fallback
+    assert server.base_url in engine.chosen.reason
 
     stream = engine.ask("Why is the sky blue?")
     assert stream.sources[0].chunk.source == "sky.md"
