@@ -22,6 +22,7 @@ from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import RagError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
+from rag.logs import configure_logging
 from rag.store import Store
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def load_settings() -> Settings:
 
 def get_engine(settings: Settings | None = None) -> Engine:
     settings = settings or load_settings()
+    configure_logging(settings.log_level)
     store = get_store(settings)
     embedder = shared_embedder()
 

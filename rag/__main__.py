@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.ingest import IngestProgress, IngestResult
+from rag.logs import configure_logging
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
@@ -25,12 +25,6 @@ from rag.store import DocumentRecord
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
-
-
-def configure_logging(level: str) -> None:
-    """Log records of the rag package to stderr at `level` (the setting, or DEBUG with --verbose)."""
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("rag").setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ from rag.retrieval import Retriever
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import DocumentRecord, Store
 from rag.summary import summarize
+
+logger = logging.getLogger(__name__)
 
 CORPUS_SEEDED = "default_corpus_seeded"
 
@@ -62,6 +65,7 @@ def choose_backend(
     else:
         problem = f"Ollama at {settings.ollama_host} has no model {settings.model!r}"
         how = f"run `ollama pull {settings.model}`"
+    logger.info("%s: falling back to the built-in model", problem)
     embedded = make_embedded(settings)
     tiny = " (a tiny model: expect weak answers)" if embedded.model == SMOLLM2_NAME else ""
     return ChosenBackend(

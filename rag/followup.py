@@ -11,12 +11,15 @@ The word analysis here (`names_in`, `SPECIAL_TOKENS`) is shared with the running
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
 from rag.backends.base import Complete
 from rag.formatting import shorten
 from rag.schema import Message
+
+logger = logging.getLogger(__name__)
 
 # -- prompts (data) ----------------------------------------------------------------------------------
 
@@ -236,7 +239,9 @@ def standalone_question(
     query = clean_query(reply)
     if usable_query(query, question):
         return query
-    return fallback_query(question, history)
+    fallback = fallback_query(question, history)
+    logger.info("follow-up rewrite unusable (%r): searching %r instead", reply[:80], fallback)
+    return fallback
 
 
 def condense_messages(question: str, history: Sequence[Message], max_history_chars: int = 1500) -> list[Message]:

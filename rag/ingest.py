@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,8 @@ from rag.loaders.pdf import MAX_PAGES
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord, Store
+
+logger = logging.getLogger(__name__)
 
 PARSE_AHEAD = 16  # files parsed ahead of those being embedded (bounds memory)
 # Files are embedded together in waves of up to this many chunks: batches sorted by length across files
@@ -363,6 +366,7 @@ class Ingestor:
         try:
             doc = load_bytes(data, name, on_ocr_page)
         except LoaderError as exc:
+            logger.info("%s not indexed: %s", name, exc)
             return _Prepared(name, data, digest, error=str(exc))
         finally:
             MAX_PAGES.reset(pages)
@@ -491,6 +495,7 @@ class Ingestor:
         except BaseException as exc:
             for w in wave:
                 if w.index not in results:
+                    logger.info("%s: ingest aborted (%s), its partial chunks removed", w.record.name, exc)
                     self.store.abort_document(w.record.doc_id)
             if not isinstance(exc, RagError):
                 raise

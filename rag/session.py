@@ -132,7 +132,7 @@ class Turn:
                 yield piece
             self.answer = stream.answer
         except RagError as exc:  # a message of ours that says what to do: shown with the partial answer
-            logger.warning("answer failed: %s", exc)
+            logger.info("answer failed: %s", exc)
             self.error = str(exc)
         except Exception as exc:  # a bug or a library error without a message of ours: keep the turn anyway
             logger.exception("answer failed unexpectedly")

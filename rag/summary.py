@@ -10,6 +10,7 @@ than none.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ from rag.errors import PromptError
 from rag.followup import ROLE_LABELS, SPECIAL_TOKENS, names_in
 from rag.formatting import shorten
 from rag.schema import Message
+
+logger = logging.getLogger(__name__)
 
 # -- prompts (data) ----------------------------------------------------------------------------------
 
@@ -63,12 +66,16 @@ def summarize(
         return previous_summary.strip()
     try:
         reply = complete(summary_messages(previous_summary, turns, max_words, max_input_chars))
-    except PromptError:
+    except PromptError as exc:
+        logger.info("summary prompt does not fit the model's window (%s)", exc)
         reply = ""
     summary = clean_summary(reply, max_words)
     if not summary:
+        logger.info("model summary unusable (%r): falling back to an extractive summary", reply[:80])
         return fallback_summary(previous_summary, turns)
     missing = missing_facts(summary, previous_summary, turns)
+    if missing:
+        logger.info("model summary dropped facts: %d sentences appended", len(missing))
     return "\n".join([summary, *missing])
 
 

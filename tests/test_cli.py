@@ -258,3 +258,12 @@ def test_chat_through_stdin_is_saved_and_can_be_continued_shown_exported_and_del
     assert cid[:8] not in run(["conversations", "list"], kb).stdout
     gone = run(["ask", "--conversation", cid[:8], "--backend", "embedded", "Anything?"], kb)
     assert gone.returncode == 1 and "was not found" in gone.stderr
+
+
+def test_verbose_logs_the_fallback_to_the_built_in_model(kb: Path) -> None:
+    quiet = run(["prompt", "Where is the offsite?"], kb)
+    loud = run(["--verbose", "prompt", "Where is the offsite?"], kb)
+    assert quiet.returncode == loud.returncode == 0
+    assert "rag.engine: Ollama is not reachable" in loud.stderr and "falling back to the built-in model" in loud.stderr
+    assert "rag.engine" not in quiet.stderr  # the default level (WARNING) keeps the log quiet
+    assert loud.stdout == quiet.stdout  # the same prompt

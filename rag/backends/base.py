@@ -7,6 +7,7 @@ The backends, one module each: `rag.backends.ollama`, `rag.backends.embedded` (l
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -16,6 +17,8 @@ from typing import Protocol
 
 from rag.errors import BackendError, StreamInterrupted
 from rag.schema import Message, Usage
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,9 @@ def retrying(
         except BackendError as exc:
             if not exc.transient or attempt == attempts - 1:
                 raise
-            sleep(base_delay * 2**attempt)
+            delay = base_delay * 2**attempt
+            logger.warning("model request failed (%s): retry %d of %d in %.1f s", exc, attempt + 1, attempts - 1, delay)
+            sleep(delay)
             continue
         if first is None:
             return
