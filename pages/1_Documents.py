@@ -12,20 +12,15 @@ from datetime import datetime
 
 import streamlit as st
 
-from rag.engine import Engine
+from rag.engine import Chunk, DocumentRecord, Engine, IngestProgress, IngestResult, Reader
 from rag.errors import RagError
 from rag.formatting import human_size, plural
-from rag.ingest import IngestLimits, IngestProgress, IngestResult, Reader
-from rag.loaders import SUPPORTED
-from rag.schema import Chunk
-from rag.store import DocumentRecord
 from ui_common import escape_markdown, get_engine, show_error, show_unexpected, sidebar
 
 RESULTS = "documents_results"
 UPLOADER = "documents_uploader"
 PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
-EXTENSIONS = sorted({ext.lstrip(".") for ext in SUPPORTED})
 PREVIEW_PAGE = 100
 
 def local_time(iso: str) -> str:
@@ -162,7 +157,10 @@ st.caption("What the assistant knows: add files, look inside them, and check wha
 
 with st.form("documents_upload"):
     files = st.file_uploader(
-        "Add files", type=EXTENSIONS, accept_multiple_files=True, key=f"uploader_{st.session_state.get(UPLOADER, 0)}",
+        "Add files",
+        type=engine.supported_extensions,
+        accept_multiple_files=True,
+        key=f"uploader_{st.session_state.get(UPLOADER, 0)}",
         help="Files already indexed are skipped; a changed file with the same name replaces its old version.",
     )
     submitted = st.form_submit_button("Add to knowledge base", type="primary")
@@ -173,7 +171,7 @@ if submitted:
         try:
             # Refused before anything is read when over the upload limits; then each file's bytes are taken
             # when its turn comes (getvalue copies them), not the whole batch at once.
-            IngestLimits.from_settings(engine.settings).check_upload([f.size for f in files])
+            engine.check_upload([f.size for f in files])
             st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue) for f in files])
         except RagError as exc:
             show_error(exc)

@@ -1,4 +1,8 @@
-"""The engine's parts, built once from Settings and shared: what the CLI and the pages call."""
+"""The engine's parts, built once from Settings and shared: what the CLI and the pages call.
+
+The facade of the package: the pages import `Engine` and the values they render from here (documents,
+chunks, ingest results and progress), and the conversation service from rag/session.py.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +21,24 @@ from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, plan_turn, retri
 from rag.config import Settings, auth_headers
 from rag.embeddings import Embedder
 from rag.followup import standalone_question
-from rag.ingest import IngestLimits, Ingestor, IngestResult, ProgressCallback, Reader
+from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
+from rag.loaders import SUPPORTED
 from rag.retrieval import Retriever
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import DocumentRecord, Store
 from rag.summary import summarize
+
+__all__ = [
+    "ChosenBackend",
+    "Chunk",
+    "DocumentRecord",
+    "Engine",
+    "IngestProgress",
+    "IngestResult",
+    "Reader",
+    "RetrievedChunk",
+    "choose_backend",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +191,15 @@ class Engine:
     ) -> list[IngestResult]:
         """Uploaded files as bytes or readers (read one at a time), within the upload limits."""
         return self.ingestor.ingest_uploads(uploads, on_progress)
+
+    @property
+    def supported_extensions(self) -> list[str]:
+        """The file types the loaders read, as extensions without the dot ("pdf", "md", …)."""
+        return sorted({ext.lstrip(".") for ext in SUPPORTED})
+
+    def check_upload(self, sizes: Sequence[int]) -> None:
+        """Raise UploadLimitError (saying which limit and how to change it) for a batch over the limits."""
+        IngestLimits.from_settings(self.settings).check_upload(sizes)
 
     def documents(self) -> list[DocumentRecord]:
         return self.store.documents()
