@@ -124,7 +124,8 @@ class AnswerStream:
         self.prepared = prepared
         self.backend_name = backend.name
         self.model = backend.model
-        self._tokens = None if prepared.decline else backend.stream(prepared.plan.messages, options)
+        # The prompt planned (and shown in the inspector) is the one sent: rendered once.
+        self._tokens = None if prepared.decline else backend.stream(prepared.plan.messages, options, prepared.prompt)
         self.text = ""
         self.answer: Answer | None = None
 

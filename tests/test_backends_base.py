@@ -54,7 +54,9 @@ class ScriptedBackend:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self.render(messages).split())
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
         self.requests.append((list(messages), options))
         pieces: Iterator[str] = iter(self.pieces)
         return TokenStream(pieces, lambda: Usage(completion_tokens=len(self.pieces)))

@@ -142,7 +142,9 @@ class ScriptedModel:
     def count_tokens(self, messages: Sequence[Message]) -> int:
         return len(self.render(messages).split())
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
         self.calls.append(list(messages))
         reply = self.replies.pop(0) if self.replies else "ok"
         return TokenStream(iter([reply]), lambda: Usage(prompt_tokens=self.count_tokens(messages)))
@@ -260,3 +262,19 @@ def test_a_fact_planted_early_survives_many_turns_with_the_real_model(
     assert summary, "the conversation outgrew the window, so older turns were summarized"
     assert "4417" in prepared.prompt  # in the summary or verbatim, nine turns later
     assert largest > 600  # the window was really used
+
+
+def test_the_prompt_sent_is_the_prompt_planned_byte_for_byte(tmp_path: Path, embedder: Embedder) -> None:
+    """Rendered once: what the inspector shows (PreparedTurn.prompt) is what reaches Ollama's raw endpoint."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Lighthouse\n\nThe north lighthouse was first lit in 1871 by Ada Finch.\n")
+    with FakeOllama(models=["llama2:latest"]) as server:
+        settings = Settings(data_dir=tmp_path / "kb", backend="ollama", ollama_host=server.host)
+        engine = Engine(settings, embedder=embedder)
+        assert [r.status for r in engine.ingest([notes])] == ["added"]
+        history = [Message("user", "Hello"), Message("assistant", "Hi! Ask me about your notes.")]
+        stream = engine.ask("Who first lit the north lighthouse?", history)
+        assert stream.collect().text
+    body = [body for path, body in server.requests if path == "/api/generate"][-1]  # the answer's request
+    assert body["raw"] is True and body["prompt"] == stream.prepared.prompt
+    assert body["prompt"] == render_llama2(stream.prepared.plan.messages).removeprefix("<s>")

@@ -54,7 +54,12 @@ class LLMBackend(Protocol):
 
     def count_tokens(self, messages: Sequence[Message]) -> int: ...
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream: ...
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
+        """Stream the answer to `messages`. `rendered`: what `render(messages)` returned, when the caller
+        has it already (the planned turn), so that the prompt is rendered once and sent as it was shown."""
+        ...
 
 
 Complete = Callable[[list[Message]], str]

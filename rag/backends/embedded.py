@@ -115,9 +115,11 @@ class EmbeddedBackend:
     def _tokenize(self, text: str) -> list[int]:
         return list(self.llama.tokenize(text.encode("utf-8"), add_bos=True, special=True))
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
         # Tokenized here and passed as ids, so the count is exact and no second BOS is added.
-        tokens = self._tokenize(self.render(messages))
+        tokens = self._tokenize(self.render(messages) if rendered is None else rendered)
         prompt_tokens = len(tokens)
         counted = [0]
         started = time.perf_counter()

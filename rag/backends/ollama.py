@@ -128,7 +128,9 @@ class OllamaBackend:
                 f"Ollama could not pull {self.model!r} ({exc.error}): check the name on https://ollama.com/library."
             ) from exc
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
         final: dict[str, Any] = {}
         started = time.perf_counter()
         first_at: list[float] = []
@@ -142,7 +144,7 @@ class OllamaBackend:
             if self.raw_llama2:
                 chunks: Iterator[Any] = self._client.generate(
                     model=self.model,
-                    prompt=self.render(messages),
+                    prompt=self.render(messages) if rendered is None else rendered,
                     raw=True,
                     stream=True,
                     options=ollama_options,

@@ -87,7 +87,9 @@ class OpenAIBackend:
         text = render_llama2(messages) if self.completions else "".join(m.content + "\n\n\n\n" for m in messages)
         return estimate_tokens(text)
 
-    def request(self, messages: Sequence[Message], options: GenerationOptions) -> tuple[str, dict[str, Any]]:
+    def request(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """The endpoint and JSON body a generation sends."""
         body: dict[str, Any] = {
             "model": self.model,
@@ -98,13 +100,15 @@ class OpenAIBackend:
             "stream_options": {"include_usage": True},
         }
         if self.completions:
-            body["prompt"] = self.render(messages)
+            body["prompt"] = self.render(messages) if rendered is None else rendered
             return "/completions", body
         body["messages"] = [{"role": m.role, "content": m.content} for m in messages]
         return "/chat/completions", body
 
-    def stream(self, messages: Sequence[Message], options: GenerationOptions) -> TokenStream:
-        path, body = self.request(messages, options)
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
+        path, body = self.request(messages, options, rendered)
         final: dict[str, Any] = {}
         started = time.perf_counter()
         first_at: list[float] = []
