@@ -3,7 +3,11 @@ embedded in the data directory, and against a real Chroma server (`chroma run`) 
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 
 from rag.chroma_client import OWNER_KEY
+from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.schema import Chunk
@@ -364,6 +369,73 @@ def test_search_never_returns_chunks_of_a_document_that_is_not_ready(
     hits = store.query(embedder.embed_query("honey bees nectar"), k=3)
     assert [h.chunk.doc_id for h in hits] == ["good"]
     assert [cid for cid, _ in store.keyword_ranking(["honey", "nectar"], 3)] == ["good:00000"]
+
+
+# Another process adds a document of many vectors (more than Chroma's sync threshold, 1,000: it saves its index).
+_OTHER_PROCESS = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rag.schema import Chunk
+from rag.sqlite import now_iso
+from rag.store import DocumentRecord, Store
+
+store, n = Store(Path(sys.argv[1])), int(sys.argv[2])
+vectors = np.random.default_rng(7).standard_normal((n, 384)).astype(np.float32)
+store.begin_document(DocumentRecord("theirs", "theirs.txt", "text", "theirs", None, n, 1, now_iso()))
+store.add_chunks(
+    [Chunk(f"theirs:{i:05d}", "theirs", f"passage {i}", "theirs.txt", None, i) for i in range(n)],
+    vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+)
+store.commit_document("theirs")
+"""
+
+
+def test_vectors_another_process_saved_are_found_by_a_store_opened_before(tmp_path: Path, embedder: Embedder) -> None:
+    """Chroma embedded keeps a copy of its index per client: one loaded before another process saved its own
+    lacks that process's vectors, and a search restricted to them failed with "Error finding id"."""
+    store = Store(tmp_path / "kb")
+    add(store, embedder, "mine", "mine.txt", ["Bees make honey from nectar."])
+    assert store.nearest(embedder.embed_query("honey"), 1)  # this client has loaded the index now
+    script = tmp_path / "other_process.py"
+    script.write_text(_OTHER_PROCESS)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "kb"), "1100"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    query = embedder.embed_query("passage")
+    assert len(store.nearest(query, 5, doc_ids=["theirs"])) == 5
+    assert len(store.fetch([f"theirs:{i:05d}" for i in range(3)])) == 3
+    add(store, embedder, "more", "more.txt", ["Wax comes from bees too."])  # written on a current copy
+    reopened = Store(tmp_path / "kb")
+    assert len(reopened.nearest(query, 5, doc_ids=["theirs"])) == 5
+    assert reopened.vector_count() == 1102
+
+
+def test_a_chroma_read_that_fails_is_retried_on_a_fresh_client(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chromadb.errors
+
+    store = Store(tmp_path / "kb")
+    add(store, embedder, "aaaa", "cats.txt", ["Cats purr when content."])
+    stale = store._collection
+
+    def failing_query(**kwargs: object) -> None:
+        raise chromadb.errors.InternalError("Error executing plan: Internal error: Error finding id")
+
+    monkeypatch.setattr(stale, "query", failing_query)
+    caplog.set_level(logging.WARNING, logger="rag.store")
+    [(chunk_id, _)] = store.nearest(embedder.embed_query("purring cats"), 1, doc_ids=["aaaa"])
+    assert chunk_id == "aaaa:00000" and store._collection is not stale
+    assert any("Chroma read failed" in r.getMessage() and "retrying" in r.getMessage() for r in caplog.records)
 
 
 def test_the_same_content_ingested_twice_at_once_ends_as_one_document_and_one_duplicate(
