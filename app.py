@@ -21,6 +21,7 @@ from rag.conversations import (
 )
 from rag.engine import Engine
 from rag.errors import RagError
+from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import plural, safe_markdown
 from rag.session import ChatService
 from ui_common import (
@@ -236,11 +237,12 @@ def this_conversation(store: ConversationStore, current: str) -> None:
                 show_error(exc)
             else:
                 st.rerun()
+        saved = store.get(current)
         st.download_button(
-            "Export as Markdown", store.export_markdown(current), file_name="conversation.md", mime="text/markdown"
+            "Export as Markdown", conversation_markdown(saved), file_name="conversation.md", mime="text/markdown"
         )
         st.download_button(
-            "Export as JSON", store.export_json(current), file_name="conversation.json", mime="application/json"
+            "Export as JSON", conversation_json(saved), file_name="conversation.json", mime="application/json"
         )
         if st.session_state.get("confirm_delete") == current:
             st.warning("Delete this conversation and all its messages?")

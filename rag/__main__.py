@@ -14,6 +14,7 @@ from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
 from rag.conversations import ConversationStore, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
+from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import human_size, plural
 from rag.ingest import IngestProgress, IngestResult
 from rag.logs import configure_logging
@@ -486,15 +487,15 @@ def cmd_conversations_list(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_conversations_show(engine: Engine, args: argparse.Namespace) -> int:
     store = _conversations(engine)
-    sys.stdout.write(store.export_markdown(store.resolve(args.id)))
+    sys.stdout.write(conversation_markdown(store.get(store.resolve(args.id))))
     return 0
 
 
 def cmd_conversations_export(engine: Engine, args: argparse.Namespace) -> int:
     store = _conversations(engine)
-    conversation_id = store.resolve(args.id)
+    conversation = store.get(store.resolve(args.id))
     text = (
-        store.export_json(conversation_id) + "\n" if args.format == "json" else store.export_markdown(conversation_id)
+        conversation_json(conversation) + "\n" if args.format == "json" else conversation_markdown(conversation)
     )
     sys.stdout.write(text)
     return 0

@@ -179,7 +179,7 @@ class StoredMessage:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> StoredMessage:
-        """A message from its exported JSON (``export_json``), records typed again."""
+        """A message from its exported JSON (rag/exports.py), records typed again."""
         sources, usage, budget = raw.get("sources"), raw.get("usage"), raw.get("budget")
         return _known_fields(
             cls,
@@ -460,30 +460,6 @@ class ConversationStore:
 
     # -- export -------------------------------------------------------------------------------------
 
-    def export_markdown(self, conversation_id: str) -> str:
-        c = self.get(conversation_id)
-        lines = [f"# {c.title or 'Untitled conversation'}", "", f"Started {c.created_at} · last message {c.updated_at}"]
-        if c.summary:
-            lines += ["", f"## Summary of messages 1–{c.summarized_through}", "", c.summary]
-        if c.messages:
-            lines += ["", "## Conversation"]
-        for m in c.messages:
-            speaker = "You" if m.role == "user" else "Assistant"
-            lines += ["", f"**{speaker}:** {m.content}"]
-            if m.error:
-                lines += ["", f"*The answer failed: {m.error}*"]
-            if m.standalone_query:
-                lines += ["", f"*Searched for:* {m.standalone_query}"]
-            if m.searched_only:
-                lines += ["", f"*Searched only:* {', '.join(m.searched_only)}"]
-            if m.sources:
-                lines += ["", "Sources:", ""]
-                lines += [f"- [{i}] {_source_line(s)}" for i, s in enumerate(m.sources, start=1)]
-        return "\n".join(lines) + "\n"
-
-    def export_json(self, conversation_id: str) -> str:
-        return json.dumps(asdict(self.get(conversation_id)), indent=2, ensure_ascii=False)
-
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -567,11 +543,6 @@ def _filter_json(documents: Sequence[SelectedDocument]) -> str | None:
 
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
-
-
-def _source_line(source: SavedSource) -> str:
-    page = f", page {source.page}" if source.page is not None else ""
-    return f"{source.source}{page} (score {source.score:.2f})"
 
 
 _Record = TypeVar("_Record")

@@ -29,6 +29,7 @@ from rag.conversations import (
     title_from,
 )
 from rag.errors import RagError
+from rag.exports import conversation_json, conversation_markdown
 from rag.schema import Chunk, Message, RetrievedChunk, Usage
 from rag.sqlite import applied_migrations
 
@@ -138,8 +139,8 @@ def test_unknown_id_says_how_to_fix(store: ConversationStore) -> None:
         lambda: store.rename("nope", "title"),
         lambda: store.set_summary("nope", "s", 3),
         lambda: store.update_settings("nope", {}),
-        lambda: store.export_markdown("nope"),
-        lambda: store.export_json("nope"),
+        lambda: conversation_markdown(store.get("nope")),
+        lambda: conversation_json(store.get("nope")),
     ]
     for call in calls:
         with pytest.raises(ConversationNotFound, match=fix) as info:
@@ -252,7 +253,7 @@ def test_summary_and_settings_round_trip(store: ConversationStore) -> None:
     assert c.history(after=c.summarized_through) == [Message("user", "m2"), Message("assistant", "m3")]
 
 
-# -- export ---------------------------------------------------------------------------------------------
+# -- the records an export is made from (tests/test_exports.py) ---------------------------------------
 
 
 def filled(store: ConversationStore) -> str:
@@ -272,33 +273,6 @@ def filled(store: ConversationStore) -> str:
     store.add_message(cid, "assistant", "Sorr", error="The answer stream broke")
     store.set_summary(cid, "They discussed revenue.", 2)
     return cid
-
-
-def test_export_markdown(store: ConversationStore) -> None:
-    cid = filled(store)
-    md = store.export_markdown(cid)
-    assert md.startswith("# What grew?\n")
-    assert "**You:** What grew?" in md
-    assert "**Assistant:** Revenue grew [1]." in md
-    assert "[1] file.pdf, page 3 (score 0.72)" in md
-    assert "[2] notes.md (score 0.50)" in md
-    assert "They discussed revenue." in md
-    assert "The answer stream broke" in md
-    assert md.index("What grew?") < md.index("file.pdf") < md.index("And then?")
-    assert store.get(cid).created_at in md
-
-
-def test_export_json_round_trips(store: ConversationStore) -> None:
-    cid = filled(store)
-    data = json.loads(store.export_json(cid))
-    c = store.get(cid)
-    assert data["id"] == cid and data["title"] == "What grew?"
-    assert data["summary"] == "They discussed revenue." and data["summarized_through"] == 2
-    assert data["settings"] == {"top_k": 2}
-    assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4]
-    assert [StoredMessage.from_dict(m) for m in data["messages"]] == c.messages
-    cited = data["messages"][1]["sources"][0]
-    assert cited == {"source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."}
 
 
 # -- concurrency and persistence ------------------------------------------------------------------------
@@ -398,8 +372,8 @@ def test_conversations_survive_a_restart(db_path: Path) -> None:
     reopened.add_message(cid, "assistant", "Not covered.")
     assert [m.seq for m in reopened.get(cid).messages] == [1, 2, 3, 4]
     assert len(reopened.get(cid).history()) == 4
-    assert "[1] report.pdf, page 2 (score 0.81)" in reopened.export_markdown(cid)
-    assert len(json.loads(reopened.export_json(cid))["messages"]) == 4
+    assert "[1] report.pdf, page 2 (score 0.81)" in conversation_markdown(reopened.get(cid))
+    assert len(json.loads(conversation_json(reopened.get(cid)))["messages"]) == 4
     reopened.close()
 
 
@@ -433,8 +407,8 @@ def test_an_answer_keeps_the_documents_it_searched(store: ConversationStore) -> 
     everything = store.add_message(cid, "assistant", "Tuesday [1].")
     assert [m.searched_only for m in store.get(cid).messages] == [None, ["a.pdf", "b.md"], None]
     assert limited.searched_only == ["a.pdf", "b.md"] and everything.searched_only is None
-    assert "*Searched only:* a.pdf, b.md" in store.export_markdown(cid)
-    assert json.loads(store.export_json(cid))["messages"][1]["searched_only"] == ["a.pdf", "b.md"]
+    assert "*Searched only:* a.pdf, b.md" in conversation_markdown(store.get(cid))
+    assert json.loads(conversation_json(store.get(cid)))["messages"][1]["searched_only"] == ["a.pdf", "b.md"]
 
 
 def test_resolving_a_selection_keeps_follows_and_drops() -> None:

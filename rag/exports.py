@@ -1,0 +1,40 @@
+"""A saved conversation as a file a person keeps: Markdown to read, JSON with every record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from rag.conversations import Conversation, SavedSource
+
+
+def conversation_markdown(c: Conversation) -> str:
+    """The conversation as Markdown: the summary, each message, what an answer searched and its sources."""
+    lines = [f"# {c.title or 'Untitled conversation'}", "", f"Started {c.created_at} · last message {c.updated_at}"]
+    if c.summary:
+        lines += ["", f"## Summary of messages 1–{c.summarized_through}", "", c.summary]
+    if c.messages:
+        lines += ["", "## Conversation"]
+    for m in c.messages:
+        speaker = "You" if m.role == "user" else "Assistant"
+        lines += ["", f"**{speaker}:** {m.content}"]
+        if m.error:
+            lines += ["", f"*The answer failed: {m.error}*"]
+        if m.standalone_query:
+            lines += ["", f"*Searched for:* {m.standalone_query}"]
+        if m.searched_only:
+            lines += ["", f"*Searched only:* {', '.join(m.searched_only)}"]
+        if m.sources:
+            lines += ["", "Sources:", ""]
+            lines += [f"- [{i}] {_source_line(s)}" for i, s in enumerate(m.sources, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def conversation_json(c: Conversation) -> str:
+    """Every field and record (StoredMessage.from_dict reads a message back)."""
+    return json.dumps(asdict(c), indent=2, ensure_ascii=False)
+
+
+def _source_line(source: SavedSource) -> str:
+    page = f", page {source.page}" if source.page is not None else ""
+    return f"{source.source}{page} (score {source.score:.2f})"

@@ -1,0 +1,39 @@
+"""A saved conversation exported as Markdown (to read) and JSON (every record, read back typed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rag.conversations import ConversationStore, StoredMessage
+from rag.exports import conversation_json, conversation_markdown
+from tests.test_conversations import filled
+
+
+def test_export_markdown(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    cid = filled(store)
+    md = conversation_markdown(store.get(cid))
+    assert md.startswith("# What grew?\n")
+    assert "**You:** What grew?" in md
+    assert "**Assistant:** Revenue grew [1]." in md
+    assert "[1] file.pdf, page 3 (score 0.72)" in md
+    assert "[2] notes.md (score 0.50)" in md
+    assert "They discussed revenue." in md
+    assert "The answer stream broke" in md
+    assert md.index("What grew?") < md.index("file.pdf") < md.index("And then?")
+    assert store.get(cid).created_at in md
+
+
+def test_export_json_round_trips(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    cid = filled(store)
+    data = json.loads(conversation_json(store.get(cid)))
+    c = store.get(cid)
+    assert data["id"] == cid and data["title"] == "What grew?"
+    assert data["summary"] == "They discussed revenue." and data["summarized_through"] == 2
+    assert data["settings"] == {"top_k": 2}
+    assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4]
+    assert [StoredMessage.from_dict(m) for m in data["messages"]] == c.messages
+    cited = data["messages"][1]["sources"][0]
+    assert cited == {"source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."}
