@@ -1,26 +1,54 @@
-"""Where the store's vectors live: Chroma embedded in the data directory (the default), or a Chroma server
-(`chroma run`) at RAG_CHROMA_URL, which a team shares.
+"""Chroma, for the store: where its vectors live, whose they are, and how several processes use them safely.
+The store (rag/store.py) owns the registry and decides what to read and write; this module owns every call
+it makes to Chroma.
 
-The registry and the keyword index always stay in the app's data directory. A collection therefore
+Where: Chroma embedded in the data directory (the default), or a Chroma server (`chroma run`) at
+RAG_CHROMA_URL, which a team shares.
+
+Whose: the registry and the keyword index always stay in the app's data directory. A collection therefore
 records which registry it belongs to (the registry's id, kept in its `meta` table); a second data
 directory pointed at the same collection on a server is refused instead of silently diverging from it
 (two registries would each purge the other's "unknown" chunks, or show chunks they cannot list).
+
+How (VectorCollection): Chroma embedded (PersistentClient) is not made for several processes
+(chroma-core/chroma#3769): each client keeps its own copy of the vector index in memory, applies to it the
+writes it has not seen, and saves it to the folder now and then, on a read too. A copy that missed another
+client's writes fails to read ("Error finding id"), and once saved it loses those vectors for everyone; a
+client that loads the files while another saves them can crash. So embedded Chroma is used by one client at a
+time (`chroma.lock`, across processes and threads; each call takes milliseconds, an add a second or so), every
+write first bumps a counter (`vectors_version`, kept in the registry's `meta` table by the store), and a client
+that has not seen the latest one opens a fresh client before it reads or writes. A read that fails all the same
+is retried on a fresh client a few times. With a Chroma server none of this is needed.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from filelock import FileLock, Timeout
 
 from rag.errors import StoreError
 
+logger = logging.getLogger(__name__)
+
 OWNER_KEY = "rag_registry_id"  # collection metadata: the id of the registry that owns the collection
 OWNER_PLACE_KEY = "rag_registry_place"  # collection metadata: "host:/path/to/data" of that registry, for messages
+CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
+CHROMA_LOCK_FILE = "chroma.lock"
+CHROMA_LOCK_TIMEOUT = 120.0  # the longest call is an add of CHROMA_MAX_BATCH vectors
+# A read of embedded Chroma that fails all the same is retried on a reopened client this many times, waiting
+# READ_RETRY_WAIT, then twice as long, ... (about 3 s in all).
+READ_RETRIES = 6
+READ_RETRY_WAIT = 0.05
 T = TypeVar("T")
 
 
@@ -138,6 +166,156 @@ class GuardedCollection:
 
     def count(self) -> int:
         return int(self.call(self._collection.count))
+
+
+class VectorCollection:
+    """This knowledge base's collection, for several processes and threads at once: every call goes through
+    `read` or `write` (embedded Chroma: one client at a time, a fresh client after another's write, failed
+    reads retried; a server: straight through)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        registry_id: str,
+        name: str,
+        chroma_url: str = "",
+        headers: dict[str, str] | None = None,
+        *,
+        version: Callable[[], str],
+        bump_version: Callable[[], str],
+    ) -> None:
+        """Opens the collection (see open_collection). `version` reads the counter every client bumps before it
+        writes, `bump_version` bumps it and returns the new value: the store keeps it in its registry, where
+        every process sees it (used with embedded Chroma only)."""
+        self.data_dir = data_dir
+        self.chroma_url = chroma_url
+        self._registry_id = registry_id
+        self._name = name
+        self._version = version
+        self._bump_version = bump_version
+        if chroma_url:
+            self._collection = open_collection(data_dir, registry_id, name, chroma_url, headers)
+        else:
+            with self._chroma_turn():
+                self._vectors_seen = version()
+                self._open_fresh_collection()
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection as last opened, outside any turn (for tests and diagnostics: use read/write)."""
+        return self._collection
+
+    def read(self, operation: Callable[[Any], T]) -> T:
+        """A read of the collection: on a client that has seen every write so far, in turn with every other use
+        of the folder; retried on a fresh client should Chroma fail all the same (embedded Chroma only)."""
+        for attempt in range(READ_RETRIES + 1):
+            with self._chroma_turn():
+                collection = self._current_collection()
+                try:
+                    return operation(collection)
+                except Exception as exc:
+                    if self.chroma_url or not _chroma_error(exc):
+                        raise
+                    if attempt == READ_RETRIES:
+                        raise StoreError(
+                            f"Chroma in {self.data_dir / 'chroma'} could not be read ({exc}), {READ_RETRIES} times "
+                            "on a freshly opened client: try again in a moment; if it persists, run "
+                            "`python -m rag check`."
+                        ) from exc
+                    wait = READ_RETRY_WAIT * 2**attempt
+                    logger.warning(
+                        "Chroma read failed (%s): reopening it and retrying in %.2f s (%d/%d)",
+                        exc,
+                        wait,
+                        attempt + 1,
+                        READ_RETRIES,
+                    )
+                    self._vectors_seen = self._version()
+                    self._open_fresh_collection()
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def write(self, operation: Callable[[Any], object]) -> None:
+        """A write to the collection (the caller holds the store's write lock), on a client that has seen every
+        earlier write, announced to the other clients first."""
+        with self._chroma_turn():
+            collection = self._current_collection()
+            if not self.chroma_url:
+                # Before the write: should it fail half-way, the others reopen all the same.
+                self._vectors_seen = self._bump_version()
+            operation(collection)
+
+    def _chroma_turn(self) -> AbstractContextManager[object]:
+        """Embedded Chroma is used by one client at a time, across threads and processes: every call may save
+        the index files (a read too: it first applies the writes it has not seen), and a client must never
+        load them half-saved. Calls take milliseconds, an add of a batch a second or so."""
+        if self.chroma_url:
+            return nullcontext()
+        return _chroma_lock(self.data_dir).held()
+
+    def _current_collection(self) -> Any:
+        """The collection (in its turn), reopened first if another client wrote since it was opened: its copy
+        of the index would lack those vectors, and saving it would lose them for everyone."""
+        if self.chroma_url:
+            return self._collection
+        version = self._version()
+        if version != self._vectors_seen:
+            logger.info("The vectors in %s were changed by another client: reopening Chroma", self.data_dir)
+            self._open_fresh_collection()
+            self._vectors_seen = version
+        return self._collection
+
+    def _open_fresh_collection(self) -> None:
+        """A client of its own (in its turn): Chroma shares one per folder within a process, whose copy of the
+        index would be another store's, up to date or not; forgetting it makes the next one load the folder."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient._identifier_to_system.pop(str(self.data_dir / "chroma"), None)
+        self._collection = open_collection(self.data_dir, self._registry_id, self._name)
+
+
+class _ChromaLock:
+    """One client at a time on an embedded Chroma folder: a lock file across processes, a lock across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self._threads = threading.RLock()
+        # Shared by the threads (they take turns on `_threads` first); polled often: turns are short.
+        self._file = FileLock(path, timeout=CHROMA_LOCK_TIMEOUT, thread_local=False, poll_interval=0.005)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            try:
+                self._file.acquire()
+            except Timeout as exc:
+                raise StoreError(
+                    f"Chroma in {self._file.lock_file} has been busy for over {CHROMA_LOCK_TIMEOUT:.0f} s (another "
+                    "process holds it): try again when it is done."
+                ) from exc
+            try:
+                yield
+            finally:
+                self._file.release()
+
+
+_CHROMA_LOCKS: dict[Path, _ChromaLock] = {}
+_CHROMA_LOCKS_GUARD = threading.Lock()
+
+
+def _chroma_lock(data_dir: Path) -> _ChromaLock:
+    """The lock of this data directory's Chroma folder, one per process."""
+    path = (data_dir / CHROMA_LOCK_FILE).resolve()
+    with _CHROMA_LOCKS_GUARD:
+        if path not in _CHROMA_LOCKS:
+            _CHROMA_LOCKS[path] = _ChromaLock(path)
+        return _CHROMA_LOCKS[path]
+
+
+def _chroma_error(exc: Exception) -> bool:
+    """Chroma's own failure to read its files (as when another process writes meanwhile), not a bad request."""
+    import chromadb.errors
+
+    return isinstance(exc, chromadb.errors.InternalError)
 
 
 def drop_collection(chroma_url: str, name: str, headers: dict[str, str] | None = None) -> None:

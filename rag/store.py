@@ -1,6 +1,6 @@
 """The knowledge base: a Chroma collection of chunk vectors, a SQLite registry of documents, and a
 keyword index (rag/keyword_index.py: SQLite FTS5, BM25) in the same database as the registry. The store owns
-the registry and every transaction and lock; the keyword index writes its rows inside them.
+the registry, its transactions and the write lock; the keyword index writes its rows inside them.
 
 A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
 or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
@@ -12,15 +12,10 @@ directory (`write.lock`, the filelock package); readers never take it. Each row 
 records its writer (host, pid, and a token of the open store), so recovery removes only what a writer that is
 gone left behind, and a writer whose row was removed meanwhile fails instead of storing chunks of nothing.
 
-Chroma embedded (PersistentClient) is not made for several processes (chroma-core/chroma#3769): each client
-keeps its own copy of the vector index in memory, applies to it the writes it has not seen, and saves it to the
-folder now and then, on a read too. A copy that missed another client's writes fails to read ("Error finding
-id"), and once saved it loses those vectors for everyone; a client that loads the files while another saves
-them can crash. So embedded Chroma is used by one client at a time (`chroma.lock`, across processes and
-threads; each call takes milliseconds, an add a second or so), every write first bumps a counter in the
-registry (`vectors_version`), and a store whose client has not seen the latest one opens a fresh client before
-it reads or writes. A read that fails all the same is retried on a fresh client a few times. With a Chroma
-server none of this is needed.
+The vectors are reached only through rag/chroma_client.py's VectorCollection, which owns Chroma: where it is
+(embedded or a server), which registry owns the collection, and how several processes share an embedded one
+(one client at a time, a fresh client after another's write, failed reads retried). Its counter of writes
+(`vectors_version`) is kept here, in the registry's `meta` table, where every process sees it.
 """
 
 from __future__ import annotations
@@ -30,20 +25,19 @@ import os
 import socket
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from rag import keyword_index
-from rag.chroma_client import open_collection
+from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection
 from rag.errors import StoreError
 from rag.keyword_index import NO_PAGE, KeywordIndex, KeywordQuery
 from rag.schema import Chunk, RetrievedChunk
@@ -59,15 +53,7 @@ LOCK_FILE = "write.lock"
 # The tokens of the stores open in this process. Each open store is a writer of its own (a pid can be reused,
 # after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
 _LIVE_TOKENS: set[str] = set()
-CHROMA_MAX_BATCH = 5000  # Chroma rejects adds above ~5,461 records
 VECTORS_VERSION_KEY = "vectors_version"  # in `meta`: bumped before every write to Chroma, by any client
-CHROMA_LOCK_FILE = "chroma.lock"
-CHROMA_LOCK_TIMEOUT = 120.0  # the longest call is an add of CHROMA_MAX_BATCH vectors
-# A read of embedded Chroma that fails all the same is retried on a reopened client this many times, waiting
-# READ_RETRY_WAIT, then twice as long, ... (about 3 s in all).
-READ_RETRIES = 6
-READ_RETRY_WAIT = 0.05
-T = TypeVar("T")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -128,7 +114,6 @@ class Store:
         """Chroma embedded in `data_dir`, or the Chroma server at `chroma_url`: see rag/chroma_client.py."""
         self.data_dir = data_dir
         self.chroma_url = chroma_url
-        self._collection_name = collection
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._db = connect(data_dir / "registry.sqlite3")
@@ -136,12 +121,15 @@ class Store:
             # The id the collection records as its owner (a second data directory on the same collection is refused).
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
             self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
-            if chroma_url:
-                self._collection = open_collection(data_dir, self._registry_id, collection, chroma_url, chroma_headers)
-            else:
-                with self._chroma_turn():
-                    self._vectors_seen = self._vectors_version()
-                    self._open_fresh_collection()
+            self._vectors = VectorCollection(
+                data_dir,
+                self._registry_id,
+                collection,
+                chroma_url,
+                chroma_headers,
+                version=self._vectors_version,
+                bump_version=self._bump_vectors_version,
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
@@ -206,7 +194,7 @@ class Store:
         counts: dict[str, int] = {}
         offset = 0
         while True:
-            page = self._read(partial(_page, offset=offset))
+            page = self._vectors.read(partial(_page, offset=offset))
             for meta in page["metadatas"] or []:
                 doc_id = str((meta or {}).get("doc_id", ""))
                 counts[doc_id] = counts.get(doc_id, 0) + 1
@@ -291,7 +279,7 @@ class Store:
             for doc_id in by_doc:  # under the lock nobody else can take the row away between this and the add
                 self._check_own(doc_id, "store its chunks")
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
-                self._write(
+                self._vectors.write(
                     _adding(chunks[start : start + CHROMA_MAX_BATCH], embeddings[start : start + CHROMA_MAX_BATCH])
                 )
             with self._transaction():
@@ -418,7 +406,7 @@ class Store:
             extra = int(row[0])
         n_results = k + extra
         while True:
-            result = self._read(partial(_nearest, embedding=embedding, n_results=n_results, where=where))
+            result = self._vectors.read(partial(_nearest, embedding=embedding, n_results=n_results, where=where))
             ids = result["ids"][0]
             dists = (result["distances"] or [[]])[0]
             pairs = [(cid, round(1.0 - float(dist), 4)) for cid, dist in zip(ids, dists, strict=True)]
@@ -434,7 +422,9 @@ class Store:
         no longer ready, are left out)."""
         if not chunk_ids:
             return {}
-        result = self._read(lambda c: c.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"]))
+        result = self._vectors.read(
+            lambda c: c.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
+        )
         docs = result["documents"] or []
         metas = result["metadatas"] or []
         vectors = result["embeddings"]
@@ -495,7 +485,7 @@ class Store:
         return self._keywords.row_count()
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        result = self._read(lambda c: c.get(where={"doc_id": doc_id}, include=["documents", "metadatas"]))
+        result = self._vectors.read(lambda c: c.get(where={"doc_id": doc_id}, include=["documents", "metadatas"]))
         chunks = [
             _chunk(cid, text, meta)
             for cid, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
@@ -504,14 +494,14 @@ class Store:
 
     def vector_count(self) -> int:
         """Vectors in Chroma, including any not yet committed (for tests and diagnostics)."""
-        return int(self._read(lambda c: c.count()))
+        return int(self._vectors.read(lambda c: c.count()))
 
     # -- internals ------------------------------------------------------------------------------------
 
     def _purge(self, doc_id: str) -> None:
         # Vectors and keyword rows first, the registry row last: if a crash interrupts, the row is still
         # there (not ready) and the next open finishes the job.
-        self._write(lambda c: c.delete(where={"doc_id": doc_id}))
+        self._vectors.write(lambda c: c.delete(where={"doc_id": doc_id}))
         with self._transaction():
             self._keywords.delete(doc_id)
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
@@ -525,75 +515,7 @@ class Store:
         with self.writing(), self._lock, self._transaction():
             self._keywords.rebuild(self.chunks_of(record.doc_id) for record in self.documents())
 
-    # -- Chroma embedded, shared by processes ----------------------------------------------------------
-
-    def _read(self, operation: Callable[[Any], T]) -> T:
-        """A read of the collection: on a client that has seen every write so far, in turn with every other use
-        of the folder; retried on a fresh client should Chroma fail all the same (embedded Chroma only)."""
-        for attempt in range(READ_RETRIES + 1):
-            with self._chroma_turn():
-                collection = self._current_collection()
-                try:
-                    return operation(collection)
-                except Exception as exc:
-                    if self.chroma_url or not _chroma_error(exc):
-                        raise
-                    if attempt == READ_RETRIES:
-                        raise StoreError(
-                            f"Chroma in {self.data_dir / 'chroma'} could not be read ({exc}), {READ_RETRIES} times "
-                            "on a freshly opened client: try again in a moment; if it persists, run "
-                            "`python -m rag check`."
-                        ) from exc
-                    wait = READ_RETRY_WAIT * 2**attempt
-                    logger.warning(
-                        "Chroma read failed (%s): reopening it and retrying in %.2f s (%d/%d)",
-                        exc,
-                        wait,
-                        attempt + 1,
-                        READ_RETRIES,
-                    )
-                    self._vectors_seen = self._vectors_version()
-                    self._open_fresh_collection()
-            time.sleep(wait)
-        raise AssertionError("unreachable")
-
-    def _write(self, operation: Callable[[Any], object]) -> None:
-        """A write to the collection (the caller holds the write lock), on a client that has seen every earlier
-        write, announced to the other clients first."""
-        with self._chroma_turn():
-            collection = self._current_collection()
-            if not self.chroma_url:
-                # Before the write: should it fail half-way, the others reopen all the same.
-                self._vectors_seen = self._bump_vectors_version()
-            operation(collection)
-
-    def _chroma_turn(self) -> AbstractContextManager[object]:
-        """Embedded Chroma is used by one client at a time, across threads and processes: every call may save
-        the index files (a read too: it first applies the writes it has not seen), and a client must never
-        load them half-saved. Calls take milliseconds, an add of a batch a second or so."""
-        if self.chroma_url:
-            return nullcontext()
-        return _chroma_lock(self.data_dir).held()
-
-    def _current_collection(self) -> Any:
-        """This store's collection (in its turn), reopened first if another client wrote since it was opened:
-        its copy of the index would lack those vectors, and saving it would lose them for everyone."""
-        if self.chroma_url:
-            return self._collection
-        version = self._vectors_version()
-        if version != self._vectors_seen:
-            logger.info("The vectors in %s were changed by another client: reopening Chroma", self.data_dir)
-            self._open_fresh_collection()
-            self._vectors_seen = version
-        return self._collection
-
-    def _open_fresh_collection(self) -> None:
-        """A client of its own (in its turn): Chroma shares one per folder within a process, whose copy of the
-        index would be another store's, up to date or not; forgetting it makes the next one load the folder."""
-        from chromadb.api.shared_system_client import SharedSystemClient
-
-        SharedSystemClient._identifier_to_system.pop(str(self.data_dir / "chroma"), None)
-        self._collection = open_collection(self.data_dir, self._registry_id, self._collection_name)
+    # -- the counter of writes to Chroma (see VectorCollection) ---------------------------------------
 
     def _vectors_version(self) -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (VECTORS_VERSION_KEY,)).fetchone()
@@ -646,6 +568,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# What the store asks of its collection, through VectorCollection.read and .write (functions, not lambdas, where
+# a loop makes them: its values are bound when the operation is made).
+
+
 def _page(collection: Any, offset: int) -> Any:
     return collection.get(include=["metadatas"], limit=CHROMA_MAX_BATCH, offset=offset)
 
@@ -659,43 +585,6 @@ def _nearest(collection: Any, embedding: np.ndarray, n_results: int, where: dict
     )
 
 
-class _ChromaLock:
-    """One client at a time on an embedded Chroma folder: a lock file across processes, a lock across threads."""
-
-    def __init__(self, path: Path) -> None:
-        self._threads = threading.RLock()
-        # Shared by the threads (they take turns on `_threads` first); polled often: turns are short.
-        self._file = FileLock(path, timeout=CHROMA_LOCK_TIMEOUT, thread_local=False, poll_interval=0.005)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._threads:
-            try:
-                self._file.acquire()
-            except Timeout as exc:
-                raise StoreError(
-                    f"Chroma in {self._file.lock_file} has been busy for over {CHROMA_LOCK_TIMEOUT:.0f} s (another "
-                    "process holds it): try again when it is done."
-                ) from exc
-            try:
-                yield
-            finally:
-                self._file.release()
-
-
-_CHROMA_LOCKS: dict[Path, _ChromaLock] = {}
-_CHROMA_LOCKS_GUARD = threading.Lock()
-
-
-def _chroma_lock(data_dir: Path) -> _ChromaLock:
-    """The lock of this data directory's Chroma folder, one per process."""
-    path = (data_dir / CHROMA_LOCK_FILE).resolve()
-    with _CHROMA_LOCKS_GUARD:
-        if path not in _CHROMA_LOCKS:
-            _CHROMA_LOCKS[path] = _ChromaLock(path)
-        return _CHROMA_LOCKS[path]
-
-
 def _adding(chunks: Sequence[Chunk], embeddings: np.ndarray) -> Callable[[Any], object]:
     return lambda collection: collection.add(
         ids=[c.id for c in chunks],
@@ -703,13 +592,6 @@ def _adding(chunks: Sequence[Chunk], embeddings: np.ndarray) -> Callable[[Any], 
         documents=[c.text for c in chunks],
         metadatas=[_metadata(c) for c in chunks],
     )
-
-
-def _chroma_error(exc: Exception) -> bool:
-    """Chroma's own failure to read its files (as when another process writes meanwhile), not a bad request."""
-    import chromadb.errors
-
-    return isinstance(exc, chromadb.errors.InternalError)
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:

@@ -52,7 +52,7 @@ def local_kb(tmp_path: Path, embedder: Embedder) -> Store:
 def orphan_vectors(store: Store, doc_id: str, n: int) -> None:
     """Vectors under an id the registry does not know (as a crash between Chroma and SQLite once left)."""
     chunks = chunks_for(doc_id, [f"stray {i}" for i in range(n)], "gone.txt")
-    store._collection.add(
+    store._vectors.collection.add(
         ids=[c.id for c in chunks],
         embeddings=np.ones((n, 384), dtype=np.float32),
         documents=[c.text for c in chunks],
@@ -86,7 +86,7 @@ def test_orphan_keyword_rows_are_found_and_repaired(kb: Store) -> None:
 
 
 def test_a_ready_document_missing_chunks_is_found_and_removed_to_be_ingested_again(kb: Store) -> None:
-    kb._collection.delete(ids=["aaaa:00001"])
+    kb._vectors.collection.delete(ids=["aaaa:00001"])
     report = check(kb)
     assert [(p.kind, p.name) for p in report.problems] == [("broken document", "cats.txt")]
     assert "the registry says 2 chunks, Chroma holds 1 vector, the keyword index 2 rows" in report.problems[0].detail
@@ -252,7 +252,7 @@ def test_many_writers_and_searchers_at_once_leave_a_consistent_knowledge_base(
                 counts["errors"] += bool(failed)
                 errors.extend(f"app {op}: {message}" for message in failed)
 
-    caplog.set_level(logging.WARNING, logger="rag.store")
+    caplog.set_level(logging.WARNING, logger="rag.chroma_client")
     threads = [threading.Thread(target=cli_worker, args=(STRESS_SEED + i,)) for i in range(STRESS_WORKERS)]
     threads += [threading.Thread(target=app_session, args=(STRESS_SEED + 100 + i,)) for i in range(STRESS_APP_SESSIONS)]
     started = time.monotonic()

@@ -3,7 +3,6 @@ embedded in the data directory, and against a real Chroma server (`chroma run`) 
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -360,7 +359,7 @@ def test_search_never_returns_chunks_of_a_document_that_is_not_ready(
     add(store, embedder, "good", "good.txt", ["Bees make honey from nectar."])
     add(store, embedder, "half", "half.txt", ["Honey bees and nectar, half indexed."], commit=False)
     stray = chunks_for("stray", ["Honey and nectar of no document."], "stray.txt")
-    store._collection.add(  # a vector no registry row owns (as the unlocked versions left behind)
+    store._vectors.collection.add(  # a vector no registry row owns (as the unlocked versions left behind)
         ids=[stray[0].id],
         embeddings=embedder.embed_documents([stray[0].text]),
         documents=[stray[0].text],
@@ -417,25 +416,6 @@ def test_vectors_another_process_saved_are_found_by_a_store_opened_before(tmp_pa
     reopened = Store(tmp_path / "kb")
     assert len(reopened.nearest(query, 5, doc_ids=["theirs"])) == 5
     assert reopened.vector_count() == 1102
-
-
-def test_a_chroma_read_that_fails_is_retried_on_a_fresh_client(
-    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import chromadb.errors
-
-    store = Store(tmp_path / "kb")
-    add(store, embedder, "aaaa", "cats.txt", ["Cats purr when content."])
-    stale = store._collection
-
-    def failing_query(**kwargs: object) -> None:
-        raise chromadb.errors.InternalError("Error executing plan: Internal error: Error finding id")
-
-    monkeypatch.setattr(stale, "query", failing_query)
-    caplog.set_level(logging.WARNING, logger="rag.store")
-    [(chunk_id, _)] = store.nearest(embedder.embed_query("purring cats"), 1, doc_ids=["aaaa"])
-    assert chunk_id == "aaaa:00000" and store._collection is not stale
-    assert any("Chroma read failed" in r.getMessage() and "retrying" in r.getMessage() for r in caplog.records)
 
 
 def test_the_same_content_ingested_twice_at_once_ends_as_one_document_and_one_duplicate(
