@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from rag.loaders.common import tidy
-from rag.loaders.text import _legacy_candidates, looks_binary, not_text
+from rag.loaders.text import legacy_candidates, looks_binary, not_text
 from rag.schema import LoadedDocument, Section
 
 _DROP = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"])
@@ -86,7 +86,7 @@ def _decode(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    for encoding in _legacy_candidates(data):
+    for encoding in legacy_candidates(data):
         try:
             return data.decode(encoding)
         except (UnicodeDecodeError, LookupError):

@@ -71,7 +71,7 @@ def decode(data: bytes, name: str) -> tuple[str, list[str]]:
         return data.decode("utf-8"), []
     except UnicodeDecodeError:
         pass
-    for encoding in _legacy_candidates(data):
+    for encoding in legacy_candidates(data):
         try:
             text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
@@ -82,7 +82,7 @@ def decode(data: bytes, name: str) -> tuple[str, list[str]]:
     raise not_text(name)  # unreachable in practice: latin-1 decodes any bytes
 
 
-def _legacy_candidates(data: bytes) -> list[str]:
+def legacy_candidates(data: bytes) -> list[str]:
     """Encodings to try, best first, for bytes that are not UTF-8.
 
     charset_normalizer alone misreads short Western text (b"caf\\xe9" comes back as Urdu cp1006),
