@@ -6,12 +6,10 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
-from rag.backends.embedded import SMOLLM2_NAME
-from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed
-from rag.config import EDITABLE, FIELDS, Settings, Widget, auth_headers, save_settings, settings_file
+from rag.config import EDITABLE, FIELDS, Settings, Widget, save_settings, settings_file
+from rag.engine import BUILT_IN_MODEL, OllamaStatus, PullProgress, model_installed, pull_model
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural, safe_markdown
-from rag.prompts import DEFAULT_SYSTEM_PROMPT
 from ui_common import escape_markdown, get_engine, load_settings, ollama_status, show_error, sidebar
 
 FLASH = "settings_page_flash"
@@ -62,7 +60,7 @@ def from_form(settings: Settings, values: dict[str, Any]) -> Settings:
     if new.gguf_path is not None and not new.gguf_path.is_file():
         raise SettingsError(
             f"GGUF file {new.gguf_path} not found: give the full path to a .gguf file (e.g. "
-            f"llama-2-7b-chat.Q4_K_M.gguf), or leave it empty for the built-in {SMOLLM2_NAME}."
+            f"llama-2-7b-chat.Q4_K_M.gguf), or leave it empty for the built-in {BUILT_IN_MODEL}."
         )
     return new
 
@@ -98,20 +96,21 @@ def model_field(current: str, status: OllamaStatus) -> str:
 def reset_system_prompt() -> None:
     """A button callback: runs before the page, so the text area is drawn with the default."""
     try:
-        save_settings(load_settings().with_overrides(system_prompt=DEFAULT_SYSTEM_PROMPT))
+        save_settings(load_settings().with_overrides(system_prompt=FIELDS["system_prompt"].default))
     except (RagError, OSError) as exc:
         st.session_state[f"{FLASH}_reset_error"] = safe_markdown(str(exc))
     else:
         st.session_state[f"{FLASH}_reset"] = "System prompt reset to the default: applies to the next question"
 
 
-def pull_model(host: str, name: str, token: str = "") -> None:
+def pull(settings: Settings, name: str) -> None:
     """`ollama pull` with a progress bar; on success the model list is re-read."""
+    host = settings.ollama_host
     bar = st.progress(0.0, text=f"Asking Ollama at {escape_markdown(host)} for {escape_markdown(name)}…")
     shown = 0.0
     last = PullProgress("")
     try:
-        for update in OllamaBackend(host, name, headers=auth_headers(token)).pull():
+        for update in pull_model(settings, name):
             last = update
             if update.fraction is not None:
                 shown = min(1.0, update.fraction)
@@ -188,9 +187,9 @@ with st.form("settings"):
         edits["model"] = model_field(settings.model, status)
     edit("openai_base_url")
     edit("openai_api_key")
-    edit("gguf_path", placeholder=f"empty: the built-in {SMOLLM2_NAME}")
+    edit("gguf_path", placeholder=f"empty: the built-in {BUILT_IN_MODEL}")
     st.caption(
-        f"Empty: the built-in {SMOLLM2_NAME}, a tiny model that follows the format but not the facts. "
+        f"Empty: the built-in {BUILT_IN_MODEL}, a tiny model that follows the format but not the facts. "
         "For real answers point it at a chat model such as llama-2-7b-chat.Q4_K_M.gguf."
     )
 
@@ -255,7 +254,7 @@ show_flash("save")
 st.button(
     "Reset system prompt to default",
     on_click=reset_system_prompt,
-    disabled=settings.system_prompt == DEFAULT_SYSTEM_PROMPT,
+    disabled=settings.system_prompt == FIELDS["system_prompt"].default,
     help="Saves at once; other changes in the form stay as typed until you save them.",
 )
 show_flash("reset")
@@ -271,7 +270,7 @@ left, right = st.columns([4, 1], vertical_alignment="bottom")
 pull_name = left.text_input("Model to pull", placeholder="e.g. llama2 or llama2:13b").strip()
 if right.button("Pull", width="stretch"):
     if pull_name:
-        pull_model(settings.ollama_host, pull_name, settings.ollama_token)
+        pull(settings, pull_name)
     else:
         st.warning("Type the name of a model to pull, e.g. llama2.")
 show_flash("pull")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from rag.backends.base import GenerationOptions, LLMBackend, complete_with
 from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
-from rag.backends.ollama import OllamaBackend, OllamaStatus, model_installed, probe_ollama
+from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed, probe_ollama
 from rag.backends.openai import OpenAIBackend
 from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, plan_turn, retrieve
 from rag.config import Settings, auth_headers
@@ -29,16 +29,23 @@ from rag.store import DocumentRecord, Store
 from rag.summary import summarize
 
 __all__ = [
+    "BUILT_IN_MODEL",
     "ChosenBackend",
     "Chunk",
     "DocumentRecord",
     "Engine",
     "IngestProgress",
     "IngestResult",
+    "OllamaStatus",
+    "PullProgress",
     "Reader",
     "RetrievedChunk",
     "choose_backend",
+    "model_installed",
+    "pull_model",
 ]
+
+BUILT_IN_MODEL = SMOLLM2_NAME  # what answers when no other model is set up
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +117,11 @@ def openai_backend(settings: Settings) -> OpenAIBackend:
         api_key=settings.openai_api_key or None,
         timeout=settings.request_timeout,
     )
+
+
+def pull_model(settings: Settings, name: str) -> Iterator[PullProgress]:
+    """`ollama pull NAME` on the Ollama of the settings, as progress updates (the Settings page's button)."""
+    return OllamaBackend(settings.ollama_host, name, headers=auth_headers(settings.ollama_token)).pull()
 
 
 def open_store(settings: Settings) -> Store:
