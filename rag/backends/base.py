@@ -7,6 +7,7 @@ The backends, one module each: `rag.backends.ollama`, `rag.backends.embedded` (l
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from rag.errors import BackendError, StreamInterrupted
+from rag.prompts import render_llama2, strip_bos
 from rag.schema import Message, Usage
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,21 @@ def retrying(
 
 
 # -- token estimate, for servers that cannot tokenize (Ollama, OpenAI-compatible) ------------------
+
+
+def render_for_server(messages: Sequence[Message], llama2: bool) -> str:
+    """What a model server reads: the exact Llama 2 prompt when it is sent raw (`llama2`, without the BOS the
+    runtime adds), else the chat request's messages, shown as JSON."""
+    if llama2:
+        return strip_bos(render_llama2(messages))
+    return json.dumps([{"role": m.role, "content": m.content} for m in messages], ensure_ascii=False, indent=1)
+
+
+def estimate_prompt_tokens(messages: Sequence[Message], llama2: bool) -> int:
+    """A conservative token count for a server without a tokenizer endpoint (the chat template's own
+    tokens are allowed for as a few characters per message)."""
+    text = render_llama2(messages) if llama2 else "".join(m.content + "\n\n\n\n" for m in messages)
+    return estimate_tokens(text)
 
 
 def estimate_tokens(text: str) -> int:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -13,13 +12,14 @@ from typing import Any
 from rag.backends.base import (
     GenerationOptions,
     TokenStream,
-    estimate_tokens,
+    estimate_prompt_tokens,
     learn_token_ratio,
+    render_for_server,
     retrying,
     token_correction,
 )
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.prompts import is_llama2_chat, render_llama2, strip_bos
+from rag.prompts import is_llama2_chat
 from rag.schema import Message, Usage
 
 
@@ -83,18 +83,12 @@ class OllamaBackend:
         return self._context_window
 
     def render(self, messages: Sequence[Message]) -> str:
-        if self.raw_llama2:
-            return strip_bos(render_llama2(messages))
-        return json.dumps([{"role": m.role, "content": m.content} for m in messages], ensure_ascii=False, indent=1)
+        return render_for_server(messages, self.raw_llama2)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Ollama cannot tokenize without generating: a conservative estimate (~3 bytes a token), scaled by
         what the server reported for earlier prompts of this model (`prompt_eval_count`)."""
-        return math.ceil(self._estimate(messages) * token_correction(self.host, self.model))
-
-    def _estimate(self, messages: Sequence[Message]) -> int:
-        text = render_llama2(messages) if self.raw_llama2 else "".join(m.content + "\n\n\n\n" for m in messages)
-        return estimate_tokens(text)
+        return math.ceil(estimate_prompt_tokens(messages, self.raw_llama2) * token_correction(self.host, self.model))
 
     def installed_models(self) -> list[str]:
         import httpx
@@ -160,7 +154,8 @@ class OllamaBackend:
 
         def finish() -> Usage:
             if final.get("prompt_eval_count"):
-                learn_token_ratio(self.host, self.model, final["prompt_eval_count"] / self._estimate(messages))
+                estimated = estimate_prompt_tokens(messages, self.raw_llama2)
+                learn_token_ratio(self.host, self.model, final["prompt_eval_count"] / estimated)
             return Usage(
                 prompt_tokens=final.get("prompt_eval_count"),
                 completion_tokens=final.get("eval_count"),

@@ -23,13 +23,14 @@ import httpx
 from rag.backends.base import (
     GenerationOptions,
     TokenStream,
-    estimate_tokens,
+    estimate_prompt_tokens,
     learn_token_ratio,
+    render_for_server,
     retrying,
     token_correction,
 )
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
-from rag.prompts import is_llama2_chat, render_llama2, strip_bos
+from rag.prompts import is_llama2_chat
 from rag.schema import Message, Usage
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # llama_cpp.server's and vLLM's default port
@@ -74,18 +75,13 @@ class OpenAIBackend:
         return self._context_window
 
     def render(self, messages: Sequence[Message]) -> str:
-        if self.completions:
-            return strip_bos(render_llama2(messages))
-        return json.dumps([{"role": m.role, "content": m.content} for m in messages], ensure_ascii=False, indent=1)
+        return render_for_server(messages, self.completions)
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """A conservative estimate (the API has no tokenizer endpoint), corrected by the `prompt_tokens`
         the server reported for earlier prompts of this model, as for Ollama."""
-        return math.ceil(self._estimate(messages) * token_correction(self.base_url, self.model))
-
-    def _estimate(self, messages: Sequence[Message]) -> int:
-        text = render_llama2(messages) if self.completions else "".join(m.content + "\n\n\n\n" for m in messages)
-        return estimate_tokens(text)
+        estimated = estimate_prompt_tokens(messages, self.completions)
+        return math.ceil(estimated * token_correction(self.base_url, self.model))
 
     def request(
         self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
@@ -117,7 +113,8 @@ class OpenAIBackend:
             usage = final.get("usage") or {}
             prompt_tokens = usage.get("prompt_tokens")
             if prompt_tokens:
-                learn_token_ratio(self.base_url, self.model, prompt_tokens / self._estimate(messages))
+                estimated = estimate_prompt_tokens(messages, self.completions)
+                learn_token_ratio(self.base_url, self.model, prompt_tokens / estimated)
             ended = time.perf_counter()
             first = first_at[0] if first_at else None
             # A server that reports no usage in streams (llama-cpp-python's) still sends one event per

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 from rag.loaders.common import tidy
-from rag.loaders.text import legacy_candidates, looks_binary, not_text
+from rag.loaders.text import bom_encoding, legacy_candidates, looks_binary, not_text
 from rag.schema import LoadedDocument, Section
 
 _DROP = frozenset(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"])
@@ -49,14 +49,6 @@ def load_html(data: bytes, name: str) -> LoadedDocument:
 
 # --- encoding ---------------------------------------------------------------------------------
 
-_BOMS: list[tuple[bytes, str]] = [
-    # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-]
 _XML_DECLARATION = re.compile(rb"\s*<\?xml[^>]*?\bencoding\s*=\s*[\"']([^\"'>]+)", re.I)
 _META = re.compile(rb"<\s*meta\b[^>]*", re.I)  # each <meta ...> up to its ">": one linear scan
 _CHARSET = re.compile(rb"charset\s*=\s*[\"']?([^\s\"'/;>]+)", re.I)  # charset= or content="...; charset="
@@ -74,9 +66,8 @@ _LABEL_MEANS = {
 def _decode(data: bytes) -> str:
     """The page as text: by its byte-order mark, else the encoding its XML declaration or <meta charset> (or
     http-equiv Content-Type) names, else UTF-8, else the best legacy guess (as for plain text files)."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            return data.decode(encoding, errors="replace")
+    if (encoding := bom_encoding(data)) is not None:
+        return data.decode(encoding, errors="replace")
     for encoding in _declared_encodings(data):
         try:
             return data.decode(encoding, errors="replace")  # as a browser shows it: bad bytes as '\ufffd'

@@ -30,8 +30,13 @@ def not_text(name: str) -> LoaderError:
     )
 
 
+def bom_encoding(data: bytes) -> str | None:
+    """The Unicode encoding the data's byte-order mark names, or None when it has none."""
+    return next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
+
+
 def looks_binary(data: bytes) -> bool:
-    if any(data.startswith(bom) for bom, _ in _BOMS):  # UTF-16/32 text is full of NUL bytes
+    if bom_encoding(data) is not None:  # UTF-16/32 text is full of NUL bytes
         return False
     if b"\x00" in data:
         return True
@@ -57,14 +62,13 @@ def _encoding_label(encoding: str) -> str:
 
 def decode(data: bytes, name: str) -> tuple[str, list[str]]:
     """UTF-8 (or a BOM-marked Unicode encoding) first; else the best legacy guess, with a warning."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), []
-            except UnicodeDecodeError:
-                text = data.decode(encoding, errors="replace")
-                label = _encoding_label(encoding)
-                return text, [f"is marked as {label} but has invalid bytes; they were replaced with '\ufffd'"]
+    if (encoding := bom_encoding(data)) is not None:
+        try:
+            return data.decode(encoding), []
+        except UnicodeDecodeError:
+            text = data.decode(encoding, errors="replace")
+            label = _encoding_label(encoding)
+            return text, [f"is marked as {label} but has invalid bytes; they were replaced with '\ufffd'"]
     if looks_binary(data):
         raise not_text(name)
     try:
