@@ -70,7 +70,9 @@ class ChatService:
         if documents is not None and list(documents) != conversation.doc_filter:
             self.conversations.set_doc_filter(conversation_id, documents)
             conversation = self.conversations.get(conversation_id)
-        kept, _gone = resolve_doc_filter(conversation.doc_filter, self.engine.documents())
+        kept: list[SelectedDocument] = []
+        if conversation.doc_filter:  # the document list is read only when there is a choice to check
+            kept, _gone = resolve_doc_filter(conversation.doc_filter, self.engine.documents())
         return Turn(self.engine, self.conversations, conversation, question, kept, stopped)
 
 
