@@ -257,6 +257,23 @@ class KeywordIndex:
         """(chunk id, BM25 score) of the k best rows of ready documents matching any word, best first."""
         return self.query(words).ranking(k, doc_ids)
 
+    def document_frequency(self, phrases: Sequence[str]) -> dict[str, int]:
+        """phrase → how many ready documents hold it, word for word (as FTS5 stems them), in their passages
+        or headers. A phrase is words of letters and digits ("american express", "2022")."""
+        frequency = {}
+        for phrase in phrases:
+            words = WORD.findall(phrase.lower())
+            if not words:
+                frequency[phrase] = 0
+                continue
+            (count,) = self._db.execute(
+                f"SELECT COUNT(DISTINCT t.doc_id) FROM {TABLE} AS t JOIN documents AS d ON d.doc_id = t.doc_id"
+                f" WHERE {TABLE} MATCH ? AND d.status = 'ready'",
+                ('"' + " ".join(words) + '"',),
+            ).fetchone()
+            frequency[phrase] = int(count)
+        return frequency
+
     def coverage(self, query: KeywordQuery, texts: Sequence[str]) -> list[float]:
         """For each text, the share of the query's weight that it contains, each term weighing its inverse
         document frequency in this knowledge base: a rare name the text shares counts far more than an

@@ -15,9 +15,10 @@ from typing import Literal
 import numpy as np
 
 from rag.embeddings import Embedder
+from rag.glossary import Expansion, expand, is_statement
 from rag.keyword_index import STOPWORDS, KeywordQuery, query_terms
 from rag.routing import DocumentCard, DocumentRouter
-from rag.schema import RetrievedChunk
+from rag.schema import Chunk, RetrievedChunk
 from rag.store import Store
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
@@ -32,6 +33,9 @@ CANDIDATES = 50  # each ranking's depth before fusion
 # (1.0 for the best-named one), on top of its fused score in [0, 1]: enough for it to win over the same
 # words in a sibling document, not enough to bury a much better passage elsewhere.
 DOC_WEIGHT = 0.3
+# A question naming a financial metric (rag/glossary.py) prefers, among the CANDIDATES best passages, those of
+# the statements that print its inputs by this much: a statement's table rarely reads like the question.
+STATEMENT_WEIGHT = 0.5
 # A question of several sentences is also searched sentence by sentence (up to this many, of at least
 # this many words each), each passage keeping its best similarity.
 MAX_QUERY_SENTENCES = 4
@@ -78,6 +82,7 @@ class Retriever:
         mode: SearchMode = "hybrid",
         fusion: Fusion = "convex",
         doc_weight: float = DOC_WEIGHT,
+        statement_weight: float = STATEMENT_WEIGHT,
     ) -> None:
         if mode not in SEARCH_MODES:
             raise ValueError(f"Unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}.")
@@ -88,6 +93,7 @@ class Retriever:
         self.mode = mode
         self.fusion = fusion
         self.doc_weight = doc_weight
+        self.statement_weight = statement_weight
         self._router: tuple[str, DocumentRouter] | None = None
         # The last question's keyword query, for its evidence check (`has_evidence` right after `search`).
         self._last_keywords: tuple[str, KeywordQuery] | None = None
@@ -100,13 +106,16 @@ class Retriever:
         """
         if not query.strip() or self.store.chunk_count() == 0:
             return []
-        vectors = self._query_vectors(query)
+        expansion = expand(query)
+        vectors = self._query_vectors(query, expansion)
         depth = max(k, CANDIDATES)
         dense = self._dense(vectors, depth, doc_ids) if self.mode != "keyword" else []
         keyword: list[tuple[str, float]] = []
         keywords = None
         if self.mode != "dense":  # the terms stemmed and scored once, for every ranking below and the evidence
-            keywords = self.store.keyword_search(query_terms(query))
+            terms = query_terms(query)
+            terms += [term for term in query_terms(expansion.line_items) if term not in terms]
+            keywords = self.store.keyword_search(terms)
             self._last_keywords = (query, keywords)
             keyword = keywords.ranking(depth, doc_ids)
         named = self.named_documents(query) if doc_ids is None and self.doc_weight > 0 else {}
@@ -123,9 +132,14 @@ class Retriever:
         if named:
             boosted = [(cid, score + self.doc_weight * named.get(_doc_of(cid), 0.0)) for cid, score in order]
             order = sorted(boosted, key=lambda pair: -pair[1])
-        top = [cid for cid, _ in order[:k]]
-        # Texts and vectors only for the few chosen; keyword-only hits get their cosine from their vector.
-        fetched = self.store.fetch(top)
+        if expansion.statements and self.statement_weight > 0:
+            fetched = self.store.fetch([cid for cid, _ in order[:depth]])
+            order = self._prefer_statements(order[:depth], fetched, expansion)
+            top = [cid for cid, _ in order[:k]]
+        else:
+            top = [cid for cid, _ in order[:k]]
+            # Texts and vectors only for the few chosen; keyword-only hits get their cosine from their vector.
+            fetched = self.store.fetch(top)
         similarity = dict(dense)
         hits = []
         for cid in top:
@@ -136,15 +150,29 @@ class Retriever:
             hits.append(RetrievedChunk(chunk, score))
         return hits
 
-    def _query_vectors(self, query: str) -> list[np.ndarray]:
+    def _query_vectors(self, query: str, expansion: Expansion) -> list[np.ndarray]:
         """The question's embedding, then, for a question of several sentences ("What was the FY2018
         capex? Use the cash flow statement."), each sentence's: a long question's one vector blurs what
-        each sentence asks for."""
+        each sentence asks for. A question naming a financial metric is also embedded with the line items
+        that compute it."""
         sentences = [s for s in _SENTENCE_END.split(query.strip()) if len(s.split()) >= MIN_SENTENCE_WORDS]
-        if len(sentences) < 2:
+        texts = [query, *sentences[:MAX_QUERY_SENTENCES]] if len(sentences) >= 2 else [query]
+        if expansion:
+            texts.append(f"{query} {expansion.line_items}")
+        if len(texts) == 1:
             return [self.embedder.embed_query(query)]
-        whole_and_parts = self.embedder.embed_documents([query, *sentences[:MAX_QUERY_SENTENCES]])
-        return list(whole_and_parts)
+        return list(self.embedder.embed_documents(texts))
+
+    def _prefer_statements(
+        self, order: list[tuple[str, float]], fetched: dict[str, tuple[Chunk, np.ndarray]], expansion: Expansion
+    ) -> list[tuple[str, float]]:
+        """The candidates re-ordered with the passages of the statements the metric comes from raised."""
+        wanted = expansion.statements
+        raised = [
+            (cid, score + self.statement_weight * (cid in fetched and is_statement(fetched[cid][0].header, wanted)))
+            for cid, score in order
+        ]
+        return sorted(raised, key=lambda pair: -pair[1])
 
     def _dense(
         self, vectors: Sequence[np.ndarray], depth: int, doc_ids: Sequence[str] | None
@@ -161,7 +189,7 @@ class Retriever:
         generation = self.store.keyword_generation()
         if self._router is None or self._router[0] != generation:
             cards = [DocumentCard(d.doc_id, f"{d.title} {d.name}") for d in self.store.documents()]
-            self._router = (generation, DocumentRouter(cards))
+            self._router = (generation, DocumentRouter(cards, self.store.document_frequency))
         return dict(self._router[1].named(query, STOPWORDS))
 
     def has_evidence(self, query: str, hits: Sequence[RetrievedChunk]) -> bool:

@@ -6,19 +6,33 @@ often as the right one. Each document has a card (its title and file name); a qu
 matched against the cards, each word weighing how rare it is among them (BM25's idf over documents), so
 "3M" or "2018" that name one document weigh far more than "report" that every card has. Retrieval then
 draws candidates from the named documents too and adds their score to the fusion (rag/retrieval.py).
+
+People also name a company by a short form its card does not spell: "AmEx" for American Express, "JnJ"
+for Johnson & Johnson. A capitalised question word that no card holds counts as the card words it
+abbreviates when it is made of their beginnings, in order ("Am" + "Ex"; "J" + "n" for "and" + "J").
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rag.keyword_index import WORD, YEAR
 
 _QUARTER = re.compile(r"^(?:q([1-4])|([1-4])q)$|(?<=\d)q([1-4])$|^q([1-4])(?=\d)")
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
+# A short form is 3-8 letters, written with a capital ("AMEX", "JnJ", "Amex"), and covers 2+ card words.
+_SHORT_FORM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*\b")
+SHORT_FORM_LETTERS = (3, 8)
+_TOKEN = re.compile(r"[^\s'’]+")  # a word with its attached code letters: FY2022, 10-K, 2023Q4
+_CONNECTORS = ("n", "&")  # "and" inside a short form: JnJ, P&G
+# The legal form on a card ("3M Company", "Boeing Co.", "PepsiCo, Inc.") names no document: a question's
+# "a company like this" must not pick the filings of the companies whose names end in "Company".
+LEGAL_FORMS = frozenset(
+    "company companies co corp corporation inc incorporated plc ltd limited llc lp nv sa ag se".split()  # noqa: SIM905
+)
 
 
 def card_terms(text: str) -> set[str]:
@@ -35,6 +49,45 @@ def card_terms(text: str) -> set[str]:
     return terms
 
 
+def name_words(question: str) -> str:
+    """The words of a question that can name a document: its names (capitalised: "Boeing", "AMCOR",
+    "Scottish Parliament") and codes ("3M", "FY2022", "10-Q"), or all of them when it is written without
+    capitals. "What river is near the school?" names no "Private school"; "the law" no "European Union law"."""
+    tokens = _TOKEN.findall(question)
+    if not any(c.isupper() for c in question):
+        return question
+    return " ".join(t for t in tokens if t[0].isupper() or any(c.isdigit() for c in t))
+
+
+def abbreviated_words(short: str, words: Sequence[str]) -> tuple[str, ...]:
+    """The consecutive `words` that `short` abbreviates by their beginnings, in order and each at least
+    once, ("amex", [american, express, company]) → (american, express); () when it abbreviates none.
+    A connector letter ("n" in "jnj") may stand for "and" between two words."""
+    short = short.lower()
+
+    def cover(at: int, word: int) -> int:  # how many words from `word` on spell short[at:], 0 if none can
+        if word == len(words) or not words[word] or short[at] != words[word][0]:
+            return 0
+        prefix = 0
+        while prefix < len(words[word]) and at + prefix < len(short) and short[at + prefix] == words[word][prefix]:
+            prefix += 1
+            rest = at + prefix
+            if rest == len(short):
+                return 1
+            more = cover(rest, word + 1)
+            if not more and short[rest] in _CONNECTORS and rest + 1 < len(short):
+                more = cover(rest + 1, word + 1)
+            if more:
+                return 1 + more
+        return 0
+
+    for start in range(len(words)):
+        covered = cover(0, start)
+        if covered >= 2:
+            return tuple(words[start : start + covered])
+    return ()
+
+
 @dataclass(frozen=True)
 class DocumentCard:
     doc_id: str
@@ -44,8 +97,15 @@ class DocumentCard:
 class DocumentRouter:
     """Scores documents against a question by the rarity-weighted words their cards share with it."""
 
-    def __init__(self, cards: Sequence[DocumentCard]) -> None:
+    def __init__(
+        self, cards: Sequence[DocumentCard], text_frequency: Callable[[list[str]], Mapping[str, int]] | None = None
+    ) -> None:
+        """`text_frequency`: phrase → how many of the documents' texts hold it (the knowledge base's keyword
+        index), to tell a name ("Harvard", "Boeing") from a word many documents use ("French", "war")."""
+        self._text_frequency = text_frequency
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
+        self._words = [WORD.findall(card.text.lower()) for card in cards]
+        self._vocabulary = set().union(*(terms for _, terms in self._cards))
         total = len(self._cards)
         frequency: dict[str, int] = {}
         for _, terms in self._cards:
@@ -58,12 +118,56 @@ class DocumentRouter:
         shares a word with the question or there is only one document to choose from."""
         if len(self._cards) < 2:
             return {}
-        words = card_terms(question) - set(stopwords)
-        raw = {doc_id: sum(self._idf[t] for t in words & terms) for doc_id, terms in self._cards}
+        stop = set(stopwords) | LEGAL_FORMS
+        words = card_terms(name_words(question)) - stop
+        shorts = self._short_forms(question, stop)
+        raw = {}
+        for (doc_id, terms), sequence in zip(self._cards, self._words, strict=True):
+            matched = words & terms
+            for short in shorts:
+                matched.update(abbreviated_words(short, sequence))
+            raw[doc_id] = sum(self._idf[t] for t in matched)
         best = max(raw.values(), default=0.0)
-        if best <= 0:
+        if best <= 0 or not self._names_a_document(question, shorts):
             return {}
         return {doc_id: score / best for doc_id, score in raw.items() if score > 0}
+
+    def _names_a_document(self, question: str, shorts: list[str]) -> bool:
+        """Whether the question holds a name: a short form, or words of a card, side by side in the question
+        ("American Express", "Boeing", "2018"), that few documents' texts hold (at most a quarter of them).
+        "French" is on the card of "French and Indian War", but a question about "the French colony" of
+        Jacksonville does not name that article: a dozen articles say "French"."""
+        if shorts or self._text_frequency is None:
+            return True
+        phrases = self._card_phrases(question)
+        if not phrases:
+            return False
+        rare_enough = max(1, len(self._cards) // 4)
+        return any(n <= rare_enough for n in self._text_frequency(phrases).values())
+
+    def _card_phrases(self, question: str) -> list[str]:
+        """Runs of consecutive question words that name (see `name_words`) and are on some card."""
+        eligible = set(WORD.findall(name_words(question).lower())) - LEGAL_FORMS
+        phrases: list[str] = []
+        run: list[str] = []
+        for word in [*WORD.findall(question.lower()), ""]:
+            on_card = sorted(card_terms(word) & self._vocabulary) if word in eligible else []
+            if on_card:  # the word, or the year or quarter inside it ("FY2022" → 2022)
+                run.append(word if word in self._vocabulary else on_card[0])
+                continue
+            if run:
+                phrases.append(" ".join(run))
+                run = []
+        return list(dict.fromkeys(phrases))
+
+    def _short_forms(self, question: str, stopwords: set[str]) -> list[str]:
+        """The question's capitalised words that could be short forms: no card holds them as they are."""
+        low, high = SHORT_FORM_LETTERS
+        return [
+            word
+            for word in _SHORT_FORM.findall(question)
+            if low <= len(word) <= high and word.lower() not in self._vocabulary and word.lower() not in stopwords
+        ]
 
     def named(self, question: str, stopwords: Iterable[str] = (), limit: int = 3) -> list[tuple[str, float]]:
         """The documents the question names (score ≥ NAMED_SHARE of the best), best first, at most `limit`;

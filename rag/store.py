@@ -476,6 +476,11 @@ class Store:
             query = terms if isinstance(terms, KeywordQuery) else self._keywords.query(terms)
             return self._keywords.coverage(query, texts)
 
+    def document_frequency(self, words: Sequence[str]) -> dict[str, int]:
+        """word → how many ready documents' texts hold it."""
+        with self._lock:
+            return self._keywords.document_frequency(words)
+
     def keyword_generation(self) -> str:
         """Changes whenever the set of ready documents does, in any process."""
         return self._keywords.generation()

@@ -178,3 +178,18 @@ def test_one_query_ranks_many_times_and_weighs_coverage_without_catching_up_agai
     assert "bbbb:00000" not in [cid for cid, _ in store.keyword_ranking(["basalt", "volcanic"], 5)]
     assert store.keyword_coverage(query, ["basalt"]) == store.keyword_coverage(query, ["Basalt!"])
     assert query.ranking(0) == [] and query.ranking(5, []) == []
+
+
+def test_document_frequency_counts_ready_documents_holding_a_phrase_word_for_word(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "amex", ["American Express card members spent more.", "Card members stayed."])
+    add(store, "boeing", ["American airlines bought planes.", "Express delivery of parts."])
+    add(store, "half", ["American Express is accepted here."], commit=False)  # not ready: not counted
+    assert store.document_frequency(["american express", "American", "members", "planes", "nowhere", ""]) == {
+        "american express": 1,
+        "American": 2,
+        "members": 1,  # stemmed as FTS5 does: "member" would count the same
+        "planes": 1,
+        "nowhere": 0,
+        "": 0,
+    }

@@ -163,3 +163,38 @@ def test_the_document_a_question_names_wins_over_its_sibling(tmp_path: Path, emb
         assert named is not None and retriever.named_documents(question) == {named.doc_id: 1.0}
         assert retriever.search(question, k=1)[0].chunk.source == f"ACME_{year}_10K.txt"
     assert retriever.named_documents("What drove widget sales?") == {}  # both documents alike: none named
+
+
+def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """ "Gross margin" is printed nowhere: the income statement prints "Net sales" and "Cost of sales"."""
+    from rag.ingest import Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "ACME_2022_10K.md").write_text(
+        "# Management's discussion\n\n"
+        + "Our margin profile reflects pricing discipline. Management reviews the profile of every product line "
+        "each quarter and improving profiles are rewarded. "
+        * 4
+        + "\n\n# Risk factors\n\n"
+        + "An improving economy may not last; a company like ours depends on its customers and its suppliers. " * 5
+        + "\n\n"
+        "# Consolidated Statements of Operations\n\n"
+        "| (In millions) | 2022 | 2021 |\n|---|---|---|\n| Net sales | 1,250 | 1,100 |\n"
+        "| Cost of sales | 700 | 640 |\n| Gross profit | 550 | 460 |\n\n"
+        "# Consolidated Balance Sheets\n\n"
+        "| (In millions) | 2022 | 2021 |\n|---|---|---|\n"
+        "| Inventories | 300 | 280 |\n| Total assets | 4,000 | 3,800 |\n"
+    )
+    (docs / "ZENITH_2022_10K.md").write_text(
+        "# Overview\n\nZenith makes gears. Its gross margin is discussed by the board every year.\n"
+    )
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 600, 100).ingest_paths([docs])
+    question = "Does Acme have an improving gross margin profile as of FY2022?"
+    best = Retriever(store, embedder).search(question, k=1)[0].chunk
+    assert "Statements of Operations" in best.header and "Cost of sales" in best.text
+    plain = Retriever(store, embedder, statement_weight=0).search("Is Acme's margin profile improving?", k=1)[0].chunk
+    assert "Statements of Operations" not in plain.header  # no metric named: no statement preferred

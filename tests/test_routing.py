@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.keyword_index import STOPWORDS
-from rag.routing import DocumentCard, DocumentRouter, card_terms
+from rag.routing import DocumentCard, DocumentRouter, abbreviated_words, card_terms
 
 CARDS = [
     DocumentCard("a18", "10-K - 02/07/2019 - 3M Company 3M_2018_10K.pdf"),
@@ -38,3 +38,41 @@ def test_words_on_every_card_name_nothing() -> None:
 
 def test_one_document_is_never_routed() -> None:
     assert DocumentRouter(CARDS[:1]).named("3M 2018") == []
+
+
+def test_a_short_form_names_the_company_it_abbreviates() -> None:
+    assert abbreviated_words("AMEX", ["form", "10", "k", "american", "express", "company"]) == ("american", "express")
+    assert abbreviated_words("JnJ", ["form", "10", "k", "for", "johnson", "johnson"]) == ("johnson", "johnson")
+    assert abbreviated_words("IBM", ["international", "business", "machines", "corp"]) == (
+        "international",
+        "business",
+        "machines",
+    )
+    assert abbreviated_words("Tesla", ["nikola", "tesla"]) == ()  # one word is not a short form of two
+    assert abbreviated_words("AXE", ["american", "express"]) == ()
+    cards = [
+        DocumentCard("amex", "Form 10-K filed on 2023-02-10 — American Express Company AMERICANEXPRESS_2022_10K.pdf"),
+        DocumentCard("jnj", "Form 10-K for Johnson Johnson filed 02/16/2023 JOHNSON_JOHNSON_2022_10K.pdf"),
+        DocumentCard("mmm", "10-K - 02/08/2023 - 3M Company 3M_2022_10K.pdf"),
+    ]
+    router = DocumentRouter(cards)
+    assert router.named("Does AMEX have an improving operating margin profile as of 2022?", STOPWORDS)[0][0] == "amex"
+    assert [doc for doc, _ in router.named("What drove gross margin change for JnJ?", STOPWORDS)] == ["jnj"]
+
+
+def test_a_legal_form_or_a_common_word_names_no_document() -> None:
+    router = DocumentRouter(
+        [
+            DocumentCard("mmm", "10-K - 3M Company 3M_2022_10K.pdf"),
+            DocumentCard("ba", "THE BOEING COMPANY BOEING_2022_10K.pdf"),
+            DocumentCard("school", "Private_school.txt"),
+            DocumentCard("law", "European_Union_law.txt"),
+            DocumentCard("harvard", "Harvard_University.txt"),
+        ]
+    )
+    assert router.named("If operating margin is not useful for a company like this, explain why.", STOPWORDS) == []
+    assert router.named("What river is located in the vicinity of the school?", STOPWORDS) == []
+    assert router.named("What type of goals are usually done skirting the law?", STOPWORDS) == []
+    assert router.named("Which Harvard school has the most students?", STOPWORDS)[0][0] == "harvard"
+    # written without capitals, every word may name a document
+    assert router.named("what is the private school's fee?", STOPWORDS)[0][0] == "school"

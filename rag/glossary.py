@@ -1,0 +1,169 @@
+"""Financial vocabulary: what a question's metric is computed from, and which statement prints it.
+
+A question names a metric ("Does Boeing have an improving gross margin profile?", "Is 3M capital-intensive?",
+"JnJ's inventory turnover"); a filing prints its inputs under their own names ("Cost of sales",
+"Purchases of property, plant and equipment") in a statement titled its own way ("Consolidated Statements
+of Operations" for the income statement). Neither the embedding model nor BM25 can bridge that: on the
+FinanceBench development set most of the questions whose evidence was not found were of this kind
+(README, "Real documents"). So a question naming a metric is also searched with the line items that
+compute it (as a thesaurus expands a query), and the passages of the financial statements that hold those
+line items are preferred.
+
+These are the textbook definitions of the common ratios (CFA, SEC filings' own captions), not a list fitted
+to any set of questions. A question that names none of them is searched as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Statement = Literal["income", "balance", "cash flows"]
+INCOME: Statement = "income"
+BALANCE: Statement = "balance"
+CASH_FLOWS: Statement = "cash flows"
+
+
+@dataclass(frozen=True)
+class Term:
+    pattern: str  # how questions name it (a case-insensitive regular expression)
+    line_items: str  # the captions filings print its inputs under
+    statements: frozenset[Statement]  # where those captions are
+
+
+def _term(pattern: str, line_items: str, *statements: Statement) -> Term:
+    return Term(pattern, line_items, frozenset(statements))
+
+
+TERMS: tuple[Term, ...] = (
+    # profitability
+    _term(r"gross (?:profit )?margins?", "gross profit net sales revenue cost of sales cost of goods sold", INCOME),
+    _term(
+        r"operating (?:profit |income )?margins?|\bebit margins?",
+        "operating income operating profit net sales revenue",
+        INCOME,
+    ),
+    _term(r"net (?:profit |income )?margins?|\bprofit margins?", "net income net sales revenue", INCOME),
+    _term(r"\bebitda\b", "operating income depreciation and amortization", INCOME, CASH_FLOWS),
+    _term(r"\bebit\b", "operating income earnings before interest and taxes", INCOME),
+    _term(r"return on (?:total )?assets|\broa\b", "net income total assets", INCOME, BALANCE),
+    _term(
+        r"return on (?:shareholders'? |stockholders'? |common )?equity|\broe\b",
+        "net income total equity",
+        INCOME,
+        BALANCE,
+    ),
+    _term(r"effective (?:income )?tax rate", "provision for income taxes income before income taxes", INCOME),
+    _term(r"interest coverage|times interest earned", "operating income interest expense", INCOME),
+    # liquidity and leverage
+    _term(
+        r"quick ratio|acid[- ]test",
+        "cash and cash equivalents marketable securities accounts receivable total current liabilities",
+        BALANCE,
+    ),
+    _term(r"current ratio|working capital", "total current assets total current liabilities", BALANCE),
+    _term(r"\bliquidity\b", "cash and cash equivalents total current assets total current liabilities", BALANCE),
+    _term(
+        r"debt[- ]to[- ](?:equity|capital)|leverage ratio", "long-term debt short-term borrowings total equity", BALANCE
+    ),
+    # efficiency
+    _term(
+        r"inventory turnover|days (?:of |in )?inventory|sold (?:its |their )?inventory",
+        "cost of sales cost of goods sold inventories",
+        INCOME,
+        BALANCE,
+    ),
+    _term(
+        r"receivables? turnover|days sales outstanding|\bdso\b",
+        "accounts receivable net sales revenue",
+        INCOME,
+        BALANCE,
+    ),
+    _term(
+        r"payables? turnover|days payables? outstanding|\bdpo\b",
+        "accounts payable cost of sales inventories",
+        INCOME,
+        BALANCE,
+    ),
+    _term(
+        r"asset turnover",
+        "revenue net sales property plant and equipment net total assets",
+        INCOME,
+        BALANCE,
+    ),
+    _term(
+        r"capital[- ]intensive|capital intensity",
+        "capital expenditures purchases of property plant and equipment property plant and equipment net "
+        "total assets revenue",
+        BALANCE,
+        CASH_FLOWS,
+    ),
+    _term(
+        r"\bcapex\b|capital expenditures?", "capital expenditures purchases of property plant and equipment", CASH_FLOWS
+    ),
+    _term(
+        r"free cash ?flows?|\bfcf\b|cash ?flow conversion",
+        "net cash provided by operating activities purchases of property plant and equipment capital expenditures",
+        CASH_FLOWS,
+    ),
+    _term(r"\bpp&e\b|\bppn?e\b|\bpp and e\b", "property plant and equipment net", BALANCE),
+    _term(r"dividend payout", "dividends paid net income", INCOME, CASH_FLOWS),
+    # abbreviations of captions
+    _term(r"\bcogs\b", "cost of goods sold cost of sales", INCOME),
+    _term(r"\bsg&a\b|\bsga\b", "selling general and administrative expenses", INCOME),
+    _term(r"\bd&a\b", "depreciation and amortization", INCOME, CASH_FLOWS),
+    _term(r"\br&d\b", "research and development", INCOME),
+    _term(r"\beps\b", "earnings per share", INCOME),
+    _term(r"\btop ?line\b", "revenue net sales", INCOME),
+    # the statements themselves, by their other names
+    _term(
+        r"income statements?|\bp&l\b|profit (?:and|&) loss|statements? of (?:income|operations|earnings)",
+        "statement of income statement of operations statement of earnings",
+        INCOME,
+    ),
+    _term(
+        r"balance sheets?|statements? of financial position", "balance sheet statement of financial position", BALANCE
+    ),
+    _term(r"cash ?flow statements?|statements? of cash ?flows?", "statement of cash flows", CASH_FLOWS),
+)
+_COMPILED = tuple((re.compile(term.pattern, re.IGNORECASE), term) for term in TERMS)
+
+# How each statement is headed in filings ("Consolidated Statements of Operations", "Condensed Consolidated
+# Balance Sheets", "Statement of Financial Position").
+_HEADINGS: dict[Statement, re.Pattern[str]] = {
+    INCOME: re.compile(
+        r"statements? of (?:consolidated )?(?:income|operations|earnings)|income statements?|profit (?:and|&) loss",
+        re.IGNORECASE,
+    ),
+    BALANCE: re.compile(
+        r"balance sheets?|statements? of (?:consolidated )?financial (?:position|condition)", re.IGNORECASE
+    ),
+    CASH_FLOWS: re.compile(r"statements? of (?:consolidated )?cash ?flows?|cash ?flow statements?", re.IGNORECASE),
+}
+
+
+@dataclass(frozen=True)
+class Expansion:
+    line_items: str = ""  # the captions of the inputs of the metrics the question names; "" when none
+    statements: frozenset[Statement] = frozenset()  # the statements that print them
+
+    def __bool__(self) -> bool:
+        return bool(self.line_items)
+
+
+def expand(question: str) -> Expansion:
+    """The line items and statements behind the financial metrics a question names (empty when none)."""
+    items: list[str] = []
+    statements: set[Statement] = set()
+    for pattern, term in _COMPILED:
+        if pattern.search(question):
+            if term.line_items not in items:
+                items.append(term.line_items)
+            statements |= term.statements
+    return Expansion(" ".join(items), frozenset(statements))
+
+
+def is_statement(header: str, statements: frozenset[Statement]) -> bool:
+    """Whether a chunk's header (its heading) says it is one of these financial statements."""
+    return any(_HEADINGS[statement].search(header) for statement in statements)

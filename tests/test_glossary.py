@@ -1,0 +1,41 @@
+"""Financial vocabulary: a metric named in a question → the captions of its inputs and their statements."""
+
+from __future__ import annotations
+
+from rag.glossary import BALANCE, CASH_FLOWS, INCOME, expand, is_statement
+
+
+def test_a_metric_is_expanded_with_the_captions_that_compute_it() -> None:
+    gross = expand("Does Boeing have an improving gross margin profile as of FY2022?")
+    assert "cost of sales" in gross.line_items and "gross profit" in gross.line_items
+    assert gross.statements == {INCOME}
+    capital = expand("Is 3M a capital-intensive business based on FY2022 data?")
+    assert "purchases of property plant and equipment" in capital.line_items
+    assert capital.statements == {BALANCE, CASH_FLOWS}
+    assert expand("Roughly how many times has JnJ sold its inventory in FY2022?").statements == {INCOME, BALANCE}
+
+
+def test_abbreviations_and_other_names_of_the_statements_are_spelled_out() -> None:
+    assert "property plant and equipment net" in expand("Did Pfizer grow its PPNE between FY20 and FY21?").line_items
+    assert "property plant and equipment net" in expand("What is the net PP&E?").line_items
+    pnl = expand("Use the P&L statement.")
+    assert "statement of operations" in pnl.line_items and pnl.statements == {INCOME}
+    assert expand("the statement of financial position").statements == {BALANCE}
+
+
+def test_a_question_naming_no_metric_is_left_alone() -> None:
+    for question in ("Who was the War of Currents waged between?", "What mechanism can be used to make oxygen?"):
+        assert not expand(question)
+        assert expand(question).statements == frozenset()
+    assert not expand("How did the margins of the river change?")  # "margin" alone is not a metric
+
+
+def test_a_statement_is_known_by_its_heading_whatever_the_company_calls_it() -> None:
+    header = "10-K · ACME_2022_10K.pdf · {} · page 48"
+    for heading in ("Consolidated Statements of Operations", "CONSOLIDATED STATEMENTS OF EARNINGS", "Income Statement"):
+        assert is_statement(header.format(heading), frozenset({INCOME}))
+    assert is_statement(header.format("Consolidated Balance Sheets"), frozenset({BALANCE}))
+    assert is_statement(header.format("Consolidated Statement of Financial Position"), frozenset({BALANCE}))
+    assert is_statement(header.format("Consolidated Statements of Cash Flows"), frozenset({CASH_FLOWS}))
+    assert not is_statement(header.format("Consolidated Balance Sheets"), frozenset({INCOME}))
+    assert not is_statement(header.format("Liquidity and Capital Resources"), frozenset({INCOME, BALANCE, CASH_FLOWS}))
