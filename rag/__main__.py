@@ -494,9 +494,7 @@ def cmd_conversations_show(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_conversations_export(engine: Engine, args: argparse.Namespace) -> int:
     store = _conversations(engine)
     conversation = store.get(store.resolve(args.id))
-    text = (
-        conversation_json(conversation) + "\n" if args.format == "json" else conversation_markdown(conversation)
-    )
+    text = conversation_json(conversation) + "\n" if args.format == "json" else conversation_markdown(conversation)
     sys.stdout.write(text)
     return 0
 
