@@ -13,9 +13,8 @@ from pathlib import Path
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 from rag.formatting import shorten
-from rag.schema import Chunk, LoadedDocument, Section
+from rag.schema import HEADER_SEPARATOR, Chunk, LoadedDocument, Section
 
-HEADER_SEPARATOR = " · "
 MAX_TITLE_CHARS = 120
 MAX_HEADING_CHARS = 90
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)

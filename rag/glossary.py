@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from rag.schema import HEADER_SEPARATOR
+
 Statement = Literal["income", "balance", "cash flows"]
 INCOME: Statement = "income"
 BALANCE: Statement = "balance"
@@ -129,18 +131,23 @@ TERMS: tuple[Term, ...] = (
 )
 _COMPILED = tuple((re.compile(term.pattern, re.IGNORECASE), term) for term in TERMS)
 
-# How each statement is headed in filings ("Consolidated Statements of Operations", "Condensed Consolidated
-# Balance Sheets", "Statement of Financial Position").
+# How each primary statement is headed in filings ("Consolidated Statements of Operations", "Condensed
+# Consolidated Balance Sheets", "Group income statement"), matched with the spaces taken out: PDF text often
+# splits a heading's letters ("Balance Shee t").
 _HEADINGS: dict[Statement, re.Pattern[str]] = {
     INCOME: re.compile(
-        r"statements? of (?:consolidated )?(?:income|operations|earnings)|income statements?|profit (?:and|&) loss",
-        re.IGNORECASE,
+        r"statements?of(?:consolidated)?(?:income|operations|earnings)|^(?:consolidated|group|condensed)*incomestatements?$"
+        r"|(?:statements?of)?profit(?:and|&)loss"
     ),
-    BALANCE: re.compile(
-        r"balance sheets?|statements? of (?:consolidated )?financial (?:position|condition)", re.IGNORECASE
+    BALANCE: re.compile(r"balancesheets?|statements?of(?:consolidated)?financial(?:position|condition)"),
+    CASH_FLOWS: re.compile(
+        r"statements?of(?:consolidated)?cashflows?|^(?:consolidated|group|condensed)*cashflowstatements?$"
     ),
-    CASH_FLOWS: re.compile(r"statements? of (?:consolidated )?cash ?flows?|cash ?flow statements?", re.IGNORECASE),
 }
+# Tables about a statement that are not the statement: its notes, supplemental information, selected
+# (segment) data, and the parent company's own condensed statements.
+_NOT_PRIMARY = re.compile(r"note|supplement|selected|parent")
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -165,5 +172,10 @@ def expand(question: str) -> Expansion:
 
 
 def is_statement(header: str, statements: frozenset[Statement]) -> bool:
-    """Whether a chunk's header (its heading) says it is one of these financial statements."""
-    return any(_HEADINGS[statement].search(header) for statement in statements)
+    """Whether a chunk's header ("title · file · heading · page N") says it is one of these primary financial
+    statements."""
+    for part in header.split(HEADER_SEPARATOR):
+        compact = _SPACE.sub("", part.lower())
+        if not _NOT_PRIMARY.search(compact) and any(_HEADINGS[s].search(compact) for s in statements):
+            return True
+    return False

@@ -36,6 +36,7 @@ DOC_WEIGHT = 0.3
 # A question naming a financial metric (rag/glossary.py) prefers, among the CANDIDATES best passages, those of
 # the statements that print its inputs by this much: a statement's table rarely reads like the question.
 STATEMENT_WEIGHT = 0.5
+STATEMENT_CANDIDATES = 100  # how deep the statements are looked for (a statement's rows rarely rank high)
 # A question of several sentences is also searched sentence by sentence (up to this many, of at least
 # this many words each), each passage keeping its best similarity.
 MAX_QUERY_SENTENCES = 4
@@ -133,8 +134,9 @@ class Retriever:
             boosted = [(cid, score + self.doc_weight * named.get(_doc_of(cid), 0.0)) for cid, score in order]
             order = sorted(boosted, key=lambda pair: -pair[1])
         if expansion.statements and self.statement_weight > 0:
-            fetched = self.store.fetch([cid for cid, _ in order[:depth]])
-            order = self._prefer_statements(order[:depth], fetched, expansion)
+            pool = order[: max(depth, STATEMENT_CANDIDATES)]
+            fetched = self.store.fetch([cid for cid, _ in pool])
+            order = self._prefer_statements(pool, fetched, expansion, named)
             top = [cid for cid, _ in order[:k]]
         else:
             top = [cid for cid, _ in order[:k]]
@@ -164,14 +166,21 @@ class Retriever:
         return list(self.embedder.embed_documents(texts))
 
     def _prefer_statements(
-        self, order: list[tuple[str, float]], fetched: dict[str, tuple[Chunk, np.ndarray]], expansion: Expansion
+        self,
+        order: list[tuple[str, float]],
+        fetched: dict[str, tuple[Chunk, np.ndarray]],
+        expansion: Expansion,
+        named: dict[str, float],
     ) -> list[tuple[str, float]]:
-        """The candidates re-ordered with the passages of the statements the metric comes from raised."""
+        """The candidates re-ordered with the passages of the statements the metric comes from raised: only
+        the named documents' statements when the question names documents (another company's income
+        statement is not the one asked about), by the document's score."""
         wanted = expansion.statements
-        raised = [
-            (cid, score + self.statement_weight * (cid in fetched and is_statement(fetched[cid][0].header, wanted)))
-            for cid, score in order
-        ]
+        raised = []
+        for cid, score in order:
+            if cid in fetched and is_statement(fetched[cid][0].header, wanted):
+                score += self.statement_weight * (named.get(_doc_of(cid), 0.0) if named else 1.0)
+            raised.append((cid, score))
         return sorted(raised, key=lambda pair: -pair[1])
 
     def _dense(

@@ -122,22 +122,25 @@ class DocumentRouter:
         words = card_terms(name_words(question)) - stop
         shorts = self._short_forms(question, stop)
         raw = {}
+        abbreviates = False  # a short form in the question spells some card's words
         for (doc_id, terms), sequence in zip(self._cards, self._words, strict=True):
             matched = words & terms
             for short in shorts:
-                matched.update(abbreviated_words(short, sequence))
+                spelled = abbreviated_words(short, sequence)
+                matched.update(spelled)
+                abbreviates = abbreviates or bool(spelled)
             raw[doc_id] = sum(self._idf[t] for t in matched)
         best = max(raw.values(), default=0.0)
-        if best <= 0 or not self._names_a_document(question, shorts):
+        if best <= 0 or not (abbreviates or self._names_a_document(question)):
             return {}
         return {doc_id: score / best for doc_id, score in raw.items() if score > 0}
 
-    def _names_a_document(self, question: str, shorts: list[str]) -> bool:
-        """Whether the question holds a name: a short form, or words of a card, side by side in the question
+    def _names_a_document(self, question: str) -> bool:
+        """Whether the question holds a name: words of a card, side by side in the question
         ("American Express", "Boeing", "2018"), that few documents' texts hold (at most a quarter of them).
         "French" is on the card of "French and Indian War", but a question about "the French colony" of
         Jacksonville does not name that article: a dozen articles say "French"."""
-        if shorts or self._text_frequency is None:
+        if self._text_frequency is None:
             return True
         phrases = self._card_phrases(question)
         if not phrases:

@@ -36,6 +36,9 @@ class LoadedDocument:
     ocr_pages: int = 0  # pages read by OCR (scanned, no text layer)
 
 
+HEADER_SEPARATOR = " · "  # between the parts of a chunk's header: title · file · heading · page N
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a document as it is embedded and stored."""

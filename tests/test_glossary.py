@@ -39,3 +39,16 @@ def test_a_statement_is_known_by_its_heading_whatever_the_company_calls_it() -> 
     assert is_statement(header.format("Consolidated Statements of Cash Flows"), frozenset({CASH_FLOWS}))
     assert not is_statement(header.format("Consolidated Balance Sheets"), frozenset({INCOME}))
     assert not is_statement(header.format("Liquidity and Capital Resources"), frozenset({INCOME, BALANCE, CASH_FLOWS}))
+
+
+def test_only_the_primary_statements_count_even_with_their_letters_split_by_the_pdf() -> None:
+    both = frozenset({INCOME, BALANCE})
+    assert is_statement("3M_2018_10K.pdf · Consolidated Balance Shee t · page 58", both)
+    assert is_statement("X.pdf · CONSOLIDATED STATEMENTS OF INCOME · page 96", both)
+    for heading in (
+        "NOTE 7. Supplemental Balance Sheet Information",
+        "TABLE 15: GMNS SELECTED INCOME STATEMENT DATA",
+        "PARENT COMPANY – CONDENSED STATEMENTS OF INCOME",
+        "Results of operations",
+    ):
+        assert not is_statement(f"X.pdf · {heading} · page 9", both), heading

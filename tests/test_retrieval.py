@@ -189,12 +189,17 @@ def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
         "| Inventories | 300 | 280 |\n| Total assets | 4,000 | 3,800 |\n"
     )
     (docs / "ZENITH_2022_10K.md").write_text(
-        "# Overview\n\nZenith makes gears. Its gross margin is discussed by the board every year.\n"
+        "# Overview\n\n"
+        + "Zenith makes gears. Its gross margin is discussed by the board every year. " * 8
+        + "\n\n# Consolidated Statements of Operations\n\n"
+        "| (In millions) | 2022 | 2021 |\n|---|---|---|\n| Net sales | 900 | 800 |\n"
+        "| Cost of sales | 500 | 450 |\n| Gross profit | 400 | 350 |\n"
     )
     store = Store(tmp_path / "kb")
     Ingestor(store, embedder, 600, 100).ingest_paths([docs])
     question = "Does Acme have an improving gross margin profile as of FY2022?"
     best = Retriever(store, embedder).search(question, k=1)[0].chunk
     assert "Statements of Operations" in best.header and "Cost of sales" in best.text
+    assert best.source == "ACME_2022_10K.md"  # the statement of the company asked about, not Zenith's
     plain = Retriever(store, embedder, statement_weight=0).search("Is Acme's margin profile improving?", k=1)[0].chunk
     assert "Statements of Operations" not in plain.header  # no metric named: no statement preferred

@@ -76,3 +76,22 @@ def test_a_legal_form_or_a_common_word_names_no_document() -> None:
     assert router.named("Which Harvard school has the most students?", STOPWORDS)[0][0] == "harvard"
     # written without capitals, every word may name a document
     assert router.named("what is the private school's fee?", STOPWORDS)[0][0] == "school"
+
+
+def test_a_word_many_documents_use_names_none_of_them() -> None:
+    cards = [
+        DocumentCard("war", "French_and_Indian_War.txt"),
+        DocumentCard("who", "Doctor_Who.txt"),
+        DocumentCard("tesla", "Nikola_Tesla.txt"),
+        DocumentCard("warsaw", "Warsaw.txt"),
+    ]
+    in_texts = {"war": 3, "who": 4, "french": 2, "tesla": 1, "nikola": 1, "warsaw": 1}
+
+    def text_frequency(phrases: list[str]) -> dict[str, int]:
+        return {p: in_texts.get(p, 0) for p in phrases}
+
+    question = "Who was the War of Currents waged between?"  # "Currents" is capitalised, but abbreviates nothing
+    assert DocumentRouter(cards).named(question, STOPWORDS) != []  # by the cards alone, "War" names one
+    router = DocumentRouter(cards, text_frequency)
+    assert router.named(question, STOPWORDS) == []  # but three of the four texts say "war"
+    assert router.named("Where did Tesla work in 1884?", STOPWORDS)[0][0] == "tesla"
