@@ -33,10 +33,11 @@ CANDIDATES = 50  # each ranking's depth before fusion
 # (1.0 for the best-named one), on top of its fused score in [0, 1]: enough for it to win over the same
 # words in a sibling document, not enough to bury a much better passage elsewhere.
 DOC_WEIGHT = 0.3
-# A question naming a financial metric (rag/glossary.py) prefers, among the CANDIDATES best passages, those of
-# the statements that print its inputs by this much: a statement's table rarely reads like the question.
+# A question naming a financial metric (rag/glossary.py) raises, among the STATEMENT_CANDIDATES best passages,
+# those of the statements that print its inputs by this much (times the named document's score when the
+# question names documents): a statement's table rarely reads like the question, so it ranks low.
 STATEMENT_WEIGHT = 0.5
-STATEMENT_CANDIDATES = 100  # how deep the statements are looked for (a statement's rows rarely rank high)
+STATEMENT_CANDIDATES = 100
 # A question of several sentences is also searched sentence by sentence (up to this many, of at least
 # this many words each), each passage keeping its best similarity.
 MAX_QUERY_SENTENCES = 4

@@ -103,6 +103,7 @@ class DocumentRouter:
         """`text_frequency`: phrase → how many of the documents' texts hold it (the knowledge base's keyword
         index), to tell a name ("Harvard", "Boeing") from a word many documents use ("French", "war")."""
         self._text_frequency = text_frequency
+        self._in_texts: dict[str, int] = {}  # phrase → documents whose text holds it (a router lives one generation)
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
         self._words = [WORD.findall(card.text.lower()) for card in cards]
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
@@ -145,8 +146,11 @@ class DocumentRouter:
         phrases = self._card_phrases(question)
         if not phrases:
             return False
+        unknown = [phrase for phrase in phrases if phrase not in self._in_texts]
+        if unknown:
+            self._in_texts.update(self._text_frequency(unknown))
         rare_enough = max(1, len(self._cards) // 4)
-        return any(n <= rare_enough for n in self._text_frequency(phrases).values())
+        return any(self._in_texts[phrase] <= rare_enough for phrase in phrases)
 
     def _card_phrases(self, question: str) -> list[str]:
         """Runs of consecutive question words that name (see `name_words`) and are on some card."""

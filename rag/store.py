@@ -476,10 +476,10 @@ class Store:
             query = terms if isinstance(terms, KeywordQuery) else self._keywords.query(terms)
             return self._keywords.coverage(query, texts)
 
-    def document_frequency(self, words: Sequence[str]) -> dict[str, int]:
-        """word → how many ready documents' texts hold it."""
+    def document_frequency(self, phrases: Sequence[str]) -> dict[str, int]:
+        """phrase → how many ready documents' texts hold it."""
         with self._lock:
-            return self._keywords.document_frequency(words)
+            return self._keywords.document_frequency(phrases)
 
     def keyword_generation(self) -> str:
         """Changes whenever the set of ready documents does, in any process."""
