@@ -162,8 +162,6 @@ class Retriever:
         texts = [query, *sentences[:MAX_QUERY_SENTENCES]] if len(sentences) >= 2 else [query]
         if expansion:
             texts.append(f"{query} {expansion.line_items}")
-        if len(texts) == 1:
-            return [self.embedder.embed_query(query)]
         return list(self.embedder.embed_documents(texts))
 
     def _prefer_statements(
