@@ -23,6 +23,7 @@ PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
 PREVIEW_PAGE = 100
 
+
 def local_time(iso: str) -> str:
     try:
         return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
@@ -50,8 +51,10 @@ def show_result(r: IngestResult) -> None:
     if r.status == "added":
         st.success(f"{name}: indexed, {plural(r.chunks, 'chunk')} added{note}", icon=":material/check_circle:")
     elif r.status == "replaced":
-        st.success(f"{name}: changed, re-indexed: old version replaced, {plural(r.chunks, 'chunk')} added{note}",
-                   icon=":material/check_circle:")
+        st.success(
+            f"{name}: changed, re-indexed: old version replaced, {plural(r.chunks, 'chunk')} added{note}",
+            icon=":material/check_circle:",
+        )
     elif r.status == "unchanged":
         st.info(f"{name}: unchanged, already indexed ({plural(r.chunks, 'chunk')})", icon=":material/redo:")
     elif r.status == "duplicate":
@@ -99,28 +102,36 @@ def preview(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
 def score_text(score: float, threshold: float) -> str:
     """Two decimals, unless rounding would hide that a score is below the threshold (0.1996 vs 0.20)."""
     if score < threshold <= round(score, 2):
-        return f"score {score:.4f} · below the threshold"
-    return f"score {score:.2f}" + (" · below the threshold" if score < threshold else "")
+        return f"score {score:.4f}"
+    return f"score {score:.2f}"
 
 
 def search(engine: Engine) -> None:
     query = st.text_input(
-        "Test retrieval", placeholder="Type a question to see which passages retrieval returns",
+        "Test retrieval",
+        placeholder="Type a question to see which passages retrieval returns",
         key="documents_search",
     )
     if not query.strip():
         return
-    hits = engine.search(query)
-    threshold = engine.settings.min_score
+    check = engine.check_retrieval(query)
+    settings = engine.settings
     st.caption(
-        f"The {plural(len(hits), 'best passage')}, by meaning and by keyword (top-k {engine.settings.top_k}); "
-        "scores are cosine similarity. "
-        f"Passages scoring below {threshold:.2f} are not given to the model."
+        f"The {plural(len(check.hits), 'best passage')}, by meaning and by keyword (top-k {settings.top_k}); "
+        f"scores are cosine similarity. The model is given those scoring at least {settings.min_score:.2f} "
+        f"or holding half of the question's words, within {settings.context_chars:,} characters."
     )
-    for rank, hit in enumerate(hits, 1):
+    if check.hits and not check.given:
+        st.info("None is relevant enough: a chat question like this is answered that your documents do not cover it.")
+    given = {hit.chunk.id for hit in check.given}
+    for rank, hit in enumerate(check.hits, 1):
         page = "" if hit.chunk.page is None else f" · page {hit.chunk.page}"
+        status = "given to the model" if hit.chunk.id in given else "not given to the model"
         with st.container(border=True):
-            st.markdown(f"**{rank}. {escape_markdown(hit.chunk.source)}**{page} · {score_text(hit.score, threshold)}")
+            st.markdown(
+                f"**{rank}. {escape_markdown(hit.chunk.source)}**{page} · "
+                f"{score_text(hit.score, settings.min_score)} · {status}"
+            )
             st.text(hit.chunk.text)
 
 
@@ -177,7 +188,8 @@ if submitted:
             show_error(exc)
         except Exception as exc:  # e.g. sqlite3's "database is locked" while another program writes
             show_unexpected(
-                exc, "adding the files",
+                exc,
+                "adding the files",
                 "Files reported as indexed above are kept; add the others again in a moment (another program "
                 "may be writing to the knowledge base).",
             )
@@ -196,9 +208,11 @@ except RagError as exc:
     show_error(exc)
     st.stop()
 if not documents:
-    st.info("The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files, or scans "
-            "(PNG, JPEG: read by OCR) above, "
-            "then ask about them on the Chat page.")
+    st.info(
+        "The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files, or scans "
+        "(PNG, JPEG: read by OCR) above, "
+        "then ask about them on the Chat page."
+    )
     st.stop()
 documents_table(documents)
 by_id = {d.doc_id: d for d in documents}

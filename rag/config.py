@@ -248,7 +248,7 @@ class Settings(BaseModel):
     )  # fmt: skip
     min_score: float = setting(
         0.2, env="RAG_MIN_SCORE", says="Minimum score", ge=-1.0, le=1.0, page=Widget("Minimum score", step=0.05),
-        help="The cosine similarity a passage needs to be given to the model.",
+        help="The cosine a passage needs to be given to the model, unless it holds half of the question's words.",
     )  # fmt: skip
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, says="The system prompt", max_length=MAX_PROMPT_CHARS,

@@ -39,6 +39,7 @@ __all__ = [
     "OllamaStatus",
     "PullProgress",
     "Reader",
+    "RetrievalCheck",
     "RetrievedChunk",
     "choose_backend",
     "model_installed",
@@ -50,6 +51,15 @@ BUILT_IN_MODEL = SMOLLM2_NAME  # what answers when no other model is set up
 logger = logging.getLogger(__name__)
 
 CORPUS_SEEDED = "default_corpus_seeded"
+
+
+@dataclass(frozen=True)
+class RetrievalCheck:
+    """What retrieval returns for a question, and which of those passages the model would be given (none:
+    the question would be answered "not in your documents")."""
+
+    hits: list[RetrievedChunk]
+    given: list[RetrievedChunk]
 
 
 @dataclass(frozen=True)
@@ -225,6 +235,12 @@ class Engine:
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
         """What retrieval returns for a query (no threshold): shows why an answer used what it used."""
         return self.retriever.search(query, k or self.settings.top_k)
+
+    def check_retrieval(self, query: str) -> RetrievalCheck:
+        """`search` at the settings, and the passages a chat turn would give the model from its results."""
+        hits = self.search(query)
+        given = self.retriever.select(query, hits, self.settings.min_score, self.settings.context_chars)
+        return RetrievalCheck(hits, given)
 
     def ensure_default_corpus(self, on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         """On first start with an empty knowledge base, index docs_corpus/ (once: deleting it sticks)."""

@@ -202,17 +202,21 @@ class Retriever:
 
     def has_evidence(self, query: str, hits: Sequence[RetrievedChunk]) -> bool:
         """Whether the passages are relevant enough to answer from, rather than say "not in your documents"."""
-        last = self._last_keywords
-        keywords = last[1] if last is not None and last[0] == query else query_terms(query)
-        coverages = self.store.keyword_coverage(keywords, [h.chunk.indexed_text for h in hits])
-        return has_evidence(hits, coverages)
+        return has_evidence(hits, self._coverages(query, hits))
 
     def select(
         self, query: str, hits: Sequence[RetrievedChunk], min_score: float, max_chars: int
     ) -> list[RetrievedChunk]:
         """What the model is given: nothing when the evidence is weak (the app then says so), else
         `select_sources`."""
-        return select_sources(hits, min_score, max_chars) if self.has_evidence(query, hits) else []
+        coverages = self._coverages(query, hits)
+        return select_sources(hits, min_score, max_chars, coverages) if has_evidence(hits, coverages) else []
+
+    def _coverages(self, query: str, hits: Sequence[RetrievedChunk]) -> list[float]:
+        """Each passage's share of the question's keyword weight (`Store.keyword_coverage`)."""
+        last = self._last_keywords
+        keywords = last[1] if last is not None and last[0] == query else query_terms(query)
+        return self.store.keyword_coverage(keywords, [h.chunk.indexed_text for h in hits])
 
 
 def _merged(ranking: list[tuple[str, float]], more: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -233,13 +237,20 @@ def has_evidence(hits: Sequence[RetrievedChunk], coverages: Sequence[float]) -> 
     )
 
 
-def select_sources(hits: Sequence[RetrievedChunk], min_score: float, max_chars: int) -> list[RetrievedChunk]:
-    """The best passages scoring at least `min_score`, in order, skipping any that would exceed `max_chars`
-    (the first is always kept)."""
+def select_sources(
+    hits: Sequence[RetrievedChunk], min_score: float, max_chars: int, coverages: Sequence[float] | None = None
+) -> list[RetrievedChunk]:
+    """The best passages, in order, skipping any that would exceed `max_chars` (the first is always kept).
+
+    A passage must score at least `min_score` (cosine) or, given `coverages`, hold at least
+    EVIDENCE_COVERAGE of the question's keyword weight: a passage that keyword search found for its rare
+    words (a code, a name) is evidence even when the embedding model sees little likeness.
+    """
+    shares = coverages if coverages is not None else [0.0] * len(hits)
     chosen: list[RetrievedChunk] = []
     used = 0
-    for hit in hits:
-        if hit.score < min_score:
+    for hit, share in zip(hits, shares, strict=True):
+        if hit.score < min_score and share < EVIDENCE_COVERAGE:
             continue
         if chosen and used + len(hit.chunk.text) > max_chars:
             continue

@@ -76,6 +76,16 @@ def test_retrieval_can_be_limited_to_one_document(corpus_engine: Engine) -> None
     assert all(h.chunk.page in (1, 2, 3) for h in hits)
 
 
+@pytest.mark.slow
+def test_the_retrieval_check_shows_what_a_chat_turn_would_give_the_model(corpus_engine: Engine) -> None:
+    question = "What context length does Llama 2 use?"
+    check = corpus_engine.check_retrieval(question)
+    assert len(check.hits) == corpus_engine.settings.top_k
+    assert check.given and check.given == corpus_engine.prepare(question, call_model=False).plan.sources
+    assert sum(len(h.chunk.text) for h in check.given) <= corpus_engine.settings.context_chars
+    assert corpus_engine.check_retrieval("Who won the Super Bowl in 2016?").given == []  # declined
+
+
 def test_deleting_everything_does_not_bring_the_corpus_back(tmp_path: Path, embedder: Embedder) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

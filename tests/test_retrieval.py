@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.retrieval import (
     EVIDENCE_COVERAGE,
@@ -124,6 +125,31 @@ def test_either_similarity_or_keyword_coverage_is_evidence_enough(store: Store, 
     hits = retriever.search(question, k=5)
     assert retriever.has_evidence(question, hits)
     assert retriever.select(question, hits, 0.0, 4000)[0].chunk.text.startswith("Error code E-4417")
+
+
+def test_a_passage_holding_the_rare_words_is_given_even_below_the_minimum_similarity(
+    store: Store, embedder: Embedder
+) -> None:
+    """A part number in a list reads like nothing to the embedding model; keyword search finds it, and the
+    model must be given it, with the default minimum similarity."""
+    text = "Spare parts in stock: ZK-1180, QX-7731, PL-2093, MM-4410, TR-0021."
+    store.begin_document(DocumentRecord("par0", "parts.txt", "text", "p" * 32, None, 1, 10, now_iso()))
+    store.add_chunks([Chunk("par0:0", "par0", text, "parts.txt", None, 0)], embedder.embed_documents([text]))
+    store.commit_document("par0")
+    retriever = Retriever(store, embedder)
+    question = "What is PL-2093?"
+    hits = retriever.search(question, k=5)
+    parts = next(h for h in hits if h.chunk.source == "parts.txt")
+    assert parts.score < Settings().min_score  # the case meant: found by keyword, not by meaning
+    given = retriever.select(question, hits, Settings().min_score, 4000)
+    assert parts in given
+    assert all(h.chunk.source == "parts.txt" or h.score >= Settings().min_score for h in given)
+
+
+def test_sources_below_the_minimum_similarity_are_kept_when_they_hold_the_question_words() -> None:
+    hits = [hit("a" * 100, 0.9), hit("b" * 100, 0.1), hit("c" * 100, 0.1)]
+    chosen = select_sources(hits, 0.2, 4000, coverages=[0.0, EVIDENCE_COVERAGE, EVIDENCE_COVERAGE - 0.01])
+    assert [h.chunk.text[0] for h in chosen] == ["a", "b"]
 
 
 def test_coverage_weighs_rare_terms_more_than_common_ones(store: Store) -> None:

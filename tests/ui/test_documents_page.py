@@ -134,8 +134,14 @@ def test_retrieval_check_ranks_the_relevant_file_first(data_dir: Path) -> None:
     assert hits[0].startswith("**1. garden.md**") and hits[1].startswith("**2. hostile.txt**")
     scores = [float(s) for h in hits for s in re.findall(r"score (-?\d\.\d{2,4})\b", h)]
     assert len(scores) == 2 and scores[0] > scores[1]
+    assert hits[0].endswith("· given to the model") and hits[1].endswith("· not given to the model")
     assert any("watered every Tuesday" in t.value for t in at.text)
     assert not [v for v in markdown_values(at) if "alert(1)" in v]
+    assert not at.info
+    at.text_input(key="documents_search").input("Who won the Super Bowl in 2016?").run()
+    assert "do not cover it" in at.info[0].value
+    declined = [shown(m.value) for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]
+    assert len(declined) == 2 and all(h.endswith("· not given to the model") for h in declined)
 
 
 def test_upload_results_show_each_file_and_survive_reruns(data_dir: Path) -> None:
