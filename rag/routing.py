@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from rag.keyword_index import WORD, YEAR
 
 _QUARTER = re.compile(r"^(?:q([1-4])|([1-4])q)$|(?<=\d)q([1-4])$|^q([1-4])(?=\d)")
+# "the second quarter of 2023", "its 3rd fiscal quarter": a period is named in words as often as by code.
+_SPELLED_QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\b", re.IGNORECASE)
+_ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
 # A short form is 3-8 letters, written with a capital ("AMEX", "JnJ", "Amex"), and covers 2+ card words.
 _SHORT_FORM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*\b")
@@ -37,7 +40,8 @@ LEGAL_FORMS = frozenset(
 
 def card_terms(text: str) -> set[str]:
     """The words of a title, a file name or a question, lower-cased, with the years and quarters inside
-    codes spelled out: "FY2024" → fy2024, 2024; "2023Q4" → 2023q4, 2023, q4; "4Q" → q4."""
+    codes spelled out: "FY2024" → fy2024, 2024; "2023Q4" → 2023q4, 2023, q4; "4Q" → q4. A question's
+    quarters written in words count too (`spelled_quarters`)."""
     terms: set[str] = set()
     for word in WORD.findall(text.lower()):
         terms.add(word)
@@ -47,6 +51,11 @@ def card_terms(text: str) -> set[str]:
         for match in _QUARTER.finditer(word):
             terms.add("q" + next(g for g in match.groups() if g))
     return terms
+
+
+def spelled_quarters(question: str) -> set[str]:
+    """The quarters a question names in words, as card terms: "the second quarter of 2023" → {q2}."""
+    return {f"q{_ORDINALS[m.group(1).lower()]}" for m in _SPELLED_QUARTER.finditer(question)}
 
 
 def name_words(question: str) -> str:
@@ -120,7 +129,7 @@ class DocumentRouter:
         if len(self._cards) < 2:
             return {}
         stop = set(stopwords) | LEGAL_FORMS
-        words = card_terms(name_words(question)) - stop
+        words = (card_terms(name_words(question)) | spelled_quarters(question)) - stop
         shorts = self._short_forms(question, stop)
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
