@@ -9,7 +9,8 @@ draws candidates from the named documents too and adds their score to the fusion
 
 People also name a company by a short form its card does not spell: "AmEx" for American Express, "JnJ"
 for Johnson & Johnson. A capitalised question word that no card holds counts as the card words it
-abbreviates when it is made of their beginnings, in order ("Am" + "Ex"; "J" + "n" for "and" + "J").
+abbreviates when it is made of their beginnings, in order ("Am" + "Ex"; "J" + "n" or "&" for "and" + "J"),
+or the card word written in capitals that it begins: a file name glues words ("MGM" → MGMRESORTS).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from dataclasses import dataclass
 from rag.keyword_index import WORD, YEAR
 
 _QUARTER = re.compile(r"^(?:q([1-4])|([1-4])q)$|(?<=\d)q([1-4])$|^q([1-4])(?=\d)")
-# "the second quarter of 2023", "its 3rd fiscal quarter": a period is named in words as often as by code.
-_SPELLED_QUARTER = re.compile(r"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\b", re.IGNORECASE)
+# "the second quarter of 2023", "its 3rd fiscal quarter", "fourth-quarter results": a period is named in words
+# as often as by code.
+_SPELLED_QUARTER = re.compile(
+    r"\b(first|second|third|fourth|1st|2nd|3rd|4th)[\s-]+(?:fiscal[\s-]+)?quarter\b", re.IGNORECASE
+)
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
-# A short form is 3-8 letters, written with a capital ("AMEX", "JnJ", "Amex"), and covers 2+ card words.
-_SHORT_FORM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*\b")
+# A short form is 3-8 characters, written with a capital ("AMEX", "JnJ", "J&J", "Amex"), and covers 2+ card
+# words, or begins a card word written in capitals, where a file name glues words ("MGM" → MGMRESORTS).
+_SHORT_FORM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*(?:&[A-Za-z]+)*\b")
 SHORT_FORM_LETTERS = (3, 8)
 _TOKEN = re.compile(r"[^\s'’]+")  # a word with its attached code letters: FY2022, 10-K, 2023Q4
 _CONNECTORS = ("n", "&")  # "and" inside a short form: JnJ, P&G
@@ -97,6 +102,12 @@ def abbreviated_words(short: str, words: Sequence[str]) -> tuple[str, ...]:
     return ()
 
 
+def begun_words(short: str, glued: Iterable[str]) -> set[str]:
+    """The glued capitals words that `short` begins and does not spell whole: ("Pepsi", {pepsico}) → {pepsico}."""
+    start = short.lower()
+    return {word for word in glued if word.startswith(start) and len(word) > len(start)}
+
+
 @dataclass(frozen=True)
 class DocumentCard:
     doc_id: str
@@ -115,6 +126,8 @@ class DocumentRouter:
         self._in_texts: dict[str, int] = {}  # phrase → documents whose text holds it (a router lives one generation)
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
         self._words = [WORD.findall(card.text.lower()) for card in cards]
+        # Words written in capitals, whose own words cannot be told apart: "MGMRESORTS", "PEPSICO", "BESTBUY".
+        self._glued = [{w.lower() for w in WORD.findall(card.text) if w.isalpha() and w.isupper()} for card in cards]
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
         total = len(self._cards)
         frequency: dict[str, int] = {}
@@ -133,10 +146,10 @@ class DocumentRouter:
         shorts = self._short_forms(question, stop)
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
-        for (doc_id, terms), sequence in zip(self._cards, self._words, strict=True):
+        for (doc_id, terms), sequence, glued in zip(self._cards, self._words, self._glued, strict=True):
             matched = words & terms
             for short in shorts:
-                spelled = abbreviated_words(short, sequence)
+                spelled = set(abbreviated_words(short, sequence)) | begun_words(short, glued)
                 matched.update(spelled)
                 abbreviates = abbreviates or bool(spelled)
             raw[doc_id] = sum(self._idf[t] for t in matched)
@@ -159,7 +172,15 @@ class DocumentRouter:
         if unknown:
             self._in_texts.update(self._text_frequency(unknown))
         rare_enough = max(1, len(self._cards) // 4)
-        return any(self._in_texts[phrase] <= rare_enough for phrase in phrases)
+        if any(self._in_texts[phrase] <= rare_enough for phrase in phrases):
+            return True
+        # Other companies' filings name a bank or a customer ("JPMorgan Chase Bank, as agent"), but a question
+        # that also names the period of that company's filing ("JPMorgan … the first quarter of 2021") names it.
+        words = {word for phrase in phrases for word in phrase.split()}
+        periods = {word for word in words if YEAR.fullmatch(word) or _QUARTER.fullmatch(word)}
+        periods |= spelled_quarters(question)
+        names = words - periods
+        return any(terms & periods and terms & names for _, terms in self._cards)
 
     def _card_phrases(self, question: str) -> list[str]:
         """Runs of consecutive question words that name (see `name_words`) and are on some card."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.keyword_index import STOPWORDS
-from rag.routing import DocumentCard, DocumentRouter, abbreviated_words, card_terms
+from rag.routing import DocumentCard, DocumentRouter, abbreviated_words, begun_words, card_terms, spelled_quarters
 
 CARDS = [
     DocumentCard("a18", "10-K - 02/07/2019 - 3M Company 3M_2018_10K.pdf"),
@@ -95,3 +95,53 @@ def test_a_word_many_documents_use_names_none_of_them() -> None:
     router = DocumentRouter(cards, text_frequency)
     assert router.named(question, STOPWORDS) == []  # but three of the four texts say "war"
     assert router.named("Where did Tesla work in 1884?", STOPWORDS)[0][0] == "tesla"
+
+
+def test_a_quarter_written_in_words_picks_that_quarters_filing() -> None:
+    router = DocumentRouter(
+        [
+            DocumentCard("q2", "Pfizer_2023Q2_10Q.pdf"),
+            DocumentCard("k21", "PFIZER_2021_10K.pdf"),
+            DocumentCard("bb", "BESTBUY_2024Q2_10Q.pdf"),
+            DocumentCard("am", "AMCOR_2023Q4_EARNINGS.pdf"),
+        ]
+    )
+    assert spelled_quarters("in the second quarter of 2023, and its fourth-quarter results") == {"q2", "q4"}
+    assert spelled_quarters("the 3rd fiscal quarter") == {"q3"}
+    assert spelled_quarters("the quarter before") == set()
+    assert router.named("How much did Pfizer spend on R&D in the second quarter of 2023?", STOPWORDS) == [("q2", 1.0)]
+
+
+def test_short_forms_with_an_ampersand_and_names_glued_in_capitals() -> None:
+    cards = [
+        DocumentCard("jnj", "FOR IMMEDIATE RELEASE JOHNSON_JOHNSON_2022Q4_EARNINGS.pdf"),
+        DocumentCard("mgm", "Form 10-Q filed on 2023-08-02 MGMRESORTS_2023Q2_10Q.pdf"),
+        DocumentCard("pep", "Q1 2023 8-K - Exhibit 99.1 PEPSICO_2023Q1_EARNINGS.pdf"),
+        DocumentCard("law", "European_Union_law.txt"),
+        DocumentCard("jax", "Jacksonville__Florida.txt"),
+    ]
+    router = DocumentRouter(cards)
+    assert router.named("What did J&J spend on research in 2022?", STOPWORDS)[0][0] == "jnj"
+    assert router.named("How much net revenue did MGM China make?", STOPWORDS)[0][0] == "mgm"
+    assert router.named("What was Pepsi's long-term debt?", STOPWORDS)[0][0] == "pep"
+    assert begun_words("MGM", {"mgmresorts", "form"}) == {"mgmresorts"}
+    assert begun_words("MGMRESORTS", {"mgmresorts"}) == set()  # the whole word is a name, not a short form
+    # Words written in Title case show where they end: "Europe" does not begin "European", "Jackson" not "Jacksonville".
+    assert router.named("Which plague reached Europe first?", STOPWORDS) == []
+    assert router.named("When did Andrew Jackson die?", STOPWORDS) == []
+
+
+def test_a_name_many_texts_mention_still_names_the_filing_of_the_period_asked() -> None:
+    """Other companies' filings name their bank ("JPMorgan Chase Bank, N.A., as administrative agent")."""
+    cards = [
+        DocumentCard(f"jpm{year}", f"CORP — JPMorgan Chase & Co. JPMORGAN_{year}Q2_10Q.pdf") for year in (2022, 2023)
+    ]
+    cards += [DocumentCard(f"other{n}", f"OTHER{n}_2022_10K.pdf") for n in range(6)]
+
+    def text_frequency(phrases: list[str]) -> dict[str, int]:
+        return dict.fromkeys(phrases, 8)  # every text says "JPMorgan" and "2022"
+
+    router = DocumentRouter(cards, text_frequency)
+    assert router.named("What was JPMorgan's CET1 ratio at the end of June 2022?", STOPWORDS)[0] == ("jpm2022", 1.0)
+    assert router.named("What was JPMorgan's CET1 ratio in the second quarter of 2023?", STOPWORDS)[0][0] == "jpm2023"
+    assert router.named("Is JPMorgan a lender of the company?", STOPWORDS) == []  # a name many texts hold, no period
