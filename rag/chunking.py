@@ -13,10 +13,12 @@ from pathlib import Path
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
 
 from rag.formatting import shorten
+from rag.loaders.layout import classify_line
 from rag.schema import HEADER_SEPARATOR, Chunk, LoadedDocument, Section
 
 MAX_TITLE_CHARS = 120
 MAX_HEADING_CHARS = 90
+SMALL_GROUP_SHARE = 3  # a table's row group taking at most 1/3 of a chunk's room is never split
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)
 
 
@@ -84,18 +86,49 @@ def chunk_document(doc: LoadedDocument, doc_id: str, chunk_size: int, chunk_over
 
 def split_table(section: Section, chunk_size: int) -> list[str]:
     """The table's rows in pieces of at most `chunk_size` characters (a longer row stands alone), each
-    starting with the table's header."""
+    starting with the table's header. A small group of rows under a label ("DARZALEX" then its US, Intl
+    and WW rows) is kept in one piece; a longer one fills the piece it starts in and goes on in the next,
+    which its label opens again (pieces stay full)."""
     header = section.table_header.strip()
     room = max(chunk_size - len(header) - 1, chunk_size // 2)
     pieces: list[list[str]] = [[]]
     used = 0
-    for row in section.text.split("\n"):
-        if pieces[-1] and used + len(row) + 1 > room:
+
+    def add(rows: list[str]) -> None:
+        nonlocal used
+        size = sum(len(row) + 1 for row in rows)
+        if pieces[-1] and used + size > room:
             pieces.append([])
             used = 0
-        pieces[-1].append(row)
-        used += len(row) + 1
+        pieces[-1].extend(rows)
+        used += size
+
+    for labels, rows in _row_groups(section.text.split("\n")):
+        group = labels + rows
+        if sum(len(row) + 1 for row in group) <= room // SMALL_GROUP_SHARE:
+            add(group)
+            continue
+        label_size = sum(len(label) + 1 for label in labels)
+        repeat = labels if label_size <= room // SMALL_GROUP_SHARE else []  # a long label block is not repeated
+        add(labels + rows[:1])
+        for row in rows[1:]:
+            if used + len(row) + 1 > room:
+                pieces.append(list(repeat))
+                used = label_size if repeat else 0
+            pieces[-1].append(row)
+            used += len(row) + 1
     return [f"{header}\n" + "\n".join(rows) if header else "\n".join(rows) for rows in pieces if rows]
+
+
+def _row_groups(rows: list[str]) -> list[tuple[list[str], list[str]]]:
+    """(label lines, rows with figures) in order: a label line after a row with figures opens a group."""
+    groups: list[tuple[list[str], list[str]]] = []
+    for row in rows:
+        is_label = classify_line(row).figures == 0
+        if not groups or (is_label and groups[-1][1]):
+            groups.append(([], []))
+        (groups[-1][0] if is_label else groups[-1][1]).append(row)
+    return groups
 
 
 def _split_prose(splitter: RecursiveCharacterTextSplitter, section: Section) -> list[tuple[str, str]]:

@@ -66,6 +66,32 @@ def test_a_table_is_split_between_rows_and_every_piece_repeats_its_header() -> N
     assert kept == rows  # every row once, whole, in order (no overlap inside tables)
 
 
+def test_a_group_of_rows_stays_with_its_label() -> None:
+    """A product's name on a line of its own, then its US, international and worldwide rows."""
+    header = "REPORTED SALES ($MM)\nFOURTH QUARTER\n2022 2021 Reported"
+    groups = [
+        [f"PRODUCT {chr(65 + i)}", f"US {900 + i} 899 1.4%", f"Intl {800 + i} 890 -7.2%", f"WW 1,{700 + i} 1,789 -2.8%"]
+        for i in range(12)
+    ]
+    table = Section("\n".join(row for group in groups for row in group), 16, "Sales", table_header=header)
+    chunks = chunk_document(doc(table, kind="pdf"), "d", chunk_size=400, chunk_overlap=50)
+    assert len(chunks) >= 3
+    for chunk in chunks:
+        rows = chunk.text.split("\n")[3:]
+        assert rows[0].startswith("PRODUCT") and len(rows) % 4 == 0  # whole groups, each under its label
+    assert [row for c in chunks for row in c.text.split("\n")[3:]] == [row for group in groups for row in group]
+
+
+def test_a_group_longer_than_a_chunk_repeats_its_label_in_each_piece() -> None:
+    rows = ["Cash flows from operating activities:"] + [f"Item {i} {1000 + i:,} {2000 + i:,}" for i in range(30)]
+    table = Section("\n".join(rows), 60, "Cash flows", table_header="Years ended\n2023 2022")
+    chunks = chunk_document(doc(table, kind="pdf"), "d", chunk_size=200, chunk_overlap=0)
+    assert len(chunks) > 2
+    assert all(c.text.split("\n")[2] == "Cash flows from operating activities:" for c in chunks)
+    items = [row for c in chunks for row in c.text.split("\n")[3:]]
+    assert items == rows[1:]  # every row once, in order
+
+
 def test_every_chunk_has_a_header_with_title_file_heading_and_page() -> None:
     loaded = LoadedDocument(
         "AAPL_2023Q3_10Q.pdf",

@@ -37,9 +37,12 @@ def test_a_statement_becomes_one_table_with_its_title_and_periods() -> None:
     assert "(Millions) 2018 2017 2016" in table.table_header
     assert table.heading == "Consolidated Statement of Cash Flows"
     rows = table.text.split("\n")
-    assert rows[0].startswith("Net income including noncontrolling interest")
+    # Row-group labels stay with their rows, the first one too: it does not name every row of the table.
+    assert rows[0] == "Cash Flows from Operating Activities"
+    assert "Operating Activities" not in table.table_header
+    assert rows[1].startswith("Net income including noncontrolling interest")
     assert "Purchases of property, plant and equipment (PP&E) (1,577) (1,373) (1,420)" in rows
-    assert "Cash Flows from Investing Activities" in rows  # a row-group label stays inside the table
+    assert "Cash Flows from Investing Activities" in rows
     assert all(s.page == 60 for s in sections)
     prose = [s for s in sections if not s.table_header]
     assert any("integral part of this statement" in s.text for s in prose)
@@ -103,6 +106,8 @@ def test_running_lines_are_those_at_the_edges_of_many_pages() -> None:
     assert "Footer" in running
     assert "Body 0" not in running
     assert "More text" not in running  # on every page, but in the middle: a table's column header, say
+    tables = [["FOURTH QUARTER TWELVE MONTHS", f"Product {i} 1,234 5,678", "Other 12 34"] for i in range(5)]
+    assert "FOURTH QUARTER TWELVE MONTHS" not in running_lines(tables)  # column headers atop every page
 
 
 def _line(text: str) -> Line:

@@ -118,7 +118,8 @@ def running_lines(pages: Sequence[Sequence[str]]) -> frozenset[str]:
         stripped = [ln.strip() for ln in lines if ln.strip()]
         seen.update(set(stripped[:EDGE_LINES] + stripped[-EDGE_LINES:]))
     threshold = max(3, int(RUNNING_SHARE * len(pages)))
-    return frozenset(line for line, n in seen.items() if n >= threshold)
+    # A table's column header at the top of many pages ("FOURTH QUARTER TWELVE MONTHS") names its columns.
+    return frozenset(line for line, n in seen.items() if n >= threshold and not is_period_line(line))
 
 
 def page_sections(
@@ -170,8 +171,12 @@ def page_sections(
         title = next((h for h in reversed(header_lines[:first_period]) if is_heading(h)), "")
         if title:
             heading = title
-        header = shorten(_join_wrapped(header_lines), MAX_HEADER_CHARS)
-        sections.append(Section("\n".join(kept[start:end]), page, heading, table_header=header))
+        # Labels below the column headers name the first group of rows ("Cash Flows from Operating
+        # Activities", a product's name), not every row of the table: they stay with their rows.
+        last_period = max((n for n, h in enumerate(header_lines) if is_period_line(h)), default=len(header_lines) - 1)
+        body = header_start + last_period + 1
+        header = shorten(_join_wrapped(header_lines[: last_period + 1]), MAX_HEADER_CHARS)
+        sections.append(Section("\n".join(kept[body:end]), page, heading, table_header=header))
         i = end
     prose.extend(kept[i:])
     flush_prose()
