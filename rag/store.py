@@ -419,12 +419,11 @@ class Store:
 
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         """The given chunks of ready documents with their stored vectors (ids no longer stored, or of a document
-        no longer ready, are left out)."""
-        if not chunk_ids:
+        no longer ready, are left out). An id asked twice is read once (Chroma refuses repeated ids)."""
+        unique = list(dict.fromkeys(chunk_ids))
+        if not unique:
             return {}
-        result = self._vectors.read(
-            lambda c: c.get(ids=list(chunk_ids), include=["documents", "metadatas", "embeddings"])
-        )
+        result = self._vectors.read(lambda c: c.get(ids=unique, include=["documents", "metadatas", "embeddings"]))
         docs = result["documents"] or []
         metas = result["metadatas"] or []
         vectors = result["embeddings"]

@@ -137,6 +137,15 @@ def test_chunks_of_returns_a_document_in_order(store: Store, embedder: Embedder)
     assert [c.text for c in store.chunks_of("doc1")] == texts
 
 
+def test_fetch_returns_each_chunk_once_however_often_it_is_asked_for(store: Store, embedder: Embedder) -> None:
+    add(store, embedder, "d1", "a.txt", ["Bees make honey.", "Wax comes from bees."])
+    fetched = store.fetch(["d1:00001", "d1:00000", "d1:00001"])
+    assert {cid: chunk.text for cid, (chunk, _) in fetched.items()} == {
+        "d1:00000": "Bees make honey.",
+        "d1:00001": "Wax comes from bees.",
+    }
+
+
 def test_meta_values_persist(tmp_path: Path, open_store: OpenStore) -> None:
     open_store(tmp_path / "kb").set_meta("seeded", "1")
     assert open_store(tmp_path / "kb").get_meta("seeded") == "1"
