@@ -144,12 +144,18 @@ class DocumentRouter:
         stop = set(stopwords) | LEGAL_FORMS
         words = (card_terms(name_words(question)) | spelled_quarters(question)) - stop
         shorts = self._short_forms(question, stop)
+        # A word that begins a glued name must itself be a name: "America" begins AMERICANWATERWORKS, but
+        # every filing that sells in North America says it.
+        beginnings = [short for short in shorts if any(begun_words(short, glued) for glued in self._glued)]
+        names = self._rare_in_texts([short.lower() for short in beginnings]) if beginnings else set()
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
         for (doc_id, terms), sequence, glued in zip(self._cards, self._words, self._glued, strict=True):
             matched = words & terms
             for short in shorts:
-                spelled = set(abbreviated_words(short, sequence)) | begun_words(short, glued)
+                spelled = set(abbreviated_words(short, sequence))
+                if short.lower() in names:
+                    spelled |= begun_words(short, glued)
                 matched.update(spelled)
                 abbreviates = abbreviates or bool(spelled)
             raw[doc_id] = sum(self._idf[t] for t in matched)
@@ -168,11 +174,7 @@ class DocumentRouter:
         phrases = self._card_phrases(question)
         if not phrases:
             return False
-        unknown = [phrase for phrase in phrases if phrase not in self._in_texts]
-        if unknown:
-            self._in_texts.update(self._text_frequency(unknown))
-        rare_enough = max(1, len(self._cards) // 4)
-        if any(self._in_texts[phrase] <= rare_enough for phrase in phrases):
+        if self._rare_in_texts(phrases):
             return True
         # Other companies' filings name a bank or a customer ("JPMorgan Chase Bank, as agent"), but a question
         # that also names the period of that company's filing ("JPMorgan … the first quarter of 2021") names it.
@@ -181,6 +183,17 @@ class DocumentRouter:
         periods |= spelled_quarters(question)
         names = words - periods
         return any(terms & periods and terms & names for _, terms in self._cards)
+
+    def _rare_in_texts(self, phrases: list[str]) -> set[str]:
+        """The phrases that the texts of at most a quarter of the documents hold (all of them when the
+        router has no text frequencies)."""
+        if self._text_frequency is None:
+            return set(phrases)
+        unknown = [phrase for phrase in phrases if phrase not in self._in_texts]
+        if unknown:
+            self._in_texts.update(self._text_frequency(unknown))
+        rare_enough = max(1, len(self._cards) // 4)
+        return {phrase for phrase in phrases if self._in_texts[phrase] <= rare_enough}
 
     def _card_phrases(self, question: str) -> list[str]:
         """Runs of consecutive question words that name (see `name_words`) and are on some card."""

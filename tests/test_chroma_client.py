@@ -103,3 +103,17 @@ def test_a_bad_request_is_not_retried(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not Chroma's own failure"):
         collection.read(bad)
     assert len(calls) == 1
+
+
+def test_searches_explore_enough_neighbours_also_in_collections_made_before(tmp_path: Path) -> None:
+    import chromadb
+
+    old = chromadb.PersistentClient(path=str(tmp_path / "old" / "chroma"))
+    old.get_or_create_collection("chunks", metadata={"hnsw:space": "cosine"}, embedding_function=None)
+    made = old.get_collection("chunks").configuration.get("hnsw") or {}
+    assert made.get("ef_search", 0) < chroma_client.SEARCH_EF  # Chroma's default, 100
+    for data_dir in (tmp_path / "new", tmp_path / "old"):
+        collection = vectors(data_dir, Counter())
+        add_one(collection, "aaaa:00000")
+        hnsw = collection.read(lambda c: c.configuration["hnsw"])
+        assert hnsw["ef_search"] == chroma_client.SEARCH_EF and hnsw["space"] == "cosine"

@@ -129,6 +129,17 @@ def test_short_forms_with_an_ampersand_and_names_glued_in_capitals() -> None:
     # Words written in Title case show where they end: "Europe" does not begin "European", "Jackson" not "Jacksonville".
     assert router.named("Which plague reached Europe first?", STOPWORDS) == []
     assert router.named("When did Andrew Jackson die?", STOPWORDS) == []
+    # A word that begins a glued name but that many texts use names nothing.
+    water = [DocumentCard("awk", "AMERICANWATERWORKS_2022_10K.pdf"), DocumentCard("amcor", "AMCOR_2023Q2_10Q.pdf")]
+    water += [DocumentCard(f"o{n}", f"OTHER{n}_2021_10K.pdf") for n in range(6)]
+
+    def text_frequency(phrases: list[str]) -> dict[str, int]:
+        return {p: {"america": 7, "amcor": 1}.get(p, 0) for p in phrases}
+
+    router = DocumentRouter(water, text_frequency)
+    assert router.named("What were Amcor's net sales in North America?", STOPWORDS)[0][0] == "amcor"
+    assert all(doc != "awk" for doc, _ in router.named("What were Amcor's net sales in North America?", STOPWORDS))
+    assert router.named("Which utility serves North America?", STOPWORDS) == []
 
 
 def test_a_name_many_texts_mention_still_names_the_filing_of_the_period_asked() -> None:
