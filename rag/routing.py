@@ -108,6 +108,10 @@ def begun_words(short: str, glued: Iterable[str]) -> set[str]:
     return {word for word in glued if word.startswith(start) and len(word) > len(start)}
 
 
+def _rest(word: str, short: str) -> str:
+    return word[len(short) :]
+
+
 @dataclass(frozen=True)
 class DocumentCard:
     doc_id: str
@@ -148,6 +152,15 @@ class DocumentRouter:
         # every filing that sells in North America says it.
         beginnings = [short for short in shorts if any(begun_words(short, glued) for glued in self._glued)]
         names = self._rare_in_texts([short.lower() for short in beginnings]) if beginnings else set()
+        # ... and end where a word begins: MGM|RESORTS, PEPSI|CO, but not AMERICA|NWATERWORKS.
+        rests = {
+            _rest(word, short.lower())
+            for short in beginnings
+            if short.lower() in names
+            for glued in self._glued
+            for word in begun_words(short, glued)
+        }
+        words_in_texts = self._in_any_text(sorted(rests - LEGAL_FORMS)) | (rests & LEGAL_FORMS)
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
         for (doc_id, terms), sequence, glued in zip(self._cards, self._words, self._glued, strict=True):
@@ -155,7 +168,7 @@ class DocumentRouter:
             for short in shorts:
                 spelled = set(abbreviated_words(short, sequence))
                 if short.lower() in names:
-                    spelled |= begun_words(short, glued)
+                    spelled |= {w for w in begun_words(short, glued) if _rest(w, short.lower()) in words_in_texts}
                 matched.update(spelled)
                 abbreviates = abbreviates or bool(spelled)
             raw[doc_id] = sum(self._idf[t] for t in matched)
@@ -185,15 +198,22 @@ class DocumentRouter:
         return any(terms & periods and terms & names for _, terms in self._cards)
 
     def _rare_in_texts(self, phrases: list[str]) -> set[str]:
-        """The phrases that the texts of at most a quarter of the documents hold (all of them when the
-        router has no text frequencies)."""
+        """The phrases that the texts of at most a quarter of the documents hold."""
+        rare_enough = max(1, len(self._cards) // 4)
+        return {phrase for phrase, n in self._texts_holding(phrases).items() if n <= rare_enough}
+
+    def _in_any_text(self, words: list[str]) -> set[str]:
+        """The words that some document's text holds."""
+        return {word for word, n in self._texts_holding(words).items() if n > 0}
+
+    def _texts_holding(self, phrases: list[str]) -> dict[str, int]:
+        """How many documents' texts hold each phrase (1 each when the router has no text frequencies)."""
         if self._text_frequency is None:
-            return set(phrases)
+            return dict.fromkeys(phrases, 1)
         unknown = [phrase for phrase in phrases if phrase not in self._in_texts]
         if unknown:
             self._in_texts.update(self._text_frequency(unknown))
-        rare_enough = max(1, len(self._cards) // 4)
-        return {phrase for phrase in phrases if self._in_texts[phrase] <= rare_enough}
+        return {phrase: self._in_texts[phrase] for phrase in phrases}
 
     def _card_phrases(self, question: str) -> list[str]:
         """Runs of consecutive question words that name (see `name_words`) and are on some card."""

@@ -140,6 +140,12 @@ def test_short_forms_with_an_ampersand_and_names_glued_in_capitals() -> None:
     assert router.named("What were Amcor's net sales in North America?", STOPWORDS)[0][0] == "amcor"
     assert all(doc != "awk" for doc, _ in router.named("What were Amcor's net sales in North America?", STOPWORDS))
     assert router.named("Which utility serves North America?", STOPWORDS) == []
+    # ... and that ends where one of the texts' words begins: MGM|RESORTS, not AMERICA|NWATERWORKS.
+    glued = [*water, DocumentCard("mgm", "MGMRESORTS_2023Q2_10Q.pdf")]
+    counts = {"america": 1, "mgm": 1, "resorts": 3, "waterworks": 1}
+    router = DocumentRouter(glued, lambda phrases: {p: counts.get(p, 0) for p in phrases})
+    assert router.named("Which utility serves North America?", STOPWORDS) == []
+    assert router.named("What did MGM earn in Macau?", STOPWORDS)[0][0] == "mgm"
 
 
 def test_a_name_many_texts_mention_still_names_the_filing_of_the_period_asked() -> None:
