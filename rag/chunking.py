@@ -8,6 +8,7 @@ travels with "Net sales by category / Three Months Ended / July 1, 2023 June 25,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from langchain_text_splitters import Language, RecursiveCharacterTextSplitter
@@ -94,30 +95,28 @@ def split_table(section: Section, chunk_size: int) -> list[str]:
     pieces: list[list[str]] = [[]]
     used = 0
 
-    def add(rows: list[str]) -> None:
+    def add(rows: list[str], opening: Sequence[str] = ()) -> None:
+        """The rows, in the current piece if they fit, else in a new one that starts with `opening`."""
         nonlocal used
-        size = sum(len(row) + 1 for row in rows)
-        if pieces[-1] and used + size > room:
-            pieces.append([])
-            used = 0
+        if pieces[-1] and used + _size(rows) > room:
+            pieces.append(list(opening))
+            used = _size(opening)
         pieces[-1].extend(rows)
-        used += size
+        used += _size(rows)
 
     for labels, rows in _row_groups(section.text.split("\n")):
-        group = labels + rows
-        if sum(len(row) + 1 for row in group) <= room // SMALL_GROUP_SHARE:
-            add(group)
+        if _size(labels + rows) <= room // SMALL_GROUP_SHARE:
+            add(labels + rows)
             continue
-        label_size = sum(len(label) + 1 for label in labels)
-        repeat = labels if label_size <= room // SMALL_GROUP_SHARE else []  # a long label block is not repeated
+        repeat = labels if _size(labels) <= room // SMALL_GROUP_SHARE else []  # a long label block is not repeated
         add(labels + rows[:1])
         for row in rows[1:]:
-            if used + len(row) + 1 > room:
-                pieces.append(list(repeat))
-                used = label_size if repeat else 0
-            pieces[-1].append(row)
-            used += len(row) + 1
+            add([row], opening=repeat)
     return [f"{header}\n" + "\n".join(rows) if header else "\n".join(rows) for rows in pieces if rows]
+
+
+def _size(rows: Sequence[str]) -> int:
+    return sum(len(row) + 1 for row in rows)
 
 
 def _row_groups(rows: list[str]) -> list[tuple[list[str], list[str]]]:

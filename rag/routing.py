@@ -150,25 +150,26 @@ class DocumentRouter:
         shorts = self._short_forms(question, stop)
         # A word that begins a glued name must itself be a name: "America" begins AMERICANWATERWORKS, but
         # every filing that sells in North America says it.
-        beginnings = [short for short in shorts if any(begun_words(short, glued) for glued in self._glued)]
-        names = self._rare_in_texts([short.lower() for short in beginnings]) if beginnings else set()
+        begun = {short: [begun_words(short, glued) for glued in self._glued] for short in shorts}
+        beginnings = [short.lower() for short in shorts if any(begun[short])]
+        names = self._rare_in_texts(beginnings) if beginnings else set()
         # ... and end where a word begins: MGM|RESORTS, PEPSI|CO, but not AMERICA|NWATERWORKS.
         rests = {
             _rest(word, short.lower())
-            for short in beginnings
+            for short in shorts
             if short.lower() in names
-            for glued in self._glued
-            for word in begun_words(short, glued)
+            for card in begun[short]
+            for word in card
         }
         words_in_texts = self._in_any_text(sorted(rests - LEGAL_FORMS)) | (rests & LEGAL_FORMS)
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
-        for (doc_id, terms), sequence, glued in zip(self._cards, self._words, self._glued, strict=True):
+        for card, ((doc_id, terms), sequence) in enumerate(zip(self._cards, self._words, strict=True)):
             matched = words & terms
             for short in shorts:
                 spelled = set(abbreviated_words(short, sequence))
                 if short.lower() in names:
-                    spelled |= {w for w in begun_words(short, glued) if _rest(w, short.lower()) in words_in_texts}
+                    spelled |= {w for w in begun[short][card] if _rest(w, short.lower()) in words_in_texts}
                 matched.update(spelled)
                 abbreviates = abbreviates or bool(spelled)
             raw[doc_id] = sum(self._idf[t] for t in matched)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rag.keyword_index import STOPWORDS
 from rag.routing import DocumentCard, DocumentRouter, abbreviated_words, begun_words, card_terms, spelled_quarters
 
@@ -11,6 +13,11 @@ CARDS = [
     DocumentCard("bb", "Form 10-Q for the period ending 2023-07-29 BEST BUY CO., INC. BESTBUY_2024Q2_10Q.pdf"),
     DocumentCard("am", "Amcor 4Q 2023 Exhibit 99.1 AMCOR_2023Q4_EARNINGS.pdf"),
 ]
+
+
+def texts_holding(counts: dict[str, int], default: int = 0) -> Callable[[list[str]], dict[str, int]]:
+    """A knowledge base's text frequencies: phrase → how many documents' texts hold it."""
+    return lambda phrases: {phrase: counts.get(phrase, default) for phrase in phrases}
 
 
 def test_codes_spell_out_their_years_and_quarters() -> None:
@@ -85,11 +92,7 @@ def test_a_word_many_documents_use_names_none_of_them() -> None:
         DocumentCard("tesla", "Nikola_Tesla.txt"),
         DocumentCard("warsaw", "Warsaw.txt"),
     ]
-    in_texts = {"war": 3, "who": 4, "french": 2, "tesla": 1, "nikola": 1, "warsaw": 1}
-
-    def text_frequency(phrases: list[str]) -> dict[str, int]:
-        return {p: in_texts.get(p, 0) for p in phrases}
-
+    text_frequency = texts_holding({"war": 3, "who": 4, "french": 2, "tesla": 1, "nikola": 1, "warsaw": 1})
     question = "Who was the War of Currents waged between?"  # "Currents" is capitalised, but abbreviates nothing
     assert DocumentRouter(cards).named(question, STOPWORDS) != []  # by the cards alone, "War" names one
     router = DocumentRouter(cards, text_frequency)
@@ -132,18 +135,13 @@ def test_short_forms_with_an_ampersand_and_names_glued_in_capitals() -> None:
     # A word that begins a glued name but that many texts use names nothing.
     water = [DocumentCard("awk", "AMERICANWATERWORKS_2022_10K.pdf"), DocumentCard("amcor", "AMCOR_2023Q2_10Q.pdf")]
     water += [DocumentCard(f"o{n}", f"OTHER{n}_2021_10K.pdf") for n in range(6)]
-
-    def text_frequency(phrases: list[str]) -> dict[str, int]:
-        return {p: {"america": 7, "amcor": 1}.get(p, 0) for p in phrases}
-
-    router = DocumentRouter(water, text_frequency)
+    router = DocumentRouter(water, texts_holding({"america": 7, "amcor": 1}))
     assert router.named("What were Amcor's net sales in North America?", STOPWORDS)[0][0] == "amcor"
     assert all(doc != "awk" for doc, _ in router.named("What were Amcor's net sales in North America?", STOPWORDS))
     assert router.named("Which utility serves North America?", STOPWORDS) == []
     # ... and that ends where one of the texts' words begins: MGM|RESORTS, not AMERICA|NWATERWORKS.
     glued = [*water, DocumentCard("mgm", "MGMRESORTS_2023Q2_10Q.pdf")]
-    counts = {"america": 1, "mgm": 1, "resorts": 3, "waterworks": 1}
-    router = DocumentRouter(glued, lambda phrases: {p: counts.get(p, 0) for p in phrases})
+    router = DocumentRouter(glued, texts_holding({"america": 1, "mgm": 1, "resorts": 3, "waterworks": 1}))
     assert router.named("Which utility serves North America?", STOPWORDS) == []
     assert router.named("What did MGM earn in Macau?", STOPWORDS)[0][0] == "mgm"
 
@@ -154,11 +152,7 @@ def test_a_name_many_texts_mention_still_names_the_filing_of_the_period_asked() 
         DocumentCard(f"jpm{year}", f"CORP — JPMorgan Chase & Co. JPMORGAN_{year}Q2_10Q.pdf") for year in (2022, 2023)
     ]
     cards += [DocumentCard(f"other{n}", f"OTHER{n}_2022_10K.pdf") for n in range(6)]
-
-    def text_frequency(phrases: list[str]) -> dict[str, int]:
-        return dict.fromkeys(phrases, 8)  # every text says "JPMorgan" and "2022"
-
-    router = DocumentRouter(cards, text_frequency)
+    router = DocumentRouter(cards, texts_holding({}, default=8))  # every text says "JPMorgan" and "2022"
     assert router.named("What was JPMorgan's CET1 ratio at the end of June 2022?", STOPWORDS)[0] == ("jpm2022", 1.0)
     assert router.named("What was JPMorgan's CET1 ratio in the second quarter of 2023?", STOPWORDS)[0][0] == "jpm2023"
     assert router.named("Is JPMorgan a lender of the company?", STOPWORDS) == []  # a name many texts hold, no period
