@@ -172,7 +172,7 @@ class DocumentRouter:
                     spelled |= {w for w in begun[short][card] if _rest(w, short.lower()) in words_in_texts}
                 matched.update(spelled)
                 abbreviates = abbreviates or bool(spelled)
-            raw[doc_id] = sum(self._idf[t] for t in matched)
+            raw[doc_id] = sum(self._idf[t] for t in sorted(matched))  # in one order: a set's varies by process
         best = max(raw.values(), default=0.0)
         if best <= 0 or not (abbreviates or self._names_a_document(question)):
             return {}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
+from rag.config import PROJECT_ROOT
 from rag.keyword_index import STOPWORDS
 from rag.routing import DocumentCard, DocumentRouter, abbreviated_words, begun_words, card_terms, spelled_quarters
 
@@ -156,3 +160,30 @@ def test_a_name_many_texts_mention_still_names_the_filing_of_the_period_asked() 
     assert router.named("What was JPMorgan's CET1 ratio at the end of June 2022?", STOPWORDS)[0] == ("jpm2022", 1.0)
     assert router.named("What was JPMorgan's CET1 ratio in the second quarter of 2023?", STOPWORDS)[0][0] == "jpm2023"
     assert router.named("Is JPMorgan a lender of the company?", STOPWORDS) == []  # a name many texts hold, no period
+
+
+_SCORES_IN_A_NEW_PROCESS = """
+from rag.routing import DocumentCard, DocumentRouter
+cards = [
+    DocumentCard(f"{c}{y}{q}", f"{c}_{y}{q}_10Q.pdf Form 10-Q {c} Holdings")
+    for c in ("ACME", "GLOBEX", "INITECH") for y in (2021, 2022, 2023) for q in ("Q1", "Q2", "Q3")
+]
+print(repr(DocumentRouter(cards).scores("What did Acme Holdings report on Form 10-Q for Q2 2022?")))
+"""
+
+
+def test_scores_are_the_same_in_every_process() -> None:
+    """Python orders a set of words differently in each process; summed in that order, a document's score
+    differed in its last bits, and a near tie could name other documents from one run to the next."""
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _SCORES_IN_A_NEW_PROCESS],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(PROJECT_ROOT)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(1, 7)
+    }
+    assert len(outputs) == 1 and "ACME2022Q2" in outputs.pop()
