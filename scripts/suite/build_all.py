@@ -13,7 +13,7 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-DOMAINS = ["tatqa", "cuad", "covid_qa", "rfc", "conditional_gov", "incident_reports", "django_releases"]
+DOMAINS = ["tatqa", "cuad", "covid_qa", "policyqa", "numpy_releases", "taic_marine"]
 
 
 def main() -> None:
