@@ -13,7 +13,7 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-DOMAINS = ["tatqa", "cuad", "covid_qa", "policyqa", "numpy_releases", "taic_marine"]
+DOMAINS = ["tatqa", "cuad", "covid_qa", "policyqa", "numpy_user_guide", "taic_marine", "numpy_releases"]
 
 
 def main() -> None:
