@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def usable(q: dict[str, Any]) -> bool:
 
 def render(ctx: dict[str, Any], path: Path) -> None:
     pdf = FPDF(format="A4")
-    pdf.set_creation_date(datetime(2021, 1, 1, tzinfo=timezone.utc))  # fixed, so that builds are byte-identical
+    pdf.set_creation_date(datetime(2021, 1, 1, tzinfo=UTC))  # fixed, so that builds are byte-identical
     pdf.set_auto_page_break(True, margin=15)
     pdf.add_font("DejaVu", "", str(FONT_DIR / "DejaVuSans.ttf"))
     pdf.add_font("DejaVu", "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
