@@ -110,6 +110,8 @@ def finalize(
     questions: list[dict[str, Any]],
     long_chars: int = 30000,
     unique_page_evidence: bool = False,
+    long_pages: int = 0,
+    deep_from: int = 0,
 ) -> dict[str, Any]:
     """Verify answers against the extracted text, set split, tag long documents, write qa.jsonl.
 
@@ -117,6 +119,9 @@ def finalize(
     it is dropped when none does. Evidence pages given by the builder are kept only where the answer is on them.
     With unique_page_evidence (for sources whose annotation marks the answer span itself), a question without
     evidence gets the page of its answer when the answer occurs on exactly one page of a multi-page document.
+    A document is long when its text has long_chars characters or more, or (long_pages > 0) that many pages.
+    With deep_from > 0, "long-document" marks only answers deep inside a long document: the answer's first
+    occurrence lies at or after character deep_from and, in a paged document, after page 2.
     """
     files = sorted(p for p in docs_dir.iterdir() if p.is_file())
     text = extract_pages(files)
@@ -150,9 +155,11 @@ def finalize(
             q.pop("evidence", None)
         full = "".join(t for _, t in sorted(pages.items()))
         tags = list(q.get("tags", []))
-        if len(full) >= long_chars:
+        if len(full) >= long_chars or (long_pages > 0 and len(pages) >= long_pages):
             pos = full.lower().find(answers[0].lower())
-            if "long-document" not in tags:
+            first_page = pages_with(pages, answers[0])[0]
+            deep_enough = deep_from <= 0 or (pos >= deep_from and (len(pages) == 1 or first_page > 2))
+            if deep_enough and "long-document" not in tags:
                 tags.append("long-document")
             if pos > len(full) // 3 and "deep" not in tags:
                 tags.append("deep")
