@@ -13,7 +13,17 @@ from pathlib import Path
 import common
 
 HERE = Path(__file__).resolve().parent
-DOMAINS = ["tatqa", "cuad", "covid_qa", "policyqa", "numpy_user_guide", "taic_marine", "numpy_releases"]
+DOMAINS = [
+    "tatqa",
+    "cuad",
+    "covid_qa",
+    "policyqa",
+    "numpy_user_guide",
+    "taic_marine",
+    "numpy_releases",
+    "crs_reports",
+    "python_peps",
+]
 
 
 def main() -> None:
