@@ -121,9 +121,9 @@ def search(engine: Engine) -> None:
         f"scores are cosine similarity. The model is given those scoring at least {settings.min_score:.2f} "
         f"or holding half of the question's words, within {settings.context_chars:,} characters."
     )
-    if check.hits and not check.given:
+    if check.hits and not check.selected:
         st.info("None is relevant enough: a chat question like this is answered that your documents do not cover it.")
-    given = {hit.chunk.id for hit in check.given}
+    given = {hit.chunk.id for hit in check.selected}
     for rank, hit in enumerate(check.hits, 1):
         page = "" if hit.chunk.page is None else f" · page {hit.chunk.page}"
         status = "given to the model" if hit.chunk.id in given else "not given to the model"

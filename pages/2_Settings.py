@@ -213,6 +213,7 @@ with st.form("settings"):
         "meaning and none holds the question's rarer words, the app says your documents do not cover the "
         "question instead of asking the model."
     )
+    edit("profile")
 
     st.subheader("Where the vectors live")
     edit("chroma_url")

@@ -18,6 +18,7 @@ from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import human_size, plural
 from rag.ingest import IngestProgress, IngestResult
 from rag.logs import configure_logging
+from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
@@ -130,9 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     conv_delete = conv_sub.add_parser("delete", help="delete a conversation and its messages")
     conv_delete.add_argument("id", metavar="ID")
     conv_delete.set_defaults(run=cmd_conversations_delete)
-    evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh temporary KB)")
-    evaluate.add_argument("--docs", type=Path, required=True, metavar="DIR", help="documents to ingest")
-    evaluate.add_argument("--qa", type=Path, required=True, metavar="FILE.jsonl", help="question, answers, doc")
+    evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh or kept KB)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--docs", type=Path, metavar="DIR", help="documents to ingest (with --qa)")
+    source.add_argument(
+        "--suite", type=Path, metavar="SUITE.json", help="every domain of a suite, ours beside the tutorial"
+    )
+    evaluate.add_argument("--qa", type=Path, metavar="FILE.jsonl", help="question, answers, doc (with --docs)")
+    evaluate.add_argument("--domain", action="append", default=[], help="with --suite: only this domain (repeatable)")
+    evaluate.add_argument(
+        "--cache", type=Path, metavar="DIR", help="keep the knowledge bases here between runs (re-used when unchanged)"
+    )
+    evaluate.add_argument("--stages", action="store_true", help="also the answer-in-context rate after each stage")
+    evaluate.add_argument("--no-tutorial", action="store_true", help="with --suite: skip the tutorial pipeline")
     evaluate.add_argument("--limit", type=int, help="sample this many questions")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -141,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="with --answer: the Ollama model")
     evaluate.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="retrieval to score (default hybrid)")
     evaluate.add_argument("--fusion", choices=FUSIONS, default="convex", help="how hybrid fuses (default convex)")
+    evaluate.add_argument("--profile", choices=PROFILE_NAMES, help="override the domain profile setting")
     evaluate.add_argument("--top-k", type=int, help="override the top-k setting")
     evaluate.add_argument("--context-chars", type=int, help="override the context size setting (characters)")
     evaluate.add_argument("--chunk-size", type=int, help="override the chunk size setting (characters)")
@@ -175,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-tutorial", action="store_true", help="skip the tutorial pipeline's ingestion (halves the time)"
     )
+    bench.add_argument(
+        "--real",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="time retrieval on real documents instead (repeatable), with the questions of --qa or --suite",
+    )
+    bench.add_argument("--qa", type=Path, metavar="FILE.jsonl", help="with --real: the questions to time")
+    bench.add_argument(
+        "--suite", type=Path, metavar="SUITE.json", help="time retrieval on every document and question of a suite"
+    )
+    bench.add_argument("--cache", type=Path, metavar="DIR", help="with --real/--suite: keep the knowledge base here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=cmd_bench)
     return parser
@@ -526,7 +551,8 @@ def _doc_ids(docs: Sequence[DocumentRecord]) -> list[str] | None:
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.tools.evaluation import evaluate, evaluate_tutorial, load_questions
+    from rag.retrieval import RetrievalOptions
+    from rag.tools.evaluation import evaluate, evaluate_suite, evaluate_tutorial, format_suite, load_questions
 
     settings = engine.settings.with_overrides(
         top_k=args.top_k,
@@ -534,16 +560,36 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         chunk_overlap=args.chunk_overlap,
         min_score=args.min_score,
+        profile=args.profile,
     )
+    options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile)
+    if args.suite is not None:
+        suite = evaluate_suite(
+            args.suite,
+            settings,
+            engine.embedder,
+            options,
+            cache=args.cache,
+            tutorial=not args.no_tutorial,
+            stages=args.stages,
+            only=args.domain,
+            progress=lambda name: print(f"# {name}", file=sys.stderr),
+        )
+        print(suite.to_json() if args.json else "\n".join(format_suite(suite)))
+        return 0
+    if args.qa is None:
+        raise RagError("--docs needs --qa FILE.jsonl (the questions with their gold answers).")
     questions = load_questions(args.qa, args.limit, args.seed)
     backend = None
     if args.answer:
         backend = engine.chosen.backend
         print(f"# {engine.chosen.reason}", file=sys.stderr)
     if args.pipeline == "tutorial":
-        report = evaluate_tutorial(args.docs, questions, engine.embedder)
+        report = evaluate_tutorial(args.docs, questions, engine.embedder, cache=args.cache)
     else:
-        report = evaluate(args.docs, questions, settings, engine.embedder, args.mode, backend, args.fusion)
+        report = evaluate(
+            args.docs, questions, settings, engine.embedder, options, backend, cache=args.cache, stages=args.stages
+        )
     if args.json:
         print(report.to_json())
         return 0
@@ -563,6 +609,12 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     )
     _print_context_figures(report)
     print("hit@" + "  hit@".join(f"{k} {v:.3f}" for k, v in report.hit_at.items()) + f"  MRR {report.mrr:.3f}")
+    if report.stages:
+        print("after each stage   " + "  ".join(f"{stage} {share:.3f}" for stage, share in report.stages.items()))
+    for split, figures in report.by_split.items():
+        print(
+            f"{split} half            answer in context {figures.answer_in_context:.3f} ({figures.questions} questions)"
+        )
     if report.correct_declines is not None and report.false_declines is not None:
         print(
             f"declines            {report.correct_declines:.1%} correct (asked of the half without the document), "
@@ -601,6 +653,8 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise RagError(f"--sizes {args.sizes!r}: give chunk counts separated by commas, e.g. 1000,10000.") from exc
     s = engine.settings
+    if args.real or args.suite:
+        return _bench_real(engine, args, sizes)
     report = run_bench(
         args.docs,
         engine.embedder,
@@ -615,6 +669,41 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
         tutorial=not args.no_tutorial,
     )
     print(report.to_json() if args.json else format_report(report))
+    return 0
+
+
+def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> int:
+    """`bench --real DIR… --qa FILE` or `bench --suite SUITE.json`: real documents, real questions."""
+    import random
+
+    from rag.retrieval import RetrievalOptions
+    from rag.tools.evaluation import load_questions, load_suite
+    from rag.tools.realbench import bench_real_retrieval, format_real
+
+    folders = list(args.real)
+    question_files = [args.qa] if args.qa else []
+    if args.suite:
+        domains = load_suite(args.suite)
+        folders += [d.docs for d in domains]
+        question_files += [d.qa for d in domains]
+    if not question_files:
+        raise RagError("bench --real needs questions to time: add --qa FILE.jsonl (or use --suite).")
+    questions = [q.question for path in question_files for q in load_questions(path)]
+    random.Random(0).shuffle(questions)
+    figures = bench_real_retrieval(
+        folders,
+        questions[: args.queries],
+        engine.embedder,
+        engine.settings,
+        sizes or [0],
+        cache=args.cache,
+        options=RetrievalOptions(profile=engine.settings.profile),
+        progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print(json.dumps([asdict(f) for f in figures], indent=2))
+    else:
+        print(format_real(figures))
     return 0
 
 

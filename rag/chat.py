@@ -5,7 +5,6 @@ rag/session.py runs them in order for a conversation and saves the result.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -80,13 +79,8 @@ def retrieve(
     context_chars: int = 100_000,
     doc_ids: Sequence[str] | None = None,
 ) -> Retrieval:
-    started = time.perf_counter()
-    hits = retriever.search(query, top_k, doc_ids)
-    selected = retriever.select(query, hits, min_score, context_chars)
-    seconds = time.perf_counter() - started
-    # Only a search that found nothing needs to ask whether there was anything to search.
-    empty = not hits and retriever.store.chunk_count() == 0
-    return Retrieval(query, selected, seconds, knowledge_base_empty=empty)
+    result = retriever.retrieve(query, top_k=top_k, min_score=min_score, max_chars=context_chars, doc_ids=doc_ids)
+    return Retrieval(query, result.selected, result.seconds, knowledge_base_empty=result.knowledge_base_empty)
 
 
 def plan_turn(

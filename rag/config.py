@@ -34,6 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from rag.errors import SettingsError
+from rag.profiles import ProfileName
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -249,6 +250,15 @@ class Settings(BaseModel):
     min_score: float = setting(
         0.2, env="RAG_MIN_SCORE", says="Minimum score", ge=-1.0, le=1.0, page=Widget("Minimum score", step=0.05),
         help="The cosine a passage needs to be given to the model, unless it holds half of the question's words.",
+    )  # fmt: skip
+    profile: ProfileName = setting(
+        "auto", env="RAG_PROFILE", says="domain profile",
+        help="Domain knowledge for retrieval: auto (finance when your documents hold financial statements), "
+        "none, or finance (a glossary of financial metrics; the statements that print them preferred).",
+        page=Widget("Domain profile", captions=(
+            "finance when the documents hold financial statements", "general retrieval only",
+            "financial metrics and statements always",
+        )),
     )  # fmt: skip
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, says="The system prompt", max_length=MAX_PROMPT_CHARS,

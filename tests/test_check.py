@@ -233,7 +233,7 @@ def test_many_writers_and_searchers_at_once_leave_a_consistent_knowledge_base(
                 if op == "search":  # as a chat turn: search, then the evidence check and the sources
                     retriever = Retriever(store, embedder)
                     question = " ".join(rng.sample(_WORDS, 3))
-                    retriever.select(question, retriever.search(question, 5), 0.0, 4000)
+                    retriever.retrieve(question, top_k=5, min_score=0.0, max_chars=4000)
                     failed = []
                 elif op == "ingest":
                     ingestor = Ingestor(store, embedder, 600, 100)

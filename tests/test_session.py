@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from rag.config import Settings
 from rag.conversations import ConversationStore, SelectedDocument
 from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine, choose_backend
-from rag.schema import RetrievedChunk
+from rag.retrieval import RetrievalResult
 from rag.session import STOPPED, ChatService
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 
@@ -43,13 +43,13 @@ def service(engine: Engine) -> ChatService:
 def counting_searches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every query the engine's retriever searches, in order (the real search still runs)."""
     queries: list[str] = []
-    real_search: Callable[..., list[RetrievedChunk]] = engine.retriever.search
+    real_retrieve: Callable[..., RetrievalResult] = engine.retriever.retrieve
 
-    def search(query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+    def retrieve(query: str, **options: Any) -> RetrievalResult:
         queries.append(query)
-        return real_search(query, k, doc_ids)
+        return real_retrieve(query, **options)
 
-    monkeypatch.setattr(engine.retriever, "search", search)
+    monkeypatch.setattr(engine.retriever, "retrieve", retrieve)
     return queries
 
 

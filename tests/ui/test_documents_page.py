@@ -182,7 +182,7 @@ def test_an_unexpected_failure_is_a_message_with_what_to_do_not_a_trace(
         raise sqlite3.OperationalError("database is locked")
 
     at = open_page()
-    monkeypatch.setattr(Engine, "search", locked)  # e.g. another program writing to the knowledge base
+    monkeypatch.setattr(Engine, "check_retrieval", locked)  # e.g. another program writing to the knowledge base
     at.text_input(key="documents_search").input("How often are the tomatoes watered?").run()
     assert not at.exception, at.exception
     message = at.error[0].value
