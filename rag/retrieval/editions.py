@@ -126,23 +126,22 @@ def latest_date(text: str) -> tuple[int, int, int]:
 
 
 def resolve(
-    reference: TimeReference, editions: Sequence[Edition], relevance: Mapping[str, float]
+    reference: TimeReference, editions: Sequence[Edition], relevance: Mapping[str, float], share: float = 0.0
 ) -> str | None:
-    """The document the reference picks among the relevant ones (`relevance`: doc id → how much the question
-    is about it, best 1.0): the editions of the most relevant document's series when there are several of
-    them, else every relevant document, ordered by their numbers or dates."""
-    if not relevance:
-        return None
+    """The document the reference picks (`relevance`: doc id → how much the question is about it, the best
+    1.0): among the editions of the most relevant document's series when it has several, else among the
+    documents at least `share` as relevant as the best, ordered by the dates they print."""
     by_id = {e.doc_id: e for e in editions}
     relevant = [by_id[d] for d in relevance if d in by_id]
     if not relevant:
         return None
     best = max(relevant, key=lambda e: relevance[e.doc_id])
-    family = [e for e in relevant if e.series == best.series]
+    family = [e for e in editions if e.series == best.series]
     if len(family) >= 2 and len({e.numbers for e in family}) == len(family):
         ordered = sorted(family, key=lambda e: e.numbers)
     else:
-        dated = [e for e in relevant if e.date != (0, 0, 0)]
+        top = relevance[best.doc_id]
+        dated = [e for e in relevant if e.date != (0, 0, 0) and relevance[e.doc_id] >= share * top]
         if len(dated) < 2:
             return None
         ordered = sorted(dated, key=lambda e: e.date)

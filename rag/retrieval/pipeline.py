@@ -15,7 +15,7 @@ from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
 from rag.profiles import Profile, ProfileName, choose_profile
 from rag.retrieval.candidates import CANDIDATES, Candidates, CandidateSearch, Query, SearchMode
-from rag.retrieval.focus import DOC_WEIGHT, DocumentFocus
+from rag.retrieval.focus import DOC_WEIGHT, FOCUS_SHARPNESS, DocumentFocus, Focus
 from rag.retrieval.fusion import FUSIONS, Fusion, fuse
 from rag.retrieval.select import select
 from rag.schema import RetrievedChunk
@@ -38,8 +38,11 @@ class RetrievalOptions:
     mode: SearchMode = "hybrid"
     fusion: Fusion = "convex"
     profile: ProfileName = "auto"
-    focus: bool = True  # documents named by the question are searched and raised
+    focus: bool = True  # the documents a question is about are raised (and searched on their own)
+    by_content: bool = True  # … also when it names none: the document whose passages stand out
+    by_time: bool = True  # "the latest report": the edition, from the documents' own numbers and dates
     doc_weight: float = DOC_WEIGHT
+    focus_sharpness: float = FOCUS_SHARPNESS
     prefer_weight: float = PREFER_WEIGHT
     sentences: bool = True  # a question of several sentences is also searched sentence by sentence
 
@@ -122,16 +125,23 @@ class Retriever:
         order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
         report("candidates", order, f"{len(candidates.dense)} by meaning, {len(candidates.keyword)} by words")
 
-        named: dict[str, float] = {}
+        focus = Focus()
         if doc_ids is None and self.options.focus and self.options.doc_weight > 0:
-            named = self.focus.named(text)
-            if named:  # the named documents' own best passages join the candidates, whatever the siblings score
-                candidates.extend(self.candidates.search(query, breadth, list(named)))
+            focus = self.focus.focus(
+                text,
+                order,
+                by_time=self.options.by_time,
+                by_content=self.options.by_content,
+                sharpness=self.options.focus_sharpness,
+            )
+            if focus.searched:  # their own best passages join the candidates, whatever the siblings score
+                candidates.extend(self.candidates.search(query, breadth, list(focus.searched)))
                 order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
-                order = _raised(
-                    order, {cid: self.options.doc_weight * named.get(_doc_of(cid), 0.0) for cid, _ in order}
-                )
-        report("focus", order, _focus_note(named, self.store))
+            if focus.weights:
+                weight = self.options.doc_weight
+                order = _raised(order, {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order})
+        report("focus", order, focus.note)
+        named = {d: min(1.0, w) for d, w in focus.weights.items()} if focus.how in ("named", "edition") else {}
 
         if query.expansion.prefer and self.options.prefer_weight > 0:
             order = self._prefer(order, query, profile, named, breadth)
@@ -193,8 +203,3 @@ def _doc_of(chunk_id: str) -> str:
     return chunk_id.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
 
 
-def _focus_note(named: dict[str, float], store: Store) -> str:
-    if not named:
-        return "no document named"
-    names = {d.doc_id: d.name for d in store.documents()}
-    return "named: " + ", ".join(f"{names.get(doc, doc)} ({score:.2f})" for doc, score in named.items())

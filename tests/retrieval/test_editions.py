@@ -44,6 +44,11 @@ def test_documents_of_no_series_are_ordered_by_the_dates_they_print() -> None:
         edition_of("c", "Gardening tips", "garden.pdf", "Written in 2024."),
     ]
     # Only the documents the question is about count: the gardening tips are newer, but not relevant.
-    assert resolve("latest", docs, {"a": 1.0, "b": 0.9}) == "b"
-    assert resolve("earliest", docs, {"a": 0.8, "b": 1.0}) == "a"
+    assert resolve("latest", docs, {"a": 1.0, "b": 0.9, "c": 0.2}, share=0.6) == "b"
+    assert resolve("earliest", docs, {"a": 0.8, "b": 1.0}, share=0.6) == "a"
     assert resolve("latest", docs, {"a": 1.0}) is None  # one document: nothing to choose between
+
+
+def test_every_edition_of_the_series_counts_however_its_passages_scored() -> None:
+    notes = [edition_of(f"d{n}", "", f"Tool {v} Release Notes.txt", "") for n, v in enumerate(("1.0", "2.0", "3.0"))]
+    assert resolve("latest", notes, {"d0": 1.0}) == "d2"  # the newest one's passages did not match at all
