@@ -140,6 +140,7 @@ def test_small_files_are_indexed_in_waves_each_with_its_own_entry(
 ) -> None:
     monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 5)
     monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 5)  # waves by size alone, not by the parser's pace
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)
     for i in range(5):
         (tmp_path / f"{i}.txt").write_text("\n\n".join(f"Note {i}.{p}: " + "text " * 60 for p in range(3)))
     progress: list[IngestProgress] = []
@@ -176,6 +177,7 @@ def test_a_wave_that_fails_leaves_nothing_behind_and_the_other_files_go_in(
 ) -> None:
     monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 2)
     monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 2)
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)  # waves by size alone, not by the parser's pace
 
     class RunsOutOfMemoryOnPoison(Embedder):  # the model failing mid-batch, e.g. out of memory
         def embed_batches(self, texts):

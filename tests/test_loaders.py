@@ -674,14 +674,14 @@ def test_html_rows_breaks_and_pre_are_kept_in_their_places() -> None:
 
 
 def test_a_pdf_over_the_page_limit_is_refused_before_its_pages_are_read() -> None:
-    from rag.loaders.pdf import MAX_PAGES
+    from rag.loaders.common import READ_LIMITS, ReadLimits
 
     data = make_pdf([f"Chapter {i}: how the pump is serviced, step by step." for i in range(1, 6)])
-    token = MAX_PAGES.set(4)
+    token = READ_LIMITS.set(ReadLimits(max_pages=4))
     try:
         message = load_error(data, "manual.pdf")
     finally:
-        MAX_PAGES.reset(token)
+        READ_LIMITS.reset(token)
     assert message == (
         "manual.pdf has 5 pages, over the limit of 4 a file: split it into parts (e.g. by chapter) and add those, "
         "or raise RAG_MAX_PAGES."
