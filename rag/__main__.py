@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, auth_headers, normalize_host
 from rag.conversations import ConversationStore, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
@@ -22,7 +22,7 @@ from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
 from rag.session import ChatService, Turn
-from rag.store import DocumentRecord
+from rag.store import DocumentRecord, Store
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
@@ -257,17 +257,48 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
     from rag.check import check, describe, describe_repair, repair
+    from rag.errors import DamagedKnowledgeBase
 
-    where = engine.settings.chroma_url or str(engine.settings.data_dir)
-    report = check(engine.store)
+    settings = engine.settings
+    where = settings.chroma_url or str(settings.data_dir)
+    try:
+        store = engine.store
+        report = check(store, integrity=True)
+    except DamagedKnowledgeBase as damage:  # a part of the folder cannot be opened at all
+        print(f"Knowledge base in {settings.data_dir}: {damage.kind}.")
+        print(str(damage))
+        if not args.repair:
+            return 1
+        if "store" in engine.__dict__:
+            engine.store.close()
+        store = _reopened(engine, damage.kind)
+        report = check(store, integrity=True)
     for line in describe(report, where):
         print(line)
     if report.ok or not args.repair:
         return 0 if report.ok else 1
-    result = repair(engine.store)
+    if report.registry_problem is not None:  # opens, but some of its pages are damaged
+        store.close()
+        store = _reopened(engine, "registry damaged")
+    result = repair(store, lambda: engine.embedder, lambda message: print(f"# {message}", file=sys.stderr, flush=True))
     for line in describe_repair(result):
         print(line)
     return 0 if result.after.ok else 1
+
+
+def _reopened(engine: Engine, damage: str) -> Store:
+    """The damaged part of the folder kept aside (rag/check.py), then the knowledge base opened again."""
+    from rag.check import repair_folder
+    from rag.engine import open_store
+
+    s = engine.settings
+    done = repair_folder(s.data_dir, damage, s.chroma_url, auth_headers(s.chroma_token), s.chroma_collection)
+    for path in done.kept:
+        print(f"Kept the damaged {path.name.split('.damaged-')[0]} as {path}.")
+    print(f"Repairing: {done.done}.")
+    store = open_store(s)
+    engine.__dict__["store"] = store  # the engine's store from now on
+    return store
 
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:

@@ -428,7 +428,7 @@ class Ingestor:
             reading.digest = ""
             return _Prepared(name, b"", "", error=str(exc))
         digest = reading.digest = content_hash(data)
-        if digest in known:  # unchanged or a duplicate: decided against the store, no parsing needed
+        if digest in known or digest[:16] in known:  # unchanged or a duplicate: no parsing needed
             return _Prepared(name, data, digest)
 
         def on_ocr_page(done: int, total: int) -> None:
@@ -498,7 +498,7 @@ class Ingestor:
 
     def _already_indexed(self, name: str, digest: str, same_name: DocumentRecord | None) -> IngestResult | None:
         """ "unchanged" or "duplicate" when this content is in the knowledge base already, else None."""
-        if same_name is not None and same_name.content_hash == digest:
+        if same_name is not None and same_name.content_hash in (digest, digest[:16]):  # [:16]: registered by a repair
             return IngestResult(name, "unchanged", same_name.chunks, doc_id=same_name.doc_id)
         twin = self.store.find_by_hash(digest)
         if twin is not None:

@@ -135,3 +135,21 @@ def _retry_while_locked(statement: Callable[[], object]) -> None:
 def _db_file(db: sqlite3.Connection) -> str:
     row = db.execute("PRAGMA database_list").fetchone()
     return str(row[2]) if row and row[2] else "database"
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Is this SQLite's "the file is damaged" (malformed, truncated, or not a database at all)?"""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Did a write fail for lack of space (SQLite's SQLITE_FULL, ENOSPC, or a library saying so)?"""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    return name.startswith("SQLITE_FULL") or "disk is full" in text or "no space left" in text or "(code: 13)" in text

@@ -45,7 +45,10 @@ def docx_bytes(
         style = '<w:pPr><w:pStyle w:val="Heading1"/></w:pPr>' if text and i % 10 == 0 else ""
         run = f"<w:r><w:t>{text.format(i=i)}</w:t></w:r>" if text else ""
         body.write(f"<w:p>{style}{run}</w:p>" if style or run else "<w:p/>")
-    document = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{W}"><w:body>{body.getvalue()}</w:body></w:document>'
+    document = (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{W}">'
+        f"<w:body>{body.getvalue()}</w:body></w:document>"
+    )
     extra = "".join(
         f'<w:style w:type="paragraph" w:styleId="Extra{i}"><w:name w:val="Extra {i}"/></w:style>' for i in range(styles)
     )
@@ -70,7 +73,11 @@ def docx_bytes(
 
 
 def write_docx(
-    path: Path, paragraphs: int, styles: int = 0, text: str = "Paragraph {i} of a long report.", word_styles: bool = False
+    path: Path,
+    paragraphs: int,
+    styles: int = 0,
+    text: str = "Paragraph {i} of a long report.",
+    word_styles: bool = False,
 ) -> Path:
     path.write_bytes(docx_bytes(paragraphs, styles, text, word_styles))
     return path
