@@ -18,6 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -118,7 +119,7 @@ def check(store: Store, wait: float = CHECK_WAIT, integrity: bool = False) -> Ch
     done (a document committed between reading the registry and Chroma would look like orphan vectors); a
     StoreError says so when a writer keeps it longer than `wait` seconds. `integrity` also reads every page of
     the registry's file (seconds for a large one)."""
-    with store.writing(timeout=wait):
+    with nullcontext() if store.read_only else store.writing(timeout=wait):  # a full disk: nobody can write
         report = _compare(store)
     if integrity and (problem := store.registry_problem()) is not None:
         return CheckReport(**{**report.__dict__, "registry_problem": problem})

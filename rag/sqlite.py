@@ -34,8 +34,14 @@ class Migration:
     apply: Callable[[sqlite3.Connection], object]
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection usable from any thread (callers serialise its use), in WAL mode, waiting for other writers."""
+def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    """A connection usable from any thread (callers serialise its use), in WAL mode, waiting for other writers.
+
+    `read_only`: the file as it is, read without locks or SQLite's shared-memory file (which cannot be made on a
+    full disk); for when nothing can be written anyway."""
+    if read_only:
+        uri = f"{path.resolve().as_uri()}?immutable=1"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     # Switching a database to WAL needs it to itself; SQLite does not always call the busy handler for that,

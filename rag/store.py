@@ -61,6 +61,9 @@ COLLECTION = "chunks"
 WRITE_LOCK_TIMEOUT = 300.0
 LOCK_FILE = "write.lock"
 REGISTRY_FILE = "registry.sqlite3"
+# Free space kept in hand beyond what a wave needs: SQLite's write-ahead logs (up to 4 MB before a checkpoint) and
+# Chroma's index files grow before they shrink back; reads need a little too.
+DISK_RESERVE = 8 * 1024 * 1024
 CHROMA_DIR = "chroma"
 # The tokens of the stores open in this process. Each open store is a writer of its own (a pid can be reused,
 # after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
@@ -129,29 +132,29 @@ class Store:
         self._chroma = (collection, chroma_headers)
         self._vectors_opened: VectorCollection | None = None
         self._vectors_guard = threading.Lock()
+        # Set when the disk is full: the registry is then only read, and every write says why it cannot be done.
+        self.read_only: DiskFull | None = None
         registry = data_dir / REGISTRY_FILE
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             if not (registry.exists() and registry.stat().st_size > 0):
                 _refuse_a_new_registry_beside_its_lost_one(data_dir, collection, chroma_url, chroma_headers)
             self._db = connect(registry)
-            migrate(self._db, MIGRATIONS)
-            # The id the collection records as its owner (a second data directory on the same collection is refused).
-            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
-            self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
-            self.keyword_table_was_missing = not keyword_index.table_exists(self._db)
-            if self.keyword_table_was_missing:  # dropped: made again, empty, so that nothing fails for want of it
-                logger.info("The keyword index of %s was missing: made again, empty (`rag check`)", data_dir)
-                keyword_index.create_table(self._db)
+            self._open_registry()
         except sqlite3.DatabaseError as exc:
             if is_corrupt(exc):
                 raise DamagedKnowledgeBase(registry_damaged(data_dir, exc), "registry damaged") from exc
-            if is_disk_full(exc):
-                raise disk_full(data_dir) from exc
-            raise StoreError(
-                f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
-                "or set RAG_DATA_DIR to another folder."
-            ) from exc
+            if not (is_disk_full(exc) or _no_room(data_dir)):
+                raise StoreError(
+                    f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
+                    "or set RAG_DATA_DIR to another folder."
+                ) from exc
+            # SQLite could not make its shared-memory file: read the registry as it is on disk, write nothing.
+            logger.info("The disk holding %s is full: the knowledge base is opened read-only", data_dir)
+            self.read_only = disk_full(data_dir)
+            self._db = connect(registry, read_only=True)
+            self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
+            self.keyword_table_was_missing = not keyword_index.table_exists(self._db)
         except OSError as exc:
             raise StoreError(
                 f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
@@ -165,6 +168,16 @@ class Store:
         self._keywords = KeywordIndex(self._db)
         self.recover()
         self._backfill_keyword_index()
+
+    def _open_registry(self) -> None:
+        migrate(self._db, MIGRATIONS)
+        # The id the collection records as its owner (a second data directory on the same collection is refused).
+        self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
+        self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
+        self.keyword_table_was_missing = not keyword_index.table_exists(self._db)
+        if self.keyword_table_was_missing:  # dropped: made again, empty, so that nothing fails for want of it
+            logger.info("The keyword index of %s was missing: made again, empty (`rag check`)", self.data_dir)
+            keyword_index.create_table(self._db)
 
     # -- the vectors, opened on first use (listing documents needs only the registry) ------------------
 
@@ -360,8 +373,21 @@ class Store:
 
     def remove_traces(self, doc_id: str) -> None:
         """Every vector, keyword row and registry row under this id (`rag check --repair`)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             self._purge(doc_id)
+
+    def check_room(self, needed: int) -> None:
+        """Raise DiskFull, before anything is written, when the disk holding the data directory has less free space
+        than `needed` bytes and a reserve (SQLite's write-ahead logs and Chroma's index files grow before they
+        shrink back). A Chroma server's disk is its own: only the registry's share is counted then."""
+        if self.chroma_url:
+            needed //= 8
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            return
+        if free < needed + DISK_RESERVE:
+            raise disk_full(self.data_dir, needed + DISK_RESERVE)
 
     # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
 
@@ -369,6 +395,8 @@ class Store:
     def writing(self, timeout: float | None = None) -> Iterator[None]:
         """One write span at a time on this knowledge base, across processes and threads (re-entrant in a
         thread). Every write method takes it; the ingestor holds it around a whole wave (begin → commit)."""
+        if self.read_only is not None:
+            raise self.read_only
         try:
             self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT if timeout is None else timeout)
         except Timeout as exc:
@@ -383,7 +411,7 @@ class Store:
             self._write_lock.release()
 
     def begin_document(self, record: DocumentRecord) -> None:
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (record.doc_id,)).fetchone()
             if row is not None:
                 status, writer = row
@@ -419,7 +447,7 @@ class Store:
         by_doc: dict[str, int] = {}
         for c in chunks:
             by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             for doc_id in by_doc:  # under the lock nobody else can take the row away between this and the add
                 self._check_own(doc_id, "store its chunks")
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
@@ -435,7 +463,7 @@ class Store:
 
     def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
         """Make the document visible, and retire the version it replaces, in one transaction."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             with self._transaction():
                 self._check_own(doc_id, "make it visible")
                 self._db.execute(
@@ -454,14 +482,14 @@ class Store:
     def abort_document(self, doc_id: str) -> None:
         """Remove what this writer stored of a document it will not commit; never another writer's document
         (the same content committed by another session meanwhile stays)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is not None and row[0] == "indexing" and row[1] == self._writer:
                 self._purge(doc_id)
 
     def delete_document(self, doc_id: str) -> None:
         """Delete a ready document (nothing happens if it is gone already, deleted by another session)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             marked = self._db.execute(
                 "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
                 (self._writer, doc_id),
@@ -473,6 +501,8 @@ class Store:
         """Remove every trace of documents left half-indexed or half-deleted by a writer that is gone (a crash).
 
         Never waits: when another writer holds the lock, its rows are its own and the next open recovers."""
+        if self.read_only is not None:
+            return []
         try:
             self._write_lock.acquire(timeout=0)
         except Timeout:
@@ -481,10 +511,16 @@ class Store:
         try:
             with self._lock:
                 stale = sorted(self.abandoned_documents())
+                removed = []
                 for doc_id in stale:
                     logger.warning("Recovering %s: removing what a writer that is gone left of it", doc_id)
-                    self._purge(doc_id)
-                return stale
+                    try:
+                        self._purge(doc_id)
+                    except Exception as exc:  # e.g. a full disk: the row stays invisible, a later open removes it
+                        logger.warning("Could not remove what %s left (%s): hidden till a later start", doc_id, exc)
+                        continue
+                    removed.append(doc_id)
+                return removed
         finally:
             self._write_lock.release()
 
@@ -658,7 +694,7 @@ class Store:
     def _backfill_keyword_index(self) -> None:
         """Knowledge bases made before the keyword index (or its current version) get one built from their
         stored chunks."""
-        if self._keywords.is_current():
+        if self._keywords.is_current() or self.read_only is not None:
             return
         with self.writing(), self._lock, self._transaction():
             self._keywords.rebuild(self.chunks_of(record.doc_id) for record in self.documents())
@@ -728,6 +764,13 @@ def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
         f"The disk holding {data_dir} is full: {_mb(free)} free{need}. Nothing was half-written: free some space "
         "(or set RAG_DATA_DIR to a folder on a larger disk) and try again."
     )
+
+
+def _no_room(data_dir: Path) -> bool:
+    try:
+        return shutil.disk_usage(data_dir).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def _mb(n_bytes: int) -> str:
