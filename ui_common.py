@@ -120,7 +120,7 @@ def sidebar(engine: Engine) -> None:
             st.page_link(path, label=label, icon=icon)
         st.divider()
         st.caption("Answering with")
-        (st.warning if choice.fallback else st.info)(choice.reason)
+        (st.warning if choice.fallback else st.info)(plain_markdown(choice.reason))  # it holds settings values
         if (remote := remote_model_host(engine.settings, choice.fallback)) is not None:
             st.warning(
                 f"The model runs on another machine: your questions and passages are sent to {plain_markdown(remote)}. "

@@ -665,5 +665,18 @@ def auth_headers(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+# A host is a name, an IPv4 address or a bracketed IPv6 one, with an optional user and port; the rest of the URL
+# holds none of the characters that Markdown or HTML would read as a link, an image or a tag.
+_URL_NETLOC = re.compile(r"(?:[A-Za-z0-9._~%!$&'*+,;=:-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+_URL_UNSAFE = re.compile(r"[\s<>\[\]()`\"'{}|\\^]")
+
+
 def _is_http_url(url: str) -> bool:
-    return re.fullmatch(r"https?://[^\s/]+(/\S*)?", url) is not None
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return (
+        scheme.lower() in ("http", "https")
+        and _URL_NETLOC.fullmatch(netloc) is not None
+        and not _URL_UNSAFE.search(path)
+        and not (slash == "" and "?" in netloc)
+    )

@@ -27,7 +27,7 @@ from rag.config import (
 )
 from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
-from rag.formatting import human_size, plural
+from rag.formatting import clean_name, human_size, plural
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
 from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
@@ -290,7 +290,7 @@ class Ingestor:
 
     def ingest_paths(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         files = collect_files(paths)
-        return self._ingest([(path.name, path.read_bytes) for path in files], on_progress)
+        return self._ingest([(clean_name(path.name), path.read_bytes) for path in files], on_progress)
 
     def ingest_uploads(
         self, uploads: Sequence[tuple[str, bytes | Reader]], on_progress: ProgressCallback | None = None
@@ -319,7 +319,8 @@ class Ingestor:
             return reader
 
         sources = [
-            (name, counted(name, _constant(data) if isinstance(data, bytes) else data)) for name, data in uploads
+            (clean_name(name), counted(clean_name(name), _constant(data) if isinstance(data, bytes) else data))
+            for name, data in uploads
         ]
         return self._ingest(sources, on_progress)
 

@@ -166,6 +166,8 @@ class Store:
         # Thread-local: two threads of this process (two app sessions) take turns like two processes.
         self._write_lock = FileLock(data_dir / LOCK_FILE, timeout=WRITE_LOCK_TIMEOUT, thread_local=True)
         self._keywords = KeywordIndex(self._db)
+        if chroma_url:  # a server that is down, or not ours, is said at once
+            self._open_vectors()
         self.recover()
         self._backfill_keyword_index()
 
