@@ -8,25 +8,28 @@ worker is killed and the file fails with a message naming the limit (RAG_PARSE_S
 while the batch's other files go on in the other workers. A scanned PDF read by OCR reports each page, and
 each page gets the time budget again (OCR takes up to a minute a page on a busy CPU).
 
-How: workers are started with multiprocessing's `spawn` (the app runs threads, and fork after threads is
-unsafe) and import the loaders only, never torch or the embedding model; each serves files one at a time, the
-sections come back pickled. A worker lives for one ingestion (started when its first file needs parsing, so
-re-adding unchanged files starts none) and is replaced after a file that made it grow past half its budget.
+How: a worker is a fresh interpreter (`python -m rag.parsing`, never a fork: the app runs threads, and fork after
+threads is unsafe) that imports the loaders only, never torch or the embedding model, and talks over a
+multiprocessing Connection (pickled requests, pickled sections back). Not multiprocessing's own `spawn`: it
+imports the parent's `__main__` in every worker, and under Streamlit `__main__` is app.py itself, so each worker
+would have run the whole app. A worker reads files one at a time and lives for one ingestion (started when its
+first file needs parsing, so re-adding unchanged files starts none); it is replaced after a file that made it
+grow past half its budget.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from types import TracebackType
-from typing import Any
 
 from rag.config import DEFAULT_PARSE_MEMORY_MB, DEFAULT_PARSE_SECONDS
 from rag.errors import LoaderError
@@ -61,7 +64,6 @@ class ParserPool:
     def __init__(self, budget: ParseBudget | None = None, load: Loader = load_bytes) -> None:
         self.budget = budget or ParseBudget()
         self.load = load  # a module-level function: the workers import it by name
-        self._context = multiprocessing.get_context("spawn")
         self._local = threading.local()
         self._workers: set[_Worker] = set()
         self._guard = threading.Lock()
@@ -96,7 +98,7 @@ class ParserPool:
     def _worker(self) -> _Worker:
         worker: _Worker | None = getattr(self._local, "worker", None)
         if worker is None or not worker.usable:
-            worker = _Worker(self._context, self.budget, self.load)
+            worker = _Worker(self.budget, self.load)
             with self._guard:
                 if self._closed:
                     worker.stop()
@@ -116,15 +118,20 @@ class ParserPool:
 class _Worker:
     """One worker process and the pipe to it; used by one thread at a time."""
 
-    def __init__(self, context: Any, budget: ParseBudget, load: Loader) -> None:
+    def __init__(self, budget: ParseBudget, load: Loader) -> None:
         self.budget = budget
         self.usable = True
-        self._connection, child = context.Pipe(duplex=True)
-        self._process: BaseProcess = context.Process(
-            target=serve, args=(child, load, budget.memory_mb * _MB), name="rag-parse", daemon=True
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "rag.parsing", str(theirs.fileno()), str(budget.memory_mb * _MB)],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
         )
-        self._process.start()
-        child.close()
+        theirs.close()
+        self._connection = Connection(ours.detach())
+        # Where the loader is imported from (a test's module too), then the loader itself, by name.
+        self._connection.send(list(sys.path))
+        self._connection.send(load)
         self._started = False
 
     def parse(self, data: bytes, name: str, limits: ReadLimits, on_ocr_page: PageProgress | None) -> LoadedDocument:
@@ -150,7 +157,7 @@ class _Worker:
                 message = self._connection.recv()
             except (EOFError, OSError):  # the worker died: a crash, or an allocation past its budget failed hard
                 self.stop()
-                raise LoaderError(_crashed(name, self._process.exitcode, peak_mb, self.budget.memory_mb)) from None
+                raise LoaderError(_crashed(name, self._process.poll(), peak_mb, self.budget.memory_mb)) from None
             if message[0] == "ocr":
                 if on_ocr_page is not None:
                     on_ocr_page(message[1], message[2])
@@ -181,15 +188,18 @@ class _Worker:
             self.stop()
             raise LoaderError(
                 f"{name} could not be read: no reading process started within {_START_TIMEOUT:.0f} s (exit code "
-                f"{self._process.exitcode}); the machine may be out of memory or processes: try again."
+                f"{self._process.poll()}); the machine may be out of memory or processes: try again."
             )
         self._started = True
 
     def stop(self) -> None:
         self.usable = False
-        if self._process.is_alive():
+        if self._process.poll() is None:
             self._process.kill()
-        self._process.join(timeout=10)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.warning("A reading process (pid %d) did not stop when killed", self._process.pid)
         self._connection.close()
 
 
@@ -232,8 +242,11 @@ def _resident_mb(pid: int | None) -> int:
 # -- the worker process -----------------------------------------------------------------------------------
 
 
-def serve(connection: Connection, load: Loader, memory_bytes: int) -> None:
-    """A worker's life: cap its memory, then read the files it is sent, one at a time, until the pipe closes."""
+def serve(connection: Connection, memory_bytes: int) -> None:
+    """A worker's life: learn where to import from and which loader to call, cap its memory, then read the files
+    it is sent, one at a time, until the connection closes."""
+    sys.path[:] = connection.recv()
+    load: Loader = connection.recv()
     _limit_memory(memory_bytes)
     connection.send(("ready",))
     while True:
@@ -282,3 +295,7 @@ def _grown_mb() -> int:
         return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) // 1024
     except ImportError:
         return 0
+
+
+if __name__ == "__main__":  # a worker: python -m rag.parsing FD MEMORY_BYTES (started by _Worker)
+    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))

@@ -150,6 +150,22 @@ def is_corrupt(exc: BaseException) -> bool:
     return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text
 
 
+def is_truncated(path: Path) -> bool:
+    """Is the database file shorter than its header says (cut short: SQLite then reports a "disk I/O error")?"""
+    try:
+        with path.open("rb") as db:
+            header = db.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    return page_size * pages > size
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Did a write fail for lack of space (SQLite's SQLITE_FULL, ENOSPC, or a library saying so)?"""
     import errno

@@ -49,6 +49,7 @@ from rag.sqlite import (
     execute_all,
     is_corrupt,
     is_disk_full,
+    is_truncated,
     migrate,
     write_transaction,
 )
@@ -142,7 +143,7 @@ class Store:
             self._db = connect(registry)
             self._open_registry()
         except sqlite3.DatabaseError as exc:
-            if is_corrupt(exc):
+            if is_corrupt(exc) or is_truncated(registry):
                 raise DamagedKnowledgeBase(registry_damaged(data_dir, exc), "registry damaged") from exc
             if not (is_disk_full(exc) or _no_room(data_dir)):
                 raise StoreError(

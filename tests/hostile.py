@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from pathlib import Path
 
@@ -41,10 +42,16 @@ def docx_bytes(
     besides Normal and Heading 1 (or, with `word_styles`, the 164 styles of Word's default template, as
     python-docx ships it); every tenth paragraph is a heading."""
     body = io.StringIO()
+    marks = random.Random(19)
     for i in range(paragraphs):
         style = '<w:pPr><w:pStyle w:val="Heading1"/></w:pPr>' if text and i % 10 == 0 else ""
         run = f"<w:r><w:t>{text.format(i=i)}</w:t></w:r>" if text else ""
-        body.write(f"<w:p>{style}{run}</w:p>" if style or run else "<w:p/>")
+        if style or run:
+            body.write(f"<w:p>{style}{run}</w:p>")
+        elif i % 1500:
+            body.write("<w:p/>")
+        else:  # Word's revision marks, now and then: the XML compresses ~400 times, under the zip-bomb check's 500
+            body.write(f'<w:p w:rsidR="{marks.getrandbits(32):08X}"/>')
     document = (
         f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{W}">'
         f"<w:body>{body.getvalue()}</w:body></w:document>"

@@ -541,3 +541,11 @@ def test_every_command_says_the_disk_is_full_and_reads_go_on(
     ballast.unlink()
     assert run(["check"], data_dir, **env).returncode == 0
     assert files[0].name in run(["docs"], data_dir, **env).stdout
+
+
+def test_an_uploaded_name_is_stored_with_its_control_characters_replaced(store: Store, embedder: Embedder) -> None:
+    results = Ingestor(store, embedder, 400, 50).ingest_uploads([("plan\x1b[2J\x07\nv2.txt", b"The plan changed.")])
+    assert [(r.name, r.status) for r in results] == [("plan_[2J__v2.txt", "added")]
+    [doc] = store.documents()
+    assert doc.name == "plan_[2J__v2.txt"
+    assert [c.source for c in store.chunks_of(doc.doc_id)] == ["plan_[2J__v2.txt"]

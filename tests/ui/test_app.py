@@ -382,3 +382,19 @@ def test_a_locked_database_is_a_message_not_a_trace(tmp_path: Path, monkeypatch:
     message = at.error[0].value
     assert "Something went wrong while showing the conversation" in message and "database is locked" in message
     assert "Reload the page" in message
+
+
+def test_a_damaged_knowledge_base_shows_what_is_wrong_and_the_command_instead_of_a_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    shared_store(str(tmp_path / "data")).close()  # the app stops
+    shared_store.clear()
+    registry = tmp_path / "data" / "registry.sqlite3"
+    registry.write_bytes(registry.read_bytes()[: registry.stat().st_size // 2])  # cut short, as a bad copy leaves it
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert not again.exception, again.exception
+    [shown] = [e.value for e in again.error]
+    assert "(registry.sqlite3) is damaged" in shown  # what is wrong
+    assert "`python -m rag check --repair`" in shown  # and the command, as code
