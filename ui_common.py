@@ -133,7 +133,7 @@ def sidebar(engine: Engine) -> None:
         if report is not None and not report.ok:
             st.warning(
                 f"The knowledge base is inconsistent ({plural(len(report.problems), 'problem')} found when the app "
-                "started: the registry, Chroma and the keyword index disagree). Run "
+                f"started: {', '.join(dict.fromkeys(p.kind for p in report.problems))}). Run "
                 "`python -m rag check --repair`, then ingest again any file it names.",
                 icon=":material/warning:",
             )

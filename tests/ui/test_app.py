@@ -14,7 +14,7 @@ from rag.formatting import safe_markdown
 from tests import fake_ollama
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 from tests.servers import free_port
-from ui_common import shared_conversations, shared_store
+from ui_common import shared_conversations, shared_store, startup_check
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
 
@@ -398,3 +398,22 @@ def test_a_damaged_knowledge_base_shows_what_is_wrong_and_the_command_instead_of
     [shown] = [e.value for e in again.error]
     assert "(registry.sqlite3) is damaged" in shown  # what is wrong
     assert "`python -m rag check --repair`" in shown  # and the command, as code
+
+
+def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    shared_store(str(tmp_path / "data")).close()
+    shared_store.clear()
+    startup_check.clear()
+    with sqlite3.connect(tmp_path / "data" / "registry.sqlite3") as db:
+        db.execute("DROP TABLE chunk_text")
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert not again.exception, again.exception
+    warning = next(w.value for w in again.sidebar.warning if "inconsistent" in w.value)
+    assert "1 problem found when the app started: keyword rows missing" in warning
+    assert "`python -m rag check --repair`" in warning
