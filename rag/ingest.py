@@ -354,10 +354,9 @@ class Ingestor:
 
             read_ahead()
             while ahead:
-                reading = self._next_ready(ahead, ocr_pages, len(sources), on_progress)
+                reading = self._next_ready(ahead, ocr_pages, len(sources), on_progress, bool(wave))
                 if reading is None:  # nothing ready for a while (a slow file): embed what is there meanwhile
-                    if wave:
-                        index_wave()
+                    index_wave()
                     continue
                 ahead.remove(reading)
                 read_ahead()
@@ -383,9 +382,11 @@ class Ingestor:
         ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]],
         count: int,
         on_progress: ProgressCallback | None,
+        wave_waiting: bool,
     ) -> _Reading | None:
         """The next file to decide, reporting the OCR progress of the parsing threads meanwhile (Streamlit can only
-        draw from the thread that runs the page); None when none is ready within WAVE_PATIENCE.
+        draw from the thread that runs the page); None when none is ready within WAVE_PATIENCE and files already
+        read are waiting in the wave (they are embedded meanwhile).
 
         Files are taken in the batch's order, except that a file slower than WAVE_PATIENCE does not hold up those
         behind it: a later one that is ready goes first, unless an earlier one not yet read may have its name or
@@ -406,9 +407,10 @@ class Ingestor:
                     if reading.done and not any(r.may_be_like(reading) for r in unresolved):
                         return reading
                     unresolved.append(reading)
-                if now - head.waiting_since >= WAVE_PATIENCE + 0.2:  # nothing to take: embed what is there
+                if wave_waiting and now - head.waiting_since >= WAVE_PATIENCE + 0.2:  # embed what is there
                     return None
-            futures_wait([r.future for r in ahead if r.future is not None], timeout=0.2, return_when=FIRST_COMPLETED)
+            running = [r.future for r in ahead if r.future is not None and not r.done]  # the head's, at least
+            futures_wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
 
     def _prepare(
         self,
