@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -384,19 +384,35 @@ def test_a_locked_database_is_a_message_not_a_trace(tmp_path: Path, monkeypatch:
     assert "Reload the page" in message
 
 
+def cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # as a bad copy or a crash of the disk leaves it
+
+
+def scribbled(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(b"\x5a" * 4096)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "said"),
+    [
+        (lambda data: cut_in_half(data / "registry.sqlite3"), "(registry.sqlite3) is damaged"),
+        (lambda data: scribbled(data / "chroma" / "chroma.sqlite3"), "/chroma cannot be read"),
+    ],
+)
 def test_a_damaged_knowledge_base_shows_what_is_wrong_and_the_command_instead_of_a_trace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: Callable[[Path], None], said: str
 ) -> None:
     chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
     shared_store(str(tmp_path / "data")).close()  # the app stops
     shared_store.clear()
-    registry = tmp_path / "data" / "registry.sqlite3"
-    registry.write_bytes(registry.read_bytes()[: registry.stat().st_size // 2])  # cut short, as a bad copy leaves it
+    startup_check.clear()
+    damaged(tmp_path / "data")
     again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
     again.run()
     assert not again.exception, again.exception
     [shown] = [e.value for e in again.error]
-    assert "(registry.sqlite3) is damaged" in shown  # what is wrong
+    assert said in shown  # what is wrong
     assert "`python -m rag check --repair`" in shown  # and the command, as code
 
 
