@@ -802,3 +802,22 @@ def test_a_word_file_over_the_paragraph_or_text_limit_stops_being_read_at_once()
         "read further: split it into smaller files, or raise RAG_MAX_CHUNKS."
     )
     assert long.startswith("long.docx holds over 75,000 characters of text, more than the 100 chunks a file may make")
+
+
+@pytest.mark.parametrize("name", ["long.pdf", "long.html"])
+def test_a_pdf_or_a_web_page_over_the_text_limit_is_refused_while_it_is_read(name: str) -> None:
+    from rag.loaders.common import READ_LIMITS, ReadLimits
+
+    paragraphs = [f"Step {i}: the pump is serviced every spring by the caretaker of block {i}. " * 2 for i in range(4)]
+    data = (
+        make_pdf(paragraphs)  # different on each page: lines repeated on every page are dropped as running heads
+        if name.endswith(".pdf")
+        else f"<html><body>{''.join(f'<p>{p}</p>' for p in paragraphs)}</body></html>".encode()
+    )
+    token = READ_LIMITS.set(ReadLimits(max_chunks=2, chunk_size=100))  # 250 characters
+    try:
+        message = load_error(data, name)
+    finally:
+        READ_LIMITS.reset(token)
+    assert message.startswith(f"{name} holds over 250 characters of text, more than the 2 chunks a file may make")
+    assert load_bytes(data, name).sections  # at the default limits it is read

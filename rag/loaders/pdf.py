@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import LoaderError
-from rag.loaders.common import HYPHEN_BREAK_RE, READ_LIMITS, count, pages, reason, tidy
+from rag.loaders.common import HYPHEN_BREAK_RE, READ_LIMITS, TextBudget, count, pages, reason, tidy
 from rag.loaders.layout import page_sections, running_lines
 from rag.schema import LoadedDocument, Section
 
@@ -119,6 +119,7 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                     "(e.g. by chapter) and add those, or raise RAG_MAX_PAGES."
                 )
             metadata = {k: v for k, v in pdf.get_metadata_dict(skip_empty=True).items() if isinstance(v, str)}
+            budget = TextBudget(name)
             page_lines: list[list[str]] = []
             blank: list[int] = []
             failed: list[int] = []
@@ -132,12 +133,13 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                         blank.append(number)
                         text = ""
                     page.close()
-                except LoaderError:
+                except (LoaderError, MemoryError):
                     raise
                 except Exception as exc:  # one damaged page should not cost the rest of a long document
                     logger.info("%s: page %d could not be read (%s)", name, number, reason(exc))
                     failed.append(number)
                     text = ""
+                budget.add(text, blocks=0)  # a file over the text limit stops here, not after its last page
                 page_lines.append(_lines(text))
         finally:
             pdf.close()
