@@ -26,14 +26,14 @@ from rag.config import (
     Settings,
 )
 from rag.embeddings import Embedder
-from rag.errors import LoaderError, RagError
+from rag.errors import DiskFull, LoaderError, RagError
 from rag.formatting import clean_name, human_size, plural
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
 from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import DocumentRecord, Store, disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -534,15 +534,16 @@ class Ingestor:
                     else:
                         admitted.append(replace(w, replaces=same_name.doc_id if same_name else None))
                 if admitted:
-                    self.store.check_room(sum(_bytes_needed(w.chunks) for w in admitted))
-                    results.update(self._store_wave(admitted, count, on_progress))
+                    needed = sum(_bytes_needed(w.chunks) for w in admitted)
+                    self.store.check_room(needed)
+                    results.update(self._store_wave(admitted, count, on_progress, needed))
         except RagError as exc:  # the lock was not had in time (the wave's own failures are results already)
             for w in wave:
                 results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
         return results
 
     def _store_wave(
-        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None
+        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None, needed: int = 0
     ) -> dict[int, IngestResult]:
         """Embed and store the documents of a wave; each one all or nothing: a failure leaves the knowledge
         base as it was for every document not yet committed."""
@@ -586,8 +587,9 @@ class Ingestor:
                         logger.warning("%s: left for the next start to remove (%s)", w.record.name, cleanup)
             if not isinstance(exc, RagError):
                 raise
+            said = disk_full(self.store.data_dir, needed) if isinstance(exc, DiskFull) else exc  # with what it needs
             for w in wave:
-                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
+                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {said}"))
         return results
 
 

@@ -510,6 +510,7 @@ def test_a_write_that_fails_for_lack_of_space_aborts_its_document_and_loses_noth
     results = ingestor.ingest_paths(others, disk_fills_up)
     assert ballast and [r.status for r in results] == ["failed", "failed"]
     assert all(DISK_FULL.format(data_dir) in r.message for r in results), [r.message for r in results]
+    assert all(re.search(r"is full: [\d.]+ MB free, about [\d.]+ MB needed\.", r.message) for r in results)
     assert [d.name for d in store.documents()] == [first.name]  # nothing of the others is visible
     store.close()
     ballast[0].unlink()  # space comes back
