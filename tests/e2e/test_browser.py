@@ -346,7 +346,8 @@ def test_markdown_in_settings_values_loads_nothing(tmp_path_factory: pytest.Temp
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     with (
-        streamlit_app(tmp_path_factory, corpus, RAG_MODEL=model) as url,  # Ollama is not reachable: the reason names it
+        # The sidebar's reason: "Ollama at … with MODEL".
+        streamlit_app(tmp_path_factory, corpus, RAG_MODEL=model, RAG_BACKEND="ollama") as url,
         sync_playwright() as p,
     ):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -362,7 +363,7 @@ def test_markdown_in_settings_values_loads_nothing(tmp_path_factory: pytest.Temp
             for path in ("", "/Settings"):
                 page.goto(f"{url}{path}")
                 sidebar = page.get_by_test_id("stSidebar")
-                expect(sidebar).to_contain_text("Ollama is not reachable", timeout=120_000)
+                expect(sidebar).to_contain_text("Answering with", timeout=120_000)
                 expect(sidebar).to_contain_text(model)  # the name, literally
                 page.wait_for_timeout(2000)  # time for any image the page holds to be requested
                 assert sidebar.locator("img[src*='attacker']").count() == 0
