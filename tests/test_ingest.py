@@ -126,7 +126,10 @@ def test_unchanged_and_duplicate_files_are_not_parsed_again(tmp_path: Path, inge
     assert [r.status for r in results] == ["unchanged", "unchanged", "duplicate"]
 
 
-def test_results_and_progress_follow_the_order_of_the_files(tmp_path: Path, ingestor: Ingestor) -> None:
+def test_results_and_progress_follow_the_order_of_the_files(
+    tmp_path: Path, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)  # one wave, however slow the machine reads the files
     names = [f"{i:02d}.txt" for i in range(7)]
     for i, name in enumerate(names):  # sizes vary, so parsing ahead finishes out of step with embedding
         (tmp_path / name).write_text("\n\n".join(f"File {i}, paragraph {p}." for p in range(1 + 9 * (i % 3))))
