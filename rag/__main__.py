@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, auth_headers, normalize_host
 from rag.conversations import ConversationStore, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
-from rag.formatting import human_size, plural
+from rag.formatting import human_size, plural, terminal_safe
 from rag.ingest import IngestProgress, IngestResult
 from rag.logs import configure_logging
 from rag.profiles import PROFILE_NAMES
@@ -23,7 +24,8 @@ from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
 from rag.session import ChatService, Turn
-from rag.store import DocumentRecord
+from rag.sqlite import is_corrupt, is_disk_full
+from rag.store import DocumentRecord, Store, disk_full, registry_damaged
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
@@ -42,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(engine, args)
         return result
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: {exc}"), file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage inside the registry that opening it did not show
+        if not (is_corrupt(exc) or is_disk_full(exc)):
+            raise
+        where = Settings.from_env().data_dir
+        said = str(disk_full(where)) if is_disk_full(exc) else registry_damaged(where, exc)
+        print(terminal_safe(f"error: {said}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -223,18 +232,18 @@ def _progress_bar() -> Any:
 
 def _print_results(results: Sequence[IngestResult]) -> None:
     for r in results:
-        print(f"{r.name}: {r.describe()}", file=sys.stdout if r.ok else sys.stderr)
+        print(terminal_safe(f"{r.name}: {r.describe()}"), file=sys.stdout if r.ok else sys.stderr)
 
 
 def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not p.exists()]
     for p in missing:
-        print(f"{p}: no such file or folder", file=sys.stderr)
+        print(terminal_safe(f"{p}: no such file or folder"), file=sys.stderr)
     paths = [p for p in args.paths if p.exists()]
     from rag.ingest import scan_paths
 
     for skipped in scan_paths(paths)[1]:
-        print(f"{skipped.path}: skipped, {skipped.reason}", file=sys.stderr)
+        print(terminal_safe(f"{skipped.path}: skipped, {skipped.reason}"), file=sys.stderr)
     bar, update = _progress_bar()
     try:
         results = engine.ingest(paths, update)
@@ -263,7 +272,7 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
     for d in docs:
         pages = "-" if d.pages is None else str(d.pages)
         print(
-            f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
+            f"{d.doc_id[:8]:<10} {terminal_safe(d.name)[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
             f"{human_size(d.size_bytes):>9}  {d.ingested_at}"
         )
     print(f"{len(docs)} documents, {engine.store.chunk_count()} chunks")
@@ -273,26 +282,58 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
     doc = engine.store.find(args.name)
     if doc is None:
-        print(f"No document named {args.name!r}: see `python -m rag docs` for names and ids.", file=sys.stderr)
+        said = f"No document named {args.name!r}: see `python -m rag docs` for names and ids."
+        print(terminal_safe(said), file=sys.stderr)
         return 1
     engine.store.delete_document(doc.doc_id)
-    print(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')}).")
+    print(terminal_safe(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')})."))
     return 0
 
 
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
     from rag.check import check, describe, describe_repair, repair
+    from rag.errors import DamagedKnowledgeBase
 
-    where = engine.settings.chroma_url or str(engine.settings.data_dir)
-    report = check(engine.store)
+    settings = engine.settings
+    where = settings.chroma_url or str(settings.data_dir)
+    try:
+        store = engine.store
+        report = check(store, integrity=True)
+    except DamagedKnowledgeBase as damage:  # a part of the folder cannot be opened at all
+        print(terminal_safe(f"Knowledge base in {settings.data_dir}: {damage.kind}."))
+        print(terminal_safe(str(damage)))
+        if not args.repair:
+            return 1
+        if "store" in engine.__dict__:
+            engine.store.close()
+        store = _reopened(engine, damage.kind)
+        report = check(store, integrity=True)
     for line in describe(report, where):
-        print(line)
+        print(terminal_safe(line))
     if report.ok or not args.repair:
         return 0 if report.ok else 1
-    result = repair(engine.store)
+    if report.registry_problem is not None:  # opens, but some of its pages are damaged
+        store.close()
+        store = _reopened(engine, "registry damaged")
+    result = repair(store, lambda: engine.embedder, lambda message: print(f"# {message}", file=sys.stderr, flush=True))
     for line in describe_repair(result):
-        print(line)
+        print(terminal_safe(line))
     return 0 if result.after.ok else 1
+
+
+def _reopened(engine: Engine, damage: str) -> Store:
+    """The damaged part of the folder kept aside (rag/check.py), then the knowledge base opened again."""
+    from rag.check import repair_folder
+    from rag.engine import open_store
+
+    s = engine.settings
+    done = repair_folder(s.data_dir, damage, s.chroma_url, auth_headers(s.chroma_token), s.chroma_collection)
+    for path in done.kept:
+        print(f"Kept the damaged {path.name.split('.damaged-')[0]} as {path}.")
+    print(f"Repairing: {done.done}.")
+    store = open_store(s)
+    engine.__dict__["store"] = store  # the engine's store from now on
+    return store
 
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
