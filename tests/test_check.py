@@ -109,7 +109,7 @@ def test_orphan_keyword_rows_are_found_and_repaired(kb: Store) -> None:
 
 
 def test_a_document_missing_vectors_gets_them_again_from_its_keyword_rows(kb: Store, embedder: Embedder) -> None:
-    before = Retriever(kb, embedder).search("When do cats purr?", 3)
+    before = Retriever(kb, embedder).retrieve("When do cats purr?", top_k=3).hits
     kb._vectors.collection.delete(ids=["aaaa:00001"])
     report = check(kb)
     assert [(p.kind, p.name) for p in report.problems] == [("vectors missing", "cats.txt")]
@@ -119,7 +119,7 @@ def test_a_document_missing_vectors_gets_them_again_from_its_keyword_rows(kb: St
     assert result.after.ok and result.reingest == ()
     assert said == ["embedding cats.txt again: 2/2 chunks"]
     assert kb.vector_count() == 3
-    assert same_answers(before, Retriever(kb, embedder).search("When do cats purr?", 3))
+    assert same_answers(before, Retriever(kb, embedder).retrieve("When do cats purr?", top_k=3).hits)
 
 
 def test_a_document_missing_vectors_and_keyword_rows_is_removed_to_be_ingested_again(kb: Store) -> None:
@@ -424,7 +424,7 @@ def answers(data_dir: Path, embedder: Embedder) -> dict[str, list[RetrievedChunk
     store = Store(data_dir)
     try:
         retriever = Retriever(store, embedder)
-        return {q: retriever.search(q, 3) for q in QUESTIONS}
+        return {q: retriever.retrieve(q, top_k=3).hits for q in QUESTIONS}
     finally:
         store.close()
 

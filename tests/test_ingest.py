@@ -503,7 +503,7 @@ def test_a_write_that_fails_for_lack_of_space_aborts_its_document_and_loses_noth
     store = Store(data_dir)
     ingestor = Ingestor(store, embedder, 400, 50)
     assert ingestor.ingest_paths([first])[0].status == "added"
-    question = Retriever(store, embedder).search("harbour lantern orchard", 3)
+    question = Retriever(store, embedder).retrieve("harbour lantern orchard", top_k=3).hits
     ballast: list[Path] = []
 
     def disk_fills_up(progress: IngestProgress) -> None:  # another program takes the space as the wave starts
@@ -521,7 +521,7 @@ def test_a_write_that_fails_for_lack_of_space_aborts_its_document_and_loses_noth
     reopened = Store(data_dir)
     assert check(reopened).ok  # whatever the failed writes left was removed on opening
     assert [d.name for d in reopened.documents()] == [first.name]
-    assert same_hits(question, Retriever(reopened, embedder).search("harbour lantern orchard", 3))
+    assert same_hits(question, Retriever(reopened, embedder).retrieve("harbour lantern orchard", top_k=3).hits)
     assert [r.status for r in Ingestor(reopened, embedder, 400, 50).ingest_paths(others)] == ["added", "added"]
 
 
