@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.backends.base import GenerationOptions, LLMBackend, estimate_tokens
-from rag.chat import NOTHING_RELEVANT
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
@@ -32,6 +31,7 @@ from rag.retrieval import Fusion, Retriever, SearchMode
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import Store
 from rag.tools.bench import percentile
+from rag.turn import NOTHING_RELEVANT
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
