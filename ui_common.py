@@ -1,13 +1,16 @@
-"""Streamlit glue shared by the pages: heavy parts built once per process, the engine per run, the sidebar.
+"""Streamlit glue shared by the pages: heavy parts built once per process, the start-up of each run, the sidebar.
 
-Heavy objects (embedding model, Chroma store, llama.cpp model) are cached with `st.cache_resource` and
-shared by every browser session; they are thread-safe. Per-user state lives in `st.session_state`.
+Heavy objects (embedding model, Chroma store, llama.cpp model, saved conversations) are cached with
+`st.cache_resource` and shared by every browser session; they are thread-safe. Per-user state lives in
+`st.session_state`. app.py calls `start()` once a run, before the page; the pages read its engine with
+`require_engine()` (or `started()`, the Settings page, which also works when the engine cannot start).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,19 +23,14 @@ from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
-from rag.errors import DamagedKnowledgeBase, RagError
+from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
 from rag.logs import configure_logging
 from rag.store import Store
 
 logger = logging.getLogger(__name__)
 
-# Material icons ship with Streamlit; emoji depend on the system's fonts.
-PAGES = (
-    ("app.py", "Chat", ":material/chat:"),
-    ("pages/1_Documents.py", "Documents", ":material/description:"),
-    ("pages/2_Settings.py", "Settings", ":material/settings:"),
-)
+STARTUP = "app_startup"  # st.session_state: this run's start-up, handed by app.py to the page it runs
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
@@ -105,7 +103,9 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
-    engine = Engine(settings, store=store, embedder=embedder, chosen=choice)
+    engine = Engine(
+        settings, store=store, embedder=embedder, chosen=choice, conversations=get_conversations(settings)
+    )
     startup_check(store, _place(settings))
     if "corpus_checked" not in st.session_state:
         with st.spinner("First start: indexing the default knowledge base…"):
@@ -114,13 +114,77 @@ def get_engine(settings: Settings | None = None) -> Engine:
     return engine
 
 
+@dataclass(frozen=True)
+class Startup:
+    """What this run's start-up gave: settings and engine, or the error that stopped it (then what it could)."""
+
+    settings: Settings | None  # None: the settings could not be read (the environment or settings.json)
+    engine: Engine | None  # None: the engine could not start
+    error: Exception | None = None
+
+
+def start() -> Startup:
+    """The start-up every page shares (app.py calls it once a run): the settings, the engine with its shared
+    parts, the default knowledge base on a first start, the sidebar. A failure is kept, not shown: app.py
+    shows it, or the Settings page, where it is fixed."""
+    startup: Startup
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        startup = Startup(None, None, exc)
+    else:
+        try:
+            engine = get_engine(settings)
+            sidebar(engine)
+        except Exception as exc:  # e.g. a Chroma server that is down, a data folder it cannot write
+            startup = Startup(settings, None, exc)
+        else:
+            startup = Startup(settings, engine)
+    st.session_state[STARTUP] = startup
+    return startup
+
+
+def started() -> tuple[Startup, bool]:
+    """This run's start-up, and whether app.py showed its error. app.py starts the app before the page and hands
+    the start-up over (taken once, so a page never reads an earlier run's); a page run on its own (Streamlit's
+    test runner re-runs a page file alone) starts it itself."""
+    startup = st.session_state.pop(STARTUP, None)
+    if isinstance(startup, Startup):
+        return startup, True
+    startup = start()
+    st.session_state.pop(STARTUP, None)
+    return startup, False
+
+
+def require_engine() -> Engine:
+    """The engine of this run's start-up; when there is none, the page stops (after saying why, unless app.py
+    did already)."""
+    startup, shown = started()
+    if startup.engine is None:
+        if not shown and startup.error is not None:
+            explain_failed_start(startup.error)
+        st.stop()
+    return startup.engine
+
+
+def explain_failed_start(exc: Exception) -> None:
+    """Why the app could not start, and where to fix it."""
+    show_startup_error(exc)
+    st.caption("Fix it on the Settings page (or in the environment), then reload this page.")
+
+
+def show_startup_error(exc: Exception) -> None:
+    """Why the app could not start: our message says what to do; anything else is said plainly, traced in the log."""
+    if isinstance(exc, RagError):  # e.g. a settings file it cannot use, a Chroma server that is down
+        show_error(exc)
+    else:
+        show_unexpected(exc, "opening the knowledge base", "Check the data folder and the settings, then reload.")
+
+
 def sidebar(engine: Engine) -> None:
-    """Which model answers and why, the knowledge base size, links to the pages."""
+    """Which model answers and why, and the knowledge base's size (below the pages' navigation)."""
     choice = engine.chosen
     with st.sidebar:
-        for path, label, icon in PAGES:
-            st.page_link(path, label=label, icon=icon)
-        st.divider()
         st.caption("Answering with")
         (st.warning if choice.fallback else st.info)(plain_markdown(choice.reason))  # it holds settings values
         if (remote := remote_model_host(engine.settings, choice.fallback)) is not None:

@@ -15,7 +15,7 @@ import streamlit as st
 from rag.engine import Chunk, DocumentRecord, Engine, IngestProgress, IngestResult, Reader
 from rag.errors import RagError
 from rag.formatting import human_size, plural
-from ui_common import escape_markdown, get_engine, show_error, show_unexpected, sidebar
+from ui_common import escape_markdown, require_engine, show_error, show_unexpected
 
 RESULTS = "documents_results"
 UPLOADER = "documents_uploader"
@@ -159,17 +159,7 @@ def delete(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
         st.rerun()
 
 
-st.set_page_config(page_title="Documents", page_icon="📄", layout="wide")
-try:
-    engine = get_engine()
-    sidebar(engine)
-except RagError as exc:
-    show_error(exc)
-    st.stop()
-except Exception as exc:
-    show_unexpected(exc, "opening the knowledge base", "Check the data folder and the settings, then reload.")
-    st.stop()
-
+engine = require_engine()
 st.title("Documents")
 st.caption("What the assistant knows: add files, look inside them, and check what a question retrieves.")
 
