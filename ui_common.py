@@ -25,7 +25,7 @@ from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
-from rag.errors import RagError, SettingsError
+from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
 from rag.logs import configure_logging
 from rag.store import Store
@@ -53,6 +53,8 @@ def startup_check(_store: Store, place: str) -> CheckReport | None:
     not hashable); None when the check itself failed (logged: the app still works)."""
     try:
         return check(_store, wait=5.0)  # a writer (the CLI) busy for longer: no verdict rather than a slow start
+    except DamagedKnowledgeBase:  # Chroma's files unreadable (opened on first use): the page says what to run
+        raise
     except Exception:  # a diagnostic must never keep the app from starting
         logger.exception("The start-up check of the knowledge base in %s failed", place)
         return None
@@ -211,7 +213,7 @@ def sidebar(engine: Engine) -> None:
     choice = engine.chosen
     with st.sidebar:
         st.caption("Answering with")
-        (st.warning if choice.fallback else st.info)(choice.reason)
+        (st.warning if choice.fallback else st.info)(plain_markdown(choice.reason))  # it holds settings values
         if (remote := remote_model_host(engine.settings, choice.fallback)) is not None:
             st.warning(
                 f"The model runs on another machine: your questions and passages are sent to {plain_markdown(remote)}. "
@@ -231,7 +233,7 @@ def sidebar(engine: Engine) -> None:
         if report is not None and not report.ok:
             st.warning(
                 f"The knowledge base is inconsistent ({plural(len(report.problems), 'problem')} found when the app "
-                "started: the registry, Chroma and the keyword index disagree). Run "
+                f"started: {', '.join(dict.fromkeys(p.kind for p in report.problems))}). Run "
                 "`python -m rag check --repair`, then ingest again any file it names.",
                 icon=":material/warning:",
             )

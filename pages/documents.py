@@ -121,9 +121,16 @@ def search(engine: Engine) -> None:
         f"scores are cosine similarity. The model is given those scoring at least {settings.min_score:.2f} "
         f"or holding half of the question's words, within {settings.context_chars:,} characters."
     )
-    if check.hits and not check.given:
+    if check.hits and not check.selected:
         st.info("None is relevant enough: a chat question like this is answered that your documents do not cover it.")
-    given = {hit.chunk.id for hit in check.given}
+    with st.expander("What each stage of retrieval did"):
+        names = {d.doc_id: d.name for d in engine.documents()}
+        rows = [
+            {"stage": s.stage, "ms": s.milliseconds, "what it did": s.note, "its best passages are from": s.documents}
+            for s in check.summaries(names, settings.top_k)
+        ]
+        st.dataframe(rows, hide_index=True)  # cells are shown as text: a file name cannot inject Markdown
+    given = {hit.chunk.id for hit in check.selected}
     for rank, hit in enumerate(check.hits, 1):
         page = "" if hit.chunk.page is None else f" · page {hit.chunk.page}"
         status = "given to the model" if hit.chunk.id in given else "not given to the model"

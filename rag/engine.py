@@ -23,7 +23,7 @@ from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
 from rag.loaders import SUPPORTED
-from rag.retrieval import Retriever
+from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
 from rag.schema import Chunk, RetrievedChunk
 from rag.store import DocumentRecord, Store
 
@@ -38,7 +38,7 @@ __all__ = [
     "OllamaStatus",
     "PullProgress",
     "Reader",
-    "RetrievalCheck",
+    "RetrievalResult",
     "RetrievedChunk",
     "choose_backend",
     "knowledge_base_engines",
@@ -64,15 +64,6 @@ def knowledge_bases(settings: Settings) -> list[str]:
 def knowledge_base_engines(engine: Engine) -> dict[str, Engine]:
     """Each knowledge base's engine, sharing `engine`'s parts: one today, the engine itself."""
     return {name: engine for name in knowledge_bases(engine.settings)}
-
-
-@dataclass(frozen=True)
-class RetrievalCheck:
-    """What retrieval returns for a question, and which of those passages the model would be given (none:
-    the question would be answered "not in your documents")."""
-
-    hits: list[RetrievedChunk]
-    given: list[RetrievedChunk]
 
 
 @dataclass(frozen=True)
@@ -203,7 +194,7 @@ class Engine:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder)
+        return Retriever(self.store, self.embedder, RetrievalOptions(profile=self.settings.profile))
 
     @cached_property
     def ingestor(self) -> Ingestor:
@@ -254,13 +245,17 @@ class Engine:
 
     def search(self, query: str, k: int | None = None) -> list[RetrievedChunk]:
         """What retrieval returns for a query (no threshold): shows why an answer used what it used."""
-        return self.retriever.search(query, k or self.settings.top_k)
+        return self.check_retrieval(query, k).hits
 
-    def check_retrieval(self, query: str) -> RetrievalCheck:
-        """`search` at the settings, and the passages a chat turn would give the model from its results."""
-        hits = self.search(query)
-        given = self.retriever.select(query, hits, self.settings.min_score, self.settings.context_chars)
-        return RetrievalCheck(hits, given)
+    def check_retrieval(self, query: str, k: int | None = None) -> RetrievalResult:
+        """Retrieval at the settings: the ranked passages, those a chat turn would give the model, and what
+        each stage did."""
+        return self.retriever.retrieve(
+            query,
+            top_k=k or self.settings.top_k,
+            min_score=self.settings.min_score,
+            max_chars=self.settings.context_chars,
+        )
 
     def ensure_default_corpus(self, on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         """On first start with an empty knowledge base, index docs_corpus/ (once: deleting it sticks)."""

@@ -41,3 +41,15 @@ class StreamInterrupted(BackendError):
     """The answer stream broke after it had started."""
 
     transient = True
+
+
+class DamagedKnowledgeBase(StoreError):
+    """A part of the knowledge base's folder is missing or cannot be read (`rag check --repair` rebuilds it)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "registry missing", "registry damaged", "vectors unreadable"
+
+
+class DiskFull(StoreError):
+    """The disk holding the knowledge base has no room for a write (nothing of it was kept)."""

@@ -16,6 +16,29 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
+# Characters that are not text but orders to a terminal or a renderer: C0 and C1 controls (escape sequences change
+# colours and the window title, ring the bell, a newline splits a table's line) and the invisible marks that
+# reorder or hide text (bidirectional overrides, zero-width characters).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def clean_name(name: str) -> str:
+    """A file name as the knowledge base stores it: each control or invisible character replaced by "_"."""
+    return _CONTROL.sub("_", name)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` to print on a terminal: every control or invisible character shown escaped ("\\x1b", "\\n"),
+    never sent as it is (names stored before names were cleaned may still hold some)."""
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return named.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
 def human_size(n_bytes: int) -> str:
     if n_bytes < 1024:
         return f"{n_bytes} B"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
-from collections import deque
+import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -15,19 +16,31 @@ from typing import Literal
 import numpy as np
 
 from rag.chunking import chunk_document
-from rag.config import DEFAULT_MAX_CHUNKS, DEFAULT_MAX_PAGES, DEFAULT_MAX_UPLOAD_FILES, DEFAULT_MAX_UPLOAD_MB, Settings
+from rag.config import (
+    DEFAULT_MAX_CHUNKS,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_UPLOAD_FILES,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PARSE_MEMORY_MB,
+    DEFAULT_PARSE_SECONDS,
+    Settings,
+)
 from rag.embeddings import Embedder
-from rag.errors import LoaderError, RagError
-from rag.formatting import human_size, plural
+from rag.errors import DiskFull, LoaderError, RagError
+from rag.formatting import clean_name, human_size, plural
 from rag.loaders import is_supported, load_bytes
-from rag.loaders.pdf import MAX_PAGES
+from rag.loaders.common import ReadLimits
+from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import DocumentRecord, Store, disk_full
 
 logger = logging.getLogger(__name__)
 
-PARSE_AHEAD = 16  # files parsed ahead of those being embedded (bounds memory)
+PARSE_AHEAD = 16  # files read and parsed ahead of those being embedded (bounds memory)
+# A wave waiting for more files is embedded after this long without a file becoming ready: the model works on
+# what is there while a slow file is read (up to its RAG_PARSE_SECONDS) instead of waiting for it.
+WAVE_PATIENCE = 1.0
 # Files are embedded together in waves of up to this many chunks: batches sorted by length across files
 # waste less on padding and half-empty batches (file by file, the same chunks took 10-40 % longer here).
 WAVE_CHUNKS = 1024
@@ -178,6 +191,29 @@ class _Admitted:
 Reader = Callable[[], bytes]  # raises OSError when the file cannot be read
 
 
+@dataclass(eq=False)
+class _Reading:
+    """A file of the batch being read and parsed in a thread; its digest is known as soon as it is read."""
+
+    index: int  # position in the batch
+    name: str
+    digest: str | None = None  # None until read ("" when it could not be)
+    future: Future[_Prepared] | None = None
+    waiting_since: float = 0.0  # when the ingestion began to wait for it, first in line (time.monotonic)
+
+    @property
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def result(self) -> _Prepared:
+        assert self.future is not None
+        return self.future.result()
+
+    def may_be_like(self, other: _Reading) -> bool:
+        """Could this file (earlier, not yet parsed) turn out to have `other`'s name or content?"""
+        return self.name == other.name or self.digest is None or (bool(self.digest) and self.digest == other.digest)
+
+
 class UploadLimitError(RagError):
     """An upload has more files or bytes than the limits allow."""
 
@@ -193,6 +229,8 @@ class IngestLimits:
     max_chunks: int = DEFAULT_MAX_CHUNKS
     max_upload_files: int = DEFAULT_MAX_UPLOAD_FILES
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    parse_seconds: float = DEFAULT_PARSE_SECONDS  # reading one file (a scan read by OCR: one page)
+    parse_memory_mb: int = DEFAULT_PARSE_MEMORY_MB
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestLimits:
@@ -201,7 +239,16 @@ class IngestLimits:
             settings.max_chunks_per_file,
             settings.max_upload_files,
             settings.max_upload_mb * 1024 * 1024,
+            settings.parse_seconds,
+            settings.parse_memory_mb,
         )
+
+    @property
+    def parse_budget(self) -> ParseBudget:
+        return ParseBudget(self.parse_seconds, self.parse_memory_mb)
+
+    def read_limits(self, chunk_size: int) -> ReadLimits:
+        return ReadLimits(self.max_pages, self.max_chunks, chunk_size)
 
     def check_upload(self, sizes: Sequence[int]) -> None:
         """Refuse an upload of too many files or bytes before any of it is read."""
@@ -218,9 +265,9 @@ class IngestLimits:
 
 
 class Ingestor:
-    """Files → the knowledge base. The next files are parsed in a thread while the current ones are
-    embedded (the model's work releases the GIL); files are embedded together in waves, in batches sorted by
-    token count so that little is spent on padding, and each file is committed on its own."""
+    """Files → the knowledge base. The next files are read by worker processes (rag/parsing.py: each file under a
+    time and memory budget) while the current ones are embedded; files are embedded together in waves, in
+    batches sorted by token count so that little is spent on padding, and each file is committed on its own."""
 
     def __init__(
         self,
@@ -230,17 +277,20 @@ class Ingestor:
         chunk_overlap: int,
         batch_size: int = 64,
         limits: IngestLimits | None = None,
+        load: Loader = load_bytes,
     ) -> None:
+        """`load` is what the workers call to read a file (a module-level function: they import it by name)."""
         self.store = store
         self.embedder = embedder
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.batch_size = batch_size  # chunks stored (and progress reported) at a time
         self.limits = limits or IngestLimits()
+        self.load = load
 
     def ingest_paths(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         files = collect_files(paths)
-        return self._ingest([(path.name, path.read_bytes) for path in files], on_progress)
+        return self._ingest([(clean_name(path.name), path.read_bytes) for path in files], on_progress)
 
     def ingest_uploads(
         self, uploads: Sequence[tuple[str, bytes | Reader]], on_progress: ProgressCallback | None = None
@@ -269,7 +319,8 @@ class Ingestor:
             return reader
 
         sources = [
-            (name, counted(name, _constant(data) if isinstance(data, bytes) else data)) for name, data in uploads
+            (clean_name(name), counted(clean_name(name), _constant(data) if isinstance(data, bytes) else data))
+            for name, data in uploads
         ]
         return self._ingest(sources, on_progress)
 
@@ -277,7 +328,7 @@ class Ingestor:
         self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None
     ) -> list[IngestResult]:
         known = self.store.content_hashes()
-        ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]] = queue.SimpleQueue()  # from the parsing thread
+        ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]] = queue.SimpleQueue()  # from the parsing threads
         results: dict[int, IngestResult] = {}
         wave: list[_Admitted] = []
         waves = 0
@@ -288,26 +339,37 @@ class Ingestor:
             wave.clear()
             waves += 1
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rag-parse") as parser:
-            ahead: deque[Future[_Prepared]] = deque()
-            pending = iter(sources)
-            for index in range(len(sources)):
-                while len(ahead) < PARSE_AHEAD:  # parse the next files while these are embedded
-                    source = next(pending, None)
-                    if source is None:
-                        break
-                    position = index + len(ahead)
-                    ahead.append(parser.submit(self._prepare, source[0], source[1], known, position, ocr_pages))
-                prepared = self._wait(ahead.popleft(), ocr_pages, len(sources), on_progress)
+        with (
+            ParserPool(self.limits.parse_budget, self.load) as pool,
+            ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="rag-parse") as parser,
+        ):
+            ahead: list[_Reading] = []  # files being read and parsed, in the batch's order
+            pending = enumerate(sources)
+
+            def read_ahead() -> None:
+                while len(ahead) < PARSE_AHEAD and (source := next(pending, None)) is not None:
+                    reading = _Reading(source[0], source[1][0])
+                    reading.future = parser.submit(self._prepare, reading, source[1][1], known, pool, ocr_pages)
+                    ahead.append(reading)
+
+            read_ahead()
+            while ahead:
+                reading = self._next_ready(ahead, ocr_pages, len(sources), on_progress, bool(wave))
+                if reading is None:  # nothing ready for a while (a slow file): embed what is there meanwhile
+                    index_wave()
+                    continue
+                ahead.remove(reading)
+                read_ahead()
+                prepared = reading.result()
                 if any(w.record.name == prepared.name or w.record.content_hash == prepared.digest for w in wave):
                     index_wave()  # the same name or content again: decided once the first is in
-                admitted = self._admit(prepared, index)
+                admitted = self._admit(prepared, reading.index, pool)
                 if isinstance(admitted, IngestResult):
-                    results[index] = admitted
+                    results[reading.index] = admitted
                     continue
                 wave.append(admitted)
                 size = sum(len(w.chunks) for w in wave)
-                parser_behind = bool(ahead) and not ahead[0].done()
+                parser_behind = not any(r.done for r in ahead)
                 if size >= WAVE_CHUNKS or (waves == 0 and size >= FIRST_WAVE_CHUNKS and parser_behind):
                     index_wave()
             if wave:
@@ -315,61 +377,82 @@ class Ingestor:
         return [results[i] for i in range(len(sources))]
 
     @staticmethod
-    def _wait(
-        future: Future[_Prepared],
+    def _next_ready(
+        ahead: Sequence[_Reading],
         ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]],
         count: int,
         on_progress: ProgressCallback | None,
-    ) -> _Prepared:
-        """The parsed file; meanwhile, OCR progress from the parsing thread is reported from this one
-        (Streamlit can only draw from the thread that runs the page)."""
+        wave_waiting: bool,
+    ) -> _Reading | None:
+        """The next file to decide, reporting the OCR progress of the parsing threads meanwhile (Streamlit can only
+        draw from the thread that runs the page); None when none is ready within WAVE_PATIENCE and files already
+        read are waiting in the wave (they are embedded meanwhile).
+
+        Files are taken in the batch's order, except that a file slower than WAVE_PATIENCE does not hold up those
+        behind it: a later one that is ready goes first, unless an earlier one not yet read may have its name or
+        content (of two such files the first is added, the second replaces it or is a duplicate, as in order)."""
+        head = ahead[0]
         while True:
-            try:
-                return future.result(timeout=0.2)
-            except TimeoutError:
-                pass
-            finally:
-                while not ocr_pages.empty():
-                    index, name, done, total = ocr_pages.get()
-                    if on_progress:
-                        on_progress(IngestProgress(name, index, index, count, 0, 0, done, total))
+            while not ocr_pages.empty():
+                index, name, done, total = ocr_pages.get()
+                if on_progress:
+                    on_progress(IngestProgress(name, index, index, count, 0, 0, done, total))
+            if head.done:
+                return head
+            now = time.monotonic()
+            head.waiting_since = head.waiting_since or now
+            if now - head.waiting_since >= WAVE_PATIENCE:
+                unresolved: list[_Reading] = []
+                for reading in ahead:
+                    if reading.done and not any(r.may_be_like(reading) for r in unresolved):
+                        return reading
+                    unresolved.append(reading)
+                if wave_waiting and now - head.waiting_since >= WAVE_PATIENCE + 0.2:  # embed what is there
+                    return None
+            running = [r.future for r in ahead if r.future is not None and not r.done]  # the head's, at least
+            futures_wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
 
     def _prepare(
         self,
-        name: str,
+        reading: _Reading,
         read: Reader,
         known: frozenset[str],
-        index: int = 0,
+        pool: ParserPool,
         ocr_pages: queue.SimpleQueue[tuple[int, str, int, int]] | None = None,
     ) -> _Prepared:
-        """Pure work, no store access (it runs in the parsing thread)."""
+        """Pure work, no store access (it runs in a parsing thread): read, hash, and parse unless known."""
+        name = reading.name
         try:
             data = read()
         except OSError as exc:
+            reading.digest = ""
             return _Prepared(name, b"", "", error=f"{name}: cannot be read ({exc.strerror or exc}).")
         except UploadLimitError as exc:
+            reading.digest = ""
             return _Prepared(name, b"", "", error=str(exc))
-        digest = content_hash(data)
-        if digest in known:  # unchanged or a duplicate: decided against the store, no parsing needed
+        digest = reading.digest = content_hash(data)
+        if digest in known or digest[:16] in known:  # unchanged or a duplicate: no parsing needed
             return _Prepared(name, data, digest)
 
         def on_ocr_page(done: int, total: int) -> None:
             if ocr_pages is not None:
-                ocr_pages.put((index, name, done, total))
+                ocr_pages.put((reading.index, name, done, total))
 
-        return self._parse(name, data, digest, on_ocr_page)
+        return self._parse(name, data, digest, pool, on_ocr_page)
 
     def _parse(
-        self, name: str, data: bytes, digest: str, on_ocr_page: Callable[[int, int], None] | None = None
+        self,
+        name: str,
+        data: bytes,
+        digest: str,
+        pool: ParserPool,
+        on_ocr_page: Callable[[int, int], None] | None = None,
     ) -> _Prepared:
-        pages = MAX_PAGES.set(self.limits.max_pages)  # the PDF loader refuses more before reading a page
         try:
-            doc = load_bytes(data, name, on_ocr_page)
+            doc = pool.parse(data, name, self.limits.read_limits(self.chunk_size), on_ocr_page)
         except LoaderError as exc:
             logger.info("%s not indexed: %s", name, exc)
             return _Prepared(name, data, digest, error=str(exc))
-        finally:
-            MAX_PAGES.reset(pages)
         chunks = chunk_document(doc, digest[:16], self.chunk_size, self.chunk_overlap)
         if len(chunks) > self.limits.max_chunks:  # before anything is stored: nothing of it half-indexed
             return _Prepared(
@@ -384,7 +467,7 @@ class Ingestor:
             )
         return _Prepared(name, data, digest, doc, tuple(chunks))
 
-    def _admit(self, prepared: _Prepared, index: int) -> IngestResult | _Admitted:
+    def _admit(self, prepared: _Prepared, index: int, pool: ParserPool) -> IngestResult | _Admitted:
         """The file's outcome when it needs no indexing (failed, unchanged, duplicate), else what to index."""
         name, digest = prepared.name, prepared.digest
         if prepared.error:
@@ -394,7 +477,7 @@ class Ingestor:
         if known is not None:
             return known
         if prepared.doc is None:  # known when parsing started, deleted since
-            prepared = self._parse(name, prepared.data, digest)
+            prepared = self._parse(name, prepared.data, digest, pool)
             if prepared.error:
                 return IngestResult(name, "failed", message=prepared.error)
         doc = prepared.doc
@@ -418,7 +501,7 @@ class Ingestor:
 
     def _already_indexed(self, name: str, digest: str, same_name: DocumentRecord | None) -> IngestResult | None:
         """ "unchanged" or "duplicate" when this content is in the knowledge base already, else None."""
-        if same_name is not None and same_name.content_hash == digest:
+        if same_name is not None and same_name.content_hash in (digest, digest[:16]):  # [:16]: registered by a repair
             return IngestResult(name, "unchanged", same_name.chunks, doc_id=same_name.doc_id)
         twin = self.store.find_by_hash(digest)
         if twin is not None:
@@ -451,19 +534,21 @@ class Ingestor:
                     else:
                         admitted.append(replace(w, replaces=same_name.doc_id if same_name else None))
                 if admitted:
-                    results.update(self._store_wave(admitted, count, on_progress))
+                    needed = sum(_bytes_needed(w.chunks) for w in admitted)
+                    self.store.check_room(needed)
+                    results.update(self._store_wave(admitted, count, on_progress, needed))
         except RagError as exc:  # the lock was not had in time (the wave's own failures are results already)
             for w in wave:
                 results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
         return results
 
     def _store_wave(
-        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None
+        self, wave: Sequence[_Admitted], count: int, on_progress: ProgressCallback | None, needed: int = 0
     ) -> dict[int, IngestResult]:
         """Embed and store the documents of a wave; each one all or nothing: a failure leaves the knowledge
         base as it was for every document not yet committed."""
         chunks = [c for w in wave for c in w.chunks]
-        first, last = wave[0], wave[-1]
+        first, last = min(wave, key=lambda w: w.index), max(wave, key=lambda w: w.index)  # a slow file may go later
         label = first.record.name if len(wave) == 1 else f"{first.record.name} and {plural(len(wave) - 1, 'more file')}"
 
         def report(done: int) -> None:
@@ -496,12 +581,27 @@ class Ingestor:
             for w in wave:
                 if w.index not in results:
                     logger.info("%s: ingest aborted (%s), its partial chunks removed", w.record.name, exc)
-                    self.store.abort_document(w.record.doc_id)
+                    try:
+                        self.store.abort_document(w.record.doc_id)
+                    except Exception as cleanup:  # e.g. the disk is full: as after a crash, the row stays hidden
+                        logger.warning("%s: left for the next start to remove (%s)", w.record.name, cleanup)
             if not isinstance(exc, RagError):
                 raise
+            said = disk_full(self.store.data_dir, needed) if isinstance(exc, DiskFull) else exc  # with what it needs
             for w in wave:
-                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {exc}"))
+                results.setdefault(w.index, IngestResult(w.record.name, "failed", message=f"{w.record.name}: {said}"))
         return results
+
+
+# What storing a chunk takes on disk, measured on 1,440 chunks of ~400 characters: ~6 KB in Chroma (its SQLite with
+# the vector, metadata and its own text index, and the HNSW files) and ~0.6 KB in the registry; text counts again
+# for each copy of it (Chroma's, its index's, the keyword index's).
+CHUNK_BYTES = 8 * 1024
+TEXT_COPIES = 4
+
+
+def _bytes_needed(chunks: Sequence[Chunk]) -> int:
+    return sum(CHUNK_BYTES + TEXT_COPIES * len(c.indexed_text.encode("utf-8")) for c in chunks)
 
 
 def _constant(data: bytes) -> Reader:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.schema import Chunk
+from rag.schema import HEADER_SEPARATOR, Chunk
 
 # -- the persisted index (SQLite FTS5) ------------------------------------------------------------------
 
@@ -97,6 +97,11 @@ _STEMMER = "bm25_stemmer"
 def create_table(db: sqlite3.Connection) -> None:
     """The FTS5 table (for the registry's migrations: inside their transaction)."""
     db.execute(_TABLE_DDL)
+
+
+def table_exists(db: sqlite3.Connection) -> bool:
+    """Is the FTS5 table there? (A damaged registry may have lost it: `rag check --repair` fills it again.)"""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)).fetchone() is not None
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,31 @@ class KeywordIndex:
     def row_count(self) -> int:
         """Rows, including any of documents not yet ready."""
         return int(self._db.execute(f"SELECT COUNT(*) FROM {TABLE}").fetchone()[0])
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        """A document's chunks as its rows hold them, in order. A row holds the chunk's header and text as they
+        were embedded (`indexed_text`); the header is its first line when that line names the chunk's file, as
+        every header does (chunks made before headers have none)."""
+        rows = self._db.execute(
+            f"SELECT chunk_id, doc_id, source, page, position, text FROM {TABLE} WHERE doc_id = ? ORDER BY position",
+            (doc_id,),
+        )
+        chunks = []
+        for chunk_id, doc, source, page, position, text in rows:
+            first, newline, rest = str(text).partition("\n")
+            has_header = bool(newline) and str(source) in first.split(HEADER_SEPARATOR)
+            chunks.append(
+                Chunk(
+                    id=str(chunk_id),
+                    doc_id=str(doc),
+                    text=rest if has_header else str(text),
+                    source=str(source),
+                    page=None if int(page) == NO_PAGE else int(page),
+                    position=int(position),
+                    header=first if has_header else "",
+                )
+            )
+        return chunks
 
     def counts(self) -> dict[str, int]:
         """doc_id → rows under it, whatever the document's status."""

@@ -34,8 +34,14 @@ class Migration:
     apply: Callable[[sqlite3.Connection], object]
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection usable from any thread (callers serialise its use), in WAL mode, waiting for other writers."""
+def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    """A connection usable from any thread (callers serialise its use), in WAL mode, waiting for other writers.
+
+    `read_only`: the file as it is, read without locks or SQLite's shared-memory file (which cannot be made on a
+    full disk); for when nothing can be written anyway."""
+    if read_only:
+        uri = f"{path.resolve().as_uri()}?immutable=1"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     # Switching a database to WAL needs it to itself; SQLite does not always call the busy handler for that,
@@ -135,3 +141,37 @@ def _retry_while_locked(statement: Callable[[], object]) -> None:
 def _db_file(db: sqlite3.Connection) -> str:
     row = db.execute("PRAGMA database_list").fetchone()
     return str(row[2]) if row and row[2] else "database"
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Is this SQLite's "the file is damaged" (malformed, truncated, or not a database at all)?"""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text
+
+
+def is_truncated(path: Path) -> bool:
+    """Is the database file shorter than its header says (cut short: SQLite then reports a "disk I/O error")?"""
+    try:
+        with path.open("rb") as db:
+            header = db.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    return page_size * pages > size
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Did a write fail for lack of space (SQLite's SQLITE_FULL, ENOSPC, or a library saying so)?"""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    return name.startswith("SQLITE_FULL") or "disk is full" in text or "no space left" in text or "(code: 13)" in text

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -37,11 +38,21 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag import keyword_index
-from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection
-from rag.errors import StoreError
+from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection, collection_owner, this_place
+from rag.errors import DamagedKnowledgeBase, DiskFull, StoreError
 from rag.keyword_index import NO_PAGE, KeywordIndex, KeywordQuery
 from rag.schema import Chunk, RetrievedChunk
-from rag.sqlite import Migration, add_column, connect, execute_all, migrate, write_transaction
+from rag.sqlite import (
+    Migration,
+    add_column,
+    connect,
+    execute_all,
+    is_corrupt,
+    is_disk_full,
+    is_truncated,
+    migrate,
+    write_transaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +61,11 @@ COLLECTION = "chunks"
 # on a CPU) before giving up with a message.
 WRITE_LOCK_TIMEOUT = 300.0
 LOCK_FILE = "write.lock"
+REGISTRY_FILE = "registry.sqlite3"
+# Free space kept in hand beyond what a wave needs: SQLite's write-ahead logs (up to 4 MB before a checkpoint) and
+# Chroma's index files grow before they shrink back; reads need a little too.
+DISK_RESERVE = 8 * 1024 * 1024
+CHROMA_DIR = "chroma"
 # The tokens of the stores open in this process. Each open store is a writer of its own (a pid can be reused,
 # after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
 _LIVE_TOKENS: set[str] = set()
@@ -114,23 +130,33 @@ class Store:
         """Chroma embedded in `data_dir`, or the Chroma server at `chroma_url`: see rag/chroma_client.py."""
         self.data_dir = data_dir
         self.chroma_url = chroma_url
+        self._chroma = (collection, chroma_headers)
+        self._vectors_opened: VectorCollection | None = None
+        self._vectors_guard = threading.Lock()
+        # Set when the disk is full: the registry is then only read, and every write says why it cannot be done.
+        self.read_only: DiskFull | None = None
+        registry = data_dir / REGISTRY_FILE
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = connect(data_dir / "registry.sqlite3")
-            migrate(self._db, MIGRATIONS)
-            # The id the collection records as its owner (a second data directory on the same collection is refused).
-            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
+            if not (registry.exists() and registry.stat().st_size > 0):
+                _refuse_a_new_registry_beside_its_lost_one(data_dir, collection, chroma_url, chroma_headers)
+            self._db = connect(registry)
+            self._open_registry()
+        except sqlite3.DatabaseError as exc:
+            if is_corrupt(exc) or is_truncated(registry):
+                raise DamagedKnowledgeBase(registry_damaged(data_dir, exc), "registry damaged") from exc
+            if not (is_disk_full(exc) or _no_room(data_dir)):
+                raise StoreError(
+                    f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
+                    "or set RAG_DATA_DIR to another folder."
+                ) from exc
+            # SQLite could not make its shared-memory file: read the registry as it is on disk, write nothing.
+            logger.info("The disk holding %s is full: the knowledge base is opened read-only", data_dir)
+            self.read_only = disk_full(data_dir)
+            self._db = connect(registry, read_only=True)
             self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
-            self._vectors = VectorCollection(
-                data_dir,
-                self._registry_id,
-                collection,
-                chroma_url,
-                chroma_headers,
-                version=self._vectors_version,
-                bump_version=self._bump_vectors_version,
-            )
-        except (OSError, sqlite3.Error) as exc:
+            self.keyword_table_was_missing = not keyword_index.table_exists(self._db)
+        except OSError as exc:
             raise StoreError(
                 f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
                 "or set RAG_DATA_DIR to another folder."
@@ -141,8 +167,45 @@ class Store:
         # Thread-local: two threads of this process (two app sessions) take turns like two processes.
         self._write_lock = FileLock(data_dir / LOCK_FILE, timeout=WRITE_LOCK_TIMEOUT, thread_local=True)
         self._keywords = KeywordIndex(self._db)
+        if chroma_url:  # a server that is down, or not ours, is said at once
+            self._open_vectors()
         self.recover()
         self._backfill_keyword_index()
+
+    def _open_registry(self) -> None:
+        migrate(self._db, MIGRATIONS)
+        # The id the collection records as its owner (a second data directory on the same collection is refused).
+        self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('registry_id', ?)", (uuid.uuid4().hex,))
+        self._registry_id = str(self._db.execute("SELECT value FROM meta WHERE key = 'registry_id'").fetchone()[0])
+        self.keyword_table_was_missing = not keyword_index.table_exists(self._db)
+        if self.keyword_table_was_missing:  # dropped: made again, empty, so that nothing fails for want of it
+            logger.info("The keyword index of %s was missing: made again, empty (`rag check`)", self.data_dir)
+            keyword_index.create_table(self._db)
+
+    # -- the vectors, opened on first use (listing documents needs only the registry) ------------------
+
+    @property
+    def _vectors(self) -> VectorCollection:
+        return self._vectors_opened or self._open_vectors()
+
+    def _open_vectors(self) -> VectorCollection:
+        with self._vectors_guard:
+            if self._vectors_opened is None:
+                collection, headers = self._chroma
+                self._vectors_opened = VectorCollection(
+                    self.data_dir,
+                    self._registry_id,
+                    collection,
+                    self.chroma_url,
+                    headers,
+                    version=self._vectors_version,
+                    bump_version=self._bump_vectors_version,
+                )
+            return self._vectors_opened
+
+    @property
+    def registry_id(self) -> str:
+        return self._registry_id
 
     # -- registry reads -------------------------------------------------------------------------
 
@@ -163,8 +226,11 @@ class Store:
         return self._record(row) if row else None
 
     def find_by_hash(self, content_hash: str) -> DocumentRecord | None:
+        """The ready document of this content; a document registered again by `rag check --repair` is known by its
+        hash's first 16 characters (its id), all that its chunks say of it."""
         row = self._db.execute(
-            "SELECT * FROM documents WHERE status = 'ready' AND content_hash = ?", (content_hash,)
+            "SELECT * FROM documents WHERE status = 'ready' AND content_hash IN (?, ?)",
+            (content_hash, content_hash[:16]),
         ).fetchone()
         return self._record(row) if row else None
 
@@ -202,9 +268,103 @@ class Store:
                 return counts
             offset += len(page["ids"])
 
+    def vector_positions(self) -> dict[str, list[int]]:
+        """doc_id → the positions of the chunks stored in Chroma under it (ids and metadata only, page by page)."""
+        positions: dict[str, list[int]] = {}
+        offset = 0
+        while True:
+            page = self._vectors.read(partial(_page, offset=offset))
+            for meta in page["metadatas"] or []:
+                meta = meta or {}
+                positions.setdefault(str(meta.get("doc_id", "")), []).append(int(meta.get("position", -1)))
+            if len(page["ids"]) < CHROMA_MAX_BATCH:
+                return positions
+            offset += len(page["ids"])
+
     def keyword_counts(self) -> dict[str, int]:
         """doc_id → rows of the keyword index under it."""
         return self._keywords.counts()
+
+    def registry_problem(self) -> str | None:
+        """What SQLite finds wrong in the registry's file (None: nothing). Reads every page: seconds for a large one."""
+        try:
+            rows = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if rows == ["ok"] else "; ".join(rows[:3])
+
+    # -- repairs (rag/check.py), each under the write lock ---------------------------------------------
+
+    def chunk_source(self, doc_id: str) -> str:
+        """The file name Chroma's metadata gives a document's chunks ("" when it holds none)."""
+        result = self._vectors.read(lambda c: c.get(where={"doc_id": doc_id}, limit=1, include=["metadatas"]))
+        metas = result["metadatas"] or []
+        return str((metas[0] or {}).get("source", "")) if metas else ""
+
+    def keyword_chunks(self, doc_id: str) -> list[Chunk]:
+        """A document's chunks as its keyword rows hold them (to embed them again when its vectors are lost)."""
+        return self._keywords.chunks_of(doc_id)
+
+    def restore_vectors(self, doc_id: str, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
+        """A ready document's vectors again, in place of what is left of them (its registry row stays as it is)."""
+        with self.writing(), self._lock, self._full_disk_said():
+            self._vectors.write(lambda c: c.delete(where={"doc_id": doc_id}))
+            for start in range(0, len(chunks), CHROMA_MAX_BATCH):
+                self._vectors.write(
+                    _adding(chunks[start : start + CHROMA_MAX_BATCH], embeddings[start : start + CHROMA_MAX_BATCH])
+                )
+
+    def restore_keyword_rows(self, doc_id: str, chunks: Sequence[Chunk]) -> None:
+        """A document's keyword rows again, from its chunks as Chroma holds them."""
+        with self.writing(), self._lock, self._full_disk_said(), self._transaction():
+            self._keywords.delete(doc_id)
+            self._keywords.insert(chunks)
+            self._keywords.bump_generation()
+
+    def register_recovered(self, record: DocumentRecord, chunks: Sequence[Chunk]) -> None:
+        """A ready registry row and keyword rows for vectors whose registry row was lost, in one transaction."""
+        with self.writing(), self._lock, self._full_disk_said(), self._transaction():
+            self._db.execute(
+                "INSERT INTO documents(doc_id, name, kind, content_hash, pages, chunks, chunks_stored, size_bytes,"
+                " ingested_at, status, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)",
+                (
+                    record.doc_id,
+                    record.name,
+                    record.kind,
+                    record.content_hash,
+                    record.pages,
+                    record.chunks,
+                    record.chunks,
+                    record.size_bytes,
+                    record.ingested_at,
+                    record.title,
+                ),
+            )
+            self._keywords.delete(record.doc_id)
+            self._keywords.insert(chunks)
+            self._keywords.bump_generation()
+
+    @staticmethod
+    def new_registry(data_dir: Path, registry_id: str) -> None:
+        """An empty registry that owns the collection `registry_id` names (the registry it replaces was lost)."""
+        db = connect(data_dir / REGISTRY_FILE)
+        try:
+            migrate(db, MIGRATIONS)
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('registry_id', ?)", (registry_id,))
+        finally:
+            db.close()
+
+    @contextmanager
+    def _full_disk_said(self, needed: int | None = None) -> Iterator[None]:
+        """A write that fails for lack of space raises DiskFull, which says how much is free and what to do."""
+        try:
+            yield
+        except DiskFull:
+            raise
+        except Exception as exc:
+            if is_disk_full(exc) or is_disk_full(exc.__cause__ or exc):
+                raise disk_full(self.data_dir, needed) from exc
+            raise
 
     def abandoned_documents(self) -> set[str]:
         """The rows not `ready` that no live writer owns (left by a crash): safe to purge."""
@@ -216,8 +376,21 @@ class Store:
 
     def remove_traces(self, doc_id: str) -> None:
         """Every vector, keyword row and registry row under this id (`rag check --repair`)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             self._purge(doc_id)
+
+    def check_room(self, needed: int) -> None:
+        """Raise DiskFull, before anything is written, when the disk holding the data directory has less free space
+        than `needed` bytes and a reserve (SQLite's write-ahead logs and Chroma's index files grow before they
+        shrink back). A Chroma server's disk is its own: only the registry's share is counted then."""
+        if self.chroma_url:
+            needed //= 8
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            return
+        if free < needed + DISK_RESERVE:
+            raise disk_full(self.data_dir, needed + DISK_RESERVE)
 
     # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
 
@@ -225,6 +398,8 @@ class Store:
     def writing(self, timeout: float | None = None) -> Iterator[None]:
         """One write span at a time on this knowledge base, across processes and threads (re-entrant in a
         thread). Every write method takes it; the ingestor holds it around a whole wave (begin → commit)."""
+        if self.read_only is not None:
+            raise self.read_only
         try:
             self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT if timeout is None else timeout)
         except Timeout as exc:
@@ -239,7 +414,7 @@ class Store:
             self._write_lock.release()
 
     def begin_document(self, record: DocumentRecord) -> None:
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (record.doc_id,)).fetchone()
             if row is not None:
                 status, writer = row
@@ -275,7 +450,7 @@ class Store:
         by_doc: dict[str, int] = {}
         for c in chunks:
             by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             for doc_id in by_doc:  # under the lock nobody else can take the row away between this and the add
                 self._check_own(doc_id, "store its chunks")
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
@@ -291,7 +466,7 @@ class Store:
 
     def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
         """Make the document visible, and retire the version it replaces, in one transaction."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             with self._transaction():
                 self._check_own(doc_id, "make it visible")
                 self._db.execute(
@@ -310,14 +485,14 @@ class Store:
     def abort_document(self, doc_id: str) -> None:
         """Remove what this writer stored of a document it will not commit; never another writer's document
         (the same content committed by another session meanwhile stays)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
             if row is not None and row[0] == "indexing" and row[1] == self._writer:
                 self._purge(doc_id)
 
     def delete_document(self, doc_id: str) -> None:
         """Delete a ready document (nothing happens if it is gone already, deleted by another session)."""
-        with self.writing(), self._lock:
+        with self.writing(), self._lock, self._full_disk_said():
             marked = self._db.execute(
                 "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
                 (self._writer, doc_id),
@@ -329,6 +504,8 @@ class Store:
         """Remove every trace of documents left half-indexed or half-deleted by a writer that is gone (a crash).
 
         Never waits: when another writer holds the lock, its rows are its own and the next open recovers."""
+        if self.read_only is not None:
+            return []
         try:
             self._write_lock.acquire(timeout=0)
         except Timeout:
@@ -337,10 +514,16 @@ class Store:
         try:
             with self._lock:
                 stale = sorted(self.abandoned_documents())
+                removed = []
                 for doc_id in stale:
                     logger.warning("Recovering %s: removing what a writer that is gone left of it", doc_id)
-                    self._purge(doc_id)
-                return stale
+                    try:
+                        self._purge(doc_id)
+                    except Exception as exc:  # e.g. a full disk: the row stays invisible, a later open removes it
+                        logger.warning("Could not remove what %s left (%s): hidden till a later start", doc_id, exc)
+                        continue
+                    removed.append(doc_id)
+                return removed
         finally:
             self._write_lock.release()
 
@@ -514,7 +697,7 @@ class Store:
     def _backfill_keyword_index(self) -> None:
         """Knowledge bases made before the keyword index (or its current version) get one built from their
         stored chunks."""
-        if self._keywords.is_current():
+        if self._keywords.is_current() or self.read_only is not None:
             return
         with self.writing(), self._lock, self._transaction():
             self._keywords.rebuild(self.chunks_of(record.doc_id) for record in self.documents())
@@ -545,6 +728,56 @@ class Store:
     def close(self) -> None:
         _LIVE_TOKENS.discard(self._token)  # whatever it left half-done is abandoned now
         self._db.close()
+
+
+def _refuse_a_new_registry_beside_its_lost_one(
+    data_dir: Path, collection: str, chroma_url: str, headers: dict[str, str] | None
+) -> None:
+    """A registry about to be made (none, or an empty file) where the vectors say this folder had one: it was lost
+    (emptied, deleted), and a new one would disown every vector. Say so, before anything is written."""
+    if not chroma_url and not (data_dir / CHROMA_DIR / "chroma.sqlite3").exists():
+        return
+    owner = collection_owner(data_dir, collection, chroma_url, headers)
+    if owner is not None and owner.place == this_place(data_dir):
+        raise DamagedKnowledgeBase(
+            f"The registry of the knowledge base in {data_dir} ({REGISTRY_FILE}) is missing or empty, but the "
+            f"vectors in {chroma_url or data_dir / CHROMA_DIR} are this folder's: run `python -m rag check --repair` "
+            "to rebuild the registry and the keyword index from the chunks Chroma holds (or delete the whole folder "
+            "to start empty).",
+            "registry missing",
+        )
+
+
+def registry_damaged(data_dir: Path, exc: BaseException) -> str:
+    return (
+        f"The registry of the knowledge base in {data_dir} ({REGISTRY_FILE}) is damaged ({exc}): run "
+        "`python -m rag check --repair`, which keeps a copy of the damaged file beside it and rebuilds the registry "
+        "and the keyword index from the chunks Chroma holds."
+    )
+
+
+def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
+    """"The disk holding DATA_DIR is full: N MB free, about M needed", with what to do."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        free = 0
+    need = f", about {_mb(needed)} needed" if needed else ""
+    return DiskFull(
+        f"The disk holding {data_dir} is full: {_mb(free)} free{need}. Nothing was half-written: free some space "
+        "(or set RAG_DATA_DIR to a folder on a larger disk) and try again."
+    )
+
+
+def _no_room(data_dir: Path) -> bool:
+    try:
+        return shutil.disk_usage(data_dir).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / (1024 * 1024):,.1f} MB"
 
 
 def _abandoned(writer: str | None, lock_free: bool) -> bool:

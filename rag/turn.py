@@ -27,7 +27,6 @@ parts a turn uses: settings, store, retriever, backend, saved conversations.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
@@ -136,14 +135,15 @@ def retrieve(engine: Engine, query: str, doc_ids: Sequence[str] | None = None) -
 
     `doc_ids` limits the search to those documents (None: every document).
     """
-    settings, retriever = engine.settings, engine.retriever
-    started = time.perf_counter()
-    hits = retriever.search(query, settings.top_k, doc_ids)
-    selected = retriever.select(query, hits, settings.min_score, settings.context_chars)
-    seconds = time.perf_counter() - started
-    # Only a search that found nothing needs to ask whether there was anything to search.
-    empty = not hits and engine.store.chunk_count() == 0
-    return Retrieval(query, selected, seconds, knowledge_base_empty=empty)
+    settings = engine.settings
+    result = engine.retriever.retrieve(
+        query,
+        top_k=settings.top_k,
+        min_score=settings.min_score,
+        max_chars=settings.context_chars,
+        doc_ids=doc_ids,
+    )
+    return Retrieval(query, result.selected, result.seconds, knowledge_base_empty=result.knowledge_base_empty)
 
 
 def _plan(

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -18,14 +19,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.check import check, describe, repair
+from rag.check import check, describe, describe_repair, repair
 from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.retrieval import Retriever
+from rag.schema import RetrievedChunk
 from rag.store import Store
 from tests.test_cli import run
 from tests.test_store import add, chroma_server, chunks_for  # noqa: F401 (chroma_server: a fixture)
+
+
+def same_answers(before: list[RetrievedChunk], after: list[RetrievedChunk]) -> bool:
+    """The same passages, in the same order, with the same scores (to two places)."""
+    return [(r.chunk.id, r.chunk.text, r.chunk.header, round(r.score, 2)) for r in before] == [
+        (r.chunk.id, r.chunk.text, r.chunk.header, round(r.score, 2)) for r in after
+    ]
 
 
 def filled(store: Store, embedder: Embedder) -> Store:
@@ -49,9 +58,10 @@ def local_kb(tmp_path: Path, embedder: Embedder) -> Store:
     return filled(Store(tmp_path / "kb"), embedder)
 
 
-def orphan_vectors(store: Store, doc_id: str, n: int) -> None:
-    """Vectors under an id the registry does not know (as a crash between Chroma and SQLite once left)."""
-    chunks = chunks_for(doc_id, [f"stray {i}" for i in range(n)], "gone.txt")
+def orphan_vectors(store: Store, doc_id: str, n: int, first: int = 1) -> None:
+    """Vectors under an id the registry does not know (as a crash between Chroma and SQLite once left); from
+    position `first`: 1 leaves out the first chunk (an incomplete set), 0 makes a whole document."""
+    chunks = chunks_for(doc_id, [f"stray {i}" for i in range(first + n)], "gone.txt")[first:]
     store._vectors.collection.add(
         ids=[c.id for c in chunks],
         embeddings=np.ones((n, 384), dtype=np.float32),
@@ -67,14 +77,27 @@ def test_a_clean_knowledge_base_passes(kb: Store) -> None:
     assert "agree" in describe(report, "here")[-1]
 
 
-def test_orphan_vectors_are_found_and_repaired(kb: Store) -> None:
+def test_an_incomplete_set_of_orphan_vectors_is_found_and_removed_saying_so(kb: Store) -> None:
     orphan_vectors(kb, "zzzz", 2)
     report = check(kb)
     assert [(p.kind, p.doc_id) for p in report.problems] == [("orphan vectors", "zzzz")]
     assert "2 vectors of no registered document" in report.problems[0].describe()
     result = repair(kb)
     assert result.after.ok and result.reingest == ()
+    assert [(r.problem.kind, r.done.split(" ")[0]) for r in result.repaired] == [("orphan vectors", "removed")]
     assert kb.vector_count() == 3 and {d.name for d in kb.documents()} == {"cats.txt", "rockets.txt"}
+
+
+def test_a_whole_document_of_vectors_the_registry_lost_is_registered_again(kb: Store) -> None:
+    orphan_vectors(kb, "zzzz", 2, first=0)
+    report = check(kb)
+    assert [(p.kind, p.doc_id, p.name) for p in report.problems] == [("unregistered document", "zzzz", "gone.txt")]
+    result = repair(kb)
+    assert result.after.ok and result.reingest == ()
+    recovered = kb.find("gone.txt")
+    assert recovered is not None and (recovered.doc_id, recovered.chunks, recovered.kind) == ("zzzz", 2, "text")
+    assert [c.text for c in kb.chunks_of("zzzz")] == ["stray 0", "stray 1"]
+    assert kb.keyword_search(["stray"]).ranking(5) != []  # its keyword rows were written again too
 
 
 def test_orphan_keyword_rows_are_found_and_repaired(kb: Store) -> None:
@@ -85,15 +108,38 @@ def test_orphan_keyword_rows_are_found_and_repaired(kb: Store) -> None:
     assert kb.keyword_row_count() == 3
 
 
-def test_a_ready_document_missing_chunks_is_found_and_removed_to_be_ingested_again(kb: Store) -> None:
+def test_a_document_missing_vectors_gets_them_again_from_its_keyword_rows(kb: Store, embedder: Embedder) -> None:
+    before = Retriever(kb, embedder).retrieve("When do cats purr?", top_k=3).hits
     kb._vectors.collection.delete(ids=["aaaa:00001"])
     report = check(kb)
-    assert [(p.kind, p.name) for p in report.problems] == [("broken document", "cats.txt")]
+    assert [(p.kind, p.name) for p in report.problems] == [("vectors missing", "cats.txt")]
     assert "the registry says 2 chunks, Chroma holds 1 vector, the keyword index 2 rows" in report.problems[0].detail
+    said: list[str] = []
+    result = repair(kb, lambda: embedder, said.append)
+    assert result.after.ok and result.reingest == ()
+    assert said == ["embedding cats.txt again: 2/2 chunks"]
+    assert kb.vector_count() == 3
+    assert same_answers(before, Retriever(kb, embedder).retrieve("When do cats purr?", top_k=3).hits)
+
+
+def test_a_document_missing_vectors_and_keyword_rows_is_removed_to_be_ingested_again(kb: Store) -> None:
+    kb._vectors.collection.delete(ids=["aaaa:00001"])
+    kb._db.execute("DELETE FROM chunk_text WHERE chunk_id = 'aaaa:00000'")
+    report = check(kb)
+    assert [(p.kind, p.name) for p in report.problems] == [("broken document", "cats.txt")]
     result = repair(kb)
     assert result.reingest == ("cats.txt",) and result.after.ok
     assert [d.name for d in kb.documents()] == ["rockets.txt"]
     assert kb.vector_count() == 1 and kb.keyword_row_count() == 1
+    assert "Add these files again: cats.txt." in describe_repair(result)
+
+
+def test_a_document_missing_keyword_rows_gets_them_again_from_chroma(kb: Store) -> None:
+    kb._db.execute("DELETE FROM chunk_text WHERE doc_id = 'aaaa'")
+    report = check(kb)
+    assert [(p.kind, p.name) for p in report.problems] == [("keyword rows missing", "cats.txt")]
+    assert repair(kb).after.ok
+    assert [cid for cid, _ in kb.keyword_search(["purr"]).ranking(5)] == ["aaaa:00000"]
 
 
 def test_cli_exit_codes(local_kb: Store) -> None:
@@ -106,7 +152,8 @@ def test_cli_exit_codes(local_kb: Store) -> None:
     assert "python -m rag check --repair" in found.stdout
     repaired = run(["check", "--repair"], data_dir)
     assert repaired.returncode == 0, repaired.stderr
-    assert "Removed orphan vectors: zzzz" in repaired.stdout and "consistent now" in repaired.stdout
+    assert "orphan vectors: zzzz: 1 vector of no registered document -> removed" in repaired.stdout
+    assert "consistent now" in repaired.stdout
     clean = run(["check"], data_dir)
     assert clean.returncode == 0 and "agree" in clean.stdout
 
@@ -233,7 +280,7 @@ def test_many_writers_and_searchers_at_once_leave_a_consistent_knowledge_base(
                 if op == "search":  # as a chat turn: search, then the evidence check and the sources
                     retriever = Retriever(store, embedder)
                     question = " ".join(rng.sample(_WORDS, 3))
-                    retriever.select(question, retriever.search(question, 5), 0.0, 4000)
+                    retriever.retrieve(question, top_k=5, min_score=0.0, max_chars=4000)
                     failed = []
                 elif op == "ingest":
                     ingestor = Ingestor(store, embedder, 600, 100)
@@ -323,3 +370,110 @@ def test_killing_ingests_and_deletes_at_random_moments_loses_nothing_committed(t
         f"finished first, {rounds} rounds, 0 inconsistencies"
     )
     assert kills >= CRASH_KILLS
+
+
+# -- damaged folders (issue 19): every kind of damage is named by `check`, and `check --repair` gives back a knowledge
+# base whose documents answer the same questions -------------------------------------------------------------------
+
+QUESTIONS = ("When do cats purr?", "How many stages did the Saturn V have?", "Who lights the harbour lantern?")
+FILES = {
+    "cats.md": "# Cats\n\nCats purr when they are content. A cat sleeps sixteen hours a day.\n",
+    "rockets.txt": "Rockets burn fuel to reach orbit. The Saturn V had three stages and flew thirteen times.",
+    "harbour.txt": "The harbour lantern is lit every evening at six by the keeper, Mrs. Okafor.",
+}
+
+
+def _drop_keyword_table(data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "registry.sqlite3") as db:
+        db.execute("DROP TABLE chunk_text")
+
+
+def _forget_registry_rows(data_dir: Path) -> None:
+    with sqlite3.connect(data_dir / "registry.sqlite3") as db:
+        db.execute("DELETE FROM documents WHERE name = 'rockets.txt'")
+
+
+def _scribble(path: Path, at: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(at)
+        f.write(random.Random(19).randbytes(4096))
+
+
+def _registry_files(data_dir: Path) -> list[Path]:
+    return [data_dir / f"registry.sqlite3{end}" for end in ("", "-wal", "-shm")]
+
+
+def _truncate(path: Path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+# damage → (what `check` names, how the damage is made)
+DAMAGES = {
+    "registry emptied": ("registry missing", lambda d: (d / "registry.sqlite3").write_bytes(b"")),
+    "registry deleted": ("registry missing", lambda d: (d / "registry.sqlite3").unlink()),
+    "registry cut in half": ("registry damaged", lambda d: _truncate(d / "registry.sqlite3")),
+    "registry overwritten": ("registry damaged", lambda d: _scribble(d / "registry.sqlite3", 0)),
+    "keyword table dropped": ("keyword rows missing", _drop_keyword_table),
+    "registry rows lost": ("unregistered document", _forget_registry_rows),
+    "chroma folder deleted": ("vectors missing", lambda d: shutil.rmtree(d / "chroma")),
+    "chroma unreadable": ("vectors unreadable", lambda d: _scribble(d / "chroma" / "chroma.sqlite3", 0)),
+}
+
+
+def answers(data_dir: Path, embedder: Embedder) -> dict[str, list[RetrievedChunk]]:
+    store = Store(data_dir)
+    try:
+        retriever = Retriever(store, embedder)
+        return {q: retriever.retrieve(q, top_k=3).hits for q in QUESTIONS}
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_check_names_each_kind_of_damage_and_repair_gives_back_the_same_answers(
+    damage: str, tmp_path: Path, embedder: Embedder
+) -> None:
+    data_dir = tmp_path / "kb"
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    store = Store(data_dir)
+    assert all(r.ok for r in Ingestor(store, embedder, 400, 50).ingest_paths([tmp_path / n for n in FILES]))
+    store.close()
+    before = answers(data_dir, embedder)
+    said, make = DAMAGES[damage]
+    if said.startswith("registry"):  # as a crash or a copy would leave it: no WAL beside the main file
+        for extra in _registry_files(data_dir)[1:]:
+            extra.unlink(missing_ok=True)
+    make(data_dir)
+
+    found = run(["check"], data_dir)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert said in found.stdout and "python -m rag check --repair" in found.stdout
+    assert "Traceback" not in found.stderr
+    repaired = run(["check", "--repair"], data_dir)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "consistent now" in repaired.stdout and "Add these files again" not in repaired.stdout
+    if damage in ("registry cut in half", "registry overwritten", "chroma unreadable"):
+        kept = list(data_dir.glob("*.damaged-*"))
+        assert kept and f"as {kept[0]}" in repaired.stdout  # the damaged part is kept beside it, and said so
+    assert run(["check"], data_dir).returncode == 0
+    after = answers(data_dir, embedder)
+    assert all(same_answers(before[q], after[q]) for q in QUESTIONS), (before, after)
+    again = run(["ingest", *(str(tmp_path / n) for n in FILES)], data_dir)
+    assert again.returncode == 0 and again.stdout.count("unchanged, skipped") == 3, again.stdout + again.stderr
+
+
+def test_a_folder_with_both_copies_of_a_document_lost_says_which_files_to_add_again(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    data_dir = tmp_path / "kb"
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    store = Store(data_dir)
+    Ingestor(store, embedder, 400, 50).ingest_paths([tmp_path / n for n in FILES])
+    store.close()
+    shutil.rmtree(data_dir / "chroma")
+    _drop_keyword_table(data_dir)
+    repaired = run(["check", "--repair"], data_dir)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "Add these files again: cats.md, harbour.txt, rockets.txt." in repaired.stdout

@@ -272,3 +272,21 @@ def test_verbose_logs_the_fallback_to_the_built_in_model(kb: Path) -> None:
     assert "rag.engine: Ollama is not reachable" in loud.stderr and "falling back to the built-in model" in loud.stderr
     assert "rag.engine" not in quiet.stderr  # the default level (WARNING) keeps the log quiet
     assert loud.stdout == quiet.stdout  # the same prompt
+
+
+def test_a_name_with_terminal_escapes_is_stored_cleaned_and_printed_escaped(tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    hostile = "notes\x1b]0;owned\x07\x1b[31m\nred.txt"  # sets the window title, rings the bell, colours, splits a line
+    (folder / hostile).write_text("The boiler is serviced every October.\n")
+    (folder / "plain.txt").write_text("The roof was repaired in 2021.\n")
+    data = tmp_path / "data"
+    added = run(["ingest", str(folder)], data, RAG_CORPUS_DIR=str(tmp_path / "none"))
+    assert added.returncode == 0, added.stderr
+    listed = run(["docs"], data, RAG_CORPUS_DIR=str(tmp_path / "none"))
+    for output in (added.stdout + added.stderr, listed.stdout):
+        assert not any(ch in output for ch in "\x1b\x07\r"), repr(output)
+    rows = [line for line in listed.stdout.splitlines() if line.endswith("+00:00")]
+    assert len(rows) == 2  # one line per document: the newline did not split the table
+    stored = json.loads(run(["docs", "--json"], data, RAG_CORPUS_DIR=str(tmp_path / "none")).stdout)
+    assert sorted(d["name"] for d in stored) == ["notes_]0;owned__[31m_red.txt", "plain.txt"]

@@ -33,6 +33,11 @@ def test_environment_variables_are_read_and_typed(tmp_path: Path) -> None:
     assert s.gguf_path == Path("~/models/llama-2-7b-chat.Q4_K_M.gguf").expanduser()
 
 
+def test_real_urls_stay_valid() -> None:
+    for url in ("http://127.0.0.1:11434", "https://gpu-box:8000/v1", "http://[::1]:11434", "http://u:p@host:80/a?b=1"):
+        assert Settings.from_env({"OLLAMA_HOST": url}).ollama_host == url
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -42,6 +47,12 @@ def test_environment_variables_are_read_and_typed(tmp_path: Path) -> None:
         ({"RAG_CHUNK_OVERLAP": "600"}, "less than half the chunk size"),
         ({"RAG_GGUF_PATH": "/models/llama.bin"}, "not a .gguf file"),
         ({"RAG_MAX_ANSWER_TOKENS": "4000"}, "half the context window"),
+        # Markdown in a URL setting: it would be a link or an image wherever the URL is shown.
+        ({"OLLAMA_HOST": "http://[x](http://attacker.example)"}, "is not an http"),
+        ({"OLLAMA_HOST": "http://host/![p](http://attacker.example/p.png)"}, "is not an http"),
+        ({"RAG_OPENAI_BASE_URL": "http://gpu-box:8000/v1<img src=x>"}, "is not an http"),
+        ({"RAG_PARSE_SECONDS": "0"}, "RAG_PARSE_SECONDS=0 must be between 1 and 86,400"),
+        ({"RAG_PARSE_MEMORY_MB": "100"}, "RAG_PARSE_MEMORY_MB=100 must be between 256 and 1,048,576"),
     ],
 )
 def test_bad_values_get_a_message_that_says_how_to_fix_them(env: dict[str, str], message: str) -> None:

@@ -41,7 +41,7 @@ def test_first_start_indexes_the_default_corpus_once(corpus_engine: Engine) -> N
 def test_retrieval_can_be_limited_to_one_document(corpus_engine: Engine) -> None:
     pdf = corpus_engine.store.find("llama-2-hardware-guide.pdf")
     assert pdf is not None
-    hits = corpus_engine.retriever.search("context length", 5, doc_ids=[pdf.doc_id])
+    hits = corpus_engine.retriever.retrieve("context length", top_k=5, doc_ids=[pdf.doc_id]).hits
     assert hits and {h.chunk.source for h in hits} == {"llama-2-hardware-guide.pdf"}
     assert all(h.chunk.page in (1, 2, 3) for h in hits)
 
@@ -51,9 +51,9 @@ def test_the_retrieval_check_shows_what_a_chat_turn_would_give_the_model(corpus_
     question = "What context length does Llama 2 use?"
     check = corpus_engine.check_retrieval(question)
     assert len(check.hits) == corpus_engine.settings.top_k
-    assert check.given and check.given == prepare(corpus_engine, question, call_model=False).plan.sources
-    assert sum(len(h.chunk.text) for h in check.given) <= corpus_engine.settings.context_chars
-    assert corpus_engine.check_retrieval("Who won the Super Bowl in 2016?").given == []  # declined
+    assert check.selected and check.selected == prepare(corpus_engine, question, call_model=False).plan.sources
+    assert sum(len(h.chunk.text) for h in check.selected) <= corpus_engine.settings.context_chars
+    assert corpus_engine.check_retrieval("Who won the Super Bowl in 2016?").selected == []  # declined
 
 
 def test_deleting_everything_does_not_bring_the_corpus_back(tmp_path: Path, embedder: Embedder) -> None:

@@ -10,7 +10,16 @@ import pytest
 from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
-from rag.tools.evaluation import contains_answer, evaluate, evaluate_tutorial, load_questions
+from rag.retrieval import RetrievalOptions
+from rag.tools.evaluation import (
+    contains_answer,
+    evaluate,
+    evaluate_suite,
+    evaluate_tutorial,
+    format_suite,
+    load_questions,
+    load_suite,
+)
 
 DOCS = {
     "bees.txt": "Honey bees communicate the location of flowers with a waggle dance.",
@@ -83,7 +92,8 @@ def test_the_threshold_decides_what_is_declined(corpus: tuple[Path, Path], embed
 def test_rrf_and_dense_modes_are_scored_too(corpus: tuple[Path, Path], embedder: Embedder) -> None:
     docs, qa = corpus
     for mode, fusion in (("dense", "convex"), ("keyword", "convex"), ("hybrid", "rrf")):
-        report = evaluate(docs, load_questions(qa), Settings(top_k=1), embedder, mode, fusion=fusion)  # type: ignore[arg-type]
+        options = RetrievalOptions(mode=mode, fusion=fusion)  # type: ignore[arg-type]
+        report = evaluate(docs, load_questions(qa), Settings(top_k=1), embedder, options)
         assert (report.mode, report.fusion) == (mode, fusion)
         assert report.hit_at[4] >= report.hit_at[1] > 0
 
@@ -165,3 +175,75 @@ def test_the_tutorial_pipeline_is_scored_on_the_same_questions(filings: tuple[Pa
     assert report.doc_hit_at_4 == 1.0
     assert report.evidence_in_context is not None and report.evidence_in_context >= 1 / 3
     assert report.evidence_questions == 3
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    """Two domains of two documents each, every question in a dev or a test half."""
+    domains = {
+        "animals": {
+            "bees.txt": DOCS["bees.txt"],
+            "owls.txt": "Barn owls swallow their prey whole and cough up pellets of bone and fur.",
+        },
+        "places": {
+            "volcano.txt": DOCS["volcano.txt"],
+            "trains.txt": DOCS["trains.txt"],
+        },
+    }
+    questions = {
+        "animals": [
+            {"question": "How do honey bees point the way to flowers?", "answers": ["waggle dance"], "doc": "bees.txt",
+             "split": "dev"},
+            {"question": "What do barn owls cough up?", "answers": ["pellets"], "doc": "owls.txt", "split": "test"},
+        ],
+        "places": [
+            {"question": "On which island is Mount Etna?", "answers": ["Sicily"], "doc": "volcano.txt", "split": "dev"},
+            {"question": "What year did the Shinkansen open?", "answers": ["1964"], "doc": "trains.txt",
+             "split": "test"},
+        ],
+    }  # fmt: skip
+    entries = []
+    for name, files in domains.items():
+        (tmp_path / name / "docs").mkdir(parents=True)
+        for file, text in files.items():
+            (tmp_path / name / "docs" / file).write_text(text)
+        (tmp_path / name / "qa.jsonl").write_text("\n".join(json.dumps(q) for q in questions[name]))
+        entries.append({"name": name, "docs": f"{name}/docs", "qa": f"{name}/qa.jsonl", "licence": "test"})
+    (tmp_path / "suite.json").write_text(json.dumps({"domains": entries}))
+    return tmp_path / "suite.json"
+
+
+def test_a_suite_reports_each_domain_and_half_beside_the_tutorial(
+    suite: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    cache = tmp_path / "cache"
+    report = evaluate_suite(suite, Settings(top_k=2), embedder, cache=cache, stages=True)
+    assert [d.domain for d in report.domains] == ["animals", "places"]
+    for domain in report.domains:
+        assert set(domain.ours) == {"all", "dev", "test"} and set(domain.tutorial) == {"all", "dev", "test"}
+        assert domain.ours["dev"].questions == 1 and domain.ours["test"].questions == 1
+        assert domain.ours["all"].answer_in_context == 1.0  # two documents each: the answer is found
+        assert set(domain.ours["all"].stages) == {"candidates", "focus", "select"}
+    assert report.overall("ours", "all")["answer_in_context"] == 1.0
+    table = "\n".join(format_suite(report))
+    assert "| animals | dev | 1 |" in table and "mean of domains" in table and "after focus" in table
+    kept = sorted(p.name for p in cache.iterdir())
+    # A second run finds the knowledge bases kept (ours and the tutorial's): nothing is ingested again.
+    again = evaluate_suite(suite, Settings(top_k=2), embedder, cache=cache, only=["places"])
+    assert [d.domain for d in again.domains] == ["places"] and sorted(p.name for p in cache.iterdir()) == kept
+
+
+def test_a_suite_with_missing_files_is_refused_with_what_to_do(suite: Path) -> None:
+    from rag.errors import RagError
+
+    (suite.parent / "places" / "qa.jsonl").unlink()
+    with pytest.raises(RagError, match="places are missing: rebuild the suite"):
+        load_suite(suite)
+
+
+def test_eval_suite_command_prints_the_table(suite: Path, tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    result = run(["eval", "--suite", str(suite), "--no-tutorial", "--domain", "animals"], tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "| animals | dev | 1 | 1.000 / – |" in result.stdout and "places" not in result.stdout

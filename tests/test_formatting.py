@@ -127,3 +127,19 @@ def test_long_hostile_input_is_handled_in_linear_time() -> None:
         safe_markdown(text)
         plain_markdown(text)
         assert time.perf_counter() - started < 2.0
+
+
+def test_a_name_is_stored_with_its_control_and_invisible_characters_replaced() -> None:
+    from rag.formatting import clean_name
+
+    assert clean_name("report\x1b[31m\x07.pdf") == "report_[31m_.pdf"
+    assert clean_name("two\nlines\r.txt") == "two_lines_.txt"
+    assert clean_name("invoice\u202efdp.exe") == "invoice_fdp.exe"  # a right-to-left override hides the real type
+    assert clean_name("Überblick – Q3 (final).docx") == "Überblick – Q3 (final).docx"  # text stays as it is
+
+
+def test_text_for_a_terminal_shows_control_characters_escaped() -> None:
+    from rag.formatting import terminal_safe
+
+    assert terminal_safe("a\x1b]0;title\x07b\nc\u202ed") == "a\\x1b]0;title\\x07b\\nc\\u202ed"
+    assert terminal_safe("café — 東京.pdf") == "café — 東京.pdf"

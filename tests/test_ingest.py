@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fpdf import FPDF
 
+from rag.check import check
 from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
-from rag.errors import RagError
+from rag.errors import LoaderError, RagError
 from rag.ingest import Ingestor, IngestProgress, collect_files
+from rag.retrieval import Retriever
+from rag.schema import LoadedDocument, RetrievedChunk
 from rag.store import DocumentRecord, Store
+from tests.test_cli import run
+
+
+def never_parsed(data: bytes, name: str, on_page: object = None) -> LoadedDocument:
+    """A loader for files that must not be read again (the workers import it by name)."""
+    raise LoaderError(f"{name} was parsed again")
+
+
+def same_hits(before: list[RetrievedChunk], after: list[RetrievedChunk]) -> bool:
+    return [(r.chunk.id, round(r.score, 3)) for r in before] == [(r.chunk.id, round(r.score, 3)) for r in after]
 
 
 def make_pdf(path: Path, pages: list[str]) -> Path:
@@ -102,23 +116,20 @@ def test_reingesting_unchanged_files_adds_nothing_and_embeds_nothing(
     assert store.vector_count() == first[0].chunks
 
 
-def test_unchanged_and_duplicate_files_are_not_parsed_again(
-    tmp_path: Path, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unchanged_and_duplicate_files_are_not_parsed_again(tmp_path: Path, ingestor: Ingestor) -> None:
     (tmp_path / "a.md").write_text("# A\n\nAlpha text.")
     (tmp_path / "b.txt").write_text("Beta text.")
     assert [r.status for r in ingestor.ingest_paths([tmp_path / "a.md", tmp_path / "b.txt"])] == ["added", "added"]
     (tmp_path / "copy of a.md").write_bytes((tmp_path / "a.md").read_bytes())
-
-    def no_parsing(data: bytes, name: str) -> None:
-        raise AssertionError(f"{name} was parsed again")
-
-    monkeypatch.setattr("rag.ingest.load_bytes", no_parsing)
-    results = ingestor.ingest_paths([tmp_path / "a.md", tmp_path / "b.txt", tmp_path / "copy of a.md"])
+    again = Ingestor(ingestor.store, ingestor.embedder, 400, 50, load=never_parsed)
+    results = again.ingest_paths([tmp_path / "a.md", tmp_path / "b.txt", tmp_path / "copy of a.md"])
     assert [r.status for r in results] == ["unchanged", "unchanged", "duplicate"]
 
 
-def test_results_and_progress_follow_the_order_of_the_files(tmp_path: Path, ingestor: Ingestor) -> None:
+def test_results_and_progress_follow_the_order_of_the_files(
+    tmp_path: Path, ingestor: Ingestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)  # one wave, however slow the machine reads the files
     names = [f"{i:02d}.txt" for i in range(7)]
     for i, name in enumerate(names):  # sizes vary, so parsing ahead finishes out of step with embedding
         (tmp_path / name).write_text("\n\n".join(f"File {i}, paragraph {p}." for p in range(1 + 9 * (i % 3))))
@@ -140,6 +151,7 @@ def test_small_files_are_indexed_in_waves_each_with_its_own_entry(
 ) -> None:
     monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 5)
     monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 5)  # waves by size alone, not by the parser's pace
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)
     for i in range(5):
         (tmp_path / f"{i}.txt").write_text("\n\n".join(f"Note {i}.{p}: " + "text " * 60 for p in range(3)))
     progress: list[IngestProgress] = []
@@ -176,6 +188,7 @@ def test_a_wave_that_fails_leaves_nothing_behind_and_the_other_files_go_in(
 ) -> None:
     monkeypatch.setattr("rag.ingest.WAVE_CHUNKS", 2)
     monkeypatch.setattr("rag.ingest.FIRST_WAVE_CHUNKS", 2)
+    monkeypatch.setattr("rag.ingest.WAVE_PATIENCE", 600.0)  # waves by size alone, not by the parser's pace
 
     class RunsOutOfMemoryOnPoison(Embedder):  # the model failing mid-batch, e.g. out of memory
         def embed_batches(self, texts):
@@ -416,3 +429,126 @@ def test_a_folder_scan_says_what_it_skips_and_never_leaves_the_folder(tmp_path: 
     assert "outside the folder" in reasons["link.txt"]
     assert "folder outside the folder" in reasons["linked-dir"]
     assert collect_files([folder]) == files
+
+
+# -- a full disk (issue 19): a sentence, nothing half-written, nothing committed lost -------------------------------
+
+DISK_FULL = "The disk holding {} is full: "
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """A small tmpfs of the given size (e.g. "3m") for the data folder; unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root (CI runs as root)")
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def notes(folder: Path, count: int, paragraphs: int = 40) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    words = "alpha beta gamma delta river mountain report figure quarter revenue harbour lantern orchard".split()  # noqa: SIM905
+    paths = []
+    for i in range(count):
+        path = folder / f"note{i}.txt"
+        text = "\n\n".join(" ".join(words[(i + p + w) % len(words)] for w in range(90)) for p in range(paragraphs))
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of the disk."""
+    ballast = disk / "ballast"
+    with ballast.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * (1 << 16))
+        except OSError:
+            pass
+    return ballast
+
+
+def test_a_batch_bigger_than_the_free_space_fails_before_anything_is_written(
+    tmp_path: Path, small_disk: Callable[[str], Path], embedder: Embedder
+) -> None:
+    data_dir = small_disk("3m") / "kb"
+    store = Store(data_dir)
+    results = Ingestor(store, embedder, 400, 50).ingest_paths(notes(tmp_path / "notes", 3))
+    assert [r.status for r in results] == ["failed"] * 3
+    for r in results:
+        assert r.message.startswith(f"{r.name}: {DISK_FULL.format(data_dir)}")
+        assert re.search(r"is full: [\d.]+ MB free, about [\d.]+ MB needed\. Nothing was half-written", r.message)
+    assert store.documents() == [] and store.all_documents() == []
+
+
+def test_a_write_that_fails_for_lack_of_space_aborts_its_document_and_loses_nothing_committed(
+    tmp_path: Path, small_disk: Callable[[str], Path], embedder: Embedder
+) -> None:
+    disk = small_disk("24m")
+    data_dir = disk / "kb"
+    first, *others = notes(tmp_path / "notes", 3, paragraphs=10)
+    store = Store(data_dir)
+    ingestor = Ingestor(store, embedder, 400, 50)
+    assert ingestor.ingest_paths([first])[0].status == "added"
+    question = Retriever(store, embedder).retrieve("harbour lantern orchard", top_k=3).hits
+    ballast: list[Path] = []
+
+    def disk_fills_up(progress: IngestProgress) -> None:  # another program takes the space as the wave starts
+        if progress.chunks_done == 0 and not ballast:
+            ballast.append(fill(disk))
+
+    results = ingestor.ingest_paths(others, disk_fills_up)
+    assert ballast and [r.status for r in results] == ["failed", "failed"]
+    assert all(DISK_FULL.format(data_dir) in r.message for r in results), [r.message for r in results]
+    assert all(re.search(r"is full: [\d.]+ MB free, about [\d.]+ MB needed\.", r.message) for r in results)
+    assert [d.name for d in store.documents()] == [first.name]  # nothing of the others is visible
+    store.close()
+    ballast[0].unlink()  # space comes back
+
+    reopened = Store(data_dir)
+    assert check(reopened).ok  # whatever the failed writes left was removed on opening
+    assert [d.name for d in reopened.documents()] == [first.name]
+    assert same_hits(question, Retriever(reopened, embedder).retrieve("harbour lantern orchard", top_k=3).hits)
+    assert [r.status for r in Ingestor(reopened, embedder, 400, 50).ingest_paths(others)] == ["added", "added"]
+
+
+def test_every_command_says_the_disk_is_full_and_reads_go_on(
+    tmp_path: Path, small_disk: Callable[[str], Path]
+) -> None:
+    disk = small_disk("24m")
+    data_dir = disk / "kb"
+    files = notes(tmp_path / "notes", 3, paragraphs=10)
+    env = {"RAG_CORPUS_DIR": str(tmp_path / "no-corpus")}
+    assert run(["ingest", str(files[0])], data_dir, **env).returncode == 0
+    ballast = fill(disk)
+    listed = run(["docs"], data_dir, **env)
+    assert listed.returncode == 0 and files[0].name in listed.stdout, listed.stderr
+    for args in (["check"], ["prompt", "harbour lantern"], ["ingest", str(files[1])], ["delete", files[0].name]):
+        done = run(args, data_dir, **env)
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert DISK_FULL.format(data_dir) in done.stdout + done.stderr, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+    ballast.unlink()
+    assert run(["check"], data_dir, **env).returncode == 0
+    assert files[0].name in run(["docs"], data_dir, **env).stdout
+
+
+def test_an_uploaded_name_is_stored_with_its_control_characters_replaced(store: Store, embedder: Embedder) -> None:
+    results = Ingestor(store, embedder, 400, 50).ingest_uploads([("plan\x1b[2J\x07\nv2.txt", b"The plan changed.")])
+    assert [(r.name, r.status) for r in results] == [("plan_[2J__v2.txt", "added")]
+    [doc] = store.documents()
+    assert doc.name == "plan_[2J__v2.txt"
+    assert [c.source for c in store.chunks_of(doc.doc_id)] == ["plan_[2J__v2.txt"]

@@ -674,16 +674,150 @@ def test_html_rows_breaks_and_pre_are_kept_in_their_places() -> None:
 
 
 def test_a_pdf_over_the_page_limit_is_refused_before_its_pages_are_read() -> None:
-    from rag.loaders.pdf import MAX_PAGES
+    from rag.loaders.common import READ_LIMITS, ReadLimits
 
     data = make_pdf([f"Chapter {i}: how the pump is serviced, step by step." for i in range(1, 6)])
-    token = MAX_PAGES.set(4)
+    token = READ_LIMITS.set(ReadLimits(max_pages=4))
     try:
         message = load_error(data, "manual.pdf")
     finally:
-        MAX_PAGES.reset(token)
+        READ_LIMITS.reset(token)
     assert message == (
         "manual.pdf has 5 pages, over the limit of 4 a file: split it into parts (e.g. by chapter) and add those, "
         "or raise RAG_MAX_PAGES."
     )
     assert load_bytes(data, "manual.pdf").pages == 5  # the default limit is far above
+
+
+# --- DOCX read as a stream (issue 19): python-docx's text, in time and memory that grow with the file alone ---------
+
+
+def python_docx_text(data: bytes) -> str:
+    """The text python-docx's own objects give (the way this loader read Word files before it read them as a
+    stream): the reference the stream must match."""
+    import io
+    import re
+
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    lines: list[str] = []
+    for block in docx.Document(io.BytesIO(data)).iter_inner_content():
+        if isinstance(block, Paragraph):
+            text = block.text.strip()
+            style = block.style.name if text and block.style is not None and block.style.name else ""
+            level = 1 if style == "Title" else int(m.group(1)) if (m := re.fullmatch(r"Heading (\d)", style)) else 0
+            if not text:
+                lines.append("")
+            elif level:
+                lines.append(f"\n{'#' * min(level, 6)} {text}")
+            else:
+                lines.append(f"- {text}" if style.startswith("List Bullet") else text)
+        elif isinstance(block, Table):
+            for row in block.rows:
+                cells, previous = [], None
+                for cell in row.cells:
+                    if cell._tc is not previous:
+                        cells.append(" ".join(cell.text.split()))
+                    previous = cell._tc
+                if any(cells):
+                    lines.append(" | ".join(cells))
+            lines.append("")
+    from rag.loaders.common import tidy
+
+    return tidy("\n".join(lines), collapse_spaces=True)
+
+
+def varied_docx() -> bytes:
+    """Headings of each level and the Title, lists, tabs and breaks, a hyperlink, tables with merged cells (across and
+    down), a nested table, empty paragraphs, a paragraph with no style of the document's own."""
+    import io
+
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.add_heading("Annual report", level=0)
+    for level in range(1, 10):
+        document.add_heading(f"Section at level {level}", level=level)
+        document.add_paragraph(f"Body text under level {level}.\tTabbed; then a break:")
+        document.add_paragraph("")
+    run = document.add_paragraph("Line one").add_run()
+    run.add_break()
+    run.add_text("line two")
+    document.add_paragraph("First point", style="List Bullet")
+    document.add_paragraph("Second point", style="List Bullet 2")
+    document.add_paragraph("A numbered point", style="List Number")
+    linked = document.add_paragraph("See ")
+    linked._p.append(
+        parse_xml(
+            '<w:hyperlink xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" w:anchor="x">'
+            "<w:r><w:t>the appendix</w:t></w:r></w:hyperlink>"
+        )
+    )
+    table = document.add_table(rows=4, cols=3)
+    for r, row in enumerate(table.rows):
+        for c, cell in enumerate(row.cells):
+            cell.text = f"r{r}c{c}"
+    table.cell(0, 0).merge(table.cell(0, 1)).text = "Wide header"
+    table.cell(1, 2).merge(table.cell(3, 2)).text = "Tall cell\nwith two lines"
+    table.cell(2, 0).add_table(rows=1, cols=2).cell(0, 1).text = "nested"
+    document.add_paragraph("After the table.", style="Quote")
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def test_a_word_file_read_as_a_stream_gives_python_docx_s_text() -> None:
+    data = varied_docx()
+    doc = load_bytes(data, "report.docx")
+    assert doc.sections[0].text == python_docx_text(data)
+    assert "# Annual report" in doc.sections[0].text and "###### Section at level 6" in doc.sections[0].text
+    assert "Section at level 7" in doc.sections[0].text and "- First point" in doc.sections[0].text
+    assert "See the appendix" in doc.sections[0].text and "Wide header | r0c2" in doc.sections[0].text
+
+
+def test_styles_times_paragraphs_cost_the_sum_not_the_product() -> None:
+    """A file of 20,000 styles and 2,000 paragraphs: python-docx scanned every style for every paragraph (its
+    first 100 paragraphs took 79 s); read as a stream it is the same text at once."""
+    from tests.hostile import docx_bytes
+
+    data = docx_bytes(2_000, styles=20_000)
+    text = load_bytes(data, "styles.docx").sections[0].text
+    assert text.count("\n# Paragraph") == 199 and text.startswith("# Paragraph 0 of a long report.")
+    assert "Paragraph 1999 of a long report." in text
+
+
+def test_a_word_file_over_the_paragraph_or_text_limit_stops_being_read_at_once() -> None:
+    from rag.loaders.common import READ_LIMITS, ReadLimits
+    from tests.hostile import docx_bytes
+
+    token = READ_LIMITS.set(ReadLimits(max_chunks=100, chunk_size=600))  # 5,000 paragraphs, 75,000 characters
+    try:
+        empty = load_error(docx_bytes(20_000, text=""), "blank.docx")
+        long = load_error(docx_bytes(20_000), "long.docx")
+    finally:
+        READ_LIMITS.reset(token)
+    assert empty == (
+        "blank.docx holds over 5,000 paragraphs or table rows, more than a file of 100 chunks may have, so it was not "
+        "read further: split it into smaller files, or raise RAG_MAX_CHUNKS."
+    )
+    assert long.startswith("long.docx holds over 75,000 characters of text, more than the 100 chunks a file may make")
+
+
+@pytest.mark.parametrize("name", ["long.pdf", "long.html"])
+def test_a_pdf_or_a_web_page_over_the_text_limit_is_refused_while_it_is_read(name: str) -> None:
+    from rag.loaders.common import READ_LIMITS, ReadLimits
+
+    paragraphs = [f"Step {i}: the pump is serviced every spring by the caretaker of block {i}. " * 2 for i in range(4)]
+    data = (
+        make_pdf(paragraphs)  # different on each page: lines repeated on every page are dropped as running heads
+        if name.endswith(".pdf")
+        else f"<html><body>{''.join(f'<p>{p}</p>' for p in paragraphs)}</body></html>".encode()
+    )
+    token = READ_LIMITS.set(ReadLimits(max_chunks=2, chunk_size=100))  # 250 characters
+    try:
+        message = load_error(data, name)
+    finally:
+        READ_LIMITS.reset(token)
+    assert message.startswith(f"{name} holds over 250 characters of text, more than the 2 chunks a file may make")
+    assert load_bytes(data, name).sections  # at the default limits it is read

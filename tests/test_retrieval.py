@@ -11,6 +11,7 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.retrieval import (
     EVIDENCE_COVERAGE,
+    RetrievalOptions,
     Retriever,
     convex_fusion,
     has_evidence,
@@ -45,6 +46,10 @@ def store(tmp_path: Path, embedder: Embedder) -> Store:
     return store
 
 
+def ranked(retriever: Retriever, question: str, k: int) -> list[RetrievedChunk]:
+    return retriever.retrieve(question, top_k=k).hits
+
+
 def test_fusion_rewards_items_ranked_well_by_both() -> None:
     fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]], k=60)
     assert [item for item, _ in fused] == ["b", "c", "a", "d"]
@@ -62,15 +67,15 @@ def test_convex_fusion_normalises_each_ranking_before_weighing() -> None:
 @pytest.mark.parametrize("fusion", ["convex", "rrf"])
 def test_hybrid_finds_an_exact_code_that_dense_search_ranks_low(store: Store, embedder: Embedder, fusion: str) -> None:
     query = "what does E-4417 mean"
-    hybrid = Retriever(store, embedder, "hybrid", fusion).search(query, k=1)  # type: ignore[arg-type]
+    hybrid = ranked(Retriever(store, embedder, RetrievalOptions(fusion=fusion)), query, 1)  # type: ignore[arg-type]
     assert hybrid[0].chunk.text.startswith("Error code E-4417")
-    keyword_only = Retriever(store, embedder, "keyword").search(query, k=5)
+    keyword_only = ranked(Retriever(store, embedder, RetrievalOptions(mode="keyword")), query, 5)
     assert [h.chunk.text for h in keyword_only] == [PASSAGES["manual.txt"][2]]
 
 
 def test_every_result_is_scored_by_cosine_similarity(store: Store, embedder: Embedder) -> None:
     query = "how long should I knead bread dough"
-    hits = Retriever(store, embedder).search(query, k=5)
+    hits = ranked(Retriever(store, embedder), query, 5)
     assert hits[0].chunk.source == "recipes.txt"
     q = embedder.embed_query(query)
     for hit in hits:
@@ -80,26 +85,27 @@ def test_every_result_is_scored_by_cosine_similarity(store: Store, embedder: Emb
 
 def test_document_filter_and_threshold(store: Store, embedder: Embedder) -> None:
     retriever = Retriever(store, embedder)
-    only_manual = retriever.search("bake bread", k=5, doc_ids=["man0"])
+    only_manual = retriever.retrieve("bake bread", top_k=5, doc_ids=["man0"]).hits
     assert {h.chunk.source for h in only_manual} == {"manual.txt"}
-    off_topic = "quantum chromodynamics of neutron stars"
-    assert retriever.select(off_topic, retriever.search(off_topic, k=5), min_score=0.3, max_chars=4000) == []
-    assert retriever.search("   ", k=5) == []
+    off_topic = retriever.retrieve("quantum chromodynamics of neutron stars", top_k=5, min_score=0.3, max_chars=4000)
+    assert off_topic.hits and off_topic.selected == [] and off_topic.declined
+    assert ranked(retriever, "   ", 5) == []
 
 
 def test_an_empty_store_returns_nothing(tmp_path: Path, embedder: Embedder) -> None:
-    assert Retriever(Store(tmp_path / "empty"), embedder).search("anything", k=3) == []
+    result = Retriever(Store(tmp_path / "empty"), embedder).retrieve("anything", top_k=3)
+    assert result.hits == [] and result.knowledge_base_empty and not result.declined
 
 
 def test_unknown_mode_is_refused(store: Store, embedder: Embedder) -> None:
     with pytest.raises(ValueError, match="hybrid"):
-        Retriever(store, embedder, "semantic")  # type: ignore[arg-type]
+        Retriever(store, embedder, RetrievalOptions(mode="semantic"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="convex"):
-        Retriever(store, embedder, "hybrid", "borda")  # type: ignore[arg-type]
+        RetrievalOptions(fusion="borda")  # type: ignore[arg-type]
 
 
 def test_scores_are_finite(store: Store, embedder: Embedder) -> None:
-    hits = Retriever(store, embedder).search("router firmware", k=5)
+    hits = ranked(Retriever(store, embedder), "router firmware", 5)
     assert hits and all(np.isfinite(h.score) for h in hits)
 
 
@@ -109,10 +115,9 @@ def hit(text: str, score: float) -> RetrievedChunk:
 
 def test_a_question_without_evidence_is_declined(store: Store, embedder: Embedder) -> None:
     retriever = Retriever(store, embedder)
-    question = "Who won the Super Bowl in 2016?"
-    hits = retriever.search(question, k=5)
-    assert hits and not retriever.has_evidence(question, hits)
-    assert retriever.select(question, hits, min_score=0.0, max_chars=4000) == []
+    result = retriever.retrieve("Who won the Super Bowl in 2016?", top_k=5, min_score=0.0, max_chars=4000)
+    assert result.hits and not has_evidence(result.hits, result.coverages)
+    assert result.selected == [] and result.declined
     assert not has_evidence([hit("Bake the bread.", 0.31)], [0.2])
 
 
@@ -121,10 +126,9 @@ def test_either_similarity_or_keyword_coverage_is_evidence_enough(store: Store, 
     assert has_evidence([hit("Error code E-4417: the fan is blocked.", 0.2)], [EVIDENCE_COVERAGE])
     # Low similarity, but a passage holds the question's rare words (a code, a name): not declined.
     retriever = Retriever(store, embedder)
-    question = "What is E-4417 again?"
-    hits = retriever.search(question, k=5)
-    assert retriever.has_evidence(question, hits)
-    assert retriever.select(question, hits, 0.0, 4000)[0].chunk.text.startswith("Error code E-4417")
+    result = retriever.retrieve("What is E-4417 again?", top_k=5, min_score=0.0, max_chars=4000)
+    assert has_evidence(result.hits, result.coverages)
+    assert result.selected[0].chunk.text.startswith("Error code E-4417")
 
 
 def test_a_passage_holding_the_rare_words_is_given_even_below_the_minimum_similarity(
@@ -137,11 +141,10 @@ def test_a_passage_holding_the_rare_words_is_given_even_below_the_minimum_simila
     store.add_chunks([Chunk("par0:0", "par0", text, "parts.txt", None, 0)], embedder.embed_documents([text]))
     store.commit_document("par0")
     retriever = Retriever(store, embedder)
-    question = "What is PL-2093?"
-    hits = retriever.search(question, k=5)
-    parts = next(h for h in hits if h.chunk.source == "parts.txt")
+    result = retriever.retrieve("What is PL-2093?", top_k=5, min_score=Settings().min_score, max_chars=4000)
+    parts = next(h for h in result.hits if h.chunk.source == "parts.txt")
     assert parts.score < Settings().min_score  # the case meant: found by keyword, not by meaning
-    given = retriever.select(question, hits, Settings().min_score, 4000)
+    given = result.selected
     assert parts in given
     assert all(h.chunk.source == "parts.txt" or h.score >= Settings().min_score for h in given)
 
@@ -186,9 +189,9 @@ def test_the_document_a_question_names_wins_over_its_sibling(tmp_path: Path, emb
     for year in ("2022", "2023"):
         question = f"What was Acme's total revenue in FY{year}?"
         named = store.find(f"ACME_{year}_10K.txt")
-        assert named is not None and retriever.named_documents(question) == {named.doc_id: 1.0}
-        assert retriever.search(question, k=1)[0].chunk.source == f"ACME_{year}_10K.txt"
-    assert retriever.named_documents("What drove widget sales?") == {}  # both documents alike: none named
+        assert named is not None and retriever.focus.named(question) == {named.doc_id: 1.0}
+        assert ranked(retriever, question, 1)[0].chunk.source == f"ACME_{year}_10K.txt"
+    assert retriever.focus.named("What drove widget sales?") == {}  # both documents alike: none named
 
 
 def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
@@ -224,8 +227,9 @@ def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
     store = Store(tmp_path / "kb")
     Ingestor(store, embedder, 600, 100).ingest_paths([docs])
     question = "Does Acme have an improving gross margin profile as of FY2022?"
-    best = Retriever(store, embedder).search(question, k=1)[0].chunk
+    finance = Retriever(store, embedder, RetrievalOptions(profile="finance"))
+    best = ranked(finance, question, 1)[0].chunk
     assert "Statements of Operations" in best.header and "Cost of sales" in best.text
     assert best.source == "ACME_2022_10K.md"  # the statement of the company asked about, not Zenith's
-    plain = Retriever(store, embedder, statement_weight=0).search("Is Acme's margin profile improving?", k=1)[0].chunk
+    plain = ranked(finance, "Is Acme's margin profile improving?", 1)[0].chunk
     assert "Statements of Operations" not in plain.header  # no metric named: no statement preferred

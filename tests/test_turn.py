@@ -21,7 +21,8 @@ from rag.conversations import SelectedDocument
 from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine, choose_backend
 from rag.prompts import render_llama2
-from rag.schema import Message, RetrievedChunk, Usage
+from rag.retrieval import RetrievalResult
+from rag.schema import Message, Usage
 from rag.turn import STOPPED, Chat, prepare, stream_answer
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 
@@ -54,13 +55,13 @@ def brief(engine: Engine) -> Engine:
 def counting_searches(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every query the engine's retriever searches, in order (the real search still runs)."""
     queries: list[str] = []
-    real_search: Callable[..., list[RetrievedChunk]] = engine.retriever.search
+    real_retrieve: Callable[..., RetrievalResult] = engine.retriever.retrieve
 
-    def search(query: str, k: int, doc_ids: Sequence[str] | None = None) -> list[RetrievedChunk]:
+    def retrieve(query: str, **options: Any) -> RetrievalResult:
         queries.append(query)
-        return real_search(query, k, doc_ids)
+        return real_retrieve(query, **options)
 
-    monkeypatch.setattr(engine.retriever, "search", search)
+    monkeypatch.setattr(engine.retriever, "retrieve", retrieve)
     return queries
 
 

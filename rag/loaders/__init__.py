@@ -63,7 +63,7 @@ def load_bytes(data: bytes, name: str, on_ocr_page: PageProgress | None = None) 
         raise empty(name)
     try:
         doc = load_pdf(data, name, on_ocr_page) if kind == "pdf" else _LOADERS[kind](data, name)
-    except LoaderError:
+    except (LoaderError, MemoryError):  # MemoryError: the reading process's budget (rag/parsing.py) says so
         raise
     except Exception as exc:  # a library bug or an input nobody anticipated: still a readable message
         raise LoaderError(

@@ -6,7 +6,7 @@ import codecs
 import re
 from collections.abc import Iterator
 
-from rag.loaders.common import tidy
+from rag.loaders.common import TextBudget, tidy
 from rag.loaders.text import bom_encoding, legacy_candidates, looks_binary, not_text
 from rag.schema import LoadedDocument, Section
 
@@ -24,6 +24,9 @@ _HIDDEN = frozenset(["rt", "rp", "script", "style", "template"])
 _SPACES = re.compile(r"\s+")
 
 
+_FEED_BYTES = 1 << 20  # the page is parsed this much at a time
+
+
 def load_html(data: bytes, name: str) -> LoadedDocument:
     from lxml import etree
 
@@ -36,7 +39,13 @@ def load_html(data: bytes, name: str) -> LoadedDocument:
     # undeclared UTF-8 as Latin-1) and handed over as UTF-8.
     extractor = _Extractor()
     parser = etree.HTMLParser(target=extractor, recover=True, encoding="utf-8")
-    parser.feed(_decode(data).encode("utf-8"))
+    page = _decode(data).encode("utf-8")
+    budget = TextBudget(name)
+    counted = 0
+    for start in range(0, len(page), _FEED_BYTES):  # in pieces, so that a page over the text limit stops early
+        parser.feed(page[start : start + _FEED_BYTES])
+        budget.add("".join(extractor.out[counted:]), blocks=0)
+        counted = len(extractor.out)
     parser.close()
     title = " ".join("".join(extractor.title).split())
     body = "".join(extractor.out)

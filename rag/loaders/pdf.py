@@ -14,13 +14,11 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from rag.config import DEFAULT_MAX_PAGES
 from rag.errors import LoaderError
-from rag.loaders.common import HYPHEN_BREAK_RE, count, pages, reason, tidy
+from rag.loaders.common import HYPHEN_BREAK_RE, READ_LIMITS, TextBudget, count, pages, reason, tidy
 from rag.loaders.layout import page_sections, running_lines
 from rag.schema import LoadedDocument, Section
 
@@ -38,10 +36,6 @@ _ORGANISATION = re.compile(
 _MEANINGLESS_TITLE = re.compile(
     r"^(?:untitled|document\d*|microsoft word\s*-.*|[\d\W_]+|.*\.(?:docx?|pdf|indd|xlsx?))$", re.IGNORECASE
 )
-
-# The most pages a PDF may have (RAG_MAX_PAGES), checked before any page is read (OCR takes seconds a page).
-# Every loader is called as load(data, name), so the ingestor sets this beside the call for its files.
-MAX_PAGES: ContextVar[int] = ContextVar("MAX_PAGES", default=DEFAULT_MAX_PAGES)
 
 
 def load_pdf(data: bytes, name: str, on_ocr_page: PageProgress | None = None) -> LoadedDocument:
@@ -118,12 +112,14 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
             page_count = len(pdf)
             if page_count == 0:
                 raise LoaderError(f"{name} has no pages: it may be damaged; re-export or re-download it.")
-            if page_count > (limit := MAX_PAGES.get()):
+            # RAG_MAX_PAGES, checked before any page is read (OCR takes seconds a page)
+            if page_count > (limit := READ_LIMITS.get().max_pages):
                 raise LoaderError(
                     f"{name} has {page_count:,} pages, over the limit of {limit:,} a file: split it into parts "
                     "(e.g. by chapter) and add those, or raise RAG_MAX_PAGES."
                 )
             metadata = {k: v for k, v in pdf.get_metadata_dict(skip_empty=True).items() if isinstance(v, str)}
+            budget = TextBudget(name)
             page_lines: list[list[str]] = []
             blank: list[int] = []
             failed: list[int] = []
@@ -137,12 +133,13 @@ def _read(data: bytes, name: str) -> tuple[list[list[str]], dict[str, str], list
                         blank.append(number)
                         text = ""
                     page.close()
-                except LoaderError:
+                except (LoaderError, MemoryError):
                     raise
                 except Exception as exc:  # one damaged page should not cost the rest of a long document
                     logger.info("%s: page %d could not be read (%s)", name, number, reason(exc))
                     failed.append(number)
                     text = ""
+                budget.add(text, blocks=0)  # a file over the text limit stops here, not after its last page
                 page_lines.append(_lines(text))
         finally:
             pdf.close()

@@ -396,14 +396,14 @@ def bench_retrieval_side_by_side(
             retrievers = [Retriever(store, embedder) for store in stores]
             for retriever in retrievers:
                 for q in queries[:5]:  # warm-up (the in-memory keyword index is built on the first search)
-                    retriever.search(q, top_k)
+                    retriever.retrieve(q, top_k=top_k)
             search_ms: list[list[float]] = [[] for _ in stores]
             embed_ms = []
             for i, q in enumerate(queries):
                 first = i % len(stores)
                 for n in [*range(first, len(stores)), *range(first)]:
                     t0 = time.perf_counter()
-                    retrievers[n].search(q, top_k)
+                    retrievers[n].retrieve(q, top_k=top_k)
                     search_ms[n].append(1000 * (time.perf_counter() - t0))
                 t0 = time.perf_counter()
                 embedder.embed_query(q)

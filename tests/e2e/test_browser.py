@@ -335,3 +335,44 @@ def test_a_click_during_the_answer_keeps_the_partial_answer(
             expect(answer.get_by_role("button", name="Retry")).to_be_visible()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_markdown_in_settings_values_loads_nothing(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """A model name holding a Markdown image and a link (as a shared environment or settings.json could give it)
+    is shown as text in the sidebar's reason and on the Settings page: the browser requests nothing from its host."""
+    from playwright.sync_api import Request, expect, sync_playwright
+
+    model = "llama2![m](http://attacker.example/model.png)[more](http://attacker.example/link)"
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with (
+        # The sidebar's reason: "Ollama at … with MODEL".
+        streamlit_app(tmp_path_factory, corpus, RAG_MODEL=model, RAG_BACKEND="ollama") as url,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            requested: list[str] = []
+
+            def seen(request: Request) -> None:
+                requested.append(request.url)
+
+            page.on("request", seen)
+            page.route("**/*attacker.example*", lambda route: route.abort())
+            for path in ("", "/Settings"):
+                page.goto(f"{url}{path}")
+                sidebar = page.get_by_test_id("stSidebar")
+                expect(sidebar).to_contain_text("Answering with", timeout=120_000)
+                expect(sidebar).to_contain_text(model)  # the name, literally
+                page.wait_for_timeout(2000)  # time for any image the page holds to be requested
+                assert sidebar.locator("img[src*='attacker']").count() == 0
+                assert page.locator("a[href*='attacker']").count() == 0
+            page.screenshot(path=str(ARTIFACTS / "settings-markdown.png"), full_page=True)
+            assert not [u for u in requested if "attacker.example" in u], requested
+            page.evaluate("() => { new Image().src = 'http://attacker.example/control.png' }")  # the check can fail
+            page.wait_for_timeout(1000)
+            assert [u for u in requested if "attacker.example" in u] == ["http://attacker.example/control.png"]
+        finally:
+            browser.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from rag.turn import AnswerStream
 from tests import fake_ollama
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 from tests.servers import free_port
-from ui_common import shared_conversations, shared_store
+from ui_common import shared_conversations, shared_store, startup_check
 
 GARDEN = "# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n"
 
@@ -387,3 +387,54 @@ def test_a_locked_database_is_a_message_not_a_trace(tmp_path: Path, monkeypatch:
     message = at.error[0].value
     assert "Something went wrong while showing the conversation" in message and "database is locked" in message
     assert "Reload the page" in message
+
+
+def cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # as a bad copy or a crash of the disk leaves it
+
+
+def scribbled(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(b"\x5a" * 4096)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "said"),
+    [
+        (lambda data: cut_in_half(data / "registry.sqlite3"), "(registry.sqlite3) is damaged"),
+        (lambda data: scribbled(data / "chroma" / "chroma.sqlite3"), "/chroma cannot be read"),
+    ],
+)
+def test_a_damaged_knowledge_base_shows_what_is_wrong_and_the_command_instead_of_a_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damaged: Callable[[Path], None], said: str
+) -> None:
+    chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    shared_store(str(tmp_path / "data")).close()  # the app stops
+    shared_store.clear()
+    startup_check.clear()
+    damaged(tmp_path / "data")
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert not again.exception, again.exception
+    [shown] = [e.value for e in again.error]
+    assert said in shown  # what is wrong
+    assert "`python -m rag check --repair`" in shown  # and the command, as code
+
+
+def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
+    shared_store(str(tmp_path / "data")).close()
+    shared_store.clear()
+    startup_check.clear()
+    with sqlite3.connect(tmp_path / "data" / "registry.sqlite3") as db:
+        db.execute("DROP TABLE chunk_text")
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert not again.exception, again.exception
+    warning = next(w.value for w in again.sidebar.warning if "inconsistent" in w.value)
+    assert "1 problem found when the app started: keyword rows missing" in warning
+    assert "`python -m rag check --repair`" in warning

@@ -138,6 +138,10 @@ def test_retrieval_check_ranks_the_relevant_file_first(data_dir: Path) -> None:
     assert any("watered every Tuesday" in t.value for t in at.text)
     assert not [v for v in markdown_values(at) if "alert(1)" in v]
     assert not at.info
+    stages = at.dataframe[-1].value  # what each stage did, as a table
+    assert list(stages["stage"]) == ["candidates", "focus", "select"]
+    assert stages["what it did"][1].startswith("by content: garden.md")
+    assert stages["its best passages are from"][2] == "garden.md ×1"  # the one passage given to the model
     at.text_input(key="documents_search").input("Who won the Super Bowl in 2016?").run()
     assert "do not cover it" in at.info[0].value
     declined = [shown(m.value) for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]
@@ -183,7 +187,7 @@ def test_an_unexpected_failure_is_a_message_with_what_to_do_not_a_trace(
         raise sqlite3.OperationalError("database is locked")
 
     at = open_page()
-    monkeypatch.setattr(Engine, "search", locked)  # e.g. another program writing to the knowledge base
+    monkeypatch.setattr(Engine, "check_retrieval", locked)  # e.g. another program writing to the knowledge base
     at.text_input(key="documents_search").input("How often are the tomatoes watered?").run()
     assert not at.exception, at.exception
     message = at.error[0].value

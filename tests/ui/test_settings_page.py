@@ -15,6 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rag.config import PROJECT_ROOT, Settings, settings_file
+from rag.formatting import plain_markdown
 from rag.prompts import DEFAULT_SYSTEM_PROMPT
 from tests.fake_ollama import FakeOllama
 from tests.servers import ChromaServer, free_port
@@ -99,7 +100,8 @@ def test_saved_settings_persist_across_restarts(open_page: OpenPage, data_dir: P
     assert (s.backend, s.model, s.temperature, s.top_k) == ("ollama", "mistral:latest", 0.5, 5)
     assert (s.chunk_size, s.chunk_overlap, s.min_score, s.context_chars) == (800, 150, 0.35, 6000)
     assert s.system_prompt == "Answer in one sentence, citing [1]."
-    assert "with mistral:latest" in at.sidebar.info[0].value  # the sidebar already answers with the new model
+    # The sidebar already answers with the new model (its name shown as text, never as Markdown).
+    assert plain_markdown("with mistral:latest") in at.sidebar.info[0].value
 
     again = open_page()
     assert widget(again.selectbox, "Ollama model").value == "mistral:latest"
@@ -117,7 +119,7 @@ def test_an_openai_compatible_server_can_be_chosen(open_page: OpenPage, data_dir
 
     s = Settings.load()
     assert (s.backend, s.openai_base_url, s.openai_api_key) == ("openai", "http://gpu-box:8000/v1", "sk-local-123")
-    assert "http://gpu-box:8000/v1 with llama2" in at.sidebar.info[0].value  # chosen as set: no fallback banner
+    assert plain_markdown("http://gpu-box:8000/v1 with llama2") in at.sidebar.info[0].value  # no fallback banner
     # The one warning: the prompt leaves this machine.
     assert ["sent to `http://gpu-box:8000/v1`" in w.value for w in at.sidebar.warning] == [True]
     again = open_page()
@@ -241,14 +243,14 @@ def test_installed_models_are_listed_when_ollama_runs(
     model = widget(at.selectbox, "Ollama model")
     assert model.options == ["llama2:latest", "mistral:latest"]
     assert model.value == "llama2:latest"  # the default "llama2" is installed as llama2:latest
-    assert any(f"Ollama is reachable at {ollama.host} with 2 models" in c for c in texts(at.caption))
+    assert any(f"Ollama is reachable at {plain_markdown(ollama.host)} with 2 models" in c for c in texts(at.caption))
 
     monkeypatch.setenv("RAG_MODEL", "llama2:13b")
     at = open_page()
     model = widget(at.selectbox, "Ollama model")
     assert model.options == ["llama2:13b (not installed)", "llama2:latest", "mistral:latest"]
     assert model.value == "llama2:13b"
-    assert any("'llama2:13b' is not installed: pull it below" in c for c in texts(at.caption))
+    assert any(plain_markdown("'llama2:13b'") + " is not installed: pull it below" in c for c in texts(at.caption))
 
 
 def test_pulling_a_model_shows_success_and_lists_it(open_page: OpenPage, ollama: FakeOllama) -> None:
@@ -274,7 +276,7 @@ def test_pulling_with_ollama_down_says_how_to_start_it(open_page: OpenPage, no_o
     at = open_page()
     assert not at.selectbox  # no list to choose from: a text field instead
     assert widget(at.text_input, "Ollama model").value == "llama2"
-    assert any(f"Ollama is not reachable at {no_ollama}" in c for c in texts(at.caption))
+    assert any(f"Ollama is not reachable at {plain_markdown(no_ollama)}" in c for c in texts(at.caption))
 
     widget(at.button, "Pull").click().run()
     assert texts(at.main.warning) == ["Type the name of a model to pull, e.g. llama2."]

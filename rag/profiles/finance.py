@@ -1,4 +1,4 @@
-"""Financial vocabulary: what a question's metric is computed from, and which statement prints it.
+"""The finance profile: what a question's metric is computed from, and which statement prints it.
 
 A question names a metric ("Does Boeing have an improving gross margin profile?", "Is 3M capital-intensive?",
 "JnJ's inventory turnover"); a filing prints its inputs under their own names ("Cost of sales",
@@ -10,7 +10,8 @@ compute it (as a thesaurus expands a query), and the passages of the financial s
 line items are preferred.
 
 These are the textbook definitions of the common ratios (CFA, SEC filings' own captions), not a list fitted
-to any set of questions. A question that names none of them is searched as it is.
+to any set of questions. A question that names none of them is searched as it is. The profile is on when the
+knowledge base holds financial statements (`holds_financial_statements`) or when the settings say so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from rag.schema import HEADER_SEPARATOR
+from rag.profiles import Expansion, TextFrequency
+from rag.schema import HEADER_SEPARATOR, Chunk
 
 Statement = Literal["income", "balance", "cash flows"]
 INCOME: Statement = "income"
@@ -134,7 +136,7 @@ _COMPILED = tuple((re.compile(term.pattern, re.IGNORECASE), term) for term in TE
 # How each primary statement is headed in filings ("Consolidated Statements of Operations", "Condensed
 # Consolidated Balance Sheets", "Group income statement"), matched with the spaces taken out: PDF text often
 # splits a heading's letters ("Balance Shee t").
-_HEADINGS: dict[Statement, re.Pattern[str]] = {
+_HEADINGS: dict[str, re.Pattern[str]] = {
     INCOME: re.compile(
         r"statements?of(?:consolidated)?(?:income|operations|earnings)|^(?:consolidated|group|condensed)*incomestatements?$"
         r"|(?:statements?of)?profit(?:and|&)loss"
@@ -150,19 +152,10 @@ _NOT_PRIMARY = re.compile(r"note|supplement|selected|parent")
 _SPACE = re.compile(r"\s+")
 
 
-@dataclass(frozen=True)
-class Expansion:
-    line_items: str = ""  # the captions of the inputs of the metrics the question names; "" when none
-    statements: frozenset[Statement] = frozenset()  # the statements that print them
-
-    def __bool__(self) -> bool:
-        return bool(self.line_items)
-
-
 def expand(question: str) -> Expansion:
     """The line items and statements behind the financial metrics a question names (empty when none)."""
     items: list[str] = []
-    statements: set[Statement] = set()
+    statements: set[str] = set()
     for pattern, term in _COMPILED:
         if pattern.search(question):
             if term.line_items not in items:
@@ -171,11 +164,38 @@ def expand(question: str) -> Expansion:
     return Expansion(" ".join(items), frozenset(statements))
 
 
-def is_statement(header: str, statements: frozenset[Statement]) -> bool:
+def is_statement(header: str, statements: frozenset[str]) -> bool:
     """Whether a chunk's header ("title · file · heading · page N") says it is one of these primary financial
     statements."""
     for part in header.split(HEADER_SEPARATOR):
         compact = _SPACE.sub("", part.lower())
-        if not _NOT_PRIMARY.search(compact) and any(_HEADINGS[s].search(compact) for s in statements):
+        if not _NOT_PRIMARY.search(compact) and any(_HEADINGS[s].search(compact) for s in statements if s in _HEADINGS):
             return True
     return False
+
+
+# The headings of two primary statements, as phrases the keyword index can count documents for.
+_STATEMENT_PHRASES = {
+    BALANCE: ("balance sheets", "balance sheet", "statements of financial position"),
+    CASH_FLOWS: ("statements of cash flows", "statement of cash flows", "cash flow statement"),
+}
+
+
+def holds_financial_statements(text_frequency: TextFrequency) -> bool:
+    """Whether some document of the knowledge base prints a balance sheet and a statement of cash flows
+    (the glossary then has something to point at)."""
+    phrases = [phrase for group in _STATEMENT_PHRASES.values() for phrase in group]
+    counts = text_frequency(phrases)
+    return all(any(counts.get(phrase, 0) > 0 for phrase in group) for group in _STATEMENT_PHRASES.values())
+
+
+class FinanceProfile:
+    """Financial metrics expanded to their line items; the primary statements that print them preferred."""
+
+    name = "finance"
+
+    def expand(self, question: str) -> Expansion:
+        return expand(question)
+
+    def preferred(self, chunk: Chunk, expansion: Expansion) -> bool:
+        return bool(expansion.prefer) and is_statement(chunk.header, expansion.prefer)

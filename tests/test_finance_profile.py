@@ -1,32 +1,32 @@
-"""Financial vocabulary: a metric named in a question → the captions of its inputs and their statements."""
+"""The finance profile: a metric named in a question → the captions of its inputs and their statements."""
 
 from __future__ import annotations
 
-from rag.glossary import BALANCE, CASH_FLOWS, INCOME, expand, is_statement
+from rag.profiles.finance import BALANCE, CASH_FLOWS, INCOME, expand, is_statement
 
 
 def test_a_metric_is_expanded_with_the_captions_that_compute_it() -> None:
     gross = expand("Does Boeing have an improving gross margin profile as of FY2022?")
-    assert "cost of sales" in gross.line_items and "gross profit" in gross.line_items
-    assert gross.statements == {INCOME}
+    assert "cost of sales" in gross.terms and "gross profit" in gross.terms
+    assert gross.prefer == {INCOME}
     capital = expand("Is 3M a capital-intensive business based on FY2022 data?")
-    assert "purchases of property plant and equipment" in capital.line_items
-    assert capital.statements == {BALANCE, CASH_FLOWS}
-    assert expand("Roughly how many times has JnJ sold its inventory in FY2022?").statements == {INCOME, BALANCE}
+    assert "purchases of property plant and equipment" in capital.terms
+    assert capital.prefer == {BALANCE, CASH_FLOWS}
+    assert expand("Roughly how many times has JnJ sold its inventory in FY2022?").prefer == {INCOME, BALANCE}
 
 
 def test_abbreviations_and_other_names_of_the_statements_are_spelled_out() -> None:
-    assert "property plant and equipment net" in expand("Did Pfizer grow its PPNE between FY20 and FY21?").line_items
-    assert "property plant and equipment net" in expand("What is the net PP&E?").line_items
+    assert "property plant and equipment net" in expand("Did Pfizer grow its PPNE between FY20 and FY21?").terms
+    assert "property plant and equipment net" in expand("What is the net PP&E?").terms
     pnl = expand("Use the P&L statement.")
-    assert "statement of operations" in pnl.line_items and pnl.statements == {INCOME}
-    assert expand("the statement of financial position").statements == {BALANCE}
+    assert "statement of operations" in pnl.terms and pnl.prefer == {INCOME}
+    assert expand("the statement of financial position").prefer == {BALANCE}
 
 
 def test_a_question_naming_no_metric_is_left_alone() -> None:
     for question in ("Who was the War of Currents waged between?", "What mechanism can be used to make oxygen?"):
         assert not expand(question)
-        assert expand(question).statements == frozenset()
+        assert expand(question).prefer == frozenset()
     assert not expand("How did the margins of the river change?")  # "margin" alone is not a metric
 
 
@@ -52,3 +52,17 @@ def test_only_the_primary_statements_count_even_with_their_letters_split_by_the_
         "Results of operations",
     ):
         assert not is_statement(f"X.pdf · {heading} · page 9", both), heading
+
+
+def test_the_profile_is_on_where_documents_print_a_balance_sheet_and_cash_flows() -> None:
+    from rag.profiles import choose_profile
+
+    def frequency(held: set[str]):  # the keyword index's answer: documents holding each phrase
+        return lambda phrases: {phrase: int(phrase in held) for phrase in phrases}
+
+    statements = frequency({"condensed consolidated balance sheets", "balance sheets", "statements of cash flows"})
+    assert choose_profile("auto", statements).name == "finance"
+    assert choose_profile("auto", frequency({"balance sheets"})).name == "none"  # one statement is no filing
+    assert choose_profile("auto", frequency(set())).name == "none"
+    assert choose_profile("finance", frequency(set())).name == "finance"
+    assert choose_profile("none", statements).name == "none"

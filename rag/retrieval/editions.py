@@ -1,0 +1,152 @@
+"""Which edition a question means: "the latest report", "the most recent release", "the earliest accident",
+"the release before the latest".
+
+Collections often hold several editions of one kind of document: a company's quarterly filings, a
+product's release notes, an agency's yearly reports. A question then names an edition by its place in time
+rather than by its title. Each document's place is read from the document itself, in this order:
+
+- its **numbers**, when it belongs to a series: documents whose titles and file names are the same but for
+  their numbers ("Release Notes 2.4.0" and "Release Notes 1.17.0"; "Report MO-2010-201" and "MO-2013-204")
+  are ordered by those numbers, compared as numbers (1.17 < 2.4), a year first where there is one;
+- else its **dates**: the latest date printed in its title, file name or opening text (a cover's "For the
+  quarterly period ended July 1, 2023", a report's "Published March 2022", a header's "Created: 12-Sep-2022").
+
+`time_reference` reads what the question asks for; `resolve` picks the edition among the documents the
+question is about (those it names, else those whose passages it matched best).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+TimeReference = Literal["latest", "earliest", "previous"]
+
+_LATEST = re.compile(r"\b(?:latest|most[\s-]+recent(?:ly)?|newest|most[\s-]+current)\b", re.I)
+# "the last release" is the latest; "the last page", "the last step" are not editions.
+_LAST_ONE = re.compile(
+    r"\b(?:the|its|their|our|this)\s+last\s+(?!(?:names?|steps?|pages?|lines?|words?|sentences?|time)\b)\w", re.I
+)
+_EARLIEST = re.compile(r"\b(?:earliest|oldest|first[\s-]+ever)\b", re.I)
+_PREVIOUS = re.compile(
+    r"\b(?:previous|prior(?!\s+to\b)|preceding|penultimate|second[\s-]+(?:latest|most[\s-]+recent|newest))\b"
+    r"|\bbefore\s+the\s+(?:latest|most\s+recent|newest|last)\b",
+    re.I,
+)
+
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_YEAR = r"((?:19|20)\d\d)"
+_DATES = (
+    # 2023-07-01, 2023/07/01
+    (re.compile(rf"(?<!\d){_YEAR}[-/](\d{{1,2}})[-/](\d{{1,2}})(?!\d)"), ("y", "m", "d")),
+    # July 1, 2023; Jul. 1 2023
+    (re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}),?\s+{_YEAR}\b", re.I), ("M", "d", "y")),
+    # 1 July 2023; 12-Sep-2022
+    (re.compile(rf"(?<!\d)(\d{{1,2}})[\s-]+{_MONTH}[\s,-]+{_YEAR}\b", re.I), ("d", "M", "y")),
+    # July 2023
+    (re.compile(rf"\b{_MONTH},?\s+{_YEAR}\b", re.I), ("M", "y")),
+    # a year alone: FY2023, 2023Q4, "Annual Report 2021"
+    (re.compile(rf"(?<!\d){_YEAR}(?!\d)"), ("y",)),
+)
+_NUMBER = re.compile(r"\d+")
+# How much of a document's opening is read for its dates: the cover, not the history it recounts.
+COVER_CHARS = 1500
+
+
+@dataclass(frozen=True)
+class Edition:
+    """A document's place among its kind."""
+
+    doc_id: str
+    series: str  # its title and file name with every number blanked: editions of one series share it
+    numbers: tuple[int, ...]  # the numbers of its title and file name, a year first when there is one
+    date: tuple[int, int, int]  # the latest (year, month, day) printed on it; (0, 0, 0) when none
+
+
+def time_reference(question: str) -> TimeReference | None:
+    """The edition the question asks for by its place in time, if any."""
+    if _PREVIOUS.search(question):
+        return "previous"
+    if _LATEST.search(question) or _LAST_ONE.search(question):
+        return "latest"
+    if _EARLIEST.search(question):
+        return "earliest"
+    return None
+
+
+def edition_of(doc_id: str, title: str, name: str, opening: str) -> Edition:
+    label = f"{title} {name.rsplit('.', 1)[0]}"
+    series = _NUMBER.sub("#", re.sub(r"[\W_]+", " ", label.lower())).strip()
+    numbers = [int(n) for n in _NUMBER.findall(label)]
+    years = [n for n in numbers if 1900 <= n <= 2099]
+    ordered = ([years[0]] if years else []) + [n for n in numbers if not years or n != years[0]]
+    dates = latest_date(f"{label}\n{opening[:COVER_CHARS]}")
+    return Edition(doc_id, series, tuple(ordered), dates)
+
+
+def latest_date(text: str) -> tuple[int, int, int]:
+    """The latest (year, month, day) written in the text ((0, 0, 0) when none); a month or day not given is 0."""
+    best = (0, 0, 0)
+    for pattern, parts in _DATES:
+        for match in pattern.finditer(text):
+            found = dict(zip(parts, match.groups(), strict=True))
+            year = int(found["y"])
+            month = _MONTHS.get(found["M"].lower().rstrip("."), 0) if "M" in found else int(found.get("m", 0))
+            day = int(found.get("d", 0))
+            if not 1900 <= year <= 2099 or not 0 <= month <= 12 or not 0 <= day <= 31:
+                continue
+            best = max(best, (year, month, day))
+    return best
+
+
+def resolve(
+    reference: TimeReference, editions: Sequence[Edition], relevance: Mapping[str, float], share: float = 0.0
+) -> str | None:
+    """The document the reference picks (`relevance`: doc id → how much the question is about it, the best
+    1.0): among the editions of the most relevant document's series when it has several, else among the
+    documents at least `share` as relevant as the best, ordered by the dates they print."""
+    by_id = {e.doc_id: e for e in editions}
+    relevant = [by_id[d] for d in relevance if d in by_id]
+    if not relevant:
+        return None
+    best = max(relevant, key=lambda e: relevance[e.doc_id])
+    family = [e for e in editions if e.series == best.series]
+    if len(family) >= 2 and len({e.numbers for e in family}) == len(family):
+        ordered = sorted(family, key=lambda e: e.numbers)
+    else:
+        top = relevance[best.doc_id]
+        dated = [e for e in relevant if e.date != (0, 0, 0) and relevance[e.doc_id] >= share * top]
+        if len(dated) < 2:
+            return None
+        ordered = sorted(dated, key=lambda e: e.date)
+    if reference == "latest":
+        return ordered[-1].doc_id
+    if reference == "earliest":
+        return ordered[0].doc_id
+    return ordered[-2].doc_id

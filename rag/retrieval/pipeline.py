@@ -1,0 +1,227 @@
+"""Retrieval composed: candidates → document focus → profile preference → rerank → select.
+
+One call, `Retriever.retrieve`, returns what a chat turn injects (and what each stage did, for the
+Documents page's "Test retrieval" and `rag eval --stages`); nothing is kept between calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rag.embeddings import Embedder
+from rag.keyword_index import query_terms
+from rag.profiles import Profile, ProfileName, choose_profile
+from rag.retrieval.candidates import CANDIDATES, Candidates, CandidateSearch, Query, SearchMode
+from rag.retrieval.focus import DOC_WEIGHT, FOCUS_SHARPNESS, DocumentFocus, Focus
+from rag.retrieval.fusion import FUSIONS, Fusion, fuse
+from rag.retrieval.select import select
+from rag.schema import RetrievedChunk
+from rag.store import Store
+
+# A question the profile expands (a financial metric) raises, among the PREFER_CANDIDATES best passages,
+# those of the kind it prefers (the statements that print the metric's inputs) by this much, times the
+# named document's score when the question names documents: such a table rarely reads like the question.
+PREFER_WEIGHT = 0.5
+PREFER_CANDIDATES = 100
+STAGES = ("candidates", "focus", "prefer", "select")
+
+Ranking = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """How retrieval runs (from the settings, or chosen by `rag eval` to compare)."""
+
+    mode: SearchMode = "hybrid"
+    fusion: Fusion = "convex"
+    profile: ProfileName = "auto"
+    focus: bool = True  # the documents a question is about are raised (and searched on their own)
+    by_content: bool = True  # … also when it names none: the document whose passages stand out
+    by_time: bool = True  # "the latest report": the edition, from the documents' own numbers and dates
+    doc_weight: float = DOC_WEIGHT
+    focus_sharpness: float = FOCUS_SHARPNESS
+    prefer_weight: float = PREFER_WEIGHT
+    sentences: bool = True  # a question of several sentences is also searched sentence by sentence
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"Unknown fusion {self.fusion!r}: use one of {', '.join(FUSIONS)}.")
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What one stage did: the ranking after it (best first, chunk id and the stage's score) and a note."""
+
+    stage: str
+    seconds: float
+    ranking: tuple[tuple[str, float], ...]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """A stage as a person reads it: what it did, its time, and which documents its best passages are from."""
+
+    stage: str
+    milliseconds: float
+    note: str
+    documents: str  # "a.pdf ×3, b.pdf ×1": the documents of its best passages, best first
+
+
+@dataclass(frozen=True)
+class RetrievalResult:
+    query: str  # what was searched for
+    hits: list[RetrievedChunk]  # the ranked passages, best first, each scored by its cosine similarity
+    selected: list[RetrievedChunk]  # what the model is given: past the evidence gate, the threshold and the budget
+    coverages: list[float]  # per hit: its share of the question's keyword weight
+    stages: list[StageReport] = field(default_factory=list)
+    seconds: float = 0.0
+    knowledge_base_empty: bool = False
+    searched: Query | None = None  # the question as the stages searched it (vectors, keyword terms)
+
+    def summaries(self, names: dict[str, str], top: int = 12) -> list[StageSummary]:
+        """Each stage in words (`names`: doc id → file name), its `top` passages grouped by document."""
+        rows = []
+        for report in self.stages:
+            counts: dict[str, int] = {}
+            for cid, _ in report.ranking[:top]:
+                name = names.get(_doc_of(cid), _doc_of(cid))
+                counts[name] = counts.get(name, 0) + 1
+            documents = ", ".join(f"{name} ×{n}" for name, n in counts.items())
+            rows.append(StageSummary(report.stage, round(1000 * report.seconds, 1), report.note, documents))
+        return rows
+
+    @property
+    def declined(self) -> bool:
+        """Retrieval found passages, but none is evidence enough to answer from."""
+        return bool(self.hits) and not self.selected
+
+
+class Retriever:
+    """Cheap to build; safe to share between threads (nothing is kept between calls but caches of the
+    knowledge base's state)."""
+
+    def __init__(self, store: Store, embedder: Embedder, options: RetrievalOptions | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.options = options or RetrievalOptions()
+        self.candidates = CandidateSearch(store, embedder, self.options.mode)
+        self.focus = DocumentFocus(store)
+        self._profile: tuple[str, Profile] | None = None
+        self._lock = threading.Lock()
+
+    def retrieve(
+        self,
+        text: str,
+        *,
+        top_k: int,
+        min_score: float = -1.0,
+        max_chars: int = 100_000,
+        doc_ids: Sequence[str] | None = None,
+        depth: int | None = None,
+    ) -> RetrievalResult:
+        """The passages for a question: `hits` ranked (the best `depth`, at least `top_k`), and `selected`, the
+        ones a chat turn gives the model (from the best `top_k`: evidence gate, `min_score`, `max_chars`).
+        `doc_ids` limits the search to those documents (None: every document)."""
+        started = time.perf_counter()
+        if not text.strip() or self.store.chunk_count() == 0:
+            empty = self.store.chunk_count() == 0
+            return RetrievalResult(text, [], [], [], seconds=time.perf_counter() - started, knowledge_base_empty=empty)
+        stages: list[StageReport] = []
+        wanted = max(top_k, depth or 0)
+        clock = time.perf_counter()
+
+        def report(stage: str, ranking: Ranking, note: str = "") -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            stages.append(StageReport(stage, now - clock, tuple(ranking[:wanted]), note))
+            clock = now
+
+        profile = self.profile()
+        query = self.candidates.query(text, profile.expand(text), self.options.sentences)
+        breadth = max(wanted, CANDIDATES)
+        candidates = self.candidates.search(query, breadth, doc_ids)
+        order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
+        report("candidates", order, f"{len(candidates.dense)} by meaning, {len(candidates.keyword)} by words")
+
+        focus = Focus()
+        if doc_ids is None and self.options.focus and self.options.doc_weight > 0:
+            focus = self.focus.focus(
+                text,
+                order,
+                by_time=self.options.by_time,
+                by_content=self.options.by_content,
+                sharpness=self.options.focus_sharpness,
+            )
+            if focus.searched:  # their own best passages join the candidates, whatever the siblings score
+                candidates.extend(self.candidates.search(query, breadth, list(focus.searched)))
+                order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
+            if focus.weights:
+                weight = self.options.doc_weight
+                order = _raised(order, {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order})
+        report("focus", order, focus.note)
+        named = {d: min(1.0, w) for d, w in focus.weights.items()} if focus.how in ("named", "edition") else {}
+
+        if query.expansion.prefer and self.options.prefer_weight > 0:
+            order = self._prefer(order, query, profile, named, breadth)
+            report("prefer", order, f"{profile.name} profile: {', '.join(sorted(query.expansion.prefer))} preferred")
+
+        hits = self.passages(order[:wanted], query, candidates)
+        coverages = self.coverages(query, hits)
+        selected = select(hits[:top_k], coverages[:top_k], min_score, max_chars)
+        report("select", [(h.chunk.id, h.score) for h in selected], "" if selected else "no evidence: declined")
+        return RetrievalResult(text, hits, selected, coverages, stages, time.perf_counter() - started, searched=query)
+
+    def passages(self, ranking: Ranking, query: Query, candidates: Candidates | None = None) -> list[RetrievedChunk]:
+        """The ranked chunks read back, each scored by its cosine similarity to the question (a keyword-only
+        candidate gets it from its stored vector); chunks deleted since the search are left out."""
+        fetched = self.store.fetch([cid for cid, _ in ranking])
+        similarity = candidates.similarity if candidates is not None else {}
+        hits = []
+        for cid, _ in ranking:
+            if cid not in fetched:
+                continue
+            chunk, vector = fetched[cid]
+            score = similarity[cid] if cid in similarity else query.similarity(vector)
+            hits.append(RetrievedChunk(chunk, score))
+        return hits
+
+    def coverages(self, query: Query, hits: Sequence[RetrievedChunk]) -> list[float]:
+        """Each passage's share of the question's keyword weight (`Store.keyword_coverage`)."""
+        terms = query.keywords if query.keywords is not None else query_terms(query.text)
+        return self.store.keyword_coverage(terms, [h.chunk.indexed_text for h in hits])
+
+    def profile(self) -> Profile:
+        """The profile the options name; with "auto", the one for the documents held now."""
+        generation = self.store.keyword_generation()
+        with self._lock:
+            if self._profile is None or self._profile[0] != generation:
+                self._profile = (generation, choose_profile(self.options.profile, self.store.document_frequency))
+            return self._profile[1]
+
+    def _prefer(self, order: Ranking, query: Query, profile: Profile, named: dict[str, float], breadth: int) -> Ranking:
+        """The candidates re-ordered with the passages the profile prefers raised: only the named documents'
+        when the question names documents (another company's income statement is not the one asked about),
+        by the document's score."""
+        pool = order[: max(breadth, PREFER_CANDIDATES)]
+        fetched = self.store.fetch([cid for cid, _ in pool])
+        weight = self.options.prefer_weight
+        boosts = {
+            cid: weight * (named.get(_doc_of(cid), 0.0) if named else 1.0)
+            for cid, _ in pool
+            if cid in fetched and profile.preferred(fetched[cid][0], query.expansion)
+        }
+        return _raised(pool, boosts)
+
+
+def _raised(order: Ranking, boosts: dict[str, float]) -> Ranking:
+    return sorted(((cid, score + boosts.get(cid, 0.0)) for cid, score in order), key=lambda pair: -pair[1])
+
+
+def _doc_of(chunk_id: str) -> str:
+    return chunk_id.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
+
+

@@ -1,0 +1,94 @@
+"""Document focus on a real knowledge base: by name, by place in time, by content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.embeddings import Embedder
+from rag.ingest import Ingestor
+from rag.retrieval import RetrievalOptions, Retriever
+from rag.store import Store
+
+# Short reports written on one template: every one has a cause, a crew and recommendations.
+REPORTS = {
+    "report-a.txt": (
+        "Grounding of the ferry Island Star near Pelican Point. The ferry ran aground on a sandbar at night "
+        "while the master was distracted by a phone call.\n\n"
+        "Cause. The probable cause was a lack of attention to the position of the vessel.\n\n"
+        "Crew. Three crew were on board; none was injured.\n\n"
+        "Recommendation. The operator should fit a bridge watch alarm."
+    ),
+    "report-b.txt": (
+        "Fire on the fishing vessel Blue Heron off Cape Wren. A fuel line burst in the engine room and "
+        "sprayed diesel on a hot exhaust.\n\n"
+        "Cause. The probable cause was a chafed fuel hose that had not been inspected.\n\n"
+        "Crew. Five crew were on board; two were treated for smoke inhalation.\n\n"
+        "Recommendation. Owners should inspect fuel hoses every six months."
+    ),
+    "report-c.txt": (
+        "Collision of the tug Red Fox with a moored barge in the harbour. The tug's steering failed as it "
+        "turned into the basin.\n\n"
+        "Cause. The probable cause was a worn hydraulic pump in the steering gear.\n\n"
+        "Crew. Two crew were on board; none was injured.\n\n"
+        "Recommendation. The operator should service steering pumps yearly."
+    ),
+}
+RELEASES = {
+    f"Widget {version} Release Notes.md": f"# Widget {version}\n\nThis release supports Python {python}.\n\n"
+    f"## Highlights\n\n{highlight}\n"
+    for version, python, highlight in (
+        ("1.9.0", "3.7-3.9", "A faster parser."),
+        ("1.17.0", "3.8-3.11", "A new plugin interface."),
+        ("2.4.0", "3.11-3.14", "The plugin interface is stable."),
+    )
+}
+
+
+def knowledge_base(tmp_path: Path, embedder: Embedder, files: dict[str, str]) -> Store:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in files.items():
+        (docs / name).write_text(text)
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 120, 0).ingest_paths([docs])
+    return store
+
+
+@pytest.fixture
+def reports(tmp_path: Path, embedder: Embedder) -> Store:
+    return knowledge_base(tmp_path, embedder, REPORTS)
+
+
+def test_the_report_a_question_describes_fills_the_context(reports: Store, embedder: Embedder) -> None:
+    """The question names no report; what it describes points to one, and its passages come first."""
+    question = "What was the probable cause of the accident where the ferry ran aground on a sandbar?"
+    result = Retriever(reports, embedder).retrieve(question, top_k=4, max_chars=10_000)
+    focus = next(s for s in result.stages if s.stage == "focus")
+    assert focus.note.startswith("by content: report-a.txt")
+    assert [h.chunk.source for h in result.selected[:3]] == ["report-a.txt"] * 3
+    assert "lack of attention" in " ".join(h.chunk.text for h in result.selected)
+    unfocused = Retriever(reports, embedder, RetrievalOptions(by_content=False)).retrieve(question, top_k=4)
+    assert {h.chunk.source for h in unfocused.selected} != {"report-a.txt"}  # siblings' causes fill it otherwise
+
+
+def test_the_latest_release_is_read_from_the_documents_own_numbers(tmp_path: Path, embedder: Embedder) -> None:
+    store = knowledge_base(tmp_path, embedder, RELEASES)
+    retriever = Retriever(store, embedder)
+    result = retriever.retrieve("Which Python versions does the latest release support?", top_k=3)
+    assert result.hits[0].chunk.source == "Widget 2.4.0 Release Notes.md"  # 2.4 > 1.17 > 1.9, as numbers
+    assert next(s for s in result.stages if s.stage == "focus").note.startswith("the latest of the documents alike")
+    earliest = retriever.retrieve("What did the earliest release add?", top_k=3)
+    assert earliest.hits[0].chunk.source == "Widget 1.9.0 Release Notes.md"
+    before = retriever.retrieve("Which Python versions did the release before the latest support?", top_k=3)
+    assert before.hits[0].chunk.source == "Widget 1.17.0 Release Notes.md"
+
+
+def test_a_document_filter_leaves_the_focus_to_the_user(reports: Store, embedder: Embedder) -> None:
+    b = reports.find("report-b.txt")
+    assert b is not None
+    question = "What was the probable cause of the accident where the ferry ran aground on a sandbar?"
+    result = Retriever(reports, embedder).retrieve(question, top_k=4, doc_ids=[b.doc_id])
+    assert {h.chunk.source for h in result.hits} == {"report-b.txt"}
+    assert next(s for s in result.stages if s.stage == "focus").note == ""
