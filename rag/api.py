@@ -283,9 +283,12 @@ class AnswerSlots:
 # -- request size -------------------------------------------------------------------------------------------
 
 
-class RequestTooLarge(Exception):
+class RequestTooLarge(StarletteHTTPException):
+    """A body past its limit. An HTTPException, so that FastAPI passes it on as it is while it reads a body (any
+    other exception there becomes a 400 "error parsing the body")."""
+
     def __init__(self, limit: int, what: str) -> None:
-        super().__init__(f"{what} is larger than {_size(limit)}")
+        super().__init__(413, f"{what} is larger than {_size(limit)}")
         self.limit, self.what = limit, what
 
 
