@@ -228,7 +228,8 @@ def sidebar(engine: Engine) -> None:
             if isinstance(api, str):
                 st.warning(f"The HTTP API is not running: {safe_markdown(api)}", icon=":material/api:")
             else:
-                st.caption(f"HTTP API: {plain_markdown(api.url)}/v1 (its description: /docs)")
+                v1, described = plain_markdown(f"{api.url}/v1"), plain_markdown(f"{api.url}/docs")
+                st.caption(f"HTTP API: {v1}, described at {described}")
         report = startup_check(engine.store, _place(engine.settings))
         if report is not None and not report.ok:
             st.warning(

@@ -71,7 +71,7 @@ def charts(report: UsageReport) -> None:
         else:
             st.altair_chart(
                 alt.Chart(by_channel).mark_bar().encode(x, y="questions:Q", color="channel:N"),
-                use_container_width=True,
+                width="stretch",
             )
     with right:
         st.caption("Tokens")
@@ -79,7 +79,7 @@ def charts(report: UsageReport) -> None:
         tokens["kind"] = tokens["kind"].map({"prompt_tokens": "prompt", "completion_tokens": "answer"})
         st.altair_chart(
             alt.Chart(tokens).mark_bar().encode(x, y=alt.Y("tokens:Q", title="tokens"), color="kind:N"),
-            use_container_width=True,
+            width="stretch",
         )
     left, right = st.columns(2)
     with left:
@@ -88,7 +88,7 @@ def charts(report: UsageReport) -> None:
         ttft["percentile"] = ttft["percentile"].str.removeprefix("ttft_")
         st.altair_chart(
             alt.Chart(ttft).mark_line(point=True).encode(x, y="seconds:Q", color="percentile:N"),
-            use_container_width=True,
+            width="stretch",
         )
     with right:
         st.caption("Generation speed (tokens/s)")
@@ -98,7 +98,7 @@ def charts(report: UsageReport) -> None:
         speed["percentile"] = speed["percentile"].str.removeprefix("tokens_per_second_")
         st.altair_chart(
             alt.Chart(speed).mark_line(point=True).encode(x, y="tokens per second:Q", color="percentile:N"),
-            use_container_width=True,
+            width="stretch",
         )
     left, right = st.columns(2)
     with left:
@@ -106,7 +106,7 @@ def charts(report: UsageReport) -> None:
         outcomes = frame.melt("period", ["declined", "errors", "retries"], "outcome", "count")
         st.altair_chart(
             alt.Chart(outcomes).mark_line(point=True).encode(x, y="count:Q", color="outcome:N"),
-            use_container_width=True,
+            width="stretch",
         )
     with right:
         st.caption("Feedback")
@@ -114,13 +114,13 @@ def charts(report: UsageReport) -> None:
         feedback["feedback"] = feedback["feedback"].map({"feedback_up": "thumbs up", "feedback_down": "thumbs down"})
         st.altair_chart(
             alt.Chart(feedback).mark_bar().encode(x, y="answers:Q", color="feedback:N"),
-            use_container_width=True,
+            width="stretch",
         )
     if report.priced:
         st.caption("Cost (OpenAI-compatible backends with a price)")
         st.altair_chart(
             alt.Chart(frame.fillna({"cost": 0.0})).mark_bar().encode(x, y=alt.Y("cost:Q", title="cost")),
-            use_container_width=True,
+            width="stretch",
         )
 
 
