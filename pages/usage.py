@@ -23,7 +23,8 @@ def metrics(total: Figures, priced: bool) -> None:
     row[0].metric("Questions", f"{total.questions:,}")
     row[1].metric("Prompt tokens", f"{total.prompt_tokens:,}")
     row[2].metric("Answer tokens", f"{total.completion_tokens:,}")
-    row[3].metric("First token, p50 / p95", f"{_seconds(total.ttft_p50)} / {_seconds(total.ttft_p95)}")
+    first = "—" if total.ttft_p50 is None else f"{_number(total.ttft_p50)} / {_number(total.ttft_p95)} s"
+    row[3].metric("First token, p50 / p95", first)  # short: a metric's value is cut at its column's width
     speed = f"{_number(total.tokens_per_second_p50)} / {_number(total.tokens_per_second_p95)}"
     row[4].metric("Tokens/s, p50 / p95", speed)
     row[5].metric("Cost", "—" if total.cost is None else f"{total.cost:,.4f}", help=None if priced else NO_PRICES)
@@ -37,10 +38,6 @@ def metrics(total: Figures, priced: bool) -> None:
 
 
 NO_PRICES = "Set prices per model on the Settings page (OpenAI-compatible backends) to see the cost."
-
-
-def _seconds(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f} s"
 
 
 def _number(value: float | None) -> str:
