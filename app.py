@@ -17,9 +17,10 @@ st.set_page_config(page_icon="💬", layout="wide")  # each page's title is its 
 # Material icons ship with Streamlit; emoji depend on the system's fonts.
 CHAT = st.Page("pages/chat.py", title="Chat", icon=":material/chat:", default=True)
 DOCUMENTS = st.Page("pages/documents.py", title="Documents", icon=":material/description:")
+USAGE = st.Page("pages/usage.py", title="Usage", icon=":material/monitoring:")
 SETTINGS = st.Page("pages/settings.py", title="Settings", icon=":material/settings:")
 
-page = st.navigation([CHAT, DOCUMENTS, SETTINGS])
+page = st.navigation([CHAT, DOCUMENTS, USAGE, SETTINGS])
 startup = start()
 if startup.error is not None and page.url_path != SETTINGS.url_path:
     explain_failed_start(startup.error)

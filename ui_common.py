@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import streamlit as st
 
+from rag.api import RunningServer
+from rag.api_keys import ApiKeys
 from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.check import CheckReport, check
@@ -80,6 +82,29 @@ def get_conversations(settings: Settings) -> ConversationStore:
     return shared_conversations(str(settings.data_dir))
 
 
+@st.cache_resource
+def shared_api_keys(data_dir: str) -> ApiKeys:
+    return ApiKeys.in_data_dir(Path(data_dir))
+
+
+def get_api_keys(settings: Settings) -> ApiKeys:
+    return shared_api_keys(str(settings.data_dir))
+
+
+@st.cache_resource(show_spinner="Starting the HTTP API…")
+def api_beside_app(host: str, port: int, data_dir: str, _engine: Engine) -> RunningServer | str:
+    """The HTTP API in a thread of this process, sharing the app's parts (started once per host, port and data
+    folder); or why it could not start."""
+    from rag.api import Engines, create_app, serve_in_thread
+
+    try:
+        app = create_app(Engines(load_settings, seed=_engine), shared_api_keys(data_dir), _engine.settings)
+        return serve_in_thread(app, host, port)
+    except RagError as exc:
+        logger.warning("%s", exc)
+        return str(exc)
+
+
 @st.cache_data(ttl=10, show_spinner=False)
 def ollama_status(host: str, token: str = "") -> OllamaStatus:
     """Probed at most every 10 s, so starting Ollama is noticed without a restart."""
@@ -107,6 +132,8 @@ def get_engine(settings: Settings | None = None) -> Engine:
         settings, store=store, embedder=embedder, chosen=choice, conversations=get_conversations(settings)
     )
     startup_check(store, _place(settings))
+    if settings.api_beside_app:
+        api_beside_app(settings.api_host, settings.api_port, str(settings.data_dir), engine)
     if "corpus_checked" not in st.session_state:
         with st.spinner("First start: indexing the default knowledge base…"):
             engine.ensure_default_corpus()
@@ -195,6 +222,14 @@ def sidebar(engine: Engine) -> None:
             )
         docs = engine.documents()
         st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
+        settings = engine.settings
+        if settings.api_beside_app:
+            api = api_beside_app(settings.api_host, settings.api_port, str(settings.data_dir), engine)
+            if isinstance(api, str):
+                st.warning(f"The HTTP API is not running: {safe_markdown(api)}", icon=":material/api:")
+            else:
+                v1, described = plain_markdown(f"{api.url}/v1"), plain_markdown(f"{api.url}/docs")
+                st.caption(f"HTTP API: {v1}, described at {described}")
         report = startup_check(engine.store, _place(engine.settings))
         if report is not None and not report.ok:
             st.warning(

@@ -1,4 +1,5 @@
-"""Settings page: which model answers, generation, retrieval and the system prompt, saved to settings.json."""
+"""Settings page: which model answers, generation, retrieval and the system prompt, saved to settings.json; and
+the HTTP API's keys (kept in api_keys.sqlite3)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from rag.config import EDITABLE, FIELDS, Settings, Widget, save_settings, settin
 from rag.engine import BUILT_IN_MODEL, OllamaStatus, PullProgress, model_installed, pull_model
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural, safe_markdown
-from ui_common import escape_markdown, load_settings, ollama_status, show_error, show_startup_error, started
+from ui_common import (
+    escape_markdown,
+    get_api_keys,
+    load_settings,
+    ollama_status,
+    show_error,
+    show_startup_error,
+    started,
+)
 
 FLASH = "settings_page_flash"
+NEW_KEY = "settings_new_api_key"  # a key just created: shown once, then forgotten
+REVOKE = "settings_revoke_api_key"  # the key awaiting confirmation
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -49,6 +60,8 @@ def field_widget(name: str, current: Any, where: Any = st, **shown: Any) -> Any:
         return where.number_input(page.label, min_value=spec.ge, max_value=spec.le, value=current, **options | shown)
     if spec.widget == "area":
         return where.text_area(page.label, current, **options | shown)
+    if spec.widget == "toggle":
+        return where.toggle(page.label, value=bool(current), **options | shown)
     options["type"] = "password" if spec.widget == "password" else "default"
     options["placeholder"] = page.placeholder or None
     return where.text_input(page.label, "" if current is None else str(current), **options | shown)
@@ -225,6 +238,14 @@ with st.form("settings"):
     st.subheader("Conversation")
     edit("history_strategy")
 
+    st.subheader("HTTP API and usage")
+    edit("api_beside_app")
+    st.caption(
+        f"Listens on {settings.api_host}:{settings.api_port} (RAG_API_HOST, RAG_API_PORT); keys below. Or run it "
+        "alone: `python -m rag serve`."
+    )
+    edit("model_prices")
+
     st.subheader("System prompt")
     edit("system_prompt", height=320, label_visibility="collapsed")
 
@@ -272,3 +293,69 @@ if right.button("Pull", width="stretch"):
     else:
         st.warning("Type the name of a model to pull, e.g. llama2.")
 show_flash("pull")
+
+
+# -- API keys ---------------------------------------------------------------------------------------------
+
+
+def api_keys_section(settings: Settings) -> None:
+    """Create, list and revoke the HTTP API's keys; a new key is shown once."""
+    keys = get_api_keys(settings)
+    st.subheader("HTTP API keys")
+    st.caption(
+        f"Programs calling the HTTP API (`python -m rag serve`, http://{settings.api_host}:{settings.api_port}/v1) "
+        "send a key as `Authorization: Bearer …`. A key is shown once, when it is created: only its hash is kept."
+    )
+    if secret := st.session_state.pop(NEW_KEY, None):
+        st.success("Copy the key now: it is not shown again.", icon=":material/key:")
+        st.code(secret, language=None)
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    name = left.text_input("Name of a new key", placeholder="who or what uses it, e.g. editor", key="api_key_name")
+    if right.button("Create key", width="stretch"):
+        try:
+            _, secret = keys.create(name)
+        except RagError as exc:
+            show_error(exc)
+        else:
+            st.session_state[NEW_KEY] = secret
+            st.rerun()
+    listed = keys.list()
+    if not listed:
+        st.caption("No key yet.")
+        return
+    st.dataframe(
+        [
+            {
+                "Name": k.name,
+                "Key": k.shown,
+                "Created": k.created_at,
+                "Last used": k.last_used_at or "—",
+                "Revoked": k.revoked_at or "—",
+            }
+            for k in listed
+        ],
+        hide_index=True,
+    )
+    active = [k.name for k in listed if k.active]
+    if not active:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.selectbox("Key to revoke", active, key="api_key_revoke_pick")
+    if st.session_state.get(REVOKE) != chosen:
+        right.button("Revoke", width="stretch", on_click=st.session_state.update, args=({REVOKE: chosen},))
+        return
+    st.warning(f"Revoke {escape_markdown(chosen)}? Programs using it are refused at once.", icon=":material/key_off:")
+    yes, cancel, _ = st.columns([1, 1, 4])
+    cancel.button("Cancel", key="api_key_revoke_cancel", on_click=st.session_state.pop, args=(REVOKE, None))
+    if yes.button("Yes, revoke", type="primary", key="api_key_revoke_yes"):
+        st.session_state.pop(REVOKE, None)
+        try:
+            keys.revoke(chosen)
+        except RagError as exc:
+            show_error(exc)
+        else:
+            flash("keys", f"Revoked {chosen}.")
+
+
+api_keys_section(settings)
+show_flash("keys")

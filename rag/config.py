@@ -63,6 +63,8 @@ DEFAULT_MAX_PAGES = 2_000  # a PDF's pages: ~3 s a page by OCR on 2 cores, and t
 DEFAULT_MAX_CHUNKS = 20_000  # a file's chunks: ~20 min of embedding at ~17 chunks/s, ~12 MB of text
 DEFAULT_MAX_UPLOAD_FILES = 500  # files in one upload
 DEFAULT_MAX_UPLOAD_MB = 1_024  # megabytes in one upload (Streamlit itself refuses a file over 200 MB)
+DEFAULT_API_PORT = 8502  # next to the app's 8501
+DEFAULT_API_MAX_REQUEST_KB = 1_024  # a question with a long history fits; a pasted book does not
 # What reading one file may cost (README, "Limits"): each file is parsed in a worker process that is stopped past
 # these. The largest real documents measured here read in a few seconds (a 1,000-page filing: ~3 s) and under
 # 500 MB; a scan read by OCR gets the time again for each page (OCR takes up to a minute a page on a busy CPU).
@@ -86,8 +88,8 @@ def force_offline() -> None:
 
 # -- the declaration of one field ---------------------------------------------------------------------
 
-Kind = Literal["int", "float", "path", "choice", "text"]
-WidgetKind = Literal["text", "password", "area", "number", "slider", "radio"]
+Kind = Literal["int", "float", "bool", "path", "choice", "text"]
+WidgetKind = Literal["text", "password", "area", "number", "slider", "radio", "toggle"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class FieldSpec:
     def widget(self) -> WidgetKind:
         if self.page is not None and self.page.kind is not None:
             return self.page.kind
-        by_kind: dict[Kind, WidgetKind] = {"int": "number", "float": "slider", "choice": "radio"}
+        by_kind: dict[Kind, WidgetKind] = {"int": "number", "float": "slider", "choice": "radio", "bool": "toggle"}
         return by_kind.get(self.kind, "password" if self.secret else "text")
 
 
@@ -329,6 +331,41 @@ class Settings(BaseModel):
             "everything, to find a problem", "what the app does", "fallbacks and problems", "failures only",
         )),
     )  # fmt: skip
+    # The HTTP API (`python -m rag serve`, or beside the app). Where it listens and what it lets in come from the
+    # environment only, as the limits do: nobody reaching the app's page can open it to the network.
+    api_host: str = setting(
+        "127.0.0.1", env="RAG_API_HOST", says="API host",
+        help="The address the HTTP API listens on: 127.0.0.1 is this machine only; 0.0.0.0 every network.",
+    )  # fmt: skip
+    api_port: int = setting(
+        DEFAULT_API_PORT, env="RAG_API_PORT", says="API port", ge=1, le=65_535, help="The HTTP API's port."
+    )
+    api_loopback_without_key: bool = setting(
+        False, env="RAG_API_LOOPBACK_WITHOUT_KEY",
+        help="Let requests from this machine in without an API key. Behind a reverse proxy on this machine every "
+        "request comes from it: keep this off then.",
+    )  # fmt: skip
+    api_max_request_kb: int = setting(
+        DEFAULT_API_MAX_REQUEST_KB, env="RAG_API_MAX_REQUEST_KB", ge=1, le=1_048_576,
+        help="The largest request the HTTP API reads, in KB (uploads: RAG_MAX_UPLOAD_MB).",
+    )  # fmt: skip
+    api_concurrency: int = setting(
+        2, env="RAG_API_CONCURRENCY", ge=1, le=64,
+        help="Answers the HTTP API generates at once; four times as many wait, the rest are told to retry (429).",
+    )  # fmt: skip
+    api_beside_app: bool = setting(
+        False, env="RAG_API_BESIDE_APP", page=Widget("Serve the HTTP API beside the app"),
+        help="Start the HTTP API (as `python -m rag serve` does) inside the app, at RAG_API_HOST:RAG_API_PORT; "
+        "turning it off takes a restart of the app.",
+    )  # fmt: skip
+    model_prices: str = setting(
+        "", env="RAG_MODEL_PRICES", says="Model prices",
+        page=Widget(
+            "Prices per model (OpenAI-compatible backend)", placeholder="gpt-4o-mini=0.15/0.60, mixtral=0.24/0.24"
+        ),
+        help="What the server charges per million tokens, prompt/answer, as MODEL=PROMPT/ANSWER separated by commas; "
+        "the Usage page adds up the cost of the answers it gave.",
+    )  # fmt: skip
 
     # -- checks beyond one field's type, bounds and length ---------------------------------------------
 
@@ -372,6 +409,7 @@ class Settings(BaseModel):
                 f"Chroma collection name {self.chroma_collection!r} is not valid: use 3-63 letters, digits, "
                 "dots, dashes or underscores, starting and ending with a letter or digit."
             )
+        parse_prices(self.model_prices)  # raises SettingsError saying how to write them
         if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
             raise SettingsError(
                 f"{self.gguf_path} is not a .gguf file: set {_where(FIELDS['gguf_path'])} to a GGUF model."
@@ -422,6 +460,11 @@ class Settings(BaseModel):
             changes[name] = value
         return self._with(changes)
 
+    @property
+    def prices(self) -> dict[str, ModelPrice]:
+        """The prices per model, per million tokens (RAG_MODEL_PRICES)."""
+        return parse_prices(self.model_prices)
+
     def editable(self) -> dict[str, Any]:
         """The fields the settings page edits, as JSON-ready values."""
         values = {name: getattr(self, name) for name in EDITABLE}
@@ -436,7 +479,7 @@ def _completed(name: str, info: FieldInfo) -> FieldSpec:
     annotation = info.annotation
     if get_origin(annotation) in (Union, UnionType):  # X | None
         annotation = next(a for a in get_args(annotation) if a is not type(None))
-    kinds: dict[Any, Kind] = {int: "int", float: "float", Path: "path"}
+    kinds: dict[Any, Kind] = {int: "int", float: "float", bool: "bool", Path: "path"}
     kind: Kind = "choice" if get_origin(annotation) is Literal else kinds.get(annotation, "text")
     choices = get_args(annotation) if kind == "choice" else ()
     return replace(spec, name=name, kind=kind, choices=choices, default=info.default, help=info.description or "")
@@ -595,7 +638,8 @@ def _where(spec: FieldSpec) -> str:
 def _kind_words(spec: FieldSpec) -> str:
     if spec.kind == "choice":
         return f"one of {', '.join(spec.choices)}"
-    return {"int": "a whole number", "float": "a number", "path": "a file path"}.get(spec.kind, "text")
+    words = {"int": "a whole number", "float": "a number", "bool": "true or false", "path": "a file path"}
+    return words.get(spec.kind, "text")
 
 
 def _number(x: float) -> str:
@@ -651,8 +695,12 @@ def _from_text(spec: FieldSpec, raw: str, where: str) -> Any:
             return int(raw)
         if spec.kind == "float":
             return float(raw)
-    except ValueError:
-        raise SettingsError(f"{where}={raw!r} is not {_kind_words(spec)}: fix or unset it.") from None
+        if spec.kind == "bool":
+            return {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                    "off": False}[raw.lower()]  # fmt: skip
+    except (ValueError, KeyError):
+        words = "1, true, yes or on; 0, false, no or off" if spec.kind == "bool" else _kind_words(spec)
+        raise SettingsError(f"{where}={raw!r} is not {words}: fix or unset it.") from None
     if spec.kind == "path":
         return _path(raw, where)
     if spec.kind == "choice":
@@ -667,6 +715,28 @@ def _path(raw: str, where: str) -> Path:
         return Path(raw).expanduser()
     except RuntimeError as exc:  # "~someone" with no such user
         raise SettingsError(f"{where}: {raw!r} is not a usable path ({exc}): fix it.") from None
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """What a model server charges, per million tokens."""
+
+    prompt: float
+    completion: float
+
+
+def parse_prices(text: str) -> dict[str, ModelPrice]:
+    """"gpt-4o-mini=0.15/0.60, mixtral=0.24/0.24" → {model: ModelPrice}; a wrong entry says how to write it."""
+    prices: dict[str, ModelPrice] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        match = re.fullmatch(r"(.+?)\s*=\s*([0-9]*\.?[0-9]+)\s*/\s*([0-9]*\.?[0-9]+)", entry)
+        if match is None:
+            raise SettingsError(
+                f"Model prices: {entry!r} is not MODEL=PROMPT/ANSWER (prices per million tokens, e.g. "
+                "gpt-4o-mini=0.15/0.60); separate models with commas (RAG_MODEL_PRICES or the Settings page)."
+            )
+        prices[match.group(1).strip()] = ModelPrice(float(match.group(2)), float(match.group(3)))
+    return prices
 
 
 def normalize_host(host: str) -> str:

@@ -149,6 +149,7 @@ class SavedUsage:
     prompt_seconds: float | None = None
     generation_seconds: float | None = None
     tokens_per_second: float | None = None
+    retries: int | None = None  # requests tried again after a transient failure; None: saved before it was counted
 
     @classmethod
     def of(cls, usage: SavedUsage | Usage | Mapping[str, Any]) -> SavedUsage:
@@ -505,6 +506,17 @@ class ConversationStore:
                 raise ConversationError(
                     f"Conversation {conversation_id} has no answer number {seq}: feedback is given on answers."
                 )
+
+    def answers(self) -> Iterator[tuple[str, StoredMessage]]:
+        """Every answer a turn produced — with a usage record or an error —, oldest first, with its conversation's
+        id: what usage over time counts (messages a client sent along as history have neither)."""
+        with self._read():
+            rows = self._db.execute(
+                f"SELECT conversation_id, {_MESSAGE_COLUMNS} FROM messages WHERE role = 'assistant'"
+                " AND (usage IS NOT NULL OR error IS NOT NULL) ORDER BY created_at, id"
+            ).fetchall()
+        for conversation_id, *row in rows:
+            yield conversation_id, _message(tuple(row))
 
     # -- export -------------------------------------------------------------------------------------
 

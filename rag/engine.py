@@ -41,6 +41,8 @@ __all__ = [
     "RetrievalResult",
     "RetrievedChunk",
     "choose_backend",
+    "knowledge_base_engines",
+    "knowledge_bases",
     "model_installed",
     "pull_model",
 ]
@@ -50,6 +52,18 @@ BUILT_IN_MODEL = SMOLLM2_NAME  # what answers when no other model is set up
 logger = logging.getLogger(__name__)
 
 CORPUS_SEEDED = "default_corpus_seeded"
+DEFAULT_KNOWLEDGE_BASE = "default"
+
+
+def knowledge_bases(settings: Settings) -> list[str]:
+    """The names of the knowledge bases (each its own documents, vectors and conversations), the first the
+    default: the HTTP API's models, the Usage page's groups. One today, `default`: the data folder's."""
+    return [DEFAULT_KNOWLEDGE_BASE]
+
+
+def knowledge_base_engines(engine: Engine) -> dict[str, Engine]:
+    """Each knowledge base's engine, sharing `engine`'s parts: one today, the engine itself."""
+    return {name: engine for name in knowledge_bases(engine.settings)}
 
 
 @dataclass(frozen=True)

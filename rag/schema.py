@@ -84,6 +84,7 @@ class Usage:
     time_to_first_token: float | None = None
     prompt_seconds: float | None = None  # reading the prompt (Ollama: prompt_eval_duration)
     generation_seconds: float | None = None  # writing the answer (Ollama: eval_duration)
+    retries: int | None = None  # requests tried again after a transient failure before the answer started
 
     @property
     def tokens_per_second(self) -> float | None:

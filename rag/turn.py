@@ -321,6 +321,7 @@ class Turn:
         self.channel: Channel = channel
         self.text = ""
         self.error: str | None = None
+        self.failure: Exception | None = None  # what made it fail (a RagError says what to do), else None
         self.prepared: PreparedTurn | None = None
         self.answer: Answer | None = None
         self.saved: StoredMessage | None = None
@@ -362,9 +363,10 @@ class Turn:
             self.answer = stream.answer
         except RagError as exc:  # a message of ours that says what to do: shown with the partial answer
             logger.info("answer failed: %s", exc)
-            self.error = str(exc)
+            self.error, self.failure = str(exc), exc
         except Exception as exc:  # a bug or a library error without a message of ours: keep the turn anyway
             logger.exception("answer failed unexpectedly")
+            self.failure = exc
             self.error = (
                 f"unexpected error ({type(exc).__name__}: {exc}). Ask again; if it keeps happening, the details "
                 "are in the log of the app (the terminal that runs it)."

@@ -17,9 +17,10 @@ def test_retrying_backs_off_exponentially_and_gives_up() -> None:
     def start() -> Iterator[str]:
         raise BackendUnavailable("down")
 
+    retried = [0]
     with pytest.raises(BackendUnavailable):
-        list(retrying(start, attempts=4, base_delay=0.5, sleep=delays.append))
-    assert delays == [0.5, 1.0, 2.0]
+        list(retrying(start, attempts=4, base_delay=0.5, sleep=delays.append, retried=retried))
+    assert delays == [0.5, 1.0, 2.0] and retried == [3]
 
 
 def test_retrying_never_retries_a_missing_model() -> None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rag.config import PROJECT_ROOT
+from rag.conversations import ConversationStore, SavedSource, SavedUsage
 from rag.prompts import render_llama2
 from rag.schema import Message
 from tests.fake_ollama import FakeOllama
-from tests.servers import free_port
+from tests.servers import ServerProcess, free_port
 
 
 def run(args: list[str], data_dir: Path, stdin_text: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -290,3 +295,71 @@ def test_a_name_with_terminal_escapes_is_stored_cleaned_and_printed_escaped(tmp_
     assert len(rows) == 2  # one line per document: the newline did not split the table
     stored = json.loads(run(["docs", "--json"], data, RAG_CORPUS_DIR=str(tmp_path / "none")).stdout)
     assert sorted(d["name"] for d in stored) == ["notes_]0;owned__[31m_red.txt", "plain.txt"]
+
+
+@pytest.mark.slow
+def test_keys_made_on_the_command_line_open_the_served_api_and_a_revoked_one_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    created = run(["keys", "create", "editor"], data)
+    assert created.returncode == 0 and "shown this once" in created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("rag-") and len(key.splitlines()) == 1
+    listed = run(["keys", "list"], data)
+    assert "editor" in listed.stdout and key[:12] in listed.stdout and key not in listed.stdout
+    assert run(["keys", "create", "editor"], data).stderr.startswith("error: There is already a key named 'editor'")
+
+    port = free_port()
+    for name, value in {
+        "RAG_DATA_DIR": str(data),
+        "RAG_CORPUS_DIR": str(tmp_path / "none"),  # an empty knowledge base: nothing to index first
+        "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}",  # nothing listens there: the built-in model answers
+    }.items():
+        monkeypatch.setenv(name, value)
+    command = [sys.executable, "-m", "rag", "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/v1/models"
+    auth = {"Authorization": f"Bearer {key}"}
+    server = ServerProcess(command, url, tmp_path / "serve.log", auth).start()
+    try:
+        assert httpx.get(url, headers=auth, timeout=30).json()["data"][0]["id"] == "default"
+        assert httpx.get(url, timeout=30).status_code == 401  # no key, even from this machine (the default)
+        revoked = run(["keys", "revoke", key[:10]], data)
+        assert revoked.returncode == 0 and "Revoked editor" in revoked.stdout
+        refused = httpx.get(url, headers=auth, timeout=30)
+        assert refused.status_code == 401 and "not valid" in refused.json()["error"]["message"]
+    finally:
+        server.stop()
+    assert "HTTP API on http://127.0.0.1:" in server.log.read_text()
+
+
+def test_usage_prints_the_summary_and_the_csv_of_the_saved_answers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = ConversationStore.in_data_dir(data)
+    for channel, backend, model, tokens in (
+        ("app", "embedded", "SmolLM2", (300, 40)),
+        ("api", "openai", "gpt-4o-mini", (2000, 500)),
+        ("cli", "none", "none", (None, None)),  # declined: no model asked
+    ):
+        cid = store.create()
+        store.add_message(cid, "user", "A question?", channel=channel)  # type: ignore[arg-type]
+        usage = SavedUsage(backend=backend, model=model, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+        store.add_message(cid, "assistant", "An answer [1].", sources=[SavedSource("guide.md", None, 0.7, "x")],
+                          usage=usage, channel=channel)  # type: ignore[arg-type]  # fmt: skip
+    store.close()
+    env = {"RAG_CORPUS_DIR": str(tmp_path / "none"), "RAG_MODEL_PRICES": "gpt-4o-mini=0.15/0.60"}
+    today = date.today().isoformat()
+    summary = run(["usage"], data, **env)
+    assert summary.returncode == 0, summary.stderr
+    assert "3 questions (2 answered by a model, 1 declined, 0 failed, 0 retries)" in summary.stdout
+    assert "tokens: 2,300 prompt, 540 answer" in summary.stdout
+    assert "cost 0.0006" in summary.stdout and "openai · gpt-4o-mini: 1 questions" in summary.stdout
+    assert "  app: 1 questions" in summary.stdout and "  guide.md: 3 answers" in summary.stdout
+    per_week = run(["usage", "--by", "week", "--from", today, "--to", today, "--csv"], data, **env)
+    [row] = list(csv.DictReader(io.StringIO(per_week.stdout)))
+    assert (row["questions"], row["prompt_tokens"], row["declined"]) == ("3", "2300", "1")
+    answers = list(csv.DictReader(io.StringIO(run(["usage", "--answers-csv"], data, **env).stdout)))
+    assert [a["channel"] for a in answers] == ["app", "api", "cli"]
+    backwards = run(["usage", "--from", today, "--to", "2020-01-01"], data, **env)
+    assert backwards.returncode == 1 and "swap the dates" in backwards.stderr
+    assert "is not a day written YYYY-MM-DD" in run(["usage", "--from", "yesterday"], data).stderr

@@ -408,10 +408,37 @@ def test_every_declared_variable_sets_its_field_as_its_type() -> None:
             text, expected = "~/x.gguf", Path("~/x.gguf").expanduser()
         elif spec.kind == "choice":
             text, expected = spec.choices[-1].lower(), spec.choices[-1]
+        elif spec.kind == "bool":
+            text, expected = ("no", False) if spec.default else ("yes", True)
+        elif name == "model_prices":
+            text, expected = "gpt-4o-mini=0.15/0.6", "gpt-4o-mini=0.15/0.6"
         else:
             text, expected = ("kb.example:1234", "http://kb.example:1234") if spec.url else ("abc-1", "abc-1")
         value = getattr(Settings.from_env({var: text}), name)
         assert value == expected != spec.default and type(value) is type(expected), (var, value)
+
+
+def test_switches_read_the_usual_words_and_refuse_others() -> None:
+    for text, expected in (("1", True), ("TRUE", True), ("on", True), ("yes", True), ("0", False), ("Off", False)):
+        assert Settings.from_env({"RAG_API_LOOPBACK_WITHOUT_KEY": text}).api_loopback_without_key is expected
+    with pytest.raises(SettingsError, match=r"RAG_API_BESIDE_APP='maybe' is not 1, true, yes or on; 0, false"):
+        Settings.from_env({"RAG_API_BESIDE_APP": "maybe"})
+
+
+def test_prices_per_model_are_read_and_a_wrong_one_says_how_to_write_it(tmp_path: Path) -> None:
+    from rag.config import ModelPrice, settings_file
+
+    settings = Settings.from_env({"RAG_MODEL_PRICES": " gpt-4o-mini = 0.15/0.60 , meta/llama-3-70b=.59/0.79,"})
+    assert settings.prices == {
+        "gpt-4o-mini": ModelPrice(0.15, 0.6),
+        "meta/llama-3-70b": ModelPrice(0.59, 0.79),
+    }
+    assert Settings().prices == {}
+    with pytest.raises(SettingsError, match=r"'gpt-4o-mini=0.15' is not MODEL=PROMPT/ANSWER .*RAG_MODEL_PRICES"):
+        Settings.from_env({"RAG_MODEL_PRICES": "gpt-4o-mini=0.15"})
+    settings_file(tmp_path).write_text('{"model_prices": "x=1/2", "api_beside_app": "yes"}')
+    with pytest.raises(SettingsError, match="api_beside_app must be true or false"):
+        Settings.load({"RAG_DATA_DIR": str(tmp_path)})
 
 
 def test_every_bound_is_checked_with_a_message_naming_the_setting() -> None:

@@ -124,8 +124,10 @@ def test_a_token_setting_is_a_bearer_token_or_a_whole_header() -> None:
 def test_busy_server_is_retried_with_backoff(fake_ollama: FakeOllama) -> None:
     fake_ollama.busy_once()
     backend = OllamaBackend(fake_ollama.host, "llama2", retry_delay=0.01)
-    assert list(backend.stream(CONVERSATION, OPTIONS)) == ANSWER_PIECES
+    stream = backend.stream(CONVERSATION, OPTIONS)
+    assert list(stream) == ANSWER_PIECES
     assert len(fake_ollama.requests) == 2
+    assert stream.usage is not None and stream.usage.retries == 1  # counted with the answer's usage
 
 
 # -- pulling a model into Ollama -------------------------------------------------------------------

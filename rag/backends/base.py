@@ -86,11 +86,13 @@ def retrying(
     attempts: int = 3,
     base_delay: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    retried: list[int] | None = None,
 ) -> Iterator[str]:
     """Start a stream, retrying transient failures before the first piece with exponential backoff.
 
     A missing model is never retried. Once the answer has started, a failure is raised as
-    StreamInterrupted: re-sending would repeat text the user has already seen.
+    StreamInterrupted: re-sending would repeat text the user has already seen. `retried`, when given, counts
+    the retries in its first item (for the answer's usage).
     """
     for attempt in range(attempts):
         try:
@@ -100,6 +102,8 @@ def retrying(
             if not exc.transient or attempt == attempts - 1:
                 raise
             delay = base_delay * 2**attempt
+            if retried is not None:
+                retried[0] += 1
             logger.warning("model request failed (%s): retry %d of %d in %.1f s", exc, attempt + 1, attempts - 1, delay)
             sleep(delay)
             continue

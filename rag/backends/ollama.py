@@ -128,6 +128,7 @@ class OllamaBackend:
         final: dict[str, Any] = {}
         started = time.perf_counter()
         first_at: list[float] = []
+        retried = [0]
         ollama_options = {
             "num_ctx": options.context_window,
             "num_predict": options.max_tokens,
@@ -163,9 +164,10 @@ class OllamaBackend:
                 time_to_first_token=round(first_at[0] - started, 3) if first_at else None,
                 prompt_seconds=_ns_to_s(final.get("prompt_eval_duration")),
                 generation_seconds=_ns_to_s(final.get("eval_duration")),
+                retries=retried[0],
             )
 
-        return TokenStream(retrying(start, base_delay=self.retry_delay), finish)
+        return TokenStream(retrying(start, base_delay=self.retry_delay, retried=retried), finish)
 
     def _pieces(
         self, chunks: Iterator[Any], final: dict[str, Any], first_at: list[float], started: float

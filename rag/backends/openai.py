@@ -108,6 +108,7 @@ class OpenAIBackend:
         final: dict[str, Any] = {}
         started = time.perf_counter()
         first_at: list[float] = []
+        retried = [0]
 
         def finish() -> Usage:
             usage = final.get("usage") or {}
@@ -127,10 +128,12 @@ class OpenAIBackend:
                 time_to_first_token=None if first is None else round(first - started, 3),
                 prompt_seconds=None if first is None else round(first - started, 3),
                 generation_seconds=None if first is None else round(ended - first, 3),
+                retries=retried[0],
             )
 
         return TokenStream(
-            retrying(lambda: self._pieces(path, body, final, first_at), base_delay=self.retry_delay), finish
+            retrying(lambda: self._pieces(path, body, final, first_at), base_delay=self.retry_delay, retried=retried),
+            finish,
         )
 
     def _pieces(self, path: str, body: dict[str, Any], final: dict[str, Any], first_at: list[float]) -> Iterator[str]:

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -374,5 +375,45 @@ def test_markdown_in_settings_values_loads_nothing(tmp_path_factory: pytest.Temp
             page.evaluate("() => { new Image().src = 'http://attacker.example/control.png' }")  # the check can fail
             page.wait_for_timeout(1000)
             assert [u for u in requested if "attacker.example" in u] == ["http://attacker.example/control.png"]
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_the_usage_page_draws_its_charts_and_counts_what_sqlite_holds(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A seeded history of answers (tests/ui/test_usage_page.py's): the page's totals equal a direct count in
+    SQLite, and each of its charts is drawn."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.ui.test_usage_page import answers_in_sqlite, seed
+
+    data = tmp_path / "data"
+    seed(data)
+    questions = answers_in_sqlite(data, date.today() - timedelta(days=29))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "guide.md").write_text("# Guide\n\nThe guide says where the spare keys are.\n")
+    env = {"RAG_DATA_DIR": str(data), "RAG_MODEL_PRICES": "gpt-4o-mini=0.15/0.60"}
+    with streamlit_app(tmp_path_factory, corpus, **env) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            expect(page.get_by_test_id("stSidebar")).to_contain_text("Answering with", timeout=120_000)  # started
+            page.get_by_test_id("stSidebarNav").get_by_text("Usage", exact=True).click()  # the app's navigation
+            metric = page.get_by_test_id("stMetric").filter(has_text="Questions")
+            expect(metric.get_by_test_id("stMetricValue")).to_have_text(str(questions), timeout=120_000)
+            expect(page.get_by_test_id("stMetric").filter(has_text="Thumbs down")).to_contain_text("1")
+            charts = page.get_by_test_id("stVegaLiteChart")
+            expect(charts).to_have_count(7, timeout=60_000)
+            for i in range(7):  # each drawn: vega-embed renders a canvas (or an svg) of a real size
+                drawn = charts.nth(i).locator("canvas, svg").first
+                expect(drawn).to_be_visible(timeout=60_000)
+                box = drawn.bounding_box()
+                assert box is not None and box["width"] > 100 and box["height"] > 50
+            expect(page.get_by_text("Download per day (CSV)")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
         finally:
             browser.close()

@@ -344,6 +344,7 @@ def test_every_editable_setting_has_the_widget_declared_for_it(
         "area": at.text_area,
         "text": at.text_input,
         "password": at.text_input,
+        "toggle": at.toggle,
     }
     settings = Settings.load()
     for name in EDITABLE:
@@ -351,3 +352,61 @@ def test_every_editable_setting_has_the_widget_declared_for_it(
         assert spec.page is not None
         current = getattr(settings, name)
         assert widget(kinds[spec.widget], spec.page.label).value == ("" if current is None else current), name
+
+
+def test_an_api_key_is_created_shown_once_and_revoked_after_a_confirmation(
+    open_page: OpenPage, data_dir: Path, no_ollama: str
+) -> None:
+    from rag.api_keys import ApiKeys
+
+    at = open_page()
+    assert "No key yet." in texts(at.main.caption)
+    widget(at.text_input, "Name of a new key").set_value("editor")
+    widget(at.button, "Create key").click().run()
+    assert "Copy the key now: it is not shown again." in texts(at.success)
+    [secret] = [c.value for c in at.code if c.value.startswith("rag-")]
+    keys = ApiKeys.in_data_dir(data_dir)
+    assert keys.verify(secret) is not None  # the key shown is the one the API accepts
+    listed = next(d.value for d in at.dataframe if "Key" in d.value.columns)
+    assert list(listed["Name"]) == ["editor"] and list(listed["Key"]) == [secret[:12] + "…"]
+    at.run()
+    assert not [c for c in at.code if c.value.startswith("rag-")]  # shown once
+
+    widget(at.button, "Revoke").click().run()
+    assert any("Revoke editor? Programs using it are refused at once." in w.value for w in at.warning)
+    assert keys.verify(secret) is not None  # not before the confirmation
+    widget(at.button, "Yes, revoke").click().run()
+    assert not at.exception, at.exception
+    assert "Revoked editor." in texts(at.success)
+    assert keys.verify(secret) is None and not keys.list()[0].active
+
+
+def test_the_api_served_beside_the_app_is_a_switch_that_starts_it(
+    open_page: OpenPage, data_dir: Path, no_ollama: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from rag.api_keys import ApiKeys
+    from ui_common import api_beside_app
+
+    port = free_port()
+    monkeypatch.setenv("RAG_API_PORT", str(port))
+    at = open_page()
+    switch = widget(at.toggle, "Serve the HTTP API beside the app")
+    assert switch.value is False
+    switch.set_value(True)
+    widget(at.text_input, "Prices per model (OpenAI-compatible backend)").set_value("gpt-4o-mini=0.15/0.60")
+    save(at)
+    saved = json.loads(settings_file(data_dir).read_text())
+    assert saved == {"api_beside_app": True, "model_prices": "gpt-4o-mini=0.15/0.60"}
+    url = f"http://127.0.0.1:{port}"
+    assert f"HTTP API: `{url}/v1`, described at `{url}/docs`" in texts(at.sidebar.caption)
+    _, key = ApiKeys.in_data_dir(data_dir).create("script")
+    try:
+        models = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert models.json()["data"][0]["id"] == "default"
+    finally:
+        server = api_beside_app("127.0.0.1", port, str(data_dir), None)  # type: ignore[arg-type]  # the app's (cached)
+        assert not isinstance(server, str)
+        server.stop()
+        api_beside_app.clear()

@@ -1,0 +1,839 @@
+"""The HTTP API (`python -m rag serve`): an OpenAI-compatible chat endpoint and the knowledge base, a thin edge
+over rag/turn.py.
+
+    POST /v1/chat/completions   a turn (streamed or not), saved like the app's; sources in the text and in `sources`
+    GET  /v1/models             each knowledge base is a model
+    POST /v1/documents          upload files (multipart); GET lists them; DELETE /v1/documents/{id}
+    POST /v1/search             the passages a question retrieves, and which the model would be given; no model
+    GET  /v1/conversations      the saved conversations; GET /v1/conversations/{id} one, with every record
+    GET  /docs, /openapi.json   what all this is, readable offline
+
+Every request needs an API key (`Authorization: Bearer rag-…`; created on the Settings page or with
+`python -m rag keys create NAME`), except from this machine when RAG_API_LOOPBACK_WITHOUT_KEY allows it.
+Bodies are limited (RAG_API_MAX_REQUEST_KB; uploads: RAG_MAX_UPLOAD_MB); at most RAG_API_CONCURRENCY answers
+are generated at once, as many again per slot wait, and the rest are told to come back (429). Every error is
+JSON in OpenAI's shape, `{"error": {"message", "type", "code"}}`, with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.api_keys import ApiKey, ApiKeys
+from rag.backends.embedded import EmbeddedBackend
+from rag.backends.ollama import OllamaStatus, probe_ollama
+from rag.config import Settings, auth_headers
+from rag.conversations import ConversationNotFound, ConversationStore, SelectedDocument
+from rag.embeddings import Embedder
+from rag.engine import ChosenBackend, Engine, choose_backend, embedded_gguf, knowledge_bases, open_store
+from rag.errors import BackendUnavailable, ModelNotFound, RagError, SettingsError
+from rag.ingest import UploadLimitError
+from rag.schema import Message as ChatTurnMessage
+from rag.store import Store
+from rag.turn import Chat, Turn
+
+logger = logging.getLogger(__name__)
+
+# Saved as the error of an answer whose client hung up before it finished.
+API_STOPPED = "the client closed the connection before the answer finished; what had arrived is kept."
+OLLAMA_PROBE_EVERY_S = 10.0  # as the app: starting Ollama is noticed without a restart
+UPLOAD_PATH = "/v1/documents"
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI's JSON error object, with the status it deserves."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.code, **self.extra}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def _turn_error(turn: Turn) -> ApiError:
+    """A turn that failed, as the status a client can act on (its partial answer is saved all the same)."""
+    failure, extra = turn.failure, {"conversation": turn.conversation_id}
+    message = f"The answer failed: {turn.error}"
+    if isinstance(failure, BackendUnavailable):
+        return ApiError(503, message, "server_error", "model_unavailable", {"Retry-After": "10"}, extra)
+    if isinstance(failure, ModelNotFound):
+        return ApiError(502, message, "server_error", "model_not_found", extra=extra)
+    return ApiError(502, message, "server_error", "answer_failed", extra=extra)
+
+
+# -- request bodies -------------------------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        if any(part.type != "text" for part in self.content):
+            kinds = sorted({part.type for part in self.content if part.type != "text"})
+            raise ApiError(400, f"Only text content is answered here, not {', '.join(kinds)}: send the text alone.")
+        return "".join(part.text or "" for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's request; fields not listed (temperature, max_tokens, …) are accepted and left to the knowledge
+    base's settings, as in the app. `conversation` and `documents` are this API's own."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="A knowledge base, as GET /v1/models lists them.")
+    messages: list[ChatMessage] = Field(min_length=1, description="The last one is the question (role user).")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, description="Only 1: one answer per question.")
+    conversation: str | None = Field(
+        None,
+        description="Continue this saved conversation (an id from a previous answer's `conversation`): only the "
+        "last message is read, the conversation has its own history. Without it, a new conversation is saved "
+        "holding the earlier messages of the request.",
+    )
+    documents: list[str] | None = Field(
+        None, description="Search only these documents (names or ids, as GET /v1/documents lists them)."
+    )
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, description="What to look for, as a question or keywords.")
+    model: str = Field("", description="The knowledge base (default: the first one GET /v1/models lists).")
+
+
+# -- the parts the requests use ---------------------------------------------------------------------------
+
+
+class Engines:
+    """An engine for each request, one per knowledge base, from the settings as saved now (a change on the
+    Settings page applies to the next request, as in the app), sharing the heavy parts between requests:
+    the stores, the embedding model, the built-in LLM, the conversations. Thread-safe."""
+
+    def __init__(self, load_settings: Callable[[], Settings] = Settings.load, seed: Engine | None = None) -> None:
+        self._load_settings = load_settings
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[str, str, str, str], Store] = {}
+        self._conversations: dict[str, ConversationStore] = {}
+        self._llms: dict[tuple[str | None, int], EmbeddedBackend] = {}
+        self._embedder: Embedder | None = None
+        self._probe: tuple[float, str, OllamaStatus] | None = None
+        if seed is not None:  # the app's own parts, when the API runs beside it
+            s = seed.settings
+            self._stores[_place(s)] = seed.store
+            self._conversations[str(s.data_dir)] = seed.conversations
+            self._embedder = seed.embedder
+            if isinstance(seed.chosen.backend, EmbeddedBackend):
+                self._llms[(_gguf_key(s), s.context_window)] = seed.chosen.backend
+
+    def settings(self) -> Settings:
+        try:
+            return self._load_settings()
+        except SettingsError as exc:
+            raise ApiError(503, f"The settings cannot be used: {exc}", "server_error", "bad_settings") from exc
+
+    def names(self) -> list[str]:
+        return knowledge_bases(self.settings())
+
+    def get(self, name: str) -> Engine:
+        settings = self.settings()
+        names = knowledge_bases(settings)
+        if not name:
+            name = names[0]
+        if name not in names:
+            raise ApiError(
+                404,
+                f"No knowledge base {name!r}: use one of {', '.join(names)} as the model (GET /v1/models lists them).",
+                code="model_not_found",
+            )
+        with self._lock:
+            place = _place(settings)
+            if place not in self._stores:
+                self._stores[place] = open_store(settings)
+            folder = str(settings.data_dir)
+            if folder not in self._conversations:
+                self._conversations[folder] = ConversationStore.in_data_dir(settings.data_dir)
+            if self._embedder is None:
+                self._embedder = Embedder()
+            chosen = self._choose(settings)
+            return Engine(
+                settings,
+                store=self._stores[place],
+                embedder=self._embedder,
+                chosen=chosen,
+                conversations=self._conversations[folder],
+            )
+
+    def _choose(self, settings: Settings) -> ChosenBackend:
+        status = None
+        if settings.backend == "auto":
+            now = time.monotonic()
+            probe = self._probe
+            if probe is None or probe[1] != settings.ollama_host or now - probe[0] > OLLAMA_PROBE_EVERY_S:
+                probed = probe_ollama(settings.ollama_host, timeout=1.5, headers=auth_headers(settings.ollama_token))
+                probe = self._probe = (now, settings.ollama_host, probed)
+            status = probe[2]
+        return choose_backend(settings, status, self._embedded)
+
+    def _embedded(self, settings: Settings) -> EmbeddedBackend:
+        key = (_gguf_key(settings), settings.context_window)
+        if key not in self._llms:
+            gguf = embedded_gguf(settings)
+            self._llms[key] = EmbeddedBackend(gguf, settings.context_window)
+        return self._llms[key]
+
+
+def _place(s: Settings) -> tuple[str, str, str, str]:
+    return (str(s.data_dir), s.chroma_url, s.chroma_token, s.chroma_collection)
+
+
+def _gguf_key(s: Settings) -> str | None:
+    gguf = embedded_gguf(s)
+    return None if gguf is None else str(gguf)
+
+
+class AnswerSlots:
+    """At most `running` answers generated at once, `waiting` more queued for up to `wait_s`; beyond that a
+    request is told at once to come back (429), and one that waited too long is told the server is busy (503)."""
+
+    def __init__(self, running: int, waiting: int, wait_s: float) -> None:
+        self.running, self.waiting, self.wait_s = running, waiting, wait_s
+        self._free = threading.Semaphore(running)
+        self._lock = threading.Lock()
+        self._admitted = 0
+
+    def take(self) -> None:
+        with self._lock:
+            if self._admitted >= self.running + self.waiting:
+                raise ApiError(
+                    429,
+                    f"{self._admitted} questions are being answered or waiting (at most {self.running} at once, "
+                    f"{self.waiting} waiting): retry in a few seconds, or raise RAG_API_CONCURRENCY if the model "
+                    "server answers several at once.",
+                    "rate_limit_error",
+                    "busy",
+                    {"Retry-After": "5"},
+                )
+            self._admitted += 1
+        if not self._free.acquire(timeout=self.wait_s):
+            with self._lock:
+                self._admitted -= 1
+            raise ApiError(
+                503,
+                f"The model stayed busy for {self.wait_s:.0f} s with earlier questions: retry in a moment.",
+                "server_error",
+                "busy",
+                {"Retry-After": "10"},
+            )
+
+    def give_back(self) -> None:
+        self._free.release()
+        with self._lock:
+            self._admitted -= 1
+
+
+# -- request size -------------------------------------------------------------------------------------------
+
+
+class RequestTooLarge(StarletteHTTPException):
+    """A body past its limit. An HTTPException, so that FastAPI passes it on as it is while it reads a body (any
+    other exception there becomes a 400 "error parsing the body")."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        super().__init__(413, f"{what} is larger than {_size(limit)}")
+        self.limit, self.what = limit, what
+
+
+class BodyLimit:
+    """ASGI middleware: a body over its limit is refused with 413 before it is read whole — by its
+    Content-Length at once, or, sent in chunks without one, as soon as it passes the limit."""
+
+    def __init__(self, app: ASGIApp, limits: Callable[[Scope], tuple[int, str]]) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, what = self.limits(scope)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(RequestTooLarge(limit, what)).__call__(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise RequestTooLarge(limit, what)
+            return message
+
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        except RequestTooLarge as exc:
+            if started:
+                raise
+            await _too_large(exc).__call__(scope, receive, send)
+
+
+def _too_large(exc: RequestTooLarge) -> JSONResponse:
+    hint = (
+        "upload fewer or smaller files at once (RAG_MAX_UPLOAD_MB)"
+        if exc.what == "An upload"
+        else "send a shorter request: a long conversation is better continued with `conversation` (its saved "
+        "history stays on the server) than sent whole (RAG_API_MAX_REQUEST_KB)"
+    )
+    return ApiError(413, f"{exc.what} is larger than {_size(exc.limit)}: {hint}.", code="request_too_large").response()
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:,.0f} MB" if n >= 1024 * 1024 else f"{n / 1024:,.0f} KB"
+
+
+# -- the app ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a key, or this machine without one (when the settings allow it)."""
+
+    key: ApiKey | None
+    host: str
+
+
+def _caller(request: Request) -> Caller:
+    """Every endpoint's check: a valid key, or this machine without one when the settings allow it."""
+    keys: ApiKeys = request.app.state.keys
+    engines: Engines = request.app.state.engines
+    host = request.client.host if request.client else ""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if header and scheme.lower() == "bearer" and secret.strip():
+        key = keys.verify(secret.strip())
+        if key is None:
+            raise ApiError(
+                401,
+                "The API key is not valid (mistyped or revoked): create one on the Settings page or with "
+                "`python -m rag keys create NAME`, and send it as `Authorization: Bearer <key>`.",
+                "authentication_error",
+                "invalid_api_key",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return Caller(key, host)
+    if engines.settings().api_loopback_without_key and _is_loopback(host):
+        return Caller(None, host)
+    raise ApiError(
+        401,
+        "No API key: send `Authorization: Bearer <key>`. Create a key on the Settings page or with "
+        "`python -m rag keys create NAME`.",
+        "authentication_error",
+        "missing_api_key",
+        {"WWW-Authenticate": "Bearer"},
+    )
+
+
+Authorized = Annotated[Caller, Depends(_caller)]
+
+
+def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None) -> FastAPI:
+    """The API on these engines and keys. `settings` fixes the limits for the server's lifetime (those read at
+    start: the host, the port and the limits are the server's); the answers follow the settings as saved."""
+    limits = settings or engines.settings()
+    app = FastAPI(
+        title="Chat with your documents: HTTP API",
+        version="1",
+        summary="OpenAI-compatible chat over your documents, with the sources kept; and the documents themselves.",
+        docs_url=None,  # FastAPI's pages load their scripts from a CDN: this one is served from here (see /docs)
+        redoc_url=None,
+    )
+    slots = AnswerSlots(limits.api_concurrency, 4 * limits.api_concurrency, limits.request_timeout)
+    app.state.slots, app.state.engines, app.state.keys = slots, engines, keys
+
+    def body_limit(scope: Scope) -> tuple[int, str]:
+        if scope.get("path") == UPLOAD_PATH and scope.get("method") == "POST":
+            return limits.max_upload_mb * 1024 * 1024, "An upload"
+        return limits.api_max_request_kb * 1024, "The request"
+
+    app.add_middleware(BodyLimit, limits=body_limit)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestTooLarge)
+    async def too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
+        return _too_large(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(_problem(e) for e in exc.errors()[:5])
+        return ApiError(400, f"The request is not valid: {problems}. See /docs for the fields.").response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"No endpoint {request.method} {request.url.path}: /docs lists them."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}: /docs says which methods are."
+        else:
+            message = str(exc.detail)
+        return ApiError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None).response()
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return ApiError(503 if isinstance(exc, BackendUnavailable) else 400, str(exc)).response()
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("%s %s failed unexpectedly", request.method, request.url.path)
+        return ApiError(
+            500,
+            f"Something went wrong ({type(exc).__name__}: {exc}). Try again; the details are in the server's log.",
+            "server_error",
+        ).response()
+
+    @app.get("/v1/models", tags=["chat"], summary="The knowledge bases, each a model an OpenAI client can pick")
+    def models(who: Authorized) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": name, "object": "model", "created": 0, "owned_by": "local"} for name in engines.names()],
+        }
+
+    @app.post(
+        "/v1/chat/completions",
+        tags=["chat"],
+        summary="Answer the last message from a knowledge base, with its sources (OpenAI-compatible)",
+        response_description="chat.completion (or, with stream, chat.completion.chunk events); `sources` lists "
+        "the passages cited as [1], [2] (file, page, score, passage), and `conversation` the saved conversation",
+    )
+    def chat_completions(body: ChatCompletionRequest, who: Authorized) -> Response:
+        if body.n != 1:
+            raise ApiError(400, f"n={body.n}: one answer per question here; send n=1 (or leave it out).")
+        question, earlier = _question(body.messages)
+        engine = engines.get(body.model)
+        documents = _documents(engine, body.documents)
+        conversation_id = None
+        if body.conversation is not None:
+            try:
+                conversation_id = engine.conversations.resolve(body.conversation)
+            except ConversationNotFound as exc:
+                raise ApiError(404, str(exc), code="conversation_not_found") from exc
+            earlier = []
+        slots.take()
+        try:
+            turn = Chat(engine, "api").ask(question, conversation_id, documents, stopped=API_STOPPED, earlier=earlier)
+        except BaseException:
+            slots.give_back()
+            raise
+        answer_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(
+                _events(turn, slots, answer_id, body.model or engines.names()[0], include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        try:
+            with turn:
+                for _ in turn:
+                    pass
+        finally:
+            slots.give_back()
+        if turn.error is not None:
+            raise _turn_error(turn)
+        return JSONResponse(_completion(turn, answer_id, body.model or engines.names()[0]))
+
+    @app.post("/v1/search", tags=["knowledge base"], summary="The passages a question retrieves, without a model")
+    def search(body: SearchRequest, who: Authorized) -> dict[str, Any]:
+        engine = engines.get(body.model)
+        check = engine.check_retrieval(body.query)
+        given = {hit.chunk.id for hit in check.selected}
+        return {
+            "object": "list",
+            "query": body.query,
+            "data": [
+                {**_passage(hit), "rank": rank, "given_to_model": hit.chunk.id in given}
+                for rank, hit in enumerate(check.hits, 1)
+            ],
+        }
+
+    @app.get("/v1/documents", tags=["knowledge base"], summary="The documents of a knowledge base")
+    def documents(who: Authorized, model: str = "") -> dict[str, Any]:
+        engine = engines.get(model)
+        return {"object": "list", "data": [_document(d) for d in engine.documents()]}
+
+    @app.post(UPLOAD_PATH, tags=["knowledge base"], summary="Add files (multipart, field `file`, repeatable)")
+    def upload(
+        who: Authorized, file: Annotated[list[UploadFile], File(description="PDF, DOCX, MD, TXT, HTML, CSV, PNG…")],
+        model: str = "",
+    ) -> JSONResponse:
+        engine = engines.get(model)
+        sizes = [f.size or 0 for f in file]
+        try:
+            engine.check_upload(sizes)
+        except UploadLimitError as exc:
+            raise ApiError(413, str(exc), code="request_too_large") from exc
+        results = engine.ingest_uploads([(f.filename or "upload", f.file.read) for f in file])
+        rows = [
+            {"name": r.name, "status": r.status, "chunks": r.chunks, "message": r.message, "id": r.doc_id or None}
+            for r in results
+        ]
+        status = 200 if any(r.ok for r in results) else 422
+        body: dict[str, Any] = {"object": "list", "data": rows}
+        if status != 200:
+            body = ApiError(422, "No file could be added: " + "; ".join(r.message for r in results)).body() | body
+        return JSONResponse(body, status_code=status)
+
+    @app.delete("/v1/documents/{document}", tags=["knowledge base"], summary="Remove a document and its passages")
+    def delete(document: str, who: Authorized, model: str = "") -> dict[str, Any]:
+        engine = engines.get(model)
+        found = engine.store.find(document)
+        if found is None:
+            raise ApiError(404, f"No document {document!r}: GET /v1/documents lists names and ids.", code="not_found")
+        engine.delete(found.doc_id)
+        return {"id": found.doc_id, "name": found.name, "deleted": True}
+
+    @app.get("/v1/conversations", tags=["conversations"], summary="The saved conversations, most recent first")
+    def conversations(who: Authorized, model: str = "", limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        engine = engines.get(model)
+        return {"object": "list", "data": [asdict(c) for c in engine.conversations.list(limit=limit)]}
+
+    @app.get("/v1/conversations/{conversation}", tags=["conversations"], summary="A conversation with every record")
+    def conversation(conversation: str, who: Authorized, model: str = "") -> Any:
+        store = engines.get(model).conversations
+        try:
+            return asdict(store.get(store.resolve(conversation)))
+        except ConversationNotFound as exc:
+            raise ApiError(404, str(exc), code="conversation_not_found") from exc
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(openapi_page(app.openapi()))
+
+    return app
+
+
+def _question(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatTurnMessage]]:
+    """The question (the last message, from the user) and the conversation before it (user and assistant
+    messages; the client's system messages are not used: the knowledge base's system prompt holds the sources)."""
+    last = messages[-1]
+    if last.role != "user":
+        raise ApiError(400, f"The last message must be the question, with role user (it is {last.role}).")
+    question = last.text().strip()
+    if not question:
+        raise ApiError(400, "The question (the last message) is empty: send some text.")
+    earlier = [
+        ChatTurnMessage(m.role, m.text())
+        for m in messages[:-1]
+        if m.role in ("user", "assistant") and m.text().strip()
+    ]
+    return question, earlier
+
+
+def _documents(engine: Engine, names: Sequence[str] | None) -> list[SelectedDocument] | None:
+    if not names:
+        return None
+    chosen: list[SelectedDocument] = []
+    for name in names:
+        doc = engine.store.find(name)
+        if doc is None:
+            raise ApiError(404, f"No document {name!r} to search: GET /v1/documents lists names and ids.")
+        chosen.append(SelectedDocument(doc.doc_id, doc.name))
+    return chosen
+
+
+def _passage(hit: Any) -> dict[str, Any]:
+    chunk = hit.chunk
+    return {"file": chunk.source, "page": chunk.page, "score": round(hit.score, 4), "passage": chunk.text}
+
+
+def _document(d: Any) -> dict[str, Any]:
+    return {
+        "id": d.doc_id,
+        "object": "document",
+        "name": d.name,
+        "type": d.kind,
+        "pages": d.pages,
+        "chunks": d.chunks,
+        "size_bytes": d.size_bytes,
+        "ingested_at": d.ingested_at,
+    }
+
+
+def references(turn: Turn) -> str:
+    """The sources as numbered lines after the answer, so a client that shows only the text still shows them."""
+    sources = turn.answer.sources if turn.answer is not None else []
+    if not sources:
+        return ""
+    lines = [
+        f"[{i}] {s.chunk.source}" + ("" if s.chunk.page is None else f", page {s.chunk.page}")
+        for i, s in enumerate(sources, 1)
+    ]
+    return "\n\nSources:\n" + "\n".join(lines)
+
+
+def _sources(turn: Turn) -> list[dict[str, Any]]:
+    sources = turn.answer.sources if turn.answer is not None else []
+    return [{"index": i, **_passage(s)} for i, s in enumerate(sources, 1)]
+
+
+def _usage(turn: Turn) -> dict[str, int]:
+    usage = turn.answer.usage if turn.answer is not None else None
+    prompt = (usage.prompt_tokens if usage else None) or 0
+    completion = (usage.completion_tokens if usage else None) or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completion(turn: Turn, answer_id: str, model: str) -> dict[str, Any]:
+    text = (turn.saved.content if turn.saved is not None else turn.text.strip()) + references(turn)
+    return {
+        "id": answer_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": _usage(turn),
+        "sources": _sources(turn),
+        "conversation": turn.conversation_id,
+    }
+
+
+def _chunk(answer_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    event = {
+        "id": answer_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return _sse(event)
+
+
+def _sse(event: Mapping[str, Any]) -> str:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+async def _events(
+    turn: Turn, slots: AnswerSlots, answer_id: str, model: str, include_usage: bool
+) -> AsyncIterator[str]:
+    """The turn as OpenAI's event stream. The turn runs in a thread of its own (the model blocks); when the
+    client hangs up, the turn is stopped there and its partial answer saved with the reason."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    hung_up = threading.Event()
+
+    def put(item: tuple[str, str]) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the server is shutting down: nobody reads any more
+            hung_up.set()
+
+    def run() -> None:
+        try:
+            with turn:
+                for piece in turn:
+                    if hung_up.is_set():
+                        break  # closing the turn saves what arrived, marked as stopped
+                    put(("piece", piece))
+        finally:
+            slots.give_back()
+            put(("end", ""))
+
+    threading.Thread(target=run, name=f"answer-{answer_id[-8:]}", daemon=True).start()
+    created = int(time.time())
+    try:
+        yield _chunk(answer_id, model, created, {"role": "assistant", "content": ""})
+        while True:
+            kind, piece = await queue.get()
+            if kind == "end":
+                break
+            yield _chunk(answer_id, model, created, {"content": piece})
+        if turn.error is not None:
+            yield _sse(_turn_error(turn).body())
+        else:
+            tail = references(turn)
+            final = json.loads(_chunk(answer_id, model, created, {"content": tail} if tail else {}, "stop")[6:])
+            yield _sse({**final, "sources": _sources(turn), "conversation": turn.conversation_id})
+            if include_usage:
+                yield _sse(
+                    {"id": answer_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "choices": [], "usage": _usage(turn)}
+                )  # fmt: skip
+        yield "data: [DONE]\n\n"
+    finally:
+        hung_up.set()
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+# -- the OpenAPI page ---------------------------------------------------------------------------------------
+
+
+def openapi_page(schema: Mapping[str, Any]) -> str:
+    """The API described as one self-contained HTML page (no script, nothing loaded from elsewhere)."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>",
+        html.escape(schema["info"]["title"]),
+        "</title><style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto;line-height:1.4}"
+        "code,pre{background:#f3f3f3;padding:0 .2rem}h2{margin-top:2rem;border-top:1px solid #ddd;padding-top:1rem}"
+        "td,th{text-align:left;padding:.2rem .6rem;vertical-align:top}</style></head><body>",
+        f"<h1>{html.escape(schema['info']['title'])}</h1>",
+        f"<p>{html.escape(schema['info'].get('summary', ''))}</p>",
+        "<p>Send <code>Authorization: Bearer &lt;key&gt;</code> with every request. The machine-readable "
+        "description is <a href='/openapi.json'>/openapi.json</a>.</p>",
+    ]
+    components = schema.get("components", {}).get("schemas", {})
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            parts.append(f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>")
+            parts.append(f"<p>{html.escape(op.get('summary', ''))}</p>")
+            if op.get("description"):
+                parts.append(f"<p>{html.escape(op['description'])}</p>")
+            params = op.get("parameters", [])
+            if params:
+                parts.append("<table><tr><th>parameter</th><th>in</th><th>description</th></tr>")
+                for p in params:
+                    parts.append(
+                        f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{html.escape(p['in'])}</td>"
+                        f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+                    )
+                parts.append("</table>")
+            content = op.get("requestBody", {}).get("content", {})
+            for media, spec in content.items():
+                ref = spec.get("schema", {}).get("$ref", "")
+                fields = components.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+                parts.append(f"<p>Body ({html.escape(media)}):</p><table>")
+                for name, field in fields.items():
+                    parts.append(
+                        f"<tr><td><code>{html.escape(name)}</code></td>"
+                        f"<td>{html.escape(field.get('description', ''))}</td></tr>"
+                    )
+                parts.append("</table>")
+            for status, response in op.get("responses", {}).items():
+                parts.append(f"<p>{html.escape(status)}: {html.escape(response.get('description', ''))}</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# -- running it ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    """The API served in a thread (beside the app); `stop()` ends it."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _uvicorn_config(app: FastAPI, host: str, port: int) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Serve in this thread until Ctrl-C."""
+    import uvicorn
+
+    uvicorn.Server(_uvicorn_config(app, host, port)).run()
+
+
+def serve_in_thread(app: FastAPI, host: str, port: int) -> RunningServer:
+    """Serve in a daemon thread (beside the app); returns once the server listens, or raises why it cannot."""
+    import uvicorn
+
+    server = uvicorn.Server(_uvicorn_config(app, host, port))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # e.g. the port is taken: reported to the caller below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="rag-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RagError(
+            f"The HTTP API could not listen on {host}:{port} ({failure[0] if failure else 'no answer'}): set "
+            "RAG_API_PORT to a free port."
+        )
+    return RunningServer(f"http://{host}:{port}", server, thread)
+
