@@ -286,7 +286,7 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
         said = f"No document named {args.name!r}: see `python -m rag docs` for names and ids."
         print(terminal_safe(said), file=sys.stderr)
         return 1
-    engine.store.delete_document(doc.doc_id)
+    engine.delete(doc.doc_id)
     print(terminal_safe(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')})."))
     return 0
 

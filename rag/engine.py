@@ -23,6 +23,7 @@ from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
 from rag.loaders import SUPPORTED
+from rag.originals import Originals
 from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
 from rag.schema import Chunk, RetrievedChunk
 from rag.store import DocumentRecord, Store
@@ -183,6 +184,11 @@ class Engine:
         return Retriever(self.store, self.embedder, RetrievalOptions(profile=self.settings.profile))
 
     @cached_property
+    def originals(self) -> Originals:
+        """The documents' files, kept in the data folder to show sources where they stand."""
+        return Originals(self.settings.data_dir)
+
+    @cached_property
     def ingestor(self) -> Ingestor:
         return Ingestor(
             self.store,
@@ -190,6 +196,7 @@ class Engine:
             self.settings.chunk_size,
             self.settings.chunk_overlap,
             limits=IngestLimits.from_settings(self.settings),
+            originals=self.originals,
         )
 
     @property
@@ -225,6 +232,7 @@ class Engine:
 
     def delete(self, doc_id: str) -> None:
         self.store.delete_document(doc_id)
+        self.originals.discard(doc_id)
 
     def preview(self, doc_id: str) -> list[Chunk]:
         return self.store.chunks_of(doc_id)
