@@ -72,7 +72,9 @@ class Originals:
             os.replace(temporary, target)
             return True
         except OSError as exc:
-            logger.warning("The file of %s (%s) was not kept (%s): its sources will be shown as text", name, doc_id, exc)
+            logger.warning(
+                "The file of %s (%s) was not kept (%s): its sources will be shown as text", name, doc_id, exc
+            )
             if temporary is not None:
                 Path(temporary).unlink(missing_ok=True)
             return False

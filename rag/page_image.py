@@ -133,7 +133,7 @@ def pdf_page_words(data: bytes, page: int) -> PageWords | None:
                             boxes.append(box)
                         current, box = [], None
                         continue
-                    left, bottom, right, top = textpage.get_charbox(i)
+                    left, bottom, right, top = textpage.get_charbox(i, loose=True)  # loose: the line's full height
                     (x1, y1), (x2, y2) = to_pixels(left, bottom), to_pixels(right, top)
                     char_box = Box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
                     current.append(ch)

@@ -38,7 +38,7 @@ def char_boxes(data: bytes, page: int, wanted: str) -> list[tuple[float, float, 
     start = flat.index("".join(wanted.split()))
     out = []
     for i, _ in visible[start : start + len("".join(wanted.split()))]:
-        left, bottom, right, top = textpage.get_charbox(i)
+        left, bottom, right, top = textpage.get_charbox(i, loose=True)
         out.append((left * VIEW_SCALE, (height - top) * VIEW_SCALE, right * VIEW_SCALE, (height - bottom) * VIEW_SCALE))
     return out
 
