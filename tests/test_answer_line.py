@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag.answer_line import answer_lines, candidate_lines
+from rag.answer_line import Coverage, answer_lines, candidate_lines
 from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
 
@@ -22,7 +22,7 @@ PROSE = (
 )
 
 
-def share_of(question: str):  # type: ignore[no-untyped-def]
+def share_of(question: str) -> Coverage:
     terms = set(query_terms(question))
 
     def coverage(texts: Sequence[str]) -> list[float]:

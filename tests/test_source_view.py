@@ -3,6 +3,7 @@ highlighted over PDFium's (or OCR's) boxes of its words, Word and Markdown passa
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,7 @@ def tinted(view: PageView, plain: PageView, box: tuple[float, float, float, floa
     return float(marked[top:bottom, left:right, 2].mean()) < float(bare[top:bottom, left:right, 2].mean()) - 20
 
 
-def _png(view: PageView):  # type: ignore[no-untyped-def]
-    import io
-
+def _png(view: PageView) -> io.BytesIO:
     return io.BytesIO(view.png)
 
 
@@ -164,7 +163,7 @@ def test_a_word_passage_opens_in_its_text_with_its_heading_path(
 def test_a_pdf_indexed_before_files_were_kept_is_shown_as_text_saying_how_to_get_the_page(
     tmp_path: Path, kb: tuple[Store, Originals, Ingestor], embedder: Embedder
 ) -> None:
-    store, originals, _ = kb
+    store, _, _ = kb
     old = Ingestor(store, embedder, chunk_size=400, chunk_overlap=50)  # no files kept
     [result] = old.ingest_paths([text_pdf(tmp_path / "old.pdf", [PAGE_TWO])])
     assert result.doc_id is not None
@@ -178,5 +177,5 @@ def test_a_deleted_document_says_so(tmp_path: Path, kb: tuple[Store, Originals, 
     assert result.doc_id is not None
     ref = passage(store, result.doc_id, "quarterly")
     store.delete_document(result.doc_id)
-    with pytest.raises(SourceNotFound, match="gone.pdf is no longer in the knowledge base"):
+    with pytest.raises(SourceNotFound, match=r"gone\.pdf is no longer in the knowledge base"):
         viewer(kb, tmp_path).open(ref)
