@@ -23,7 +23,7 @@ from rag.logs import configure_logging
 from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
-from rag.schema import Answer, Message, RetrievedChunk
+from rag.schema import Answer, Chunk, Message, RetrievedChunk
 from rag.sqlite import is_corrupt, is_disk_full
 from rag.store import DocumentRecord, Store, disk_full, registry_damaged
 from rag.turn import Chat, Turn, prepare
@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--doc", action="append", default=[], metavar="NAME", help="search only this document; repeatable, saved"
     )
     chat.set_defaults(run=cmd_chat)
+
+    show = sub.add_parser(
+        "show", help="a source where it stands: its text with the passage marked (--png: the highlighted page)"
+    )
+    show.add_argument(
+        "source_id", metavar="SOURCE_ID", help="as `ask` prints it after each source, e.g. 3fa2c1d0:00012"
+    )
+    show.add_argument("--question", help="also mark the line of the passage that best answers this question")
+    show.add_argument(
+        "--png", type=Path, metavar="FILE", help="write the page with the passage highlighted (PDFs, scans)"
+    )
+    show.add_argument("--page", type=int, help="with --png: this page of the document instead (a neighbour)")
+    show.set_defaults(run=cmd_show)
 
     conversations = sub.add_parser("conversations", help="list, show, export or delete saved conversations")
     conv_sub = conversations.add_subparsers(required=True, metavar="ACTION")
@@ -289,6 +302,56 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
     engine.delete(doc.doc_id)
     print(terminal_safe(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')})."))
     return 0
+
+
+def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
+    from rag.answer_line import answer_lines, keyword_coverage
+    from rag.source_view import PageView, SourceRef, text_view_terminal
+
+    chunk = _find_source(engine, args.source_id)
+    ref = SourceRef.of_chunk(chunk)
+    line = ""
+    if args.question:
+        [best] = answer_lines(
+            args.question, [chunk.text], engine.embedder, keyword_coverage(engine.store, args.question)
+        )
+        line = best.text if best is not None else ""
+    view = engine.sources.text(ref, line)
+    where = [view.name] + ([f"page {view.page}"] if view.page is not None else []) + [" › ".join(view.heading_path)]
+    print(terminal_safe(" · ".join(part for part in where if part)))
+    if view.note:
+        print(f"# {terminal_safe(view.note)}", file=sys.stderr)
+    print(text_view_terminal(view, ansi=sys.stdout.isatty()))
+    if line:
+        print(f"\nThe line that answers: {terminal_safe(line)}")
+    if args.png is not None:
+        page = engine.sources.open(ref, line=line, page=args.page)
+        if not isinstance(page, PageView):
+            raise RagError(f"{chunk.source} has no page to draw: --png is for PDFs and scans (kept files). {page.note}")
+        try:
+            args.png.write_bytes(page.png)
+        except OSError as exc:
+            raise RagError(f"Cannot write {args.png} ({exc.strerror or exc}): choose a writable path.") from exc
+        marked = "the passage highlighted" if page.passage_boxes else "no passage marked on it"
+        print(
+            f"# wrote page {page.page} of {page.pages} ({page.width}x{page.height} px, {marked}) to {args.png}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _find_source(engine: Engine, source_id: str) -> Chunk:
+    """The chunk a source id names: "<document id or its start>:<position>"."""
+    doc_part, _, position = source_id.strip().rpartition(":")
+    doc = engine.store.find(doc_part) if doc_part and position.isdigit() else None
+    found = engine.store.fetch([f"{doc.doc_id}:{int(position):05d}"]) if doc is not None else {}
+    if not found:
+        raise RagError(
+            f"No source {source_id!r}: give it as `ask` prints it after a source (document id, a colon, the "
+            "chunk's number, e.g. 3fa2c1d0:00012); the document may have been deleted or replaced since."
+        )
+    [(chunk, _vector)] = found.values()
+    return chunk
 
 
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.embeddings import Embedder
+from rag.keyword_index import query_terms
 from rag.loaders.layout import classify_line, is_data_row
+
+if TYPE_CHECKING:
+    from rag.store import Store
 
 # A line's keyword share counts this much beside its cosine: measured on the tests' questions, the row that
 # holds the figure asked for has a cosine barely above its neighbours' (0.02-0.05) and a keyword share
@@ -118,3 +123,9 @@ def answer_lines(
         at += len(found)
         best.append(max(scored, key=lambda line: line.score) if scored else None)
     return best
+
+
+def keyword_coverage(store: Store, question: str) -> Coverage:
+    """The question's keyword shares as the knowledge base weighs its words (rarer words weigh more)."""
+    terms = query_terms(question)
+    return lambda texts: store.keyword_coverage(terms, texts)

@@ -26,6 +26,7 @@ from rag.loaders import SUPPORTED
 from rag.originals import Originals
 from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
 from rag.schema import Chunk, RetrievedChunk
+from rag.source_view import SourceViewer
 from rag.store import DocumentRecord, Store
 
 __all__ = [
@@ -158,12 +159,14 @@ class Engine:
         embedder: Embedder | None = None,
         chosen: ChosenBackend | None = None,
         conversations: ConversationStore | None = None,
+        sources: SourceViewer | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._embedder = embedder
         self._chosen = chosen
         self._conversations = conversations
+        self._sources = sources
         self._backend_lock = threading.Lock()
 
     @cached_property
@@ -187,6 +190,11 @@ class Engine:
     def originals(self) -> Originals:
         """The documents' files, kept in the data folder to show sources where they stand."""
         return Originals(self.settings.data_dir)
+
+    @cached_property
+    def sources(self) -> SourceViewer:
+        """Opens a source where it stands (its page highlighted, or its text in context)."""
+        return self._sources or SourceViewer(self.store, self.originals, self.settings.data_dir / "cache")
 
     @cached_property
     def ingestor(self) -> Ingestor:

@@ -30,8 +30,8 @@ from rag.errors import DiskFull, LoaderError, RagError
 from rag.formatting import clean_name, human_size, plural
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
-from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
 from rag.originals import Originals
+from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord, Store, disk_full

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from rag.alignment import Located, PageTokens, locate, span_on_page, words_of
 from rag.errors import LoaderError, RagError
+from rag.formatting import terminal_safe
 from rag.originals import Originals
 from rag.page_image import (
     Box,
@@ -203,6 +204,11 @@ class SourceViewer:
         if data is None:
             return None
         return pdf_page_count(data) if record.kind == "pdf" else 1
+
+    def text(self, ref: SourceRef, line: str = "") -> TextView:
+        """The passage in its surrounding text, whatever the document's kind (a PDF's page as text)."""
+        record = self._record(ref)
+        return self._text_view(SourceRef(record.doc_id, record.name, ref.page, ref.text, ref.position), line)
 
     def document_page(self, doc_id: str, page: int) -> PageView:
         """A page of a document with no passage marked (the Documents page's preview)."""
@@ -464,7 +470,8 @@ def text_view_html(view: TextView) -> str:
 
 def text_view_terminal(view: TextView, ansi: bool) -> str:
     """The text view for a terminal: the passage between »» and «« (in reverse video too, on a terminal that
-    shows it), the line that answers between [[ and ]] (underlined too)."""
+    shows it), the line that answers between [[ and ]] (underlined too). The document's own control characters
+    are shown escaped, never sent to the terminal."""
     out = []
     inside = False
     for segment in view.segments:
@@ -473,7 +480,7 @@ def text_view_terminal(view: TextView, ansi: bool) -> str:
         elif not segment.mark and inside:
             out.append(" ««")
         inside = bool(segment.mark)
-        text = segment.text
+        text = "\n".join(terminal_safe(line) for line in segment.text.split("\n"))
         if segment.mark == "line":
             text = f"[[{text}]]"
         if ansi and segment.mark:
