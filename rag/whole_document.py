@@ -28,19 +28,20 @@ logger = logging.getLogger(__name__)
 
 NOTE_TOKENS = 256  # the most a part's note may take (a long list in one part is cut: smaller parts then)
 OVERHEAD_TOKENS = 48  # the chat template's own tokens around the messages, beyond the counted texts
+MIN_PART_TOKENS = 100  # a window with less room than this for the document's text is too small
 NOTE_SHARE = 0.5  # of a note's reserve that a note takes on average, for the time estimate
 NOTHING = "NOTHING"
+LABEL_ROOM = "part 100 of 100, a document with a long name.pdf, pages 1000–1000"  # room for a part's label
 
-MAP_SYSTEM = (
-    "You read one part of a longer document to help answer a question about the whole document.\n"
-    "Write down everything in this part that helps answer the question, as a short list, each item with its "
-    "page like [p. 3]. Copy names and figures exactly as they are written. If nothing in this part helps, "
-    f"answer only: {NOTHING}"
+# The instructions come after the text, as its last words: small models follow what they read last (the
+# built-in 135M model, given them before the text, wrote a paragraph about the document instead of its items).
+MAP_ASK = (
+    "From the text above ({label}): {question} Answer with a short bulleted list of what the text says about "
+    f"it, copying names and figures exactly. If the text says nothing about it, answer only: {NOTHING}"
 )
-REDUCE_SYSTEM = (
-    "You combine notes taken from every part of a document, in order, into one answer to the question.\n"
-    "Keep every item the notes give (for a list or a count, all of them), with their pages like [p. 3]. "
-    "Say nothing the notes do not say. Answer in the language of the question."
+REDUCE_ASK = (
+    "From the notes above: {question} Keep every item of the notes (for a list or a count, all of them), each "
+    "with the pages its note names, like (pages 3–4). Say nothing the notes do not say."
 )
 # Questions that ask about a whole document rather than a passage of it.
 _WHOLE_QUESTION = re.compile(
@@ -85,15 +86,9 @@ class Part:
 
     @property
     def text(self) -> str:
-        """The chunks as the model reads them, each page's start marked so that notes can cite it."""
-        out: list[str] = []
-        page: int | None = None
-        for chunk in self.chunks:
-            if chunk.page is not None and chunk.page != page:
-                out.append(f"[page {chunk.page}]")
-                page = chunk.page
-            out.append(chunk.text)
-        return "\n".join(out)
+        """The chunks as the model reads them (its label names the pages: page markers inside the text made the
+        built-in model write markers instead of notes)."""
+        return "\n".join(chunk.text for chunk in self.chunks)
 
     @property
     def label(self) -> str:
@@ -197,7 +192,7 @@ class WholeDocumentAnswer:
         try:
             for part in self.plan.parts:
                 note_text, usage = timed_complete(self.backend, _map_messages(self.plan, part), NOTE_TOKENS, self.meter)
-                note = Note(part, note_text.strip(), usage)
+                note = Note(part, tidy_note(note_text), usage)
                 self.notes.append(note)
                 self._count(usage)
                 left = self._seconds_left(total_reads - part.number)
@@ -310,16 +305,14 @@ def plan(
             "document of the knowledge base for one question would take too long."
         )
     count = _text_counter(backend)
-    frame = backend.count_tokens(_map_messages_for(question, "x", "")) + OVERHEAD_TOKENS
+    frame = backend.count_tokens(_map_messages_for(question, LABEL_ROOM, "")) + OVERHEAD_TOKENS
     budget = backend.context_window - NOTE_TOKENS - frame
-    if max_part_tokens:
-        budget = min(budget, max_part_tokens)
-    if budget < 200:
+    if budget < MIN_PART_TOKENS:
         raise WholeDocumentError(
             f"The model's window ({backend.context_window} tokens) leaves no room for a part of the document beside "
             "the instructions: raise the context window (Settings, or RAG_CONTEXT_WINDOW)."
         )
-    parts = make_parts(documents, budget, count)
+    parts = make_parts(documents, min(budget, max_part_tokens or budget), count)
     if not parts:
         raise WholeDocumentError("The chosen documents have no text to read.")
     part_tokens = [frame + sum(count(c.text) + 4 for c in p.chunks) for p in parts]
@@ -353,23 +346,30 @@ def _text_counter(backend: LLMBackend) -> TokenCount:
     return lambda text: max(1, backend.count_tokens([Message("user", text)]) - empty)
 
 
-def _map_messages_for(question: str, part_header: str, text: str) -> list[Message]:
-    return [
-        Message("system", MAP_SYSTEM),
-        Message(
-            "user", f"Question: {question.strip()}\n\n{part_header}:\n{text}\n\nQuestion again: {question.strip()}"
-        ),
-    ]
+def _map_messages_for(question: str, label: str, text: str) -> list[Message]:
+    return [Message("user", f"{text}\n\n" + MAP_ASK.format(label=label, question=question))]
 
 
 def _map_messages(plan: Plan, part: Part) -> list[Message]:
-    header = f"Part {part.number} of {len(plan.parts)} ({part.label})"
-    return _map_messages_for(plan.question.strip(), header, part.text)
+    label = f"part {part.number} of {len(plan.parts)}, {part.label}"
+    return _map_messages_for(plan.question.strip(), label, part.text)
 
 
 def _reduce_messages(question: str, notes: Sequence[tuple[str, str]]) -> list[Message]:
     body = "\n\n".join(f"Notes from {label}:\n{text}" for label, text in notes)
-    return [Message("system", REDUCE_SYSTEM), Message("user", f"Question: {question.strip()}\n\n{body}")]
+    return [Message("user", f"{body}\n\n" + REDUCE_ASK.format(question=question.strip()))]
+
+
+def tidy_note(text: str) -> str:
+    """A note without the lines a small model repeats (it loops on a list's last item)."""
+    kept = []
+    used: set[str] = set()
+    for line in text.strip().split("\n"):
+        key = " ".join(line.lower().split()).lstrip("-*•0123456789.) ")
+        if line.strip() and key not in used:
+            used.add(key)
+            kept.append(line.rstrip())
+    return "\n".join(kept)
 
 
 def _duration(seconds: float | None) -> str:
