@@ -10,17 +10,20 @@ marked in the opened source.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.conversations import SavedSource
 from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
 from rag.loaders.layout import classify_line, is_data_row
 
 if TYPE_CHECKING:
+    from rag.retrieval import RetrievalResult
+    from rag.schema import RetrievedChunk
     from rag.store import Store
 
 # A line's keyword share counts this much beside its cosine: measured on the tests' questions, the row that
@@ -129,3 +132,26 @@ def keyword_coverage(store: Store, question: str) -> Coverage:
     """The question's keyword shares as the knowledge base weighs its words (rarer words weigh more)."""
     terms = query_terms(question)
     return lambda texts: store.keyword_coverage(terms, texts)
+
+
+def ranking_scores(result: RetrievalResult) -> dict[str, float]:
+    """chunk id → the score that ranked it: the last ranking stage's (meaning and keywords fused, with the
+    document-focus and profile boosts), not the cosine the passages carry."""
+    ranked = [stage for stage in result.stages if stage.stage != "select"]
+    return dict(ranked[-1].ranking) if ranked else {}
+
+
+def checkable_sources(
+    question: str,
+    sources: Sequence[RetrievedChunk],
+    ranking: Mapping[str, float],
+    embedder: Embedder,
+    coverage: Coverage | None = None,
+) -> list[SavedSource]:
+    """The sources as an answer saves them, in the order the model read them: each with the score that ranked
+    it and the line that answers."""
+    lines = answer_lines(question, [s.chunk.text for s in sources], embedder, coverage)
+    return [
+        replace(SavedSource.of(s), rank_score=ranking.get(s.chunk.id), line=line.text if line is not None else "")
+        for s, line in zip(sources, lines, strict=True)
+    ]

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from rag.answer_line import Coverage, answer_lines, candidate_lines
+from rag.answer_line import (
+    Coverage,
+    answer_lines,
+    candidate_lines,
+    checkable_sources,
+    keyword_coverage,
+    ranking_scores,
+)
 from rag.embeddings import Embedder
+from rag.ingest import Ingestor
 from rag.keyword_index import query_terms
+from rag.retrieval import Retriever
+from rag.store import Store
 
 TABLE = """CONDENSED CONSOLIDATED STATEMENTS OF INCOME
 Three Months Ended Six Months Ended
@@ -64,3 +75,25 @@ def test_each_passage_gets_its_own_line_in_one_batch(embedder: Embedder) -> None
 
 def test_no_question_marks_nothing(embedder: Embedder) -> None:
     assert answer_lines("  ", [PROSE], embedder) == [None]
+
+
+def test_sources_are_saved_in_the_model_s_order_with_the_score_that_ranked_them_and_their_line(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    store = Store(tmp_path / "kb")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "llama.md").write_text("# Llama 2\n\n" + PROSE + "\n")
+    (folder / "income.md").write_text("# Income\n\n" + TABLE + "\n")
+    (folder / "other.md").write_text("# Weather\n\nIt rained on Tuesday. The sun came out on Friday.\n")
+    Ingestor(store, embedder, 600, 100).ingest_paths([folder])
+    question = "What context length does Llama 2 use?"
+    result = Retriever(store, embedder).retrieve(question, top_k=3)
+    ranking = ranking_scores(result)
+    saved = checkable_sources(question, result.selected, ranking, embedder, keyword_coverage(store, question))
+    assert [s.text for s in saved] == [h.chunk.text for h in result.selected]  # the order the model reads
+    scores = [s.rank_score for s in saved]
+    assert all(score is not None for score in scores)
+    assert scores == sorted(scores, reverse=True)  # the score shown is the one that ordered them
+    assert saved[0].source == "llama.md" and "context length of 4096" in saved[0].line
+    assert saved[0].source_id == result.selected[0].chunk.id
