@@ -134,24 +134,52 @@ def keyword_coverage(store: Store, question: str) -> Coverage:
     return lambda texts: store.keyword_coverage(terms, texts)
 
 
-def ranking_scores(result: RetrievalResult) -> dict[str, float]:
+# What each ranking stage's score is, as the sources under an answer name it.
+RANKED_BY = {
+    "candidates": "meaning and keywords fused",
+    "focus": "meaning and keywords fused",
+    "focus+": "meaning and keywords fused, raised for the document the question points to",
+    "prefer": "meaning and keywords fused, with the profile's preference",
+}
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The score that put each passage in its place (chunk id → score) and what that score is."""
+
+    scores: dict[str, float]
+    stage: str  # the stage whose ranking it is ("" when retrieval ranked nothing)
+    label: str  # in words, e.g. "meaning and keywords fused"
+
+
+def ranking_scores(result: RetrievalResult) -> Ranking:
     """chunk id → the score that ranked it: the last ranking stage's (meaning and keywords fused, with the
     document-focus and profile boosts), not the cosine the passages carry."""
     ranked = [stage for stage in result.stages if stage.stage != "select"]
-    return dict(ranked[-1].ranking) if ranked else {}
+    if not ranked:
+        return Ranking({}, "", "")
+    last = ranked[-1]
+    key = "focus+" if last.stage == "focus" and last.note else last.stage
+    return Ranking(dict(last.ranking), last.stage, RANKED_BY.get(key, last.stage))
 
 
 def checkable_sources(
     question: str,
     sources: Sequence[RetrievedChunk],
-    ranking: Mapping[str, float],
+    ranking: Ranking | Mapping[str, float],
     embedder: Embedder,
     coverage: Coverage | None = None,
 ) -> list[SavedSource]:
     """The sources as an answer saves them, in the order the model read them: each with the score that ranked
-    it and the line that answers."""
+    it (and what that score is) and the line that answers."""
+    scores, label = (ranking.scores, ranking.label) if isinstance(ranking, Ranking) else (ranking, "")
     lines = answer_lines(question, [s.chunk.text for s in sources], embedder, coverage)
     return [
-        replace(SavedSource.of(s), rank_score=ranking.get(s.chunk.id), line=line.text if line is not None else "")
+        replace(
+            SavedSource.of(s),
+            rank_score=scores.get(s.chunk.id),
+            ranked_by=label if s.chunk.id in scores else "",
+            line=line.text if line is not None else "",
+        )
         for s, line in zip(sources, lines, strict=True)
     ]

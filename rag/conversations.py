@@ -132,6 +132,7 @@ class SavedSource:
     doc_id: str = ""
     position: int | None = None  # of the chunk in its document
     rank_score: float | None = None  # the score that ranked it (meaning and keywords fused, with boosts)
+    ranked_by: str = ""  # what that score is, in words ("meaning and keywords fused")
     line: str = ""  # the line of the passage that best answers the question
     note: str = ""  # whole-document answers: what the model noted reading this part
     last_page: int | None = None  # whole-document answers: a part's last page

@@ -31,6 +31,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
 
+from rag.answer_line import Ranking, checkable_sources, keyword_coverage, ranking_scores
 from rag.backends.base import GenerationOptions, LLMBackend, complete_with
 from rag.config import Settings
 from rag.conversations import (
@@ -38,6 +39,7 @@ from rag.conversations import (
     Conversation,
     ConversationStore,
     PromptBudget,
+    SavedSource,
     SavedUsage,
     SelectedDocument,
     StoredMessage,
@@ -99,6 +101,7 @@ class Retrieval:
     selected: list[RetrievedChunk]  # past the evidence gate, the threshold and the size limit
     seconds: float
     knowledge_base_empty: bool
+    ranking: Ranking | None = None  # the score that ranked each passage, and which stage's it is
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,13 @@ def retrieve(engine: Engine, query: str, doc_ids: Sequence[str] | None = None) -
         max_chars=settings.context_chars,
         doc_ids=doc_ids,
     )
-    return Retrieval(query, result.selected, result.seconds, knowledge_base_empty=result.knowledge_base_empty)
+    return Retrieval(
+        query,
+        result.selected,
+        result.seconds,
+        knowledge_base_empty=result.knowledge_base_empty,
+        ranking=ranking_scores(result),
+    )
 
 
 def _plan(
@@ -378,6 +387,24 @@ class Turn:
                 close()  # stop the model generating an answer nobody reads
             self.saved = self._save()
 
+    def _checkable(self, prepared: PreparedTurn) -> list[SavedSource] | list[RetrievedChunk]:
+        """The sources as saved: in the order the model read them, each with the score that ranked it and
+        its line that answers (the encoder on the passages' lines: no model call). Without them if that fails."""
+        if not prepared.sources:
+            return []
+        engine = self._engine
+        try:
+            return checkable_sources(
+                prepared.search_query,
+                prepared.sources,
+                prepared.retrieval.ranking or {},
+                engine.embedder,
+                keyword_coverage(engine.store, prepared.search_query),
+            )
+        except Exception:  # the answer is saved whatever happens to its extras
+            logger.exception("the lines that answer could not be found; the sources are saved without them")
+            return list(prepared.sources)
+
     def _save(self) -> StoredMessage:
         """The assistant's message (whole or partial) with its records; the summary if older turns were folded."""
         prepared, answer = self.prepared, self.answer
@@ -403,7 +430,7 @@ class Turn:
             self.conversation_id,
             "assistant",
             self.text.strip(),
-            sources=prepared.sources if prepared is not None else None,
+            sources=self._checkable(prepared) if prepared is not None else None,
             usage=usage,
             standalone_query=prepared.search_query if prepared is not None else None,
             prompt=prepared.prompt if budget is not None and prepared is not None else None,

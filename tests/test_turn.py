@@ -205,6 +205,22 @@ def test_each_saved_message_says_where_it_was_asked(brief: Engine) -> None:
 
 
 @pytest.mark.slow
+def test_an_answer_s_sources_are_saved_checkable_in_the_order_the_model_read_them(brief: Engine) -> None:
+    """Each saved source has the score that ranked it (saying which score it is) and its line that answers,
+    a line of its own passage; the order is the prompt's [1], [2], …"""
+    with Chat(brief, "cli").ask("What context length does Llama 2 use?") as turn:
+        list(turn)
+    assert turn.saved is not None and turn.prepared is not None
+    sources = turn.saved.sources or []
+    assert [s.text for s in sources] == [r.chunk.text for r in turn.prepared.sources]
+    assert sources and all(s.rank_score is not None and s.ranked_by for s in sources)
+    ranks = [s.rank_score or 0.0 for s in sources]
+    assert ranks == sorted(ranks, reverse=True)
+    assert all(s.line and s.line in s.text for s in sources)
+    assert "context length of 4,096" in sources[0].line
+
+
+@pytest.mark.slow
 def test_earlier_messages_start_a_conversation_and_the_question_follows_them(brief: Engine) -> None:
     """A client that keeps its own history (`rag ask --history`, an API request) starts a saved conversation
     holding it; the question is asked after it, as the next turn of that conversation."""
