@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, auth_headers, normalize_host
-from rag.conversations import ConversationStore, SelectedDocument
+from rag.conversations import ConversationStore, SavedSource, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
@@ -26,7 +26,7 @@ from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Chunk, Message, RetrievedChunk
 from rag.sqlite import is_corrupt, is_disk_full
 from rag.store import DocumentRecord, Store, disk_full, registry_damaged
-from rag.turn import Chat, Turn, prepare
+from rag.turn import Chat, Turn, asks_for_whole_document, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         if name == "ask":
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+            p.add_argument(
+                "--whole-document",
+                action="store_true",
+                help="read every part of the --doc documents in order and combine what each says (summaries, "
+                "'list every …', 'how many …'); says first how many model calls and about how long",
+            )
             p.add_argument(
                 "--conversation",
                 metavar="ID",
@@ -455,10 +461,21 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
             raise RagError("--history and --conversation cannot be used together: a saved conversation has its own.")
         conversation_id = None if args.conversation == "new" else chat.conversations.resolve(args.conversation)
     earlier = _history(args.history)
-    turn = chat.ask(args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier)
+    whole = bool(args.whole_document)
+    turn = chat.ask(
+        args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier, whole_document=whole
+    )
     choice = engine.chosen
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
+    if whole:
+        print(f"# reading the whole document: {turn.make_plan().describe()}", file=sys.stderr)
+    elif docs and asks_for_whole_document(args.question):
+        print(
+            "# this asks about a whole document: add --whole-document to read every part of it (top passages "
+            "cannot list every item or summarize it all)",
+            file=sys.stderr,
+        )
     if docs and not args.json:
         print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)
     if args.conversation is not None:
@@ -486,7 +503,9 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
                 "sources": [
                     {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
                     for s in answer.sources
-                ],
+                ]
+                if not turn.whole_document
+                else [asdict(s) for s in message.sources or []],  # the parts read, each with its note
                 "usage": {
                     "prompt_tokens": answer.usage.prompt_tokens,
                     "completion_tokens": answer.usage.completion_tokens,
@@ -537,8 +556,12 @@ def _selected(docs: Sequence[DocumentRecord]) -> list[SelectedDocument] | None:
 
 def _run_turn(turn: Turn) -> int:
     """Stream one saved turn to stdout, then its sources; 1 when the answer failed (saved with the error)."""
+    shown = None
     with turn:
         for piece in turn:
+            if turn.progress is not None and turn.progress is not shown:  # whole documents: "part 12 of 40"
+                shown = turn.progress
+                print(f"# {shown.describe()}", file=sys.stderr)
             sys.stdout.write(piece)
             sys.stdout.flush()
     if turn.error is not None:
@@ -550,9 +573,20 @@ def _run_turn(turn: Turn) -> int:
         return 1
     print("\n")
     assert turn.answer is not None
-    _print_sources(turn.answer.sources)
+    if turn.whole_document:
+        saved = turn.saved.sources if turn.saved is not None else None
+        print(f"Read: {', '.join(_part_label(s) for s in saved or [])}")
+    else:
+        _print_sources(turn.answer.sources)
     _print_usage(turn.answer)
     return 0
+
+
+def _part_label(source: SavedSource) -> str:
+    if source.page is None:
+        return source.source
+    pages = f"pages {source.page}–{source.last_page}" if source.last_page not in (None, source.page) else ""
+    return f"{source.source} {pages or f'page {source.page}'}"
 
 
 def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:

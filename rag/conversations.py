@@ -91,6 +91,7 @@ MIGRATIONS = (
     Migration("005_message_feedback", lambda db: _add_feedback_columns(db)),
 )
 
+
 def _add_feedback_columns(db: sqlite3.Connection) -> None:
     add_column(db, "messages", "feedback", "TEXT")
     add_column(db, "messages", "feedback_comment", "TEXT")

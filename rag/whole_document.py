@@ -206,6 +206,11 @@ class WholeDocumentAnswer:
                 yield self.text
                 self.finished = True
                 return
+            if len(kept) == 1:  # one part holds it all: its note is the answer (a combining call adds nothing)
+                self.text = f"{kept[0].text}\n\n(from {kept[0].part.label})"
+                yield self.text
+                self.finished = True
+                return
             notes = [(n.part.label, n.text) for n in kept]
             rounds = 0
             while len(notes) > 1 and not self._fits(notes):
@@ -248,7 +253,7 @@ class WholeDocumentAnswer:
         if stream.usage is not None:
             self.meter.record(self.backend, prompt_tokens, stream.usage)
             self._count(stream.usage)
-        self.text = self.text.strip()
+        self.text = tidy_note(self.text)  # a small model loops on a list's last line: each line once
 
     def _combine_round(self, notes: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
         """Notes in groups that fit one call, each group combined into one note."""
@@ -318,7 +323,7 @@ def plan(
     part_tokens = [frame + sum(count(c.text) + 4 for c in p.chunks) for p in parts]
     per_reduce = max(2, (backend.context_window - 2 * NOTE_TOKENS - frame) // max(int(NOTE_TOKENS * NOTE_SHARE), 1))
     reduce_calls, pending = 0, len(parts)
-    while True:  # rounds of combining until one call holds every note
+    while pending > 1:  # rounds of combining until one call holds every note (one part's note is the answer)
         calls = math.ceil(pending / per_reduce)
         reduce_calls += calls
         if calls <= 1:
