@@ -18,17 +18,22 @@ from rag.conversations import ConversationStore, SavedSource, StoredMessage
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import shorten
-from rag.source_view import PageView, SourceRef, SourceView, TextView, text_view_html
+from rag.schema import Chunk
+from rag.source_view import PageView, Segment, SourceRef, SourceView, TextView, text_view_html
 from ui_common import escape_markdown, show_error
 
 OPEN = "source_open"  # session state: (message key, source index) of the source opened in the dialog
 PAGE = "source_page"  # session state: the page shown in the dialog (a neighbour of the source's)
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 LINE_CHARS = 90  # of the line that answers, in a source's one-line summary
-SOURCES_CAPTION = (
-    "Sources, in the order the model read them. The score is the one that ranked them: meaning and keywords "
-    "together (with the boosts of a document the question names), not a probability."
-)
+SOURCES_CAPTION = "Sources, in the order the model read them; the score is the one that ranked them: {by}."
+PARTS_CAPTION = "The parts read, in order, each with what the model noted reading it."
+
+
+def whole_document(message: StoredMessage) -> bool:
+    """Was this answer made by reading whole documents (its sources are the parts read)?"""
+    sources = message.sources or []
+    return bool(sources) and all(s.rank_score is None and s.score == 0.0 for s in sources)
 
 
 def summary(index: int, source: SavedSource) -> str:
@@ -40,8 +45,10 @@ def summary(index: int, source: SavedSource) -> str:
     if source.page is not None:
         pages = f"pages {source.page}–{source.last_page}" if source.last_page not in (None, source.page) else ""
         parts.append(f"· {pages or f'page {source.page}'}")
-    score = source.rank_score if source.rank_score is not None else source.score
-    parts.append(f"· {'ranked' if source.rank_score is not None else 'similarity'} {score:.2f}")
+    if source.rank_score is not None:
+        parts.append(f"· ranked {source.rank_score:.2f}")
+    elif source.score:
+        parts.append(f"· similarity {source.score:.2f}")
     return " ".join(parts)
 
 
@@ -67,7 +74,11 @@ def render_sources(engine: Engine, message: StoredMessage, key: str) -> None:
         for column, number in zip(columns[1:], numbers[:8], strict=False):
             if column.button(f"[{number}]", key=f"{key}_cite_{number}", help=f"Open source {number} where it stands"):
                 open_source(engine, sources, key, number - 1)
-    st.caption(SOURCES_CAPTION)
+    if whole_document(message):
+        st.caption(PARTS_CAPTION)
+    else:
+        by = next((s.ranked_by for s in sources if s.ranked_by), "") or "cosine similarity with the question"
+        st.caption(SOURCES_CAPTION.format(by=by))
     for i, source in enumerate(sources, 1):
         with st.expander(summary(i, source)):
             if source.note:
@@ -85,9 +96,7 @@ def passage_html(source: SavedSource) -> str:
     return text_view_html(view)
 
 
-def _segments(text: str, line: str) -> tuple:  # type: ignore[type-arg]
-    from rag.source_view import Segment
-
+def _segments(text: str, line: str) -> tuple[Segment, ...]:
     start = text.find(line) if line else -1
     if start < 0:
         return (Segment(text, "passage"),)
@@ -96,27 +105,36 @@ def _segments(text: str, line: str) -> tuple:  # type: ignore[type-arg]
 
 
 def open_source(engine: Engine, sources: Sequence[SavedSource], key: str, index: int) -> None:
+    """Source `index` of an answer, opened where it stands in a dialog (its line that answers marked)."""
+    source = sources[index]
     st.session_state[OPEN] = (key, index)
-    st.session_state[PAGE] = sources[index].page
-    source_dialog(engine, list(sources), index)
+    st.session_state[PAGE] = source.page
+    # A whole-document part is shown at its first page, unmarked: the model's note says what it found there.
+    ref = SourceRef(source.doc_id, source.source, source.page, "" if source.note else source.text, source.position)
+    source_dialog(engine, ref, source.line)
+
+
+def open_chunk(engine: Engine, chunk: Chunk) -> None:
+    """A chunk of a document (the Documents page's preview), opened where it stands."""
+    st.session_state[OPEN] = ("chunk", chunk.id)
+    st.session_state[PAGE] = chunk.page
+    source_dialog(engine, SourceRef.of_chunk(chunk), "")
 
 
 @st.dialog("Source", width="large")
-def source_dialog(engine: Engine, sources: list[SavedSource], index: int) -> None:
-    source = sources[index]
-    page = st.session_state.get(PAGE) or source.page
-    ref = SourceRef(source.doc_id, source.source, source.page, "" if source.note else source.text, source.position)
+def source_dialog(engine: Engine, ref: SourceRef, line: str) -> None:
+    page = st.session_state.get(PAGE) or ref.page
     try:
-        with st.spinner("Drawing the page…" if source.page is not None else "Opening…"):
-            view = engine.sources.open(ref, line=source.line, page=page)
+        with st.spinner("Drawing the page…" if ref.page is not None else "Opening…"):
+            view = engine.sources.open(ref, line=line, page=page)
     except RagError as exc:
         show_error(exc)
-        st.text(source.text)
+        st.text(ref.text)
         return
-    render_view(view, source)
+    render_view(view, ref.page)
 
 
-def render_view(view: SourceView, source: SavedSource | None = None, key: str = "dialog") -> None:
+def render_view(view: SourceView, home_page: int | None = None, key: str = "dialog") -> None:
     """A source where it stands: its page as a picture (neighbours one click away), or its text in context."""
     if isinstance(view, PageView):
         where = f"{escape_markdown(view.name)} · page {view.page} of {view.pages}"
@@ -132,10 +150,10 @@ def render_view(view: SourceView, source: SavedSource | None = None, key: str = 
         )
         if view.found:
             info.caption("The passage is highlighted in yellow; the line that answers in orange.")
-        elif source is not None and source.page is not None and view.page != source.page:
-            info.caption(f"The passage is on page {source.page}.")
+        elif home_page is not None and view.page != home_page:
+            info.caption(f"The passage is on page {home_page}.")
         if view.note:
-            st.info(view.note)
+            st.info(escape_markdown(view.note))
         st.image(view.png, caption=f"{view.name}, page {view.page}", width="stretch")
         return
     path = " › ".join(view.heading_path)
@@ -161,8 +179,13 @@ def render_feedback(conversations: ConversationStore, conversation_id: str, mess
     left, right = st.columns([1, 5])
     with left:
         choice = st.feedback("thumbs", key=f"{key}_thumbs", default=given)
+    if choice is None and given is not None:  # the thumb clicked again: taken back, with its comment
+        conversations.set_feedback(conversation_id, message.seq, None)
+        st.rerun()
     if choice is not None and choice != given:
-        conversations.set_feedback(conversation_id, message.seq, "up" if choice == 1 else "down", message.feedback_comment)
+        conversations.set_feedback(
+            conversation_id, message.seq, "up" if choice == 1 else "down", message.feedback_comment
+        )
         st.rerun()
     if message.feedback is None:
         return
