@@ -175,7 +175,7 @@ def test_a_question_limited_to_one_document_cites_only_it(
             box.press("Enter")
             answer = page.get_by_test_id("stChatMessage").nth(1)
             expect(answer).to_contain_text("searched only: allotment.md", timeout=180_000)
-            sources = answer.get_by_test_id("stExpander").filter(has_text="relevance")
+            sources = answer.get_by_test_id("stExpander").filter(has_text="ranked")
             expect(sources.first).to_be_visible()
             labels = sources.all_inner_texts()
             assert labels and all("allotment.md" in label and "garden.md" not in label for label in labels), labels
