@@ -451,3 +451,36 @@ def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
     warning = next(w.value for w in again.sidebar.warning if "inconsistent" in w.value)
     assert "1 problem found when the app started: keyword rows missing" in warning
     assert "`python -m rag check --repair`" in warning
+
+
+@pytest.mark.slow
+def test_a_whole_document_question_is_suggested_then_read_part_by_part_with_its_cost_said_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is a fake Ollama at the wire (quick, and it reports its timings, so the speed is measured)."""
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", ["- tomatoes ", "(Tuesday, Ana)"])
+    with FakeOllama(models=["llama2:latest"]) as server:
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT}, OLLAMA_HOST=server.host)
+        garden = shared_store(str(tmp_path / "data")).find("garden.md")
+        assert garden is not None
+        at.multiselect[0].select(garden.doc_id).run()
+        switch = at.toggle[0]
+        assert switch.label == "Read the chosen documents whole" and not switch.value
+
+        # A question about all of a chosen document, asked as usual: the app offers to read it whole.
+        at.chat_input[0].set_value("List every vegetable in the garden.").run()
+        assert not at.exception, at.exception
+        assert "which the best few passages cannot cover" in at.chat_message[1].info[0].value
+        button(at.chat_message[1], "Answer from the whole documents").click().run()
+        assert not at.exception, at.exception
+        answer = at.chat_message[3]
+        assert answer.markdown[0].value == "- tomatoes (Tuesday, Ana)\n\n(from garden.md)"  # the one part's note
+        assert "read whole: garden\\.md" in [c.value for c in answer.caption]
+        assert "The parts read, in order" in " ".join(c.value for c in answer.caption)
+        assert [e.label for e in answer.expander if e.label.startswith("[")] == ["[1] garden\\.md"]
+
+        # The switch, on: what a question will cost is said before one is asked.
+        at.toggle[0].set_value(True).run()
+        said = " ".join(c.value for c in at.main.caption)
+        assert "Each question reads 1 parts: 1 model calls (1 to read, 0 to combine)" in said
+        assert "measured speed" in said
