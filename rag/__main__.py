@@ -523,14 +523,24 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sources(sources: Sequence[RetrievedChunk]) -> None:
+def _print_sources(sources: Sequence[RetrievedChunk], saved: Sequence[SavedSource] = ()) -> None:
+    """Each source with its score, its id for `python -m rag show`, and its line that answers (when saved)."""
     if not sources:
         print("Sources: none matched in the knowledge base.")
         return
     print("Sources:")
+    lines = {s.text: s for s in saved}
     for i, s in enumerate(sources, 1):
-        snippet = " ".join(s.chunk.text.split())[:100]
-        print(f"  {source_label(i, s)} (score {s.score:.2f}): {snippet}…")
+        kept = lines.get(s.chunk.text)
+        if kept is not None and kept.line:
+            said = f"“{' '.join(kept.line.split())[:120]}”"
+        else:
+            said = " ".join(s.chunk.text.split())[:100] + "…"
+        print(
+            terminal_safe(
+                f"  {source_label(i, s)} (score {s.score:.2f}, {s.chunk.doc_id[:8]}:{s.chunk.position:05d}): {said}"
+            )
+        )
 
 
 def _print_usage(answer: Answer) -> None:
@@ -577,7 +587,7 @@ def _run_turn(turn: Turn) -> int:
         saved = turn.saved.sources if turn.saved is not None else None
         print(f"Read: {', '.join(_part_label(s) for s in saved or [])}")
     else:
-        _print_sources(turn.answer.sources)
+        _print_sources(turn.answer.sources, turn.saved.sources or [] if turn.saved is not None else [])
     _print_usage(turn.answer)
     return 0
 

@@ -101,7 +101,7 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             expect(source).to_contain_text("“The foghorn was tested on the ninth of March by Eleanor Price.”")
             expect(source).to_contain_text("ranked")
             expect(answer).to_contain_text("the score is the one that ranked them")
-            source.get_by_test_id("stExpanderToggleIcon").click()
+            source.locator("summary").click()
             line = source.locator("mark[data-mark=line]")
             expect(line).to_have_text(PASSAGE_WORDS)  # marked in the passage too
             source.get_by_role("button", name="Open where it stands").click()
@@ -139,7 +139,7 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             ask(page, "When are the ovens cleaned?", 3)
             answer = page.get_by_test_id("stChatMessage").nth(3)
             source = answer.get_by_test_id("stExpander").filter(has_text=docx.name).first
-            source.get_by_test_id("stExpanderToggleIcon").click()
+            source.locator("summary").click()
             source.get_by_role("button", name="Open where it stands").click()
             dialog = page.get_by_role("dialog")
             expect(dialog).to_contain_text("Bakery handbook › Ovens", timeout=60_000)
