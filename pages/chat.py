@@ -183,6 +183,8 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
     conversation_id = st.session_state.get("conversation_id")
     stopped = WHOLE_STOPPED if whole else STOPPED
     with Chat(engine, "app").ask(question, conversation_id, selection, stopped=stopped, whole_document=whole) as turn:
+        if whole and conversation_id is None:  # the new conversation goes on reading whole documents
+            st.session_state[f"whole_{turn.conversation_id}"] = st.session_state.get("whole_new", False)
         st.session_state.conversation_id = turn.conversation_id
         st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
         with st.chat_message("user"):

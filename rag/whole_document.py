@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rag.backends.base import GenerationOptions, LLMBackend
@@ -187,7 +187,7 @@ class WholeDocumentAnswer:
     answer_tokens: int = 0
     seconds: float = 0.0
 
-    def __iter__(self) -> Iterator[Progress | str]:
+    def __iter__(self) -> Generator[Progress | str, None, None]:
         total_reads = len(self.plan.parts)
         try:
             for part in self.plan.parts:

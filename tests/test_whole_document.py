@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -52,7 +51,8 @@ def collection_pages() -> list[str]:
 def collection(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> tuple[str, str, list[Chunk]]:
     folder = tmp_path_factory.mktemp("whole")
     store = Store(folder / "kb")
-    [result] = Ingestor(store, embedder, 600, 100).ingest_paths([text_pdf(folder / "collection.pdf", collection_pages())])
+    pdf = text_pdf(folder / "collection.pdf", collection_pages())
+    [result] = Ingestor(store, embedder, 600, 100).ingest_paths([pdf])
     assert result.doc_id is not None
     return result.doc_id, "collection.pdf", store.chunks_of(result.doc_id)
 
