@@ -24,6 +24,7 @@ from rag.prompts import render_llama2
 from rag.retrieval import RetrievalResult
 from rag.schema import Message, Usage
 from rag.turn import STOPPED, Chat, prepare, stream_answer
+from rag.whole_document import WholeDocumentError
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -433,3 +434,44 @@ def test_the_prompt_sent_is_the_prompt_planned_byte_for_byte(tmp_path: Path, emb
     assert turn.prepared is not None and turn.saved is not None
     assert body["raw"] is True and body["prompt"] == turn.prepared.prompt == turn.saved.prompt
     assert body["prompt"] == render_llama2(turn.prepared.plan.messages).removeprefix("<s>")
+
+
+def test_a_whole_document_turn_reads_every_part_saves_them_and_keeps_what_was_read_when_stopped(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    ottawa, lima = "- Ottawa is the capital of Canada.", "- Lima is the capital of Peru."
+    model = ScriptedModel(["Hello.", ottawa, lima, "Ottawa, Lima."])
+    model.model = "scripted-whole"  # its own speed figures: the first plan measures them with one short call
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    documents = [SelectedDocument(d.doc_id, d.name) for d in engine.documents()]
+    with Chat(engine, "cli").ask("List every capital.", documents=documents, whole_document=True) as turn:
+        whole = turn.make_plan()
+        assert (whole.map_calls, whole.reduce_calls) == (2, 1)  # said before the turn starts
+        steps = [turn.progress.describe() for _ in turn if turn.progress is not None]
+    assert steps[0].startswith("part 1 of 2") and any(s.startswith("part 2 of 2") for s in steps)
+    saved = turn.saved
+    assert saved is not None and saved.error is None and saved.content == "Ottawa, Lima."
+    assert [s.source for s in saved.sources or []] == [d.name for d in documents]  # the parts read, in order
+    assert [s.note for s in saved.sources or []] == [
+        "- Ottawa is the capital of Canada.",
+        "- Lima is the capital of Peru.",
+    ]
+    assert saved.searched_only == [d.name for d in documents]
+
+    model.replies = [ottawa, "never read"]
+    with Chat(engine, "cli").ask("List every capital.", documents=documents, whole_document=True) as stopped:
+        for _ in stopped:
+            if stopped.progress is not None and stopped.progress.done == 1:
+                break  # Stop, a click elsewhere, Ctrl-C
+    kept = stopped.saved
+    assert kept is not None and kept.error == STOPPED
+    assert kept.content.startswith("Stopped after part 1 of 2") and "Ottawa is the capital of Canada." in kept.content
+    assert len(kept.sources or []) == 1
+
+
+def test_a_whole_document_turn_needs_chosen_documents(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    engine = scripted_engine(canada_engine_parts, embedder, ScriptedModel([]))
+    with pytest.raises(WholeDocumentError, match="Choose the documents to read whole"):
+        Chat(engine, "cli").ask("Summarize everything.", whole_document=True)
