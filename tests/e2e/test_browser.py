@@ -78,6 +78,8 @@ def streamlit_app(tmp_path_factory: pytest.TempPathFactory, corpus: Path, **extr
             "127.0.0.1",
             "--server.headless",
             "true",
+            "--server.fileWatcherType",
+            "none",  # the app under test is not reloaded by an edit made while it runs
         ],
         cwd=PROJECT_ROOT,
         env=env,
