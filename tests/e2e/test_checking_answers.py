@@ -30,12 +30,23 @@ PDF_PAGES = [
     "Lighthouse keeper's log, third page. Supplies arrived by boat on Friday.",
 ]
 PASSAGE_WORDS = "The foghorn was tested on the ninth of March by Eleanor Price."
+OVEN_DETAIL = (
+    "The left oven runs hotter than the right one, so loaves on the left come out a few minutes earlier. Trays "
+    "are rotated halfway through each bake, and the steam valve is opened for the last ten minutes of baking. "
+    "The thermometers are checked against each other on the first day of every month and replaced when they "
+    "disagree by more than five degrees. Nobody opens an oven door while the bread is rising in it."
+)
+DELIVERY_DETAIL = (
+    "The driver rings the bell at the back door and waits for someone to sign the delivery note. Sacks are "
+    "stacked on the pallets by the wall, never on the floor, and the oldest sacks are always used first. Yeast "
+    "arrives separately on Thursdays, packed in ice, and goes straight into the cold room beside the butter."
+)
 WORD_BLOCKS = [
     ("h1", "Bakery handbook"),
     ("h2", "Ovens"),
-    ("p", "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread."),
+    ("p", "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread. " + OVEN_DETAIL),
     ("h2", "Deliveries"),
-    ("p", "Flour is delivered on Tuesdays at seven in the morning."),
+    ("p", "Flour is delivered on Tuesdays at seven in the morning. " + DELIVERY_DETAIL),
 ]
 
 
@@ -124,11 +135,11 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             dialog.get_by_role("button", name="Page ▶").click()  # the neighbour page, one click away
             expect(dialog).to_contain_text("page 3 of 3", timeout=60_000)
             expect(dialog).to_contain_text("The passage is on page 2.")
-            page.keyboard.press("Escape")
+            dialog.get_by_role("button", name="Close").click()
             expect(dialog).to_have_count(0)
 
             # -- feedback: thumbs and a comment, kept after a reload ------------------------------------------
-            answer.get_by_test_id("stButtonGroup").locator("button").filter(has_text="thumb_up").click()
+            answer.get_by_role("radio", name="Thumbs up").click()
             comment = answer.get_by_placeholder("What was right or wrong?")
             expect(comment).to_be_visible(timeout=60_000)
             comment.fill("Right page, right line.")
@@ -149,7 +160,8 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             assert "cleaned every Sunday evening by Marguerite" in marked and "Flour" not in marked
             expect(dialog).to_contain_text("Flour is delivered on Tuesdays")  # the text around it, unmarked
             page.screenshot(path=str(ARTIFACTS / "source-word-text.png"), full_page=True)
-            page.keyboard.press("Escape")
+            dialog.get_by_role("button", name="Close").click()
+            expect(dialog).to_have_count(0)
 
             # -- a reload: the conversation reopened shows the feedback given ---------------------------------
             page.reload()
@@ -157,6 +169,7 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             answer = page.get_by_test_id("stChatMessage").nth(1)
             expect(answer).to_contain_text("Your feedback: 👍 helpful: Right page, right line.", timeout=60_000)
             expect(answer.get_by_placeholder("What was right or wrong?")).to_have_value("Right page, right line.")
+            expect(answer.get_by_role("radio", name="Thumbs up")).to_have_attribute("aria-checked", "true")
             page.screenshot(path=str(ARTIFACTS / "feedback-after-reload.png"), full_page=True)
         finally:
             browser.close()
