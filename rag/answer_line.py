@@ -34,6 +34,7 @@ MIN_ALNUM = 3  # a candidate line needs this many letters or digits
 MAX_LINE_CHARS = 400  # a longer "sentence" (no full stops) is cut into pieces of about this size
 MIN_TABLE_ROWS = 2  # rows with figures that make a passage a table
 _SENTENCE_LIKE = re.compile(r"^(?:\S+\s+){5,}.*[.!?]$")  # six words or more, ending as a sentence does
+_HEADING = re.compile(r"^\s*#{1,6}\s")  # a Markdown heading line (Word and HTML headings are given so)
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"“(\[]?[A-Z0-9])")
 
 Coverage = Callable[[Sequence[str]], list[float]]
@@ -66,7 +67,7 @@ def candidate_lines(passage: str) -> list[tuple[int, int]]:
             if _SENTENCE_LIKE.search(line.strip()):
                 spans.extend(_sentences(passage, start, end))
             continue
-        if row or not line.strip():
+        if row or not line.strip() or _HEADING.match(line):  # a heading bounds prose and answers nothing
             if prose_start is not None:
                 spans.extend(_sentences(passage, prose_start, start))
                 prose_start = None

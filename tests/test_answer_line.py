@@ -98,3 +98,11 @@ def test_sources_are_saved_in_the_model_s_order_with_the_score_that_ranked_them_
     assert all(s.ranked_by.startswith("meaning and keywords fused") for s in saved)  # and it says which it is
     assert saved[0].source == "llama.md" and "context length of 4096" in saved[0].line
     assert saved[0].source_id == result.selected[0].chunk.id
+
+
+def test_a_heading_is_never_part_of_the_line_that_answers(embedder: Embedder) -> None:
+    passage = "# Bakery handbook\n\n## Ovens\nThe ovens are cleaned every Sunday evening by Marguerite."
+    spans = [passage[s:e] for s, e in candidate_lines(passage)]
+    assert spans == ["The ovens are cleaned every Sunday evening by Marguerite."]
+    [line] = answer_lines("When are the ovens cleaned?", [passage], embedder)
+    assert line is not None and line.text == "The ovens are cleaned every Sunday evening by Marguerite."
