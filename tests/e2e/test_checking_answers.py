@@ -158,8 +158,8 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             expect(passage.first).to_be_visible()
             marked = " ".join(passage.all_inner_texts())
             assert "cleaned every Sunday evening by Marguerite" in marked and "Flour" not in marked
-            line = "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread."
-            expect(dialog.locator("mark[data-mark=line]")).to_have_text(line)  # the line that answers, no heading
+            ovens = "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread."
+            expect(dialog.locator("mark[data-mark=line]")).to_have_text(ovens)  # the line that answers, no heading
             expect(dialog).to_contain_text("Flour is delivered on Tuesdays")  # the text around it, unmarked
             page.screenshot(path=str(ARTIFACTS / "source-word-text.png"), full_page=True)
             dialog.get_by_role("button", name="Close").click()
