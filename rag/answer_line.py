@@ -168,13 +168,14 @@ def checkable_sources(
     question: str,
     sources: Sequence[RetrievedChunk],
     ranking: Ranking | Mapping[str, float],
-    embedder: Embedder,
+    embedder: Embedder | None,
     coverage: Coverage | None = None,
 ) -> list[SavedSource]:
     """The sources as an answer saves them, in the order the model read them: each with the score that ranked
-    it (and what that score is) and the line that answers."""
+    it (and what that score is) and the line that answers (none without an `embedder`)."""
     scores, label = (ranking.scores, ranking.label) if isinstance(ranking, Ranking) else (ranking, "")
-    lines = answer_lines(question, [s.chunk.text for s in sources], embedder, coverage)
+    texts = [s.chunk.text for s in sources]
+    lines = answer_lines(question, texts, embedder, coverage) if embedder is not None else [None for _ in texts]
     return [
         replace(
             SavedSource.of(s),

@@ -459,12 +459,15 @@ class Turn:
         if not prepared.sources:
             return []
         engine = self._engine
+        # An answer cut short is saved at once, without its lines (the encoder takes a second or two, and the
+        # person who stopped it may be reopening the conversation already).
+        embedder = engine.embedder if self.error is None else None
         try:
             return checkable_sources(
                 prepared.search_query,
                 prepared.sources,
                 prepared.retrieval.ranking or {},
-                engine.embedder,
+                embedder,
                 keyword_coverage(engine.store, prepared.search_query),
             )
         except Exception:  # the answer is saved whatever happens to its extras

@@ -167,6 +167,8 @@ def test_a_question_limited_to_one_document_cites_only_it(
             page.goto(url)
             selector = page.get_by_test_id("stMultiSelect")
             expect(selector).to_contain_text("Search only these documents", timeout=120_000)
+            # The first start's run (indexing the corpus) ends before the choice is made.
+            expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=120_000)
             selector.click()
             page.get_by_role("option", name="allotment.md").click()
             page.keyboard.press("Escape")
@@ -181,6 +183,8 @@ def test_a_question_limited_to_one_document_cites_only_it(
             expect(sources.first).to_be_visible()
             labels = sources.all_inner_texts()
             assert labels and all("allotment.md" in label and "garden.md" not in label for label in labels), labels
+            # The new conversation's selector replaces the one of "new conversation" when the rerun ends.
+            expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=120_000)
             expect(selector).to_contain_text("allotment.md")  # the choice stays for the next question
             page.screenshot(path=str(ARTIFACTS / "chat-one-document.png"), full_page=True)
         finally:
