@@ -210,6 +210,7 @@ with st.form("settings"):
         "question instead of asking the model."
     )
     edit("profile")
+    edit("rerank")
 
     st.subheader("Where the vectors live")
     edit("chroma_url")

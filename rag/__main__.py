@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, Settings, auth_headers, normalize_host
+from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, RERANKS, Settings, auth_headers, normalize_host
 from rag.conversations import ConversationStore, SavedSource, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
@@ -22,7 +22,7 @@ from rag.ingest import IngestProgress, IngestResult
 from rag.logs import configure_logging
 from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
-from rag.retrieval import FUSIONS, SEARCH_MODES
+from rag.retrieval import FUSIONS, OPTIONAL_STAGES, SEARCH_MODES
 from rag.schema import Answer, Chunk, Message, RetrievedChunk
 from rag.sqlite import is_corrupt, is_disk_full
 from rag.store import DocumentRecord, Store, disk_full, registry_damaged
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--stages", action="store_true", help="also the answer-in-context rate after each stage")
     evaluate.add_argument("--no-tutorial", action="store_true", help="with --suite: skip the tutorial pipeline")
+    evaluate.add_argument(
+        "--no-declines", action="store_true", help="with --docs: skip the decline rates (two more knowledge bases)"
+    )
     evaluate.add_argument("--limit", type=int, help="sample this many questions")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -182,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="retrieval to score (default hybrid)")
     evaluate.add_argument("--fusion", choices=FUSIONS, default="convex", help="how hybrid fuses (default convex)")
     evaluate.add_argument("--profile", choices=PROFILE_NAMES, help="override the domain profile setting")
+    evaluate.add_argument("--rerank", choices=RERANKS, help="override the reranking setting")
+    evaluate.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=OPTIONAL_STAGES,
+        help="turn a stage of retrieval off, to measure what it adds (repeatable)",
+    )
     evaluate.add_argument("--top-k", type=int, help="override the top-k setting")
     evaluate.add_argument("--context-chars", type=int, help="override the context size setting (characters)")
     evaluate.add_argument("--chunk-size", type=int, help="override the chunk size setting (characters)")
@@ -699,7 +710,7 @@ def _doc_ids(docs: Sequence[DocumentRecord]) -> list[str] | None:
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.retrieval import RetrievalOptions
+    from rag.retrieval import RetrievalOptions, without
     from rag.tools.evaluation import evaluate, evaluate_suite, evaluate_tutorial, format_suite, load_questions
 
     settings = engine.settings.with_overrides(
@@ -709,8 +720,12 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         chunk_overlap=args.chunk_overlap,
         min_score=args.min_score,
         profile=args.profile,
+        rerank=args.rerank,
     )
-    options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile)
+    options = RetrievalOptions(
+        mode=args.mode, fusion=args.fusion, profile=settings.profile, rerank=settings.rerank == "sentences"
+    )
+    options = without(options, args.without)
     if args.suite is not None:
         with _measurement_requirements("eval --suite"):
             suite = evaluate_suite(
@@ -738,7 +753,15 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
             report = evaluate_tutorial(args.docs, questions, engine.embedder, cache=args.cache)
         else:
             report = evaluate(
-                args.docs, questions, settings, engine.embedder, options, backend, cache=args.cache, stages=args.stages
+                args.docs,
+                questions,
+                settings,
+                engine.embedder,
+                options,
+                backend,
+                cache=args.cache,
+                stages=args.stages,
+                declines=not args.no_declines,
             )
     if args.json:
         print(report.to_json())
@@ -848,7 +871,7 @@ def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> i
         engine.settings,
         sizes or [0],
         cache=args.cache,
-        options=RetrievalOptions(profile=engine.settings.profile),
+        options=RetrievalOptions(profile=engine.settings.profile, rerank=engine.settings.rerank == "sentences"),
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
     )
     if args.json:

@@ -141,6 +141,7 @@ RANKED_BY = {
     "focus": "meaning and keywords fused",
     "focus+": "meaning and keywords fused, raised for the document the question points to",
     "prefer": "meaning and keywords fused, with the profile's preference",
+    "rerank": "meaning and keywords fused, then each passage's sentence closest to the question",
 }
 
 

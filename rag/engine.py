@@ -184,7 +184,8 @@ class Engine:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, RetrievalOptions(profile=self.settings.profile))
+        options = RetrievalOptions(profile=self.settings.profile, rerank=self.settings.rerank == "sentences")
+        return Retriever(self.store, self.embedder, options)
 
     @cached_property
     def originals(self) -> Originals:

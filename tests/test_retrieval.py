@@ -17,6 +17,7 @@ from rag.retrieval import (
     has_evidence,
     reciprocal_rank_fusion,
     select_sources,
+    without,
 )
 from rag.schema import Chunk, RetrievedChunk
 from rag.sqlite import now_iso
@@ -233,3 +234,11 @@ def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
     assert best.source == "ACME_2022_10K.md"  # the statement of the company asked about, not Zenith's
     plain = ranked(finance, "Is Acme's margin profile improving?", 1)[0].chunk
     assert "Statements of Operations" not in plain.header  # no metric named: no statement preferred
+
+
+def test_rag_eval_can_turn_each_optional_stage_off() -> None:
+    options = without(RetrievalOptions(rerank=True), ["rerank", "content-focus"])
+    assert (options.rerank, options.by_content, options.focus, options.by_time) == (False, False, True, True)
+    assert without(RetrievalOptions(), ["focus"]).focus is False
+    with pytest.raises(ValueError, match="Unknown stage 'routing'"):
+        without(RetrievalOptions(), ["routing"])

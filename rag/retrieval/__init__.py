@@ -1,20 +1,23 @@
 """Query → the passages the model is given, in stages with one job each, composed in `pipeline.py`:
 
 candidates (dense + keyword, fused: `candidates.py`, `fusion.py`) → document focus (the documents the
-question is about: `focus.py`) → profile preference (rag/profiles/) → select (evidence gate, threshold,
-budget: `select.py`). `Retriever.retrieve` returns what a turn injects and what each stage did.
+question is about: `focus.py`) → profile preference (rag/profiles/) → rerank (each passage's sentence
+closest to the question, when on: `rerank.py`) → select (evidence gate, threshold, budget: `select.py`).
+`Retriever.retrieve` returns what a turn injects and what each stage did.
 """
 
 from rag.retrieval.candidates import CANDIDATES, SEARCH_MODES, CandidateSearch, Query, SearchMode
 from rag.retrieval.focus import DOC_WEIGHT, DocumentFocus
 from rag.retrieval.fusion import FUSIONS, Fusion, convex_fusion, reciprocal_rank_fusion
 from rag.retrieval.pipeline import (
+    OPTIONAL_STAGES,
     STAGES,
     RetrievalOptions,
     RetrievalResult,
     Retriever,
     StageReport,
     StageSummary,
+    without,
 )
 from rag.retrieval.select import EVIDENCE_COVERAGE, EVIDENCE_SIMILARITY, has_evidence, select_sources
 
@@ -24,6 +27,7 @@ __all__ = [
     "EVIDENCE_COVERAGE",
     "EVIDENCE_SIMILARITY",
     "FUSIONS",
+    "OPTIONAL_STAGES",
     "SEARCH_MODES",
     "STAGES",
     "CandidateSearch",
@@ -40,4 +44,5 @@ __all__ = [
     "has_evidence",
     "reciprocal_rank_fusion",
     "select_sources",
+    "without",
 ]

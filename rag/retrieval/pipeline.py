@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
@@ -17,6 +17,7 @@ from rag.profiles import Profile, ProfileName, choose_profile
 from rag.retrieval.candidates import CANDIDATES, Candidates, CandidateSearch, Query, SearchMode
 from rag.retrieval.focus import DOC_WEIGHT, FOCUS_SHARPNESS, DocumentFocus, Focus
 from rag.retrieval.fusion import FUSIONS, Fusion, fuse
+from rag.retrieval.rerank import RERANK_WEIGHT, SentenceRerank
 from rag.retrieval.select import select
 from rag.schema import RetrievedChunk
 from rag.store import Store
@@ -26,7 +27,7 @@ from rag.store import Store
 # named document's score when the question names documents: such a table rarely reads like the question.
 PREFER_WEIGHT = 0.5
 PREFER_CANDIDATES = 100
-STAGES = ("candidates", "focus", "prefer", "select")
+STAGES = ("candidates", "focus", "prefer", "rerank", "select")
 
 Ranking = list[tuple[str, float]]
 
@@ -45,10 +46,38 @@ class RetrievalOptions:
     focus_sharpness: float = FOCUS_SHARPNESS
     prefer_weight: float = PREFER_WEIGHT
     sentences: bool = True  # a question of several sentences is also searched sentence by sentence
+    rerank: bool = False  # the best candidates are also judged by their sentence closest to the question
+    rerank_weight: float = RERANK_WEIGHT
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ValueError(f"Unknown fusion {self.fusion!r}: use one of {', '.join(FUSIONS)}.")
+
+
+# The parts of retrieval `rag eval --without` can turn off, to measure what each adds, and the option each sets.
+OPTIONAL_STAGES: dict[str, str] = {
+    "focus": "focus",  # every document focus: names, time and content
+    "content-focus": "by_content",
+    "time-focus": "by_time",
+    "sentences": "sentences",
+    "rerank": "rerank",
+}
+
+
+def without(options: RetrievalOptions, stages: Sequence[str]) -> RetrievalOptions:
+    """`options` with the named optional stages off (names from OPTIONAL_STAGES)."""
+    unknown = [s for s in stages if s not in OPTIONAL_STAGES]
+    if unknown:
+        raise ValueError(f"Unknown stage {unknown[0]!r}: use one of {', '.join(OPTIONAL_STAGES)}.")
+    off = {OPTIONAL_STAGES[s] for s in stages}
+    return replace(
+        options,
+        focus=options.focus and "focus" not in off,
+        by_content=options.by_content and "by_content" not in off,
+        by_time=options.by_time and "by_time" not in off,
+        sentences=options.sentences and "sentences" not in off,
+        rerank=options.rerank and "rerank" not in off,
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +139,7 @@ class Retriever:
         self.options = options or RetrievalOptions()
         self.candidates = CandidateSearch(store, embedder, self.options.mode)
         self.focus = DocumentFocus(store)
+        self.reranker = SentenceRerank(embedder, weight=self.options.rerank_weight)
         self._profile: tuple[str, Profile] | None = None
         self._lock = threading.Lock()
 
@@ -168,6 +198,12 @@ class Retriever:
         if query.expansion.prefer and self.options.prefer_weight > 0:
             order = self._prefer(order, query, profile, named, breadth)
             report("prefer", order, f"{profile.name} profile: {', '.join(sorted(query.expansion.prefer))} preferred")
+
+        if self.options.rerank and self.options.mode != "keyword" and self.options.rerank_weight > 0:
+            reranked = order[: self.reranker.depth]
+            texts = {cid: chunk.text for cid, (chunk, _) in self.store.fetch([cid for cid, _ in reranked]).items()}
+            order = self.reranker.rerank(order, query, texts)
+            report("rerank", order, f"the best {len(texts)} judged by their sentence closest to the question")
 
         hits = self.passages(order[:wanted], query, candidates)
         coverages = self.coverages(query, hits)
