@@ -12,6 +12,7 @@ import logging
 
 import streamlit as st
 
+import ui_sources
 from rag.conversations import (
     Conversation,
     ConversationNotFound,
@@ -24,7 +25,7 @@ from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import plural, safe_markdown
-from rag.turn import Chat
+from rag.turn import Chat, asks_for_whole_document, whole_document_plan
 from ui_common import escape_markdown, render_markdown, require_engine, show_error, show_unexpected
 
 logger = logging.getLogger(__name__)
@@ -34,16 +35,7 @@ NEW_FILTER = "new_conversation_doc_filter"
 NEW_FILTER_WIDGET = "doc_filter_new"
 # Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
 STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
-
-
-def render_sources(message: StoredMessage) -> None:
-    if not message.sources:
-        return
-    st.caption("Sources")
-    for i, source in enumerate(message.sources, 1):
-        page = f" · page {source.page}" if source.page is not None else ""
-        with st.expander(f"[{i}] {escape_markdown(source.source)}{page} · relevance {source.score:.2f}"):
-            st.text(source.text)  # document text is shown as text, never as markdown or HTML
+WHOLE_STOPPED = "stopped before every part was read; what the parts read so far found is kept above."
 
 
 def render_usage(message: StoredMessage) -> None:
@@ -81,25 +73,44 @@ def render_inspector(message: StoredMessage) -> None:
         st.code(message.prompt, language=None, wrap_lines=True)
 
 
-def render_answer(message: StoredMessage, question: str, last: bool) -> None:
+def render_answer(engine: Engine, conversation_id: str, message: StoredMessage, question: str, last: bool) -> None:
     if message.content:
         render_markdown(message.content)  # no image loaded, no link: a planted instruction cannot leak the chat
     if message.standalone_query and message.standalone_query != question:
         st.caption(f"searched for: {escape_markdown(message.standalone_query)}")
     if message.searched_only:
-        st.caption(f"searched only: {escape_markdown(', '.join(message.searched_only))}")
-    render_sources(message)
+        read = "read whole" if ui_sources.whole_document(message) else "searched only"
+        st.caption(f"{read}: {escape_markdown(', '.join(message.searched_only))}")
+    ui_sources.render_sources(engine, message, f"m_{conversation_id}_{message.seq}")
     if message.error is not None:
         st.error(f"The answer was interrupted: {safe_markdown(message.error)}", icon=":material/error:")
         if last and st.button("Retry", icon=":material/refresh:", key="retry"):
             st.session_state.pending = question
             st.rerun()
+    else:
+        render_usage(message)
+        render_inspector(message)
+    if last and message.searched_only and not ui_sources.whole_document(message):
+        suggest_whole_document(question)
+    ui_sources.render_feedback(engine.conversations, conversation_id, message)
+
+
+def suggest_whole_document(question: str) -> None:
+    """A question about all of a chosen document (a summary, every item, a count): offer to read it whole."""
+    if not asks_for_whole_document(question):
         return
-    render_usage(message)
-    render_inspector(message)
+    st.info(
+        "This asks about the whole of the chosen documents, which the best few passages cannot cover. Reading "
+        "them whole goes through every part in order (it takes longer: you are told how long before it starts).",
+        icon=":material/menu_book:",
+    )
+    if st.button("Answer from the whole documents", key="suggest_whole", icon=":material/menu_book:"):
+        st.session_state.pending = question
+        st.session_state.pending_whole = True
+        st.rerun()
 
 
-def render_conversation(conversation: Conversation) -> None:
+def render_conversation(engine: Engine, conversation: Conversation) -> None:
     if conversation.summary:
         with st.expander("Earlier in this conversation", icon=":material/summarize:"):
             st.text(conversation.summary)
@@ -111,7 +122,7 @@ def render_conversation(conversation: Conversation) -> None:
             continue
         question = messages[i - 1].content if i and messages[i - 1].role == "user" else ""
         with st.chat_message("assistant"):
-            render_answer(message, question, last=i == len(messages) - 1)
+            render_answer(engine, conversation.id, message, question, last=i == len(messages) - 1)
 
 
 def forget_new_filter() -> None:
@@ -160,23 +171,44 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
     return selection
 
 
-def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> None:
+def answer(engine: Engine, question: str, selection: list[SelectedDocument], whole: bool = False) -> None:
     """One turn, run and saved by rag/turn.py; this page only shows it as it streams.
 
     Whatever ends the stream early (a backend failure, an unexpected error, or Streamlit's rerun, raised
     inside the loop when the person clicks anything while the answer streams), the turn saves the
-    question and the part of the answer that arrived, with the reason.
+    question and the part of the answer that arrived, with the reason. A whole-document turn says first how
+    many model calls it takes and about how long, shows "part 12 of 40" as it reads, and, stopped, keeps
+    what the parts read so far found.
     """
     conversation_id = st.session_state.get("conversation_id")
-    with Chat(engine, "app").ask(question, conversation_id, selection, stopped=STOPPED) as turn:
+    stopped = WHOLE_STOPPED if whole else STOPPED
+    with Chat(engine, "app").ask(question, conversation_id, selection, stopped=stopped, whole_document=whole) as turn:
+        if whole and conversation_id is None:  # the new conversation goes on reading whole documents
+            st.session_state[f"whole_{turn.conversation_id}"] = st.session_state.get("whole_new", False)
         st.session_state.conversation_id = turn.conversation_id
         st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
         with st.chat_message("user"):
             st.text(question)
         with st.chat_message("assistant"):
+            progress = None
+            if whole:
+                with st.spinner("Measuring the model's speed…"):
+                    plan = turn.make_plan()
+                names = escape_markdown(", ".join(d.name for d in turn.documents))
+                st.caption(f"Reading the whole of {names}: {plan.describe()}.")
+                st.button("Stop (keep what is read)", key="stop_whole", icon=":material/stop_circle:")
+                progress = st.progress(0.0, text=f"part 0 of {len(plan.parts)}")
             placeholder = st.empty()
-            placeholder.markdown("_Thinking…_")
+            placeholder.markdown("_Thinking…_" if not whole else "_Reading…_")
             for _piece in turn:  # the turn keeps the text so far in turn.text
+                step = turn.progress
+                if progress is not None and step is not None:
+                    progress.progress(min(step.done / max(step.total, 1), 1.0), text=step.describe())
+                    if step.note is not None and not turn.text:
+                        with placeholder.container():
+                            st.caption(f"Read {escape_markdown(step.note.part.label)}; its note:")
+                            st.text(step.note.text or "(nothing about the question)")
+                        continue
                 with placeholder.container():
                     render_markdown(turn.text + " ▌")
     st.rerun()
@@ -262,21 +294,57 @@ def chat(engine: Engine) -> None:
         except ConversationNotFound as exc:
             forget_deleted(exc)
     selection = document_filter(engine, conversation)
+    whole = whole_document_switch(engine, conversation, selection)
     if conversation is None or not conversation.messages:
         st.caption(
             f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
             "as [1], [2]. Add your own on the Documents page."
         )
     if conversation is not None:
-        render_conversation(conversation)
+        render_conversation(engine, conversation)
 
     typed = st.chat_input("Ask a question about your documents")
     question = typed or st.session_state.pop("pending", None)
+    whole = st.session_state.pop("pending_whole", False) or whole
     if question and question.strip():
         try:
-            answer(engine, question.strip(), selection)
+            answer(engine, question.strip(), selection, whole=whole and bool(selection))
         except ConversationNotFound as exc:  # deleted in another tab while this one was asking
             forget_deleted(exc)
+
+
+def whole_document_switch(engine: Engine, conversation: Conversation | None, selection: list[SelectedDocument]) -> bool:
+    """ "Read the chosen documents whole" for this conversation's questions, with what it costs; off without
+    chosen documents."""
+    if not selection:
+        return False
+    key = f"whole_{conversation.id if conversation is not None else 'new'}"
+    on = st.toggle(
+        "Read the chosen documents whole",
+        key=key,
+        help="For summaries, 'list every …', 'how many …': every part of the chosen documents is read in order "
+        "and what each says is combined, citing the pages. It takes one model call per part.",
+    )
+    if on:
+        try:
+            plan = cached_plan(engine, selection)
+        except RagError as exc:
+            show_error(exc)
+            return False
+        st.caption(f"Each question reads {plan}. A question can be stopped; what is read is kept.")
+    return on
+
+
+def cached_plan(engine: Engine, selection: list[SelectedDocument]) -> str:
+    """What reading the chosen documents whole costs, in words (measured once per choice and model)."""
+    backend = engine.chosen.backend
+    key = ("whole_plan", backend.name, backend.model, tuple(d.doc_id for d in selection))
+    said: str | None = st.session_state.get("whole_plan_said", {}).get(key)
+    if said is None:
+        with st.spinner("Measuring the model's speed…"):
+            said = whole_document_plan(engine, "Summarize these documents.", selection).describe()
+        st.session_state.setdefault("whole_plan_said", {})[key] = said
+    return said
 
 
 engine = require_engine()

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import streamlit as st
 
+import ui_sources
 from rag.engine import Chunk, DocumentRecord, Engine, IngestProgress, IngestResult, Reader
 from rag.errors import RagError
 from rag.formatting import human_size, plural
@@ -95,7 +96,11 @@ def preview(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
     shown = chunks[start : start + PREVIEW_PAGE]
     with st.container(height=560 if len(shown) > 2 else "content", border=True):
         for chunk in shown:
-            st.caption(chunk_label(chunk, len(chunks)))
+            label, button = st.columns([5, 2], vertical_alignment="center")
+            label.caption(chunk_label(chunk, len(chunks)))
+            where = "On its page" if chunk.page is not None else "In its text"
+            if button.button(where, key=f"documents_where_{chunk.id}", icon=":material/open_in_new:"):
+                ui_sources.open_chunk(engine, chunk)  # the same view as a source under an answer
             st.text(chunk.text)
 
 

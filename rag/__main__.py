@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, RERANKS, Settings, auth_headers, normalize_host
-from rag.conversations import ConversationStore, SelectedDocument
+from rag.conversations import ConversationStore, SavedSource, SelectedDocument
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
@@ -25,10 +25,10 @@ from rag.logs import configure_logging
 from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, OPTIONAL_STAGES, SEARCH_MODES
-from rag.schema import Answer, Message, RetrievedChunk
+from rag.schema import Answer, Chunk, Message, RetrievedChunk
 from rag.sqlite import is_corrupt, is_disk_full
 from rag.store import DocumentRecord, Store, disk_full, registry_damaged
-from rag.turn import Chat, Turn, prepare
+from rag.turn import Chat, Turn, asks_for_whole_document, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "ask":
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
             p.add_argument(
+                "--whole-document",
+                action="store_true",
+                help="read every part of the --doc documents in order and combine what each says (summaries, "
+                "'list every …', 'how many …'); says first how many model calls and about how long",
+            )
+            p.add_argument(
                 "--conversation",
                 metavar="ID",
                 help="continue this saved conversation (an id or its start, from `conversations list`) and save "
@@ -128,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--doc", action="append", default=[], metavar="NAME", help="search only this document; repeatable, saved"
     )
     chat.set_defaults(run=cmd_chat)
+
+    show = sub.add_parser(
+        "show", help="a source where it stands: its text with the passage marked (--png: the highlighted page)"
+    )
+    show.add_argument(
+        "source_id", metavar="SOURCE_ID", help="as `ask` prints it after each source, e.g. 3fa2c1d0:00012"
+    )
+    show.add_argument("--question", help="also mark the line of the passage that best answers this question")
+    show.add_argument(
+        "--png", type=Path, metavar="FILE", help="write the page with the passage highlighted (PDFs, scans)"
+    )
+    show.add_argument("--page", type=int, help="with --png: this page of the document instead (a neighbour)")
+    show.set_defaults(run=cmd_show)
 
     conversations = sub.add_parser("conversations", help="list, show, export or delete saved conversations")
     conv_sub = conversations.add_subparsers(required=True, metavar="ACTION")
@@ -325,9 +344,59 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
         said = f"No document named {args.name!r}: see `python -m rag docs` for names and ids."
         print(terminal_safe(said), file=sys.stderr)
         return 1
-    engine.store.delete_document(doc.doc_id)
+    engine.delete(doc.doc_id)
     print(terminal_safe(f"Deleted {doc.name} ({plural(doc.chunks, 'chunk')})."))
     return 0
+
+
+def cmd_show(engine: Engine, args: argparse.Namespace) -> int:
+    from rag.answer_line import answer_lines, keyword_coverage
+    from rag.source_view import PageView, SourceRef, text_view_terminal
+
+    chunk = _find_source(engine, args.source_id)
+    ref = SourceRef.of_chunk(chunk)
+    line = ""
+    if args.question:
+        [best] = answer_lines(
+            args.question, [chunk.text], engine.embedder, keyword_coverage(engine.store, args.question)
+        )
+        line = best.text if best is not None else ""
+    view = engine.sources.text(ref, line)
+    where = [view.name] + ([f"page {view.page}"] if view.page is not None else []) + [" › ".join(view.heading_path)]
+    print(terminal_safe(" · ".join(part for part in where if part)))
+    if view.note:
+        print(f"# {terminal_safe(view.note)}", file=sys.stderr)
+    print(text_view_terminal(view, ansi=sys.stdout.isatty()))
+    if line:
+        print(f"\nThe line that answers: {terminal_safe(line)}")
+    if args.png is not None:
+        page = engine.sources.open(ref, line=line, page=args.page)
+        if not isinstance(page, PageView):
+            raise RagError(f"{chunk.source} has no page to draw: --png is for PDFs and scans (kept files). {page.note}")
+        try:
+            args.png.write_bytes(page.png)
+        except OSError as exc:
+            raise RagError(f"Cannot write {args.png} ({exc.strerror or exc}): choose a writable path.") from exc
+        marked = "the passage highlighted" if page.passage_boxes else "no passage marked on it"
+        print(
+            f"# wrote page {page.page} of {page.pages} ({page.width}x{page.height} px, {marked}) to {args.png}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _find_source(engine: Engine, source_id: str) -> Chunk:
+    """The chunk a source id names: "<document id or its start>:<position>"."""
+    doc_part, _, position = source_id.strip().rpartition(":")
+    doc = engine.store.find(doc_part) if doc_part and position.isdigit() else None
+    found = engine.store.fetch([f"{doc.doc_id}:{int(position):05d}"]) if doc is not None else {}
+    if not found:
+        raise RagError(
+            f"No source {source_id!r}: give it as `ask` prints it after a source (document id, a colon, the "
+            "chunk's number, e.g. 3fa2c1d0:00012); the document may have been deleted or replaced since."
+        )
+    [(chunk, _vector)] = found.values()
+    return chunk
 
 
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
@@ -431,10 +500,21 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
             raise RagError("--history and --conversation cannot be used together: a saved conversation has its own.")
         conversation_id = None if args.conversation == "new" else chat.conversations.resolve(args.conversation)
     earlier = _history(args.history)
-    turn = chat.ask(args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier)
+    whole = bool(args.whole_document)
+    turn = chat.ask(
+        args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier, whole_document=whole
+    )
     choice = engine.chosen
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
+    if whole:
+        print(f"# reading the whole document: {turn.make_plan().describe()}", file=sys.stderr)
+    elif docs and asks_for_whole_document(args.question):
+        print(
+            "# this asks about a whole document: add --whole-document to read every part of it (top passages "
+            "cannot list every item or summarize it all)",
+            file=sys.stderr,
+        )
     if docs and not args.json:
         print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)
     if args.conversation is not None:
@@ -462,7 +542,9 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
                 "sources": [
                     {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
                     for s in answer.sources
-                ],
+                ]
+                if not turn.whole_document
+                else [asdict(s) for s in message.sources or []],  # the parts read, each with its note
                 "usage": {
                     "prompt_tokens": answer.usage.prompt_tokens,
                     "completion_tokens": answer.usage.completion_tokens,
@@ -480,14 +562,24 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_sources(sources: Sequence[RetrievedChunk]) -> None:
+def _print_sources(sources: Sequence[RetrievedChunk], saved: Sequence[SavedSource] = ()) -> None:
+    """Each source with its score, its id for `python -m rag show`, and its line that answers (when saved)."""
     if not sources:
         print("Sources: none matched in the knowledge base.")
         return
     print("Sources:")
+    lines = {s.text: s for s in saved}
     for i, s in enumerate(sources, 1):
-        snippet = " ".join(s.chunk.text.split())[:100]
-        print(f"  {source_label(i, s)} (score {s.score:.2f}): {snippet}…")
+        kept = lines.get(s.chunk.text)
+        if kept is not None and kept.line:
+            said = f"“{' '.join(kept.line.split())[:120]}”"
+        else:
+            said = " ".join(s.chunk.text.split())[:100] + "…"
+        print(
+            terminal_safe(
+                f"  {source_label(i, s)} (score {s.score:.2f}, {s.chunk.doc_id[:8]}:{s.chunk.position:05d}): {said}"
+            )
+        )
 
 
 def _print_usage(answer: Answer) -> None:
@@ -513,8 +605,12 @@ def _selected(docs: Sequence[DocumentRecord]) -> list[SelectedDocument] | None:
 
 def _run_turn(turn: Turn) -> int:
     """Stream one saved turn to stdout, then its sources; 1 when the answer failed (saved with the error)."""
+    shown = None
     with turn:
         for piece in turn:
+            if turn.progress is not None and turn.progress is not shown:  # whole documents: "part 12 of 40"
+                shown = turn.progress
+                print(f"# {shown.describe()}", file=sys.stderr)
             sys.stdout.write(piece)
             sys.stdout.flush()
     if turn.error is not None:
@@ -526,9 +622,20 @@ def _run_turn(turn: Turn) -> int:
         return 1
     print("\n")
     assert turn.answer is not None
-    _print_sources(turn.answer.sources)
+    if turn.whole_document:
+        saved = turn.saved.sources if turn.saved is not None else None
+        print(f"Read: {', '.join(_part_label(s) for s in saved or [])}")
+    else:
+        _print_sources(turn.answer.sources, turn.saved.sources or [] if turn.saved is not None else [])
     _print_usage(turn.answer)
     return 0
+
+
+def _part_label(source: SavedSource) -> str:
+    if source.page is None:
+        return source.source
+    pages = f"pages {source.page}–{source.last_page}" if source.last_page not in (None, source.page) else ""
+    return f"{source.source} {pages or f'page {source.page}'}"
 
 
 def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:

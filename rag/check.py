@@ -332,4 +332,3 @@ def describe_repair(result: Repair) -> list[str]:
         lines.append(f"Still {plural(len(result.after.problems), 'problem')} (a writer may be busy: run it again):")
         lines.extend(f"  {p.describe()}" for p in result.after.problems)
     return lines
-

@@ -286,6 +286,13 @@ class Settings(BaseModel):
         help="The numbered sources are added after it, so the model can cite them as [1], [2], …",
         page=Widget("System prompt", kind="area"),
     )  # fmt: skip
+    whole_part_tokens: int = setting(
+        1024, env="RAG_WHOLE_PART_TOKENS", says="Whole-document part size", unit="tokens", ge=100,
+        le=MAX_CONTEXT_WINDOW, why="a part must fit the model's window beside the instructions",
+        help="Whole-document answers read the documents this many tokens at a time (less where the window is "
+        "smaller). Small models keep track of small parts; larger parts take fewer model calls.",
+        page=Widget("Whole-document answers: part size (tokens)", step=256),
+    )  # fmt: skip
     history_strategy: HistoryStrategy = setting(
         "summarize", env="RAG_HISTORY", says="history strategy",
         help="When old turns no longer fit the window: fold them into a running summary, or drop the oldest.",

@@ -91,6 +91,7 @@ MIGRATIONS = (
     Migration("005_message_feedback", lambda db: _add_feedback_columns(db)),
 )
 
+
 def _add_feedback_columns(db: sqlite3.Connection) -> None:
     add_column(db, "messages", "feedback", "TEXT")
     add_column(db, "messages", "feedback_comment", "TEXT")
@@ -120,20 +121,36 @@ class ConversationNotFound(ConversationError):
 
 @dataclass(frozen=True)
 class SavedSource:
-    """A passage an answer cited, as it was when the answer was given (the document may change later)."""
+    """A passage an answer cited, as it was when the answer was given (the document may change later).
+
+    Sources saved before these were kept have no document id, position, ranking score or line (opened by name).
+    """
 
     source: str
     page: int | None
-    score: float
+    score: float  # cosine similarity with the question
     text: str
+    doc_id: str = ""
+    position: int | None = None  # of the chunk in its document
+    rank_score: float | None = None  # the score that ranked it (meaning and keywords fused, with boosts)
+    ranked_by: str = ""  # what that score is, in words ("meaning and keywords fused")
+    line: str = ""  # the line of the passage that best answers the question
+    note: str = ""  # whole-document answers: what the model noted reading this part
+    last_page: int | None = None  # whole-document answers: a part's last page
 
     @classmethod
     def of(cls, source: RetrievedChunk | SavedSource | Mapping[str, Any]) -> SavedSource:
         if isinstance(source, SavedSource):
             return source
         if isinstance(source, RetrievedChunk):
-            return cls(source.chunk.source, source.chunk.page, source.score, source.chunk.text)
+            chunk = source.chunk
+            return cls(chunk.source, chunk.page, source.score, chunk.text, chunk.doc_id, chunk.position)
         return _known_fields(cls, source)
+
+    @property
+    def source_id(self) -> str:
+        """As `python -m rag show` takes it ("" for a source saved before ids were kept)."""
+        return f"{self.doc_id}:{self.position:05d}" if self.doc_id and self.position is not None else ""
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
 from rag.loaders import SUPPORTED
+from rag.originals import Originals
 from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
 from rag.schema import Chunk, RetrievedChunk
+from rag.source_view import SourceViewer
 from rag.store import DocumentRecord, Store
 
 __all__ = [
@@ -171,12 +173,14 @@ class Engine:
         embedder: Embedder | None = None,
         chosen: ChosenBackend | None = None,
         conversations: ConversationStore | None = None,
+        sources: SourceViewer | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._embedder = embedder
         self._chosen = chosen
         self._conversations = conversations
+        self._sources = sources
         self._backend_lock = threading.Lock()
 
     @cached_property
@@ -198,6 +202,16 @@ class Engine:
         return Retriever(self.store, self.embedder, options)
 
     @cached_property
+    def originals(self) -> Originals:
+        """The documents' files, kept in the data folder to show sources where they stand."""
+        return Originals(self.settings.data_dir)
+
+    @cached_property
+    def sources(self) -> SourceViewer:
+        """Opens a source where it stands (its page highlighted, or its text in context)."""
+        return self._sources or SourceViewer(self.store, self.originals, self.settings.data_dir / "cache")
+
+    @cached_property
     def ingestor(self) -> Ingestor:
         return Ingestor(
             self.store,
@@ -205,6 +219,7 @@ class Engine:
             self.settings.chunk_size,
             self.settings.chunk_overlap,
             limits=IngestLimits.from_settings(self.settings),
+            originals=self.originals,
         )
 
     @property
@@ -240,6 +255,7 @@ class Engine:
 
     def delete(self, doc_id: str) -> None:
         self.store.delete_document(doc_id)
+        self.originals.discard(doc_id)
 
     def preview(self, doc_id: str) -> list[Chunk]:
         return self.store.chunks_of(doc_id)

@@ -27,6 +27,10 @@ def conversation_markdown(c: Conversation) -> str:
         if m.sources:
             lines += ["", "Sources:", ""]
             lines += [f"- [{i}] {_source_line(s)}" for i, s in enumerate(m.sources, start=1)]
+        if m.feedback is not None:
+            verdict = "helpful" if m.feedback == "up" else "not helpful"
+            said = f": {m.feedback_comment}" if m.feedback_comment else ""
+            lines += ["", f"*Feedback:* {verdict}{said}"]
     return "\n".join(lines) + "\n"
 
 
@@ -37,4 +41,11 @@ def conversation_json(c: Conversation) -> str:
 
 def _source_line(source: SavedSource) -> str:
     page = f", page {source.page}" if source.page is not None else ""
-    return f"{source.source}{page} (score {source.score:.2f})"
+    if source.last_page not in (None, source.page):
+        page = f", pages {source.page}–{source.last_page}"
+    if source.rank_score is not None:
+        score = f" (ranked {source.rank_score:.2f}: {source.ranked_by or 'the ranking score'})"
+    else:
+        score = f" (score {source.score:.2f})" if source.score else ""
+    line = f" — “{' '.join(source.line.split())}”" if source.line else ""
+    return f"{source.source}{page}{score}{line}"

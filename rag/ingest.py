@@ -30,6 +30,7 @@ from rag.errors import DiskFull, LoaderError, RagError
 from rag.formatting import clean_name, human_size, plural
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
+from rag.originals import Originals
 from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
@@ -278,6 +279,7 @@ class Ingestor:
         batch_size: int = 64,
         limits: IngestLimits | None = None,
         load: Loader = load_bytes,
+        originals: Originals | None = None,
     ) -> None:
         """`load` is what the workers call to read a file (a module-level function: they import it by name)."""
         self.store = store
@@ -287,6 +289,7 @@ class Ingestor:
         self.batch_size = batch_size  # chunks stored (and progress reported) at a time
         self.limits = limits or IngestLimits()
         self.load = load
+        self.originals = originals  # the files kept to show sources where they stand (rag/originals.py)
 
     def ingest_paths(self, paths: Sequence[Path], on_progress: ProgressCallback | None = None) -> list[IngestResult]:
         files = collect_files(paths)
@@ -335,7 +338,9 @@ class Ingestor:
 
         def index_wave() -> None:
             nonlocal waves
-            results.update(self._index(wave, len(sources), on_progress))
+            indexed = self._index(wave, len(sources), on_progress)
+            results.update(indexed)
+            self._settle_originals(wave, indexed)
             wave.clear()
             waves += 1
 
@@ -475,6 +480,8 @@ class Ingestor:
         same_name = self.store.find(name)
         known = self._already_indexed(name, digest, same_name)
         if known is not None:
+            if self.originals is not None and known.doc_id is not None:  # indexed before files were kept
+                self.originals.keep(known.doc_id, name, prepared.data)
             return known
         if prepared.doc is None:  # known when parsing started, deleted since
             prepared = self._parse(name, prepared.data, digest, pool)
@@ -497,7 +504,20 @@ class Ingestor:
             title=doc.title,
         )
         replaces = same_name.doc_id if same_name else None
+        if self.originals is not None:  # kept before indexing; removed again if the indexing fails
+            self.originals.keep(doc_id, name, prepared.data)
         return _Admitted(index, record, prepared.chunks, replaces, "; ".join(doc.warnings))
+
+    def _settle_originals(self, wave: Sequence[_Admitted], results: dict[int, IngestResult]) -> None:
+        """The kept files after a wave: a replaced version's goes, a document that failed keeps none."""
+        if self.originals is None:
+            return
+        for w in wave:
+            result = results.get(w.index)
+            if result is not None and result.status in ("added", "replaced") and w.replaces:
+                self.originals.discard(w.replaces)
+            elif (result is None or not result.ok) and self.store.find(w.record.doc_id) is None:
+                self.originals.discard(w.record.doc_id)
 
     def _already_indexed(self, name: str, digest: str, same_name: DocumentRecord | None) -> IngestResult | None:
         """ "unchanged" or "duplicate" when this content is in the knowledge base already, else None."""

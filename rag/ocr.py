@@ -89,19 +89,30 @@ def recognize(image: np.ndarray) -> str:
     """The text of an RGB (H, W, 3) uint8 image (grayscale (H, W) works too) in reading order: lines
     top to bottom joined with newlines, boxes left to right within a line joined with a space; "" when
     there is no text. Seconds per page on a CPU; safe to call from several threads (they take turns)."""
+    return reading_order(read_boxes(image))
+
+
+def read_boxes(image: np.ndarray) -> list[TextBox]:
+    """The recognised runs of text of an image (as `recognize` reads it) with their bounds in its pixels:
+    where a passage stands on a scanned page."""
     if image.ndim == 2 and image.dtype == np.uint8:
         image = np.repeat(image[:, :, np.newaxis], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"recognize() needs an RGB (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
     if min(image.shape[:2]) < MIN_BOX_SIDE:
-        return ""
+        return []
     with _LOCK:
         boxes = _read(_engine(), image)
-    return reading_order(b for b in boxes if b.score >= MIN_CONFIDENCE and b.text.strip())
+    return [b for b in boxes if b.score >= MIN_CONFIDENCE and b.text.strip()]
 
 
 def reading_order(boxes: Iterable[TextBox]) -> str:
     """Group boxes into lines by vertical overlap; lines top to bottom, boxes left to right."""
+    return "\n".join(" ".join(b.text.strip() for b in line) for line in reading_lines(boxes))
+
+
+def reading_lines(boxes: Iterable[TextBox]) -> list[list[TextBox]]:
+    """The boxes as lines (by vertical overlap), top to bottom, each left to right."""
     lines: list[list[TextBox]] = []
     extents: list[tuple[float, float]] = []  # (top, bottom) of each line so far
     for box in sorted(boxes, key=lambda b: (b.top + b.bottom) / 2):
@@ -114,7 +125,7 @@ def reading_order(boxes: Iterable[TextBox]) -> str:
                 continue
         lines.append([box])
         extents.append((box.top, box.bottom))
-    return "\n".join(" ".join(b.text.strip() for b in sorted(line, key=lambda b: b.left)) for line in lines)
+    return [sorted(line, key=lambda b: b.left) for line in lines]
 
 
 # --- the engine --------------------------------------------------------------------------------

@@ -90,9 +90,7 @@ class ParserPool:
     def __enter__(self) -> ParserPool:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
     def _worker(self) -> _Worker:

@@ -757,7 +757,7 @@ def registry_damaged(data_dir: Path, exc: BaseException) -> str:
 
 
 def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
-    """"The disk holding DATA_DIR is full: N MB free, about M needed", with what to do."""
+    """ "The disk holding DATA_DIR is full: N MB free, about M needed", with what to do."""
     try:
         free = shutil.disk_usage(data_dir).free
     except OSError:

@@ -31,6 +31,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
 
+from rag.answer_line import Ranking, checkable_sources, keyword_coverage, ranking_scores
 from rag.backends.base import GenerationOptions, LLMBackend, complete_with
 from rag.config import Settings
 from rag.conversations import (
@@ -38,6 +39,7 @@ from rag.conversations import (
     Conversation,
     ConversationStore,
     PromptBudget,
+    SavedSource,
     SavedUsage,
     SelectedDocument,
     StoredMessage,
@@ -48,7 +50,10 @@ from rag.errors import RagError
 from rag.followup import standalone_question
 from rag.prompts import PromptPlan, plan_prompt
 from rag.schema import Answer, Message, RetrievedChunk, Usage
+from rag.speed import METER
 from rag.summary import summarize
+from rag.whole_document import Note, Plan, Progress, WholeDocumentAnswer, WholeDocumentError, asks_for_whole_document
+from rag.whole_document import plan as plan_whole
 
 __all__ = [
     "EMPTY_KNOWLEDGE_BASE",
@@ -61,9 +66,11 @@ __all__ = [
     "Retrieval",
     "SummaryUpdate",
     "Turn",
+    "asks_for_whole_document",
     "prepare",
     "retrieve",
     "stream_answer",
+    "whole_document_plan",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +106,7 @@ class Retrieval:
     selected: list[RetrievedChunk]  # past the evidence gate, the threshold and the size limit
     seconds: float
     knowledge_base_empty: bool
+    ranking: Ranking | None = None  # the score that ranked each passage, and which stage's it is
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,13 @@ def retrieve(engine: Engine, query: str, doc_ids: Sequence[str] | None = None) -
         max_chars=settings.context_chars,
         doc_ids=doc_ids,
     )
-    return Retrieval(query, result.selected, result.seconds, knowledge_base_empty=result.knowledge_base_empty)
+    return Retrieval(
+        query,
+        result.selected,
+        result.seconds,
+        knowledge_base_empty=result.knowledge_base_empty,
+        ranking=ranking_scores(result),
+    )
 
 
 def _plan(
@@ -252,6 +266,18 @@ def stream_answer(engine: Engine, prepared: PreparedTurn) -> AnswerStream:
     return AnswerStream(prepared, backend, options)
 
 
+# -- whole documents ------------------------------------------------------------------------------------
+
+
+def whole_document_plan(engine: Engine, question: str, documents: Sequence[SelectedDocument]) -> Plan:
+    """How a whole-document answer to `question` reads `documents`: its parts, model calls and about how long,
+    from the measured speed of the active backend (measured with one short call when it has none yet)."""
+    backend = engine.chosen.backend
+    chosen = [(d.doc_id, d.name, engine.store.chunks_of(d.doc_id)) for d in documents]
+    speed = METER.measure(backend)
+    return plan_whole(question, chosen, backend, speed, engine.settings.whole_part_tokens)
+
+
 # -- a saved turn ---------------------------------------------------------------------------------------
 
 
@@ -283,11 +309,13 @@ class Chat:
         *,
         stopped: str = STOPPED,
         earlier: Sequence[Message] = (),
+        whole_document: bool = False,
     ) -> Turn:
         """A turn of the conversation (a new one, holding ``earlier``, when ``conversation_id`` is None);
         nothing runs until it is iterated. ``documents``: the documents to search, saved as the
         conversation's choice; None keeps the conversation's own. A chosen document deleted since is left
-        out. ``stopped`` is the error saved when the reader stops early."""
+        out. ``stopped`` is the error saved when the reader stops early. ``whole_document``: read every chunk
+        of the chosen documents instead of searching them (rag/whole_document.py); it needs chosen documents."""
         if conversation_id is None:
             conversation_id = self.start(documents or (), earlier)
         elif earlier:
@@ -299,12 +327,21 @@ class Chat:
         kept: list[SelectedDocument] = []
         if conversation.doc_filter:  # the document list is read only when there is a choice to check
             kept, _gone = resolve_doc_filter(conversation.doc_filter, self.engine.documents())
-        return Turn(self.engine, conversation, question, kept, self.channel, stopped)
+        if whole_document and not kept:
+            raise WholeDocumentError(
+                "Choose the documents to read whole first (Search only these documents, or --doc NAME): reading "
+                "every document of the knowledge base for one question would take too long."
+            )
+        return Turn(self.engine, conversation, question, kept, self.channel, stopped, whole_document)
 
 
 class Turn:
     """One question and its answer. Iterate for the answer's text as it streams; afterwards ``saved`` is the
-    assistant's message as stored, ``text`` what arrived, ``error`` why it stopped early (else None)."""
+    assistant's message as stored, ``text`` what arrived, ``error`` why it stopped early (else None).
+
+    A whole-document turn yields "" at each step of its progress (``progress``: "part 12 of 40"); ``plan``
+    says before it starts how many model calls it takes and about how long. Stopped, it saves what the parts
+    read so far found."""
 
     def __init__(
         self,
@@ -314,8 +351,13 @@ class Turn:
         documents: Sequence[SelectedDocument],
         channel: Channel,
         stopped: str,
+        whole_document: bool = False,
     ) -> None:
         self.conversation_id = conversation.id
+        self.whole_document = whole_document
+        self.plan: Plan | None = None  # whole-document turns: set by `make_plan`, or when the turn starts
+        self.progress: Progress | None = None  # whole-document turns: the last step done
+        self._notes: list[SavedSource] = []
         self.question = question
         self.documents = list(documents)
         self.channel: Channel = channel
@@ -342,6 +384,12 @@ class Turn:
     ) -> None:
         self.close()
 
+    def make_plan(self) -> Plan:
+        """A whole-document turn's plan (calls, parts, about how long), made before it starts."""
+        if self.plan is None:
+            self.plan = whole_document_plan(self._engine, self.question, self.documents)
+        return self.plan
+
     def close(self) -> None:
         """Stop the answer (the model stops generating) and save what arrived; nothing if it never started."""
         self._pieces.close()
@@ -353,14 +401,18 @@ class Turn:
         stream: AnswerStream | None = None
         pieces: Iterator[str] | None = None
         try:
-            doc_ids = [d.doc_id for d in self.documents] or None  # None: every document
-            self.prepared = prepare(self._engine, self.question, history, doc_ids, conversation.summary)
-            stream = stream_answer(self._engine, self.prepared)
-            pieces = iter(stream)
-            for piece in pieces:
-                self.text += piece
-                yield piece
-            self.answer = stream.answer
+            if self.whole_document:
+                pieces = self._whole()
+                yield from pieces
+            else:
+                doc_ids = [d.doc_id for d in self.documents] or None  # None: every document
+                self.prepared = prepare(self._engine, self.question, history, doc_ids, conversation.summary)
+                stream = stream_answer(self._engine, self.prepared)
+                pieces = iter(stream)
+                for piece in pieces:
+                    self.text += piece
+                    yield piece
+                self.answer = stream.answer
         except RagError as exc:  # a message of ours that says what to do: shown with the partial answer
             logger.info("answer failed: %s", exc)
             self.error, self.failure = str(exc), exc
@@ -379,6 +431,50 @@ class Turn:
             if close is not None:
                 close()  # stop the model generating an answer nobody reads
             self.saved = self._save()
+
+    def _whole(self) -> Generator[str, None, None]:
+        """Every chunk of the chosen documents read in order (map), the notes combined (reduce)."""
+        backend = self._engine.chosen.backend
+        run = WholeDocumentAnswer(self.make_plan(), backend, temperature=self._engine.settings.temperature)
+        events = iter(run)
+        try:
+            for event in events:
+                if isinstance(event, Progress):
+                    self.progress = event
+                    if event.note is not None:
+                        self._notes.append(_note_source(event.note))
+                    yield ""
+                else:
+                    self.text += event
+                    yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # a stopped run keeps the notes read so far as its text
+            self.text = run.text
+            usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.answer_tokens, seconds=run.seconds)
+            self.answer = Answer(run.text, [], usage, backend.name, backend.model)
+
+    def _checkable(self, prepared: PreparedTurn) -> list[SavedSource] | list[RetrievedChunk]:
+        """The sources as saved: in the order the model read them, each with the score that ranked it and
+        its line that answers (the encoder on the passages' lines: no model call). Without them if that fails."""
+        if not prepared.sources:
+            return []
+        engine = self._engine
+        # An answer cut short is saved at once, without its lines (the encoder takes a second or two, and the
+        # person who stopped it may be reopening the conversation already).
+        embedder = engine.embedder if self.error is None else None
+        try:
+            return checkable_sources(
+                prepared.search_query,
+                prepared.sources,
+                prepared.retrieval.ranking or {},
+                embedder,
+                keyword_coverage(engine.store, prepared.search_query),
+            )
+        except Exception:  # the answer is saved whatever happens to its extras
+            logger.exception("the lines that answer could not be found; the sources are saved without them")
+            return list(prepared.sources)
 
     def _save(self) -> StoredMessage:
         """The assistant's message (whole or partial) with its records; the summary if older turns were folded."""
@@ -405,7 +501,7 @@ class Turn:
             self.conversation_id,
             "assistant",
             self.text.strip(),
-            sources=prepared.sources if prepared is not None else None,
+            sources=self._notes if self.whole_document else self._checkable(prepared) if prepared is not None else None,
             usage=usage,
             standalone_query=prepared.search_query if prepared is not None else None,
             prompt=prepared.prompt if budget is not None and prepared is not None else None,
@@ -423,3 +519,19 @@ class Turn:
             self._conversations.set_summary(conversation.id, prepared.summary_update.summary, through)
             logger.info("conversation %s: messages up to %d folded into the summary", conversation.id, through)
         return saved
+
+
+def _note_source(note: Note) -> SavedSource:
+    """A part read by a whole-document answer, as a source of it: its pages, its text and the model's note."""
+    part = note.part
+    first = part.chunks[0]
+    return SavedSource(
+        source=part.name,
+        page=part.first_page,
+        score=0.0,
+        text=part.text,
+        doc_id=part.doc_id,
+        position=first.position,
+        note=note.text if not note.empty else "",
+        last_page=part.last_page,
+    )

@@ -363,3 +363,32 @@ def test_usage_prints_the_summary_and_the_csv_of_the_saved_answers(tmp_path: Pat
     backwards = run(["usage", "--from", today, "--to", "2020-01-01"], data, **env)
     assert backwards.returncode == 1 and "swap the dates" in backwards.stderr
     assert "is not a day written YYYY-MM-DD" in run(["usage", "--from", "yesterday"], data).stderr
+
+
+def test_a_source_s_id_opens_it_with_rag_show_and_its_line_that_answers(gardens: Path) -> None:
+    with FakeOllama(models=["llama2:latest"]) as server:
+        result = run(["ask", "When are the tomatoes watered?", "--doc", "garden.md"], gardens, OLLAMA_HOST=server.host)
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("Sources:\n", 1)[1].splitlines()[0]
+    assert "garden.md" in listed and "“The tomatoes in the garden are watered every Tuesday by Ana.”" in listed
+    source_id = listed.split("(score ", 1)[1].split(", ", 1)[1].split(")", 1)[0]
+    shown = run(["show", source_id, "--question", "When are the tomatoes watered?"], gardens)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("garden.md · Garden")  # the document and its heading path
+    assert "The line that answers: The tomatoes in the garden are watered every Tuesday by Ana." in shown.stdout
+
+
+@pytest.mark.slow
+def test_ask_whole_document_says_its_cost_first_then_reads_every_part(gardens: Path) -> None:
+    with FakeOllama(models=["llama2:latest"]) as server:
+        suggested = run(["ask", "List every day the tomatoes are watered", "--doc", "garden.md"], gardens,
+                        OLLAMA_HOST=server.host)  # fmt: skip
+        whole = run(["ask", "List every day the tomatoes are watered", "--doc", "garden.md", "--whole-document"],
+                    gardens, OLLAMA_HOST=server.host)  # fmt: skip
+        everything = run(["ask", "Summarize", "--whole-document"], gardens, OLLAMA_HOST=server.host)
+    assert suggested.returncode == 0 and "add --whole-document to read every part" in suggested.stderr
+    assert whole.returncode == 0, whole.stderr
+    assert "# reading the whole document: 1 parts: 1 model calls (1 to read, 0 to combine), about" in whole.stderr
+    assert "# part 1 of 1" in whole.stderr
+    assert "Read: garden.md" in whole.stdout and "Sources:" not in whole.stdout
+    assert everything.returncode == 1 and "Choose the documents to read whole first" in everything.stderr

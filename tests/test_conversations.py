@@ -168,7 +168,7 @@ def test_messages_round_trip_with_all_fields(store: ConversationStore) -> None:
         budget=PromptBudget(system=120, context=600, question=20, prompt=740, reserved=512, window=2048),
     )
     assert (q.seq, a.seq) == (1, 2)
-    assert a.sources == [SavedSource("report.pdf", 3, 0.7234, "Revenue grew 12%.")]
+    assert a.sources == [SavedSource("report.pdf", 3, 0.7234, "Revenue grew 12%.", doc_id="d", position=1)]
     assert a.usage is not None and a.usage.prompt_tokens == 900 and a.usage.time_to_first_token is None
     assert a.usage.tokens_per_second == pytest.approx(12 / 1.5)
     assert a.budget is not None and (a.budget.prompt, a.budget.window) == (740, 2048)

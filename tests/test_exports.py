@@ -36,4 +36,19 @@ def test_export_json_round_trips(tmp_path: Path) -> None:
     assert [m["seq"] for m in data["messages"]] == [1, 2, 3, 4]
     assert [StoredMessage.from_dict(m) for m in data["messages"]] == c.messages
     cited = data["messages"][1]["sources"][0]
-    assert cited == {"source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."}
+    assert {k: cited[k] for k in ("source", "page", "score", "text")} == {
+        "source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."
+    }
+
+
+def test_feedback_and_the_line_that_answers_are_exported(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    cid = filled(store)
+    store.set_feedback(cid, 2, "down", "The figure is from the wrong year.")
+    md = conversation_markdown(store.get(cid))
+    assert "*Feedback:* not helpful: The figure is from the wrong year." in md
+    data = json.loads(conversation_json(store.get(cid)))
+    assert (data["messages"][1]["feedback"], data["messages"][1]["feedback_comment"]) == (
+        "down",
+        "The figure is from the wrong year.",
+    )

@@ -24,6 +24,7 @@ from rag.prompts import render_llama2
 from rag.retrieval import RetrievalResult
 from rag.schema import Message, Usage
 from rag.turn import STOPPED, Chat, prepare, stream_answer
+from rag.whole_document import WholeDocumentError
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,6 +203,22 @@ def test_each_saved_message_says_where_it_was_asked(brief: Engine) -> None:
             list(turn)
         messages = brief.conversations.get(turn.conversation_id).messages
         assert [(m.role, m.channel) for m in messages] == [("user", channel), ("assistant", channel)]
+
+
+@pytest.mark.slow
+def test_an_answer_s_sources_are_saved_checkable_in_the_order_the_model_read_them(brief: Engine) -> None:
+    """Each saved source has the score that ranked it (saying which score it is) and its line that answers,
+    a line of its own passage; the order is the prompt's [1], [2], …"""
+    with Chat(brief, "cli").ask("What context length does Llama 2 use?") as turn:
+        list(turn)
+    assert turn.saved is not None and turn.prepared is not None
+    sources = turn.saved.sources or []
+    assert [s.text for s in sources] == [r.chunk.text for r in turn.prepared.sources]
+    assert sources and all(s.rank_score is not None and s.ranked_by for s in sources)
+    ranks = [s.rank_score or 0.0 for s in sources]
+    assert ranks == sorted(ranks, reverse=True)
+    assert all(s.line and s.line in s.text for s in sources)
+    assert "context length of 4,096" in sources[0].line
 
 
 @pytest.mark.slow
@@ -417,3 +434,44 @@ def test_the_prompt_sent_is_the_prompt_planned_byte_for_byte(tmp_path: Path, emb
     assert turn.prepared is not None and turn.saved is not None
     assert body["raw"] is True and body["prompt"] == turn.prepared.prompt == turn.saved.prompt
     assert body["prompt"] == render_llama2(turn.prepared.plan.messages).removeprefix("<s>")
+
+
+def test_a_whole_document_turn_reads_every_part_saves_them_and_keeps_what_was_read_when_stopped(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    ottawa, lima = "- Ottawa is the capital of Canada.", "- Lima is the capital of Peru."
+    model = ScriptedModel(["Hello.", ottawa, lima, "Ottawa, Lima."])
+    model.model = "scripted-whole"  # its own speed figures: the first plan measures them with one short call
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    documents = [SelectedDocument(d.doc_id, d.name) for d in engine.documents()]
+    with Chat(engine, "cli").ask("List every capital.", documents=documents, whole_document=True) as turn:
+        whole = turn.make_plan()
+        assert (whole.map_calls, whole.reduce_calls) == (2, 1)  # said before the turn starts
+        steps = [turn.progress.describe() for _ in turn if turn.progress is not None]
+    assert steps[0].startswith("part 1 of 2") and any(s.startswith("part 2 of 2") for s in steps)
+    saved = turn.saved
+    assert saved is not None and saved.error is None and saved.content == "Ottawa, Lima."
+    assert [s.source for s in saved.sources or []] == [d.name for d in documents]  # the parts read, in order
+    assert [s.note for s in saved.sources or []] == [
+        "- Ottawa is the capital of Canada.",
+        "- Lima is the capital of Peru.",
+    ]
+    assert saved.searched_only == [d.name for d in documents]
+
+    model.replies = [ottawa, "never read"]
+    with Chat(engine, "cli").ask("List every capital.", documents=documents, whole_document=True) as stopped:
+        for _ in stopped:
+            if stopped.progress is not None and stopped.progress.done == 1:
+                break  # Stop, a click elsewhere, Ctrl-C
+    kept = stopped.saved
+    assert kept is not None and kept.error == STOPPED
+    assert kept.content.startswith("Stopped after part 1 of 2") and "Ottawa is the capital of Canada." in kept.content
+    assert len(kept.sources or []) == 1
+
+
+def test_a_whole_document_turn_needs_chosen_documents(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    engine = scripted_engine(canada_engine_parts, embedder, ScriptedModel([]))
+    with pytest.raises(WholeDocumentError, match="Choose the documents to read whole"):
+        Chat(engine, "cli").ask("Summarize everything.", whole_document=True)

@@ -259,5 +259,3 @@ def _raised(order: Ranking, boosts: dict[str, float]) -> Ranking:
 
 def _doc_of(chunk_id: str) -> str:
     return chunk_id.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
-
-

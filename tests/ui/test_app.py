@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -51,8 +52,13 @@ def test_a_chat_turn_streams_an_answer_with_numbered_sources_and_usage(
     assert assistant.markdown[0].value.strip()  # the streamed answer
     source, inspector = assistant.expander
     assert inspector.label == "Prompt sent to the model"
-    assert source.label.startswith("[1] garden\\.md · relevance 0.")
-    assert "watered every Tuesday by Ana" in source.text[0].value
+    # The line that answers first, then the document and the score that ranked it (the caption says which).
+    line = "“The tomatoes in the garden are watered every Tuesday by Ana\\.”"
+    assert source.label.startswith(f"[1] {line} · garden\\.md · ")
+    assert " · ranked " in source.label
+    said = "the score is the one that ranked them: meaning and keywords fused"
+    assert any(said in c.value for c in assistant.caption)
+    assert "watered every Tuesday by Ana" in source.html[0].value
     usage = next(c.value for c in assistant.caption if "prompt tokens ·" in c.value)
     assert "embedded · SmolLM2\\-135M\\-Instruct" in usage and "prompt tokens" in usage and "tokens/s" in usage
 
@@ -80,7 +86,7 @@ def test_a_backend_failure_keeps_the_question_says_why_and_offers_retry(
     assert at.chat_message[0].text[0].value == "When are the tomatoes watered?"
     error = at.chat_message[1].error[0].value
     assert "Ollama is not running at `http://127.0.0.1:" in error and "ollama serve" in error  # URLs as code
-    retry = at.chat_message[1].button[0]
+    retry = button(at.chat_message[1], "Retry")
     assert retry.label == "Retry"
     retry.click().run()  # still down: asked again, fails again; the first attempt stays on record
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
@@ -122,10 +128,10 @@ def test_an_answer_broken_mid_stream_keeps_the_partial_text_marked(
         assistant = at.chat_message[1]
         assert assistant.markdown[0].value.strip() == "".join(ANSWER_PIECES[:2]).strip()  # arrived before the break
         assert "broke during the answer" in assistant.error[0].value
-        assert assistant.button[0].label == "Retry"
+        assert button(assistant, "Retry").label == "Retry"
 
         server.mode = "ok"
-        assistant.button[0].click().run()
+        button(assistant, "Retry").click().run()
         assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
         assert at.chat_message[3].markdown[0].value.strip() == safe_markdown("".join(ANSWER_PIECES)).strip()
         assert not at.chat_message[3].error
@@ -187,6 +193,11 @@ def test_two_tabs_keep_their_own_conversations(tmp_path: Path, monkeypatch: pyte
 ALLOTMENT = "# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
 
 
+def button(block: Any, label: str) -> Any:
+    """The button of a chat message (or any block) with this label."""
+    return next(b for b in block.button if b.label == label)
+
+
 def source_labels(message: object) -> list[str]:
     return [e.label for e in message.expander if e.label.startswith("[")]  # type: ignore[attr-defined]
 
@@ -207,7 +218,9 @@ def test_a_conversation_limited_to_one_document_cites_only_it_and_keeps_the_choi
     assert not at.exception, at.exception
     answer = at.chat_message[1]
     labels = source_labels(answer)
-    assert labels and all(label.startswith(f"[{i}] allotment\\.md ·") for i, label in enumerate(labels, 1))
+    assert labels and all(
+        label.startswith(f"[{i}] ") and " · allotment\\.md · " in label for i, label in enumerate(labels, 1)
+    )
     assert "searched only: allotment\\.md" in [c.value for c in answer.caption]
     assert at.multiselect[0].values == ["allotment.md"]
 
@@ -306,7 +319,7 @@ def test_a_rerun_during_the_stream_keeps_the_question_and_the_partial_answer(
     assistant = at.chat_message[1]
     assert assistant.markdown[0].value.strip() == "".join(ANSWER_PIECES[:2]).strip()
     assert "stopped when the page was used before the answer finished" in assistant.error[0].value
-    assert assistant.button[0].label == "Retry"
+    assert button(assistant, "Retry").label == "Retry"
     conversation = shared_conversations(str(tmp_path / "data")).get(at.session_state["conversation_id"])
     assert [(m.role, m.content) for m in conversation.messages] == [
         ("user", "When are the tomatoes watered?"),
@@ -438,3 +451,36 @@ def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
     warning = next(w.value for w in again.sidebar.warning if "inconsistent" in w.value)
     assert "1 problem found when the app started: keyword rows missing" in warning
     assert "`python -m rag check --repair`" in warning
+
+
+@pytest.mark.slow
+def test_a_whole_document_question_is_suggested_then_read_part_by_part_with_its_cost_said_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is a fake Ollama at the wire (quick, and it reports its timings, so the speed is measured)."""
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", ["- tomatoes ", "(Tuesday, Ana)"])
+    with FakeOllama(models=["llama2:latest"]) as server:
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT}, OLLAMA_HOST=server.host)
+        garden = shared_store(str(tmp_path / "data")).find("garden.md")
+        assert garden is not None
+        at.multiselect[0].select(garden.doc_id).run()
+        switch = at.toggle[0]
+        assert switch.label == "Read the chosen documents whole" and not switch.value
+
+        # A question about all of a chosen document, asked as usual: the app offers to read it whole.
+        at.chat_input[0].set_value("List every vegetable in the garden.").run()
+        assert not at.exception, at.exception
+        assert "which the best few passages cannot cover" in at.chat_message[1].info[0].value
+        button(at.chat_message[1], "Answer from the whole documents").click().run()
+        assert not at.exception, at.exception
+        answer = at.chat_message[3]
+        assert answer.markdown[0].value == "- tomatoes (Tuesday, Ana)\n\n(from garden.md)"  # the one part's note
+        assert "read whole: garden\\.md" in [c.value for c in answer.caption]
+        assert "The parts read, in order" in " ".join(c.value for c in answer.caption)
+        assert [e.label for e in answer.expander if e.label.startswith("[")] == ["[1] garden\\.md"]
+
+        # The switch, on: what a question will cost is said before one is asked.
+        at.toggle[0].set_value(True).run()
+        said = " ".join(c.value for c in at.main.caption)
+        assert "Each question reads 1 parts: 1 model calls (1 to read, 0 to combine)" in said
+        assert "measured speed" in said

@@ -1,0 +1,177 @@
+"""Checking an answer in a real browser (Debian's chromium, Playwright, `streamlit run app.py`, the built-in
+model): upload a PDF and a Word file, ask, and open the sources where they stand.
+
+- The PDF source opens on its page as a picture whose highlight covers the passage's characters by PDFium's own
+  boxes, and nothing far outside them; the neighbour page is one click away.
+- The source's one-line summary starts with the line that answers, and that line is marked in the passage.
+- The Word source opens in its text, highlighted, under its heading path.
+- Feedback (thumbs and a comment) survives a reload of the page.
+Screenshots go to test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rag.page_image import PADDING
+from tests.documents import text_pdf, word_file
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, streamlit_app
+from tests.test_page_image import char_boxes
+
+PDF_PAGES = [
+    "Lighthouse keeper's log, first page. The lamp was lit at dusk and the weather was calm all week.",
+    "Lighthouse keeper's log, second page. The foghorn was tested on the ninth of March by Eleanor Price. "
+    "The brass fittings were polished afterwards.",
+    "Lighthouse keeper's log, third page. Supplies arrived by boat on Friday.",
+]
+PASSAGE_WORDS = "The foghorn was tested on the ninth of March by Eleanor Price."
+OVEN_DETAIL = (
+    "The left oven runs hotter than the right one, so loaves on the left come out a few minutes earlier. Trays "
+    "are rotated halfway through each bake, and the steam valve is opened for the last ten minutes of baking. "
+    "The thermometers are checked against each other on the first day of every month and replaced when they "
+    "disagree by more than five degrees. Nobody opens an oven door while the bread is rising in it."
+)
+DELIVERY_DETAIL = (
+    "The driver rings the bell at the back door and waits for someone to sign the delivery note. Sacks are "
+    "stacked on the pallets by the wall, never on the floor, and the oldest sacks are always used first. Yeast "
+    "arrives separately on Thursdays, packed in ice, and goes straight into the cold room beside the butter."
+)
+WORD_BLOCKS = [
+    ("h1", "Bakery handbook"),
+    ("h2", "Ovens"),
+    ("p", "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread. " + OVEN_DETAIL),
+    ("h2", "Deliveries"),
+    ("p", "Flour is delivered on Tuesdays at seven in the morning. " + DELIVERY_DETAIL),
+]
+
+
+def tinted(picture: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    """The highlight's translucent yellow over white paper: the paper's blue falls from 255 to about 160."""
+    left, top, right, bottom = (round(v) for v in box)
+    paper = picture[top:bottom, left:right, 2]
+    return paper.size > 0 and float(np.percentile(paper, 90)) < 215
+
+
+def highlight_extent(picture: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box of the highlighted pixels (yellow-tinted paper: red high, blue in the tint's band)."""
+    red, blue = picture[:, :, 0].astype(int), picture[:, :, 2].astype(int)
+    ys, xs = np.nonzero((red > 220) & (blue > 110) & (blue < 210))
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+@pytest.mark.slow
+def test_sources_open_where_they_stand_and_feedback_is_kept(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    pdf = text_pdf(tmp_path / "lighthouse-log.pdf", PDF_PAGES)
+    docx = word_file(tmp_path / "bakery-handbook.docx", WORD_BLOCKS)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()  # empty: only the uploaded files are in the knowledge base
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def ask(page: Page, question: str, answer_at: int) -> None:
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill(question)
+        box.press("Enter")
+        answer = page.get_by_test_id("stChatMessage").nth(answer_at)
+        expect(answer.get_by_test_id("stExpander").first).to_be_visible(timeout=240_000)
+
+    # Short answers: what is checked is the sources under them, not what the tiny model writes.
+    with streamlit_app(tmp_path_factory, corpus, RAG_MAX_ANSWER_TOKENS="24") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(url)
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
+            page.locator("input[type=file]").set_input_files([str(pdf), str(docx)])
+            expect(page.get_by_role("button", name=f"Remove {docx.name}")).to_be_visible(timeout=60_000)
+            indexed = page.get_by_text(f"{docx.name}: indexed", exact=False)
+            for _ in range(5):  # a submit that beats the upload is told to choose files: press again
+                page.get_by_role("button", name="Add to knowledge base").click()
+                outcome = indexed.or_(page.get_by_text("Choose one or more files first"))
+                expect(outcome.first).to_be_visible(timeout=180_000)
+                if indexed.first.is_visible():
+                    break
+                page.wait_for_timeout(1000)
+            expect(page.get_by_text(f"{pdf.name}: indexed", exact=False)).to_be_visible(timeout=60_000)
+
+            # -- a PDF source: its page, the passage highlighted over PDFium's boxes of its characters --------
+            page.get_by_test_id("stSidebarNav").get_by_text("Chat").click()
+            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)
+            ask(page, "When was the foghorn tested, and by whom?", 1)
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            source = answer.get_by_test_id("stExpander").filter(has_text=f"{pdf.name} · page 2").first
+            # The line that answers comes first in the one-line summary, then the score that ranked it.
+            expect(source).to_contain_text("“The foghorn was tested on the ninth of March by Eleanor Price.”")
+            expect(source).to_contain_text("ranked")
+            expect(answer).to_contain_text("the score is the one that ranked them")
+            source.locator("summary").click()
+            line = source.locator("mark[data-mark=line]")
+            expect(line).to_have_text(PASSAGE_WORDS)  # marked in the passage too
+            source.get_by_role("button", name="Open where it stands").click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_contain_text(f"{pdf.name} · page 2 of 3", timeout=120_000)
+            expect(dialog).to_contain_text("The passage is highlighted")
+            image = dialog.get_by_test_id("stImageContainer").locator("img")
+            expect(image).to_be_visible(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "source-pdf-page.png"), full_page=True)
+            served = page.request.get(url + str(image.get_attribute("src")).removeprefix(url))
+            picture = np.asarray(Image.open(io.BytesIO(served.body())).convert("RGB"))
+            boxes = char_boxes(pdf.read_bytes(), 2, PASSAGE_WORDS)
+            assert boxes and all(tinted(picture, b) for b in boxes)  # every character of it under the highlight
+            left, top, right, bottom = highlight_extent(picture)
+            page_text = char_boxes(pdf.read_bytes(), 2, PDF_PAGES[1])  # the passage is on this page, no further
+            slack = PADDING + 4  # the highlight's padding around PDFium's boxes, and anti-aliasing
+            assert left >= min(b[0] for b in page_text) - slack and top >= min(b[1] for b in page_text) - slack
+            assert right <= max(b[2] for b in page_text) + slack and bottom <= max(b[3] for b in page_text) + slack
+            assert not tinted(picture, (10, 10, 60, 60))  # the margin: nothing there
+            dialog.get_by_role("button", name="Page ▶").click()  # the neighbour page, one click away
+            expect(dialog).to_contain_text("page 3 of 3", timeout=60_000)
+            expect(dialog).to_contain_text("The passage is on page 2.")
+            dialog.get_by_role("button", name="Close").click()
+            expect(dialog).to_have_count(0)
+
+            # -- feedback: thumbs and a comment, kept after a reload ------------------------------------------
+            answer.get_by_role("radio", name="Thumbs up").click()
+            comment = answer.get_by_placeholder("What was right or wrong?")
+            expect(comment).to_be_visible(timeout=60_000)
+            comment.fill("Right page, right line.")
+            comment.press("Enter")
+            expect(answer).to_contain_text("Your feedback: 👍 helpful: Right page, right line.", timeout=60_000)
+
+            # -- a Word source: its text, the passage highlighted, under its heading path ----------------------
+            ask(page, "When are the ovens cleaned?", 3)
+            answer = page.get_by_test_id("stChatMessage").nth(3)
+            source = answer.get_by_test_id("stExpander").filter(has_text=docx.name).first
+            source.locator("summary").click()
+            source.get_by_role("button", name="Open where it stands").click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog).to_contain_text("Bakery handbook › Ovens", timeout=60_000)
+            passage = dialog.locator("mark[data-mark]")
+            expect(passage.first).to_be_visible()
+            marked = " ".join(passage.all_inner_texts())
+            assert "cleaned every Sunday evening by Marguerite" in marked and "Flour" not in marked
+            ovens = "The ovens are cleaned every Sunday evening by Marguerite, after the last batch of bread."
+            expect(dialog.locator("mark[data-mark=line]")).to_have_text(ovens)  # the line that answers, no heading
+            expect(dialog).to_contain_text("Flour is delivered on Tuesdays")  # the text around it, unmarked
+            page.screenshot(path=str(ARTIFACTS / "source-word-text.png"), full_page=True)
+            dialog.get_by_role("button", name="Close").click()
+            expect(dialog).to_have_count(0)
+
+            # -- a reload: the conversation reopened shows the feedback given ---------------------------------
+            page.reload()
+            page.get_by_role("button", name="When was the foghorn tested, and by whom?").click()
+            answer = page.get_by_test_id("stChatMessage").nth(1)
+            expect(answer).to_contain_text("Your feedback: 👍 helpful: Right page, right line.", timeout=60_000)
+            expect(answer.get_by_placeholder("What was right or wrong?")).to_have_value("Right page, right line.")
+            expect(answer.get_by_role("radio", name="Thumbs up")).to_have_attribute("aria-checked", "true")
+            page.screenshot(path=str(ARTIFACTS / "feedback-after-reload.png"), full_page=True)
+        finally:
+            browser.close()
