@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
+from rag import kb
 from rag.backends.base import GenerationOptions, LLMBackend, complete_with
 from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
 from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed, probe_ollama
@@ -126,10 +127,8 @@ def pull_model(settings: Settings, name: str) -> Iterator[PullProgress]:
 
 
 def open_store(settings: Settings) -> Store:
-    """The knowledge base: the registry in the data directory, the vectors there or on a Chroma server."""
-    return Store(
-        settings.data_dir, settings.chroma_url, auth_headers(settings.chroma_token), settings.chroma_collection
-    )
+    """The knowledge base of the settings: its registry in its folder, its vectors there or on a Chroma server."""
+    return kb.open_store(settings)
 
 
 def embedded_gguf(settings: Settings) -> Path | None:
@@ -238,8 +237,9 @@ class Engine:
         )
 
     def ensure_default_corpus(self, on_progress: ProgressCallback | None = None) -> list[IngestResult]:
-        """On first start with an empty knowledge base, index docs_corpus/ (once: deleting it sticks)."""
-        if self.store.get_meta(CORPUS_SEEDED) or self.store.documents():
+        """On first start with an empty knowledge base 'default', index docs_corpus/ (once: deleting it sticks).
+        Other knowledge bases start empty."""
+        if self.settings.kb_folder is not None or self.store.get_meta(CORPUS_SEEDED) or self.store.documents():
             return []
         corpus = self.settings.corpus_dir
         results = self.ingest([corpus], on_progress) if corpus.is_dir() else []

@@ -482,6 +482,26 @@ class Store:
             if replaces:
                 self._purge(replaces)
 
+    def rename_document(self, doc_id: str, name: str, rewrite: Callable[[Chunk], Chunk]) -> None:
+        """A ready document under another name with its vectors kept (nothing is embedded again): its chunks'
+        source and header as `rewrite` makes them, in Chroma and in the keyword index, and its registry row.
+        Chroma is written first: should a crash come between, the registry still says the old name and doing
+        the rename again finishes it (`rewrite` must leave a chunk already rewritten as it is)."""
+        with self.writing(), self._lock:
+            row = self._db.execute("SELECT status FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None or row[0] != "ready":
+                raise StoreError(
+                    f"Document {doc_id} cannot be renamed to {name}: it is no longer in the knowledge base."
+                )
+            chunks = [rewrite(c) for c in self.chunks_of(doc_id)]
+            for start in range(0, len(chunks), CHROMA_MAX_BATCH):
+                self._vectors.write(_updating(chunks[start : start + CHROMA_MAX_BATCH]))
+            with self._transaction():
+                self._keywords.delete(doc_id)
+                self._keywords.insert(chunks)
+                self._db.execute("UPDATE documents SET name = ? WHERE doc_id = ?", (name, doc_id))
+                self._keywords.bump_generation()
+
     def abort_document(self, doc_id: str) -> None:
         """Remove what this writer stored of a document it will not commit; never another writer's document
         (the same content committed by another session meanwhile stays)."""
@@ -829,6 +849,10 @@ def _adding(chunks: Sequence[Chunk], embeddings: np.ndarray) -> Callable[[Any], 
         documents=[c.text for c in chunks],
         metadatas=[_metadata(c) for c in chunks],
     )
+
+
+def _updating(chunks: Sequence[Chunk]) -> Callable[[Any], object]:
+    return lambda collection: collection.update(ids=[c.id for c in chunks], metadatas=[_metadata(c) for c in chunks])
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:
