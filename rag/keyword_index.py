@@ -196,6 +196,17 @@ class KeywordIndex:
             ],
         )
 
+    def rows(self, doc_id: str) -> list[tuple[str, str, str, str, int, int]]:
+        """A document's rows as stored: (text, chunk id, doc id, source, page, position), by position."""
+        return [
+            (str(t), str(c), str(d), str(s), int(p), int(n))
+            for t, c, d, s, p, n in self._db.execute(
+                f"SELECT text, chunk_id, doc_id, source, page, position FROM {TABLE} WHERE doc_id = ?"
+                " ORDER BY position",
+                (doc_id,),
+            )
+        ]
+
     def delete(self, doc_id: str) -> None:
         """Every row of a document."""
         self._db.execute(f"DELETE FROM {TABLE} WHERE doc_id = ?", (doc_id,))

@@ -249,6 +249,10 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def meta(self) -> dict[str, str]:
+        """Every key of the registry's `meta` table (what a copy of the knowledge base carries over)."""
+        return {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
     # -- consistency (rag/check.py) ---------------------------------------------------------------
 
     def all_documents(self) -> list[DocumentRecord]:
@@ -687,6 +691,10 @@ class Store:
         """Changes whenever the set of ready documents does, in any process."""
         return self._keywords.generation()
 
+    def keyword_rows(self, doc_id: str) -> list[tuple[str, str, str, str, int, int]]:
+        """A document's rows in the keyword index: (text, chunk id, doc id, source, page, position)."""
+        return self._keywords.rows(doc_id)
+
     def keyword_row_count(self) -> int:
         """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
         return self._keywords.row_count()
@@ -698,6 +706,20 @@ class Store:
             for cid, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
         ]
         return sorted(chunks, key=lambda c: c.position)
+
+    def chunks_with_vectors(self, doc_id: str) -> list[tuple[Chunk, np.ndarray]]:
+        """A document's chunks in order, each with its stored vector (an export, a copy into a new index)."""
+        result = self._vectors.read(
+            lambda c: c.get(where={"doc_id": doc_id}, include=["documents", "metadatas", "embeddings"])
+        )
+        vectors = result["embeddings"] if result["embeddings"] is not None else []
+        pairs = [
+            (_chunk(cid, text, meta), np.asarray(vector, dtype=np.float32))
+            for cid, text, meta, vector in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], vectors, strict=True
+            )
+        ]
+        return sorted(pairs, key=lambda pair: pair[0].position)
 
     def vector_count(self) -> int:
         """Vectors in Chroma, including any not yet committed (for tests and diagnostics)."""

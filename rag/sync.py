@@ -234,6 +234,24 @@ class SourceStore:
         label = address.split("://", 1)[-1]
         return self._add("web", label, address, (), (), max_pages)
 
+    def restore(self, described: dict[str, object]) -> Source:
+        """A source as an archive describes it (rag/archive.py), its folder or files not checked: they may not
+        exist on this machine, and a sync then says so and keeps the documents."""
+        kind = str(described["kind"])
+        if kind not in ("folder", "files", "web"):
+            raise SourceError(f"Unknown kind of source {kind!r}.")
+        include = described.get("include") or ()
+        exclude = described.get("exclude") or ()
+        assert isinstance(include, list | tuple) and isinstance(exclude, list | tuple)
+        return self._add(
+            kind,  # type: ignore[arg-type]  # checked above
+            str(described["label"]),
+            str(described["location"]),
+            [str(p) for p in include],
+            [str(p) for p in exclude],
+            int(str(described.get("max_pages", 1))),
+        )
+
     def remove(self, label_or_id: str) -> Source:
         """The source and its state; its documents are removed from the knowledge base by the caller."""
         source = self.get(label_or_id)
@@ -851,6 +869,30 @@ class Syncer:
 
 def _without_name(message: str, name: str) -> str:
     return message[len(name) + 2 :] if message.startswith(f"{name}: ") else message
+
+
+def original_of(sources: SourceStore, record: DocumentRecord) -> bytes | None:
+    """A document's file as its source has it now, if its content is still the document's (a re-index reads it
+    again with the current chunker); None when no source has it."""
+    for source in sources.sources():
+        if not source.owns(record.name):
+            continue
+        if source.kind == "web":
+            data = sources.page_body(record.name)
+        else:
+            inner = record.name[len(source.label) + 1 :]
+            path = (
+                Path(source.location) / inner
+                if source.kind == "folder"
+                else next((p for p in source.files if p.name == inner), None)
+            )
+            try:
+                data = path.read_bytes() if path is not None else None
+            except OSError:
+                data = None
+        if data is not None and hashlib.sha256(data).hexdigest()[: len(record.content_hash)] == record.content_hash:
+            return data
+    return None
 
 
 # -- watching folders ------------------------------------------------------------------------------------------
