@@ -423,14 +423,16 @@ class Settings(BaseModel):
         return cls(**values)
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None, kb_folder: Path | None = None) -> Settings:
+    def load(
+        cls, env: Mapping[str, str] | None = None, kb_folder: Path | None = None, data_dir: Path | None = None
+    ) -> Settings:
         """Defaults, then environment variables, then what the user saved on the settings page.
 
         `kb_folder`: the folder of a knowledge base other than 'default' (rag/kb.py finds it by name). Its own
         settings.json holds its chunking, retrieval, system prompt and profile (fields declared `per_kb`); the
         data folder's settings.json gives the rest. Without it, the data folder's file gives every field, as
-        for the knowledge base 'default', whose folder it is."""
-        base = cls.from_env(env)
+        for the knowledge base 'default', whose folder it is. `data_dir` stands for RAG_DATA_DIR."""
+        base = cls.from_env(env).with_overrides(data_dir=data_dir)
         app_file = settings_file(base.data_dir)
         saved = read_saved(app_file)
         files = [(app_file, saved)]

@@ -72,8 +72,11 @@ class KnowledgeBases:
     """The knowledge bases of a data folder. Cheap to build: every call reads the folder as it is now, so several
     processes (the app, the CLI) see each other's changes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        """`settings`: the app's (its data folder, Chroma); `env`: the environment its settings came from (None:
+        the process's), read again for each knowledge base's own settings."""
         self.settings = settings
+        self.env = env
         self.data_dir = settings.data_dir
         self.root = settings.data_dir / KBS_FOLDER
 
@@ -108,13 +111,13 @@ class KnowledgeBases:
             )
         return kb
 
-    def settings_for(self, name: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    def settings_for(self, name: str | None = None) -> Settings:
         """The settings of a knowledge base (default: the settings' own, RAG_KB): the app's, with its own
         chunking, retrieval, system prompt and profile."""
         kb = self.get(name or self.settings.kb)
         if kb.is_default:
-            return Settings.load(env).with_overrides(kb=DEFAULT_KB)
-        return Settings.load(env, kb_folder=kb.folder).with_overrides(kb=kb.name)
+            return Settings.load(self.env, data_dir=self.data_dir).with_overrides(kb=DEFAULT_KB)
+        return Settings.load(self.env, kb_folder=kb.folder, data_dir=self.data_dir).with_overrides(kb=kb.name)
 
     # -- changing -----------------------------------------------------------------------------------------
 

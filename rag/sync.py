@@ -868,7 +868,8 @@ class Syncer:
 
 
 def _without_name(message: str, name: str) -> str:
-    return message[len(name) + 2 :] if message.startswith(f"{name}: ") else message
+    """The ingestor's message without the name the line already shows (nor a closing full stop)."""
+    return (message[len(name) + 2 :] if message.startswith(f"{name}: ") else message).rstrip(".")
 
 
 def original_of(sources: SourceStore, record: DocumentRecord) -> bytes | None:
