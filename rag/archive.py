@@ -32,7 +32,7 @@ import shutil
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -308,7 +308,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def import_kb(
-    settings: Settings,
+    catalog: KnowledgeBases,
     path: Path,
     name: str | None = None,
     conversations: bool = True,
@@ -320,7 +320,6 @@ def import_kb(
     progress(ArchiveProgress("checking", 0, 1, path.name))
     manifest = read_manifest(path)
     name = (name or str(manifest.get("name") or "")).strip() or path.stem
-    catalog = KnowledgeBases(settings)
     existing = catalog.find(name)
     made: KnowledgeBase | None = None
     if existing is not None:
@@ -338,7 +337,7 @@ def import_kb(
         kb_settings = catalog.settings_for(kb.name)
         store = open_store(kb_settings)
     try:
-        summary = _fill(kb_settings, store, path, manifest, conversations, progress)
+        summary = _fill(kb_settings, store, path, manifest, conversations, progress, catalog.env)
     except BaseException:
         store.close()
         if made is not None:
@@ -355,6 +354,7 @@ def _fill(
     manifest: dict[str, Any],
     conversations: bool,
     progress: ProgressCallback,
+    env: Mapping[str, str] | None,
 ) -> ArchiveSummary:
     counts = manifest.get("counts") or {}
     dimension = int(manifest.get("dimension") or 0)
@@ -364,7 +364,7 @@ def _fill(
         own = json.loads(archive.read("settings.json"))
         if isinstance(own, dict):
             values = {k: v for k, v in own.items() if k in FIELDS and FIELDS[k].per_kb}
-            save_settings(settings.with_overrides(**values))
+            save_settings(settings.with_overrides(**values), env)
         try:
             with (
                 archive.open("documents.jsonl") as docs_in,
