@@ -44,7 +44,7 @@ from filelock import FileLock, Timeout
 from rag.chunking import renamed_header
 from rag.config import Settings
 from rag.errors import RagError
-from rag.formatting import plural
+from rag.formatting import clean_name, plural
 from rag.ingest import Ingestor, IngestProgress, IngestResult, Reader
 from rag.kb import SYNC_LOCK
 from rag.loaders import is_supported, kind_of
@@ -717,7 +717,7 @@ class Syncer:
                 except OSError as exc:
                     scan.problems.append(SyncLine(path.name, "failed", f"cannot be read ({_why(exc)})"))
         for line in scan.problems:
-            name = f"{source.label}/{line.name}"
+            name = clean_name(f"{source.label}/{line.name}")
             report.add(name, line.outcome, line.message)
             if line.outcome == "failed":
                 desired.held.add(name)
@@ -729,7 +729,7 @@ class Syncer:
         fresh: list[tuple[str, int, int, str]] = []
         now_ns = time.time_ns()
         for i, entry in enumerate(scan.entries):
-            name = f"{source.label}/{entry.path}"
+            name = clean_name(f"{source.label}/{entry.path}")
             known = cached.get(entry.path)
             digest = known[2] if known and known[:2] == (entry.size, entry.mtime_ns) else None
             if digest is None:
@@ -767,8 +767,8 @@ class Syncer:
         )
         desired = _Desired(complete=crawl.complete, gone=set(crawl.gone))
         for page in crawl.pages:
-            if page.error:
-                report.add(page.url, "failed", page.error)
+            if page.error:  # the line names the page already
+                report.add(page.url, "failed", page.error.removeprefix(f"{page.url} ").rstrip("."))
                 desired.held.add(page.url)
                 continue
             if page.body is not None:  # new or changed (an unchanged page comes back without its body)

@@ -158,7 +158,7 @@ class Fetcher:
             try:
                 with self.client.stream("GET", target, headers=headers) as response:
                     self._check_peer(response, parts.hostname)
-                    if response.is_redirect:
+                    if response.has_redirect_location:
                         target = urljoin(target, response.headers.get("location", ""))
                         continue
                     return self._page(url, response, known, html)
