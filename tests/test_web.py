@@ -42,7 +42,7 @@ def site() -> Iterator[Site]:
     served = Site()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("If-None-Match", "")))
             if self.path in served.redirects:
                 self.send_response(302)
