@@ -20,6 +20,7 @@ from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.kb import INDEX_FILE, IndexVersions, check_versions, current_generation, open_store, record_versions
 from rag.reindex import ReindexError, reindex
+from rag.schema import Chunk
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord
 from rag.sync import SourceStore, Syncer
@@ -95,9 +96,7 @@ def test_documents_without_their_file_keep_their_chunks_and_a_new_model_embeds_t
     settings = Settings(data_dir=tmp_path / "data")
     store = open_store(settings)
     record = DocumentRecord("ab" * 8, "upload.md", "markdown", "ab" * 32, None, 1, 10, now_iso(), title="Upload")
-    from rag.schema import Chunk
-
-    chunk = Chunk(f"{record.doc_id}:00000", record.doc_id, "The ketch has two masts.", "upload.md", None, 0, "upload.md")
+    chunk = Chunk(f"{record.doc_id}:00000", record.doc_id, "A ketch has two masts.", "upload.md", None, 0, "upload.md")
     store.begin_document(record)
     store.add_chunks([chunk], np.ones((1, 384), dtype=np.float32) / np.sqrt(384))  # not this model's vector
     store.commit_document(record.doc_id)

@@ -90,7 +90,8 @@ PAGE = b"""<!doctype html><html><head><title>Lantern keepers</title></head><body
 
 def html(text: str, links_to: tuple[str, ...] = ()) -> tuple[str, bytes]:
     anchors = "".join(f'<a href="{href}">{href}</a> ' for href in links_to)
-    return ("text/html; charset=utf-8", f"<html><body><h1>{text}</h1><p>{text} page.</p>{anchors}</body></html>".encode())
+    body = f"<html><body><h1>{text}</h1><p>{text} page.</p>{anchors}</body></html>"
+    return ("text/html; charset=utf-8", body.encode())
 
 
 class WebKb:
