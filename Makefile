@@ -4,21 +4,44 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint clean
+.PHONY: run test setup lint clean build-tools browser
 
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
 
-test: $(STAMP)
-	@test -x /usr/bin/chromium || { echo "The browser tests need Debian's chromium: run 'apt-get install -y chromium' (as root), then 'make test' again."; exit 1; }
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy rag app.py ui_common.py pages tests
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
 
+# Debian packages the setup and the tests need: $(1) is "command=package ...", $(2) says what needs them.
+# Installed when missing and make runs as root (a fresh machine, CI: .ci/run); otherwise the command to
+# run is printed. apt-get runs only when something is missing.
+define need_debian
+	@missing=""; for pair in $(1); do command -v "$${pair%%=*}" >/dev/null || missing="$$missing $${pair#*=}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "$(2): installing$$missing (apt-get)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "$(2): run 'sudo apt-get install -y$$missing', then the same make command again."; exit 1; \
+	  fi; \
+	fi
+endef
+
+# llama-cpp-python is built from source: a C/C++ compiler and cmake.
+build-tools:
+	$(call need_debian,cmake=cmake g++=build-essential,Building llama-cpp-python needs cmake and a C++ compiler)
+
+# The browser tests drive Debian's chromium at /usr/bin/chromium (never a downloaded browser).
+browser:
+	$(call need_debian,/usr/bin/chromium=chromium,The browser tests need Debian's chromium)
+
 # torch is installed first from its pinned CPU build; unpinned, sentence-transformers would pull CUDA (GBs).
 $(STAMP): requirements.txt requirements-dev.txt
+	@$(MAKE) --no-print-directory build-tools
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet pip==26.3
 	$(BIN)/pip install --quiet torch==2.13.0

@@ -7,7 +7,8 @@ import argparse
 import json
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,9 @@ from rag.profiles import PROFILE_NAMES
 from rag.prompts import source_label
 from rag.retrieval import FUSIONS, SEARCH_MODES
 from rag.schema import Answer, Message, RetrievedChunk
-from rag.session import ChatService, Turn
 from rag.sqlite import is_corrupt, is_disk_full
 from rag.store import DocumentRecord, Store, disk_full, registry_damaged
+from rag.turn import Chat, Turn, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
@@ -383,14 +384,16 @@ def cmd_delete(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_check(engine: Engine, args: argparse.Namespace) -> int:
     from rag.check import check, describe, describe_repair, repair
     from rag.errors import DamagedKnowledgeBase
+    from rag.kb import index_location
 
     settings = engine.settings
-    where = settings.chroma_url or str(settings.data_dir)
+    folder = index_location(settings).folder
+    where = settings.chroma_url or str(folder)
     try:
         store = engine.store
         report = check(store, integrity=True)
     except DamagedKnowledgeBase as damage:  # a part of the folder cannot be opened at all
-        print(terminal_safe(f"Knowledge base in {settings.data_dir}: {damage.kind}."))
+        print(terminal_safe(f"Knowledge base {settings.kb!r} in {folder}: {damage.kind}."))
         print(terminal_safe(str(damage)))
         if not args.repair:
             return 1
@@ -415,9 +418,11 @@ def _reopened(engine: Engine, damage: str) -> Store:
     """The damaged part of the folder kept aside (rag/check.py), then the knowledge base opened again."""
     from rag.check import repair_folder
     from rag.engine import open_store
+    from rag.kb import index_location
 
     s = engine.settings
-    done = repair_folder(s.data_dir, damage, s.chroma_url, auth_headers(s.chroma_token), s.chroma_collection)
+    location = index_location(s)
+    done = repair_folder(location.folder, damage, s.chroma_url, auth_headers(s.chroma_token), location.collection)
     for path in done.kept:
         print(f"Kept the damaged {path.name.split('.damaged-')[0]} as {path}.")
     print(f"Repairing: {done.done}.")
@@ -433,7 +438,7 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
         return 1
     choice = engine.chosen
     history = _history(args.history)
-    prepared = engine.prepare(args.question, history, _doc_ids(docs), call_model=False)
+    prepared = prepare(engine, args.question, history, _doc_ids(docs), call_model=False)
     plan = prepared.plan
     if history:
         print(
@@ -468,53 +473,65 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
+    """One turn, saved like the app's: in a new conversation (holding --history, if given), or one more turn of
+    --conversation ID."""
     _seed(engine)
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
+    chat = _chat(engine)
+    conversation_id = None
     if args.conversation is not None:
         if args.history is not None:
             raise RagError("--history and --conversation cannot be used together: a saved conversation has its own.")
-        return _ask_in_conversation(engine, args, docs)
+        conversation_id = None if args.conversation == "new" else chat.conversations.resolve(args.conversation)
+    earlier = _history(args.history)
+    turn = chat.ask(args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier)
     choice = engine.chosen
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
     if docs and not args.json:
         print(f"# searching only: {', '.join(d.name for d in docs)}", file=sys.stderr)
-    searched = [d.name for d in (docs or engine.store.documents())]
-    stream = engine.ask(args.question, _history(args.history), _doc_ids(docs))
-    if args.json:
-        answer = stream.collect()
-        print(
-            json.dumps(
-                {
-                    "answer": answer.text,
-                    "sources": [
-                        {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
-                        for s in answer.sources
-                    ],
-                    "usage": {
-                        "prompt_tokens": answer.usage.prompt_tokens,
-                        "completion_tokens": answer.usage.completion_tokens,
-                        "seconds": answer.usage.seconds,
-                    },
-                    "backend": answer.backend,
-                    "model": answer.model,
-                    "searched_documents": searched,  # the --doc documents, else every document
+    if args.conversation is not None:
+        print(f"# conversation {turn.conversation_id}", file=sys.stderr)
+    if not args.json:
+        return _run_turn(turn)
+    with turn:
+        for _ in turn:
+            pass
+    message = turn.saved
+    assert message is not None
+    if args.conversation is not None:  # one more turn of a saved conversation: the answer as it was saved
+        print(json.dumps({"conversation": turn.conversation_id, **asdict(message)}, ensure_ascii=False, indent=2))
+        return 0 if turn.error is None else 1
+    if turn.error is not None:
+        print(f"error: {turn.error}", file=sys.stderr)
+        return 1
+    answer = turn.answer
+    assert answer is not None
+    searched = [d.name for d in turn.documents] or [d.name for d in engine.store.documents()]
+    print(
+        json.dumps(
+            {
+                "answer": answer.text,
+                "sources": [
+                    {"source": s.chunk.source, "page": s.chunk.page, "score": s.score, "text": s.chunk.text}
+                    for s in answer.sources
+                ],
+                "usage": {
+                    "prompt_tokens": answer.usage.prompt_tokens,
+                    "completion_tokens": answer.usage.completion_tokens,
+                    "seconds": answer.usage.seconds,
                 },
-                ensure_ascii=False,
-                indent=2,
-            )
+                "backend": answer.backend,
+                "model": answer.model,
+                "searched_documents": searched,  # the --doc documents, else every document
+                "conversation": turn.conversation_id,  # saved: `conversations show ID`, `ask --conversation ID`
+            },
+            ensure_ascii=False,
+            indent=2,
         )
-        return 0
-    for piece in stream:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    final = stream.answer
-    assert final is not None
-    print("\n")
-    _print_sources(final.sources)
-    _print_usage(final)
+    )
     return 0
 
 
@@ -540,8 +557,8 @@ def _print_usage(answer: Answer) -> None:
         )
 
 
-def _service(engine: Engine) -> ChatService:
-    return ChatService(engine, ConversationStore.in_data_dir(engine.settings.data_dir))
+def _chat(engine: Engine) -> Chat:
+    return Chat(engine, "cli")
 
 
 def _selected(docs: Sequence[DocumentRecord]) -> list[SelectedDocument] | None:
@@ -555,31 +572,18 @@ def _run_turn(turn: Turn) -> int:
         for piece in turn:
             sys.stdout.write(piece)
             sys.stdout.flush()
-    print("\n")
     if turn.error is not None:
-        print(f"error: the answer was interrupted: {turn.error}", file=sys.stderr)
+        if turn.text:
+            print("\n")
+            print(f"error: the answer was interrupted: {turn.error}", file=sys.stderr)
+        else:
+            print(f"error: {turn.error}", file=sys.stderr)
         return 1
+    print("\n")
     assert turn.answer is not None
     _print_sources(turn.answer.sources)
     _print_usage(turn.answer)
     return 0
-
-
-def _ask_in_conversation(engine: Engine, args: argparse.Namespace, docs: Sequence[DocumentRecord]) -> int:
-    service = _service(engine)
-    conversation_id = None if args.conversation == "new" else service.conversations.resolve(args.conversation)
-    turn = service.ask(args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED)
-    print(f"# {engine.chosen.reason}", file=sys.stderr)
-    print(f"# conversation {turn.conversation_id}", file=sys.stderr)
-    if args.json:
-        with turn:
-            for _ in turn:
-                pass
-        message = turn.saved
-        assert message is not None
-        print(json.dumps({"conversation": turn.conversation_id, **asdict(message)}, ensure_ascii=False, indent=2))
-        return 0 if turn.error is None else 1
-    return _run_turn(turn)
 
 
 def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
@@ -588,13 +592,13 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
-    service = _service(engine)
-    conversation_id = service.conversations.resolve(args.conversation) if args.conversation else None
+    chat = _chat(engine)
+    conversation_id = chat.conversations.resolve(args.conversation) if args.conversation else None
     documents = _selected(docs)
     interactive = sys.stdin.isatty()
     print(f"# {engine.chosen.reason}", file=sys.stderr)
     if conversation_id is not None:
-        earlier = service.conversations.get(conversation_id)
+        earlier = chat.conversations.get(conversation_id)
         print(
             f"# continuing {earlier.title or 'an untitled conversation'} ({len(earlier.messages)} messages)",
             file=sys.stderr,
@@ -614,7 +618,7 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
             break
         if not question:
             continue
-        turn = service.ask(question, conversation_id, documents, stopped=CLI_STOPPED)
+        turn = chat.ask(question, conversation_id, documents, stopped=CLI_STOPPED)
         if conversation_id is None:
             print(f"# conversation {turn.conversation_id}", file=sys.stderr)
         conversation_id, documents = turn.conversation_id, None  # later turns keep the saved choice
@@ -627,7 +631,7 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def _conversations(engine: Engine) -> ConversationStore:
-    return ConversationStore.in_data_dir(engine.settings.data_dir)
+    return engine.conversations
 
 
 def cmd_conversations_list(engine: Engine, args: argparse.Namespace) -> int:
@@ -695,17 +699,18 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     )
     options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile)
     if args.suite is not None:
-        suite = evaluate_suite(
-            args.suite,
-            settings,
-            engine.embedder,
-            options,
-            cache=args.cache,
-            tutorial=not args.no_tutorial,
-            stages=args.stages,
-            only=args.domain,
-            progress=lambda name: print(f"# {name}", file=sys.stderr),
-        )
+        with _measurement_requirements("eval --suite"):
+            suite = evaluate_suite(
+                args.suite,
+                settings,
+                engine.embedder,
+                options,
+                cache=args.cache,
+                tutorial=not args.no_tutorial,
+                stages=args.stages,
+                only=args.domain,
+                progress=lambda name: print(f"# {name}", file=sys.stderr),
+            )
         print(suite.to_json() if args.json else "\n".join(format_suite(suite)))
         return 0
     if args.qa is None:
@@ -715,12 +720,13 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
     if args.answer:
         backend = engine.chosen.backend
         print(f"# {engine.chosen.reason}", file=sys.stderr)
-    if args.pipeline == "tutorial":
-        report = evaluate_tutorial(args.docs, questions, engine.embedder, cache=args.cache)
-    else:
-        report = evaluate(
-            args.docs, questions, settings, engine.embedder, options, backend, cache=args.cache, stages=args.stages
-        )
+    with _measurement_requirements("eval --pipeline tutorial"):
+        if args.pipeline == "tutorial":
+            report = evaluate_tutorial(args.docs, questions, engine.embedder, cache=args.cache)
+        else:
+            report = evaluate(
+                args.docs, questions, settings, engine.embedder, options, backend, cache=args.cache, stages=args.stages
+            )
     if args.json:
         print(report.to_json())
         return 0
@@ -786,19 +792,20 @@ def cmd_bench(engine: Engine, args: argparse.Namespace) -> int:
     s = engine.settings
     if args.real or args.suite:
         return _bench_real(engine, args, sizes)
-    report = run_bench(
-        args.docs,
-        engine.embedder,
-        s.chunk_size,
-        s.chunk_overlap,
-        s.top_k,
-        sizes,
-        args.queries,
-        repeat=args.repeat,
-        progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
-        chroma_url=normalize_host(args.chroma_url).rstrip("/") if args.chroma_url else None,
-        tutorial=not args.no_tutorial,
-    )
+    with _measurement_requirements("bench"):
+        report = run_bench(
+            args.docs,
+            engine.embedder,
+            s.chunk_size,
+            s.chunk_overlap,
+            s.top_k,
+            sizes,
+            args.queries,
+            repeat=args.repeat,
+            progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
+            chroma_url=normalize_host(args.chroma_url).rstrip("/") if args.chroma_url else None,
+            tutorial=not args.no_tutorial,
+        )
     print(report.to_json() if args.json else format_report(report))
     return 0
 
@@ -1025,17 +1032,14 @@ def cmd_sources_add_url(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_sources_remove(engine: Engine, args: argparse.Namespace) -> int:
-    from filelock import FileLock
-
-    from rag.kb import SYNC_LOCK
+    from rag.sync import Syncer
 
     sources = _sources(engine)
-    with FileLock(engine.settings.kb_dir / SYNC_LOCK, thread_local=True):  # not while a sync of it runs
-        source = sources.remove(args.source)
-        owned = [d for d in engine.store.documents() if source.owns(d.name)]
-        for record in owned:
-            engine.store.delete_document(record.doc_id)
-    print(f"Removed the source {source.label} and its {plural(len(owned), 'document')}.")
+    try:
+        source, removed = Syncer(engine.settings, engine.store, engine.ingestor, sources).remove_source(args.source)
+    finally:
+        sources.close()
+    print(f"Removed the source {source.label} and its {plural(removed, 'document')}.")
     return 0
 
 
@@ -1111,6 +1115,25 @@ def cmd_sync(engine: Engine, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop.set()
     return 0
+
+
+# What `bench` and `eval --pipeline tutorial` measure against (the usual tutorial's parts): development
+# requirements (requirements-dev.txt), not the app's.
+MEASUREMENT_ONLY = ("langchain_chroma", "pypdf")
+
+
+@contextmanager
+def _measurement_requirements(command: str) -> Iterator[None]:
+    """A measurement-only package missing (a runtime-only install): say how to install it."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name not in MEASUREMENT_ONLY:
+            raise
+        raise RagError(
+            f"`python -m rag {command}` compares with the usual tutorial pipeline, whose {exc.name} is a development "
+            "requirement: install them with `.venv/bin/pip install -r requirements-dev.txt` (`make setup` does)."
+        ) from exc
 
 
 def _seed(engine: Engine) -> None:

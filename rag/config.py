@@ -5,7 +5,7 @@ bounds, environment variable, help text, the words messages use for it and, when
 in the browser, its widget on the Settings page. From that one declaration come the environment parsing
 (`Settings.from_env`), the checks and their messages (pydantic, strict, then `_explain`), what
 settings.json may hold (`EDITABLE`, `read_saved`, `save_settings`) and the page's widgets
-(pages/2_Settings.py draws `FIELDS[name].page`).
+(pages/settings.py draws `FIELDS[name].page`).
 """
 
 from __future__ import annotations

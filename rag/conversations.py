@@ -5,8 +5,9 @@ one `BEGIN IMMEDIATE` transaction (rag/sqlite.py), so a message's `seq` is compu
 database write lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
 WAL lets readers proceed while a writer works; busy_timeout makes a writer wait its turn instead of failing.
 
-Columns added after the first release (`conversations.doc_filter`, `messages.searched_only`) are nullable and
-added by numbered migrations when an older database is opened (rag/sqlite.py), so existing conversations are kept.
+Columns added after the first release (`conversations.doc_filter`, `messages.searched_only`, `messages.channel`,
+`messages.feedback`, `messages.feedback_comment`) are nullable and added by numbered migrations when an older
+database is opened (rag/sqlite.py), so existing conversations are kept.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ DB_NAME = "conversations.sqlite3"
 TITLE_MAX_CHARS = 60
 
 MessageRole = Literal["user", "assistant"]
+# Where a turn was asked: the chat page, the command line (`rag ask`, `rag chat`), the HTTP API (`rag serve`).
+Channel = Literal["app", "cli", "api"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+# A person's verdict on an answer (thumbs up or down); None: none given.
+Feedback = Literal["up", "down"]
+FEEDBACK: tuple[Feedback, ...] = get_args(Feedback)
 
 _CONVERSATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -78,10 +85,20 @@ MIGRATIONS = (
     Migration("002_conversation_doc_filter", lambda db: add_column(db, "conversations", "doc_filter", "TEXT")),
     # JSON [name, …]; NULL: every document was searched
     Migration("003_message_searched_only", lambda db: add_column(db, "messages", "searched_only", "TEXT")),
+    # "app" | "cli" | "api"; NULL: saved before channels were recorded
+    Migration("004_message_channel", lambda db: add_column(db, "messages", "channel", "TEXT")),
+    # on answers: "up" | "down" | NULL (no verdict), and the person's words
+    Migration("005_message_feedback", lambda db: _add_feedback_columns(db)),
 )
 
+def _add_feedback_columns(db: sqlite3.Connection) -> None:
+    add_column(db, "messages", "feedback", "TEXT")
+    add_column(db, "messages", "feedback_comment", "TEXT")
+
+
 _MESSAGE_COLUMNS = (
-    "seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only"
+    "seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only, "
+    "channel, feedback, feedback_comment"
 )
 _MESSAGE_PLACEHOLDERS = ", ".join("?" * len(_MESSAGE_COLUMNS.split(",")))
 
@@ -176,6 +193,9 @@ class StoredMessage:
     budget: PromptBudget | None = None  # how the window was spent
     error: str | None = None  # set when the answer failed part-way
     searched_only: list[str] | None = None  # names of the documents searched, when the question was limited
+    channel: Channel | None = None  # where it was asked; None: saved before channels were recorded
+    feedback: Feedback | None = None  # on answers: the person's thumbs up or down, None when not given
+    feedback_comment: str | None = None  # what they wrote with it
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> StoredMessage:
@@ -408,16 +428,20 @@ class ConversationStore:
         budget: PromptBudget | Mapping[str, Any] | None = None,
         error: str | None = None,
         searched_only: Sequence[str] | None = None,
+        channel: Channel | None = None,
     ) -> StoredMessage:
         """Append a message (next seq) and mark the conversation active.
 
         ``sources``, ``usage`` and ``budget`` may be given as the engine's values (RetrievedChunk, Usage), as
         the stored records, or as dicts (unknown keys are ignored).
         ``searched_only`` names the documents the question was limited to (None: it searched all of them).
+        ``channel`` says where it was asked (app, cli, api).
         The first question of an untitled conversation becomes its title.
         """
         if role not in get_args(MessageRole):
             raise ValueError(f"role must be 'user' or 'assistant', got {role!r}")
+        if channel is not None and channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)} or None, got {channel!r}")
         if not isinstance(content, str):
             raise TypeError(f"content must be a str, got {type(content).__name__}")
         parts: dict[str, Any] = {
@@ -428,6 +452,7 @@ class ConversationStore:
             "budget": None if budget is None else PromptBudget.of(budget),
             "error": error,
             "searched_only": None if searched_only is None else [str(name) for name in searched_only],
+            "channel": channel,
         }
         with self._write():
             row = self._db.execute("SELECT title FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
@@ -449,6 +474,9 @@ class ConversationStore:
                     _json_or_none(None if message.budget is None else asdict(message.budget)),
                     error,
                     _json_or_none(message.searched_only),
+                    channel,
+                    None,  # feedback: given later, on the answer (set_feedback)
+                    None,
                 ),
             )
             title = row[0] or (title_from(content) if role == "user" else "")
@@ -457,6 +485,26 @@ class ConversationStore:
                 (message.created_at, title, conversation_id),
             )
         return message
+
+    def set_feedback(
+        self, conversation_id: str, seq: int, feedback: Feedback | None, comment: str | None = None
+    ) -> None:
+        """Record a person's verdict on an answer (``feedback`` None clears it, and its comment)."""
+        if feedback is not None and feedback not in FEEDBACK:
+            raise ConversationError(f"Feedback must be 'up', 'down' or none, not {feedback!r}.")
+        text = (comment or "").strip() or None
+        with self._write():
+            changed = self._db.execute(
+                "UPDATE messages SET feedback = ?, feedback_comment = ?"
+                " WHERE conversation_id = ? AND seq = ? AND role = 'assistant'",
+                (feedback, text if feedback is not None else None, conversation_id, seq),
+            ).rowcount
+            if changed == 0:
+                if self._db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+                    raise ConversationNotFound(conversation_id)
+                raise ConversationError(
+                    f"Conversation {conversation_id} has no answer number {seq}: feedback is given on answers."
+                )
 
     # -- export -------------------------------------------------------------------------------------
 
@@ -555,7 +603,10 @@ def _known_fields(cls: type[_Record], raw: Mapping[str, Any]) -> _Record:
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
-    seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only = row
+    (
+        seq, role, content, created_at, sources, usage, standalone_query, prompt, budget, error, searched_only,
+        channel, feedback, feedback_comment,
+    ) = row  # fmt: skip
     return StoredMessage(
         seq=seq,
         role=role,
@@ -568,4 +619,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         budget=None if budget is None else PromptBudget.of(json.loads(budget)),
         error=error,
         searched_only=None if searched_only is None else json.loads(searched_only),
+        channel=channel,
+        feedback=feedback,
+        feedback_comment=feedback_comment,
     )

@@ -1,7 +1,8 @@
-"""The engine's parts, built once from Settings and shared: what the CLI and the pages call.
+"""The engine's parts, built once from Settings and shared: the store, the embedder, the retriever, the
+chosen backend and the saved conversations, plus the knowledge base's operations (ingest, list, delete).
 
-The facade of the package: the pages import `Engine` and the values they render from here (documents,
-chunks, ingest results and progress), and the conversation service from rag/session.py.
+The pages and the CLI import `Engine` and the values they render from here (documents, chunks, ingest
+results and progress); a chat turn runs in rag/turn.py on an engine's parts.
 """
 
 from __future__ import annotations
@@ -9,25 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from rag import kb
-from rag.backends.base import GenerationOptions, LLMBackend, complete_with
+from rag.backends.base import LLMBackend
 from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
 from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed, probe_ollama
 from rag.backends.openai import OpenAIBackend
-from rag.chat import AnswerStream, PreparedTurn, SummaryUpdate, plan_turn, retrieve
 from rag.config import Settings, auth_headers
+from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
-from rag.followup import standalone_question
 from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
 from rag.loaders import SUPPORTED
 from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
-from rag.schema import Chunk, Message, RetrievedChunk
+from rag.schema import Chunk, RetrievedChunk
 from rag.store import DocumentRecord, Store
-from rag.summary import summarize
 
 __all__ = [
     "BUILT_IN_MODEL",
@@ -143,10 +142,10 @@ def embedded_backend(settings: Settings) -> EmbeddedBackend:
 
 
 class Engine:
-    """Cheap to construct: the store, the embedding model and the LLM load on first use.
+    """Cheap to construct: the store, the embedding model, the LLM and the conversations open on first use.
 
     The app builds one per request from the current settings, passing in the heavy parts it shares
-    between sessions (store, embedder, backend).
+    between sessions (store, embedder, backend, conversations).
     """
 
     def __init__(
@@ -156,16 +155,23 @@ class Engine:
         store: Store | None = None,
         embedder: Embedder | None = None,
         chosen: ChosenBackend | None = None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self._embedder = embedder
         self._chosen = chosen
+        self._conversations = conversations
         self._backend_lock = threading.Lock()
 
     @cached_property
     def store(self) -> Store:
         return self._store or open_store(self.settings)
+
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        """The saved conversations of this knowledge base (`conversations.sqlite3` in its folder)."""
+        return self._conversations or ConversationStore.in_data_dir(self.settings.kb_dir)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -246,69 +252,3 @@ class Engine:
         if all(r.ok for r in results):
             self.store.set_meta(CORPUS_SEEDED, "1")
         return results
-
-    # -- a chat turn ----------------------------------------------------------------------------------
-
-    def prepare(
-        self,
-        question: str,
-        history: Sequence[Message] = (),
-        doc_ids: Sequence[str] | None = None,
-        summary: str = "",
-        call_model: bool = True,
-    ) -> PreparedTurn:
-        """Everything up to the model call: rewrite a follow-up for retrieval, retrieve (once), fit the window.
-
-        When older turns do not fit and the strategy is "summarize", they are folded into the running
-        summary (one model call) and the prompt is planned again with it; `summary_update` says so.
-        With `call_model=False` (`python -m rag prompt`) no model is asked: the question is searched as
-        it is and no new summary is written.
-        """
-        backend = self.chosen.backend
-        rewrite = history and call_model
-        search_query = standalone_question(question, history, complete_with(backend)) if rewrite else question
-        retrieval = retrieve(
-            self.retriever,
-            search_query,
-            top_k=self.settings.top_k,
-            min_score=self.settings.min_score,
-            context_chars=self.settings.context_chars,
-            doc_ids=doc_ids,
-        )
-
-        def plan(turns: Sequence[Message], running_summary: str) -> PreparedTurn:
-            return plan_turn(
-                question,
-                turns,
-                retrieval,
-                backend=backend,
-                system_prompt=self.settings.system_prompt,
-                max_answer_tokens=self.settings.max_answer_tokens,
-                summary=running_summary,
-            )
-
-        prepared = plan(history, summary)
-        dropped = prepared.plan.history_dropped
-        if dropped and call_model and self.settings.history_strategy == "summarize" and not prepared.decline:
-            folded = list(history[:dropped])
-            new_summary = summarize(summary, folded, complete_with(backend, max_tokens=200))
-            # The same passages, planned again with the summary standing for the folded turns.
-            prepared = plan(history[dropped:], new_summary)
-            prepared = replace(prepared, summary_update=SummaryUpdate(new_summary, dropped))
-        return prepared
-
-    def ask(
-        self,
-        question: str,
-        history: Sequence[Message] = (),
-        doc_ids: Sequence[str] | None = None,
-        summary: str = "",
-    ) -> AnswerStream:
-        prepared = self.prepare(question, history, doc_ids, summary)
-        backend = self.chosen.backend
-        options = GenerationOptions(
-            context_window=backend.context_window,
-            max_tokens=self.settings.max_answer_tokens,
-            temperature=self.settings.temperature,
-        )
-        return AnswerStream(prepared, backend, options)

@@ -690,6 +690,16 @@ class Syncer:
         logger.info("sync of %s: %s", self.settings.kb, report.summary())
         return report
 
+    def remove_source(self, label_or_id: str) -> tuple[Source, int]:
+        """Remove a source and its documents from the knowledge base (not while a sync of it runs); returns the
+        source and how many documents went with it."""
+        with FileLock(self.settings.kb_dir / SYNC_LOCK, thread_local=True):
+            source = self.sources.remove(label_or_id)
+            owned = [d for d in self.store.documents() if source.owns(d.name)]
+            for record in owned:
+                self.store.delete_document(record.doc_id)
+        return source, len(owned)
+
     # -- one source --------------------------------------------------------------------------------------
 
     def _sync_source(self, source: Source, report: SyncReport, progress: SyncProgressCallback) -> None:
@@ -938,6 +948,52 @@ def watch(
                             logger.exception("The sync of %r after a change failed", kb)
             if stop.is_set() or folders() != watched:
                 break
+
+
+class FolderWatcher:
+    """`watch` in a background thread, started and stopped as a setting says (the app's "Keep folder sources in
+    sync"): `run_while(True)` starts it unless it runs, `run_while(False)` stops it. It keeps the last report of
+    each knowledge base it synced."""
+
+    def __init__(
+        self,
+        folders: Callable[[], dict[str, list[Path]]],
+        sync_kb: Callable[[str], SyncReport],
+        settle_ms: int = WATCH_SETTLE_MS,
+    ) -> None:
+        self.folders = folders
+        self.sync_kb = sync_kb
+        self.settle_ms = settle_ms
+        self.last: dict[str, SyncReport] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_while(self, on: bool) -> None:
+        with self._lock:
+            if on and not self.running:
+                self._stop = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="folder-watcher", daemon=True
+                )
+                self._thread.start()
+            elif not on and self.running:
+                self._stop.set()
+
+    def _sync(self, name: str) -> None:
+        self.last[name] = self.sync_kb(name)
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                watch(self.folders, self._sync, stop, self.settle_ms)
+            except Exception:  # e.g. a folder that went away while being watched: say why, watch again
+                logger.exception("The folder watcher stopped; it starts again in a few seconds")
+                stop.wait(WATCH_RECHECK_MS / 1000)
 
 
 def _visible_change(_change: object, path: str) -> bool:

@@ -1,6 +1,6 @@
 """A knowledge base exported on one data folder and imported on an empty one: the same documents, chunk ids,
-vectors, keyword rows, settings and conversations, and so the same sources and prompts (and answers from the real
-built-in model) for 20 questions, with nothing embedded again; a damaged archive is refused with a message naming
+vectors, keyword rows, settings and conversations, and so the same sources and the same prompt to the model for 20
+questions, with nothing embedded again; a damaged archive is refused with a message naming
 what is wrong, and nothing is left of an import that fails."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from rag.engine import ChosenBackend, Engine
 from rag.ingest import Ingestor
 from rag.kb import KnowledgeBaseError, KnowledgeBases, open_store, recorded_versions
 from rag.store import Store
+from rag.turn import prepare
 from tests.servers import ChromaServer
 from tests.test_sync import CountingEmbedder
 
@@ -82,7 +83,7 @@ def contents(store: Store) -> tuple[list[object], np.ndarray]:
 def test_an_export_imported_on_an_empty_data_folder_gives_the_same_sources_prompts_and_answers(
     tmp_path: Path, embedder: Embedder, embedded_llm: EmbeddedBackend
 ) -> None:
-    catalog, settings, store = harbour_kb(tmp_path / "here", embedder)
+    _catalog, settings, store = harbour_kb(tmp_path / "here", embedder)
     archive = tmp_path / "harbour.zip"
     exported = export_kb(settings, store, archive)
     assert (exported.documents, exported.conversations) == (6, 1) and exported.chunks == store.chunk_count()
@@ -111,12 +112,10 @@ def test_an_export_imported_on_an_empty_data_folder_gives_the_same_sources_promp
     here_engine = Engine(settings.with_overrides(temperature=0.0), store=store, embedder=embedder, chosen=chosen)
     there_engine = Engine(settings_there.with_overrides(temperature=0.0), store=store_there, embedder=embedder,
                           chosen=chosen)  # fmt: skip
-    for question in QUESTIONS:
-        here, there_prepared = here_engine.prepare(question), there_engine.prepare(question)
+    for question in QUESTIONS:  # the same prompt to the same model: the same answer, as far as the model is steady
+        here, there_prepared = prepare(here_engine, question), prepare(there_engine, question)
         assert [(s.chunk.id, s.score) for s in here.sources] == [(s.chunk.id, s.score) for s in there_prepared.sources]
         assert here.prompt == there_prepared.prompt
-    for question in QUESTIONS[:3]:  # the same prompt to the same model at temperature 0: the same answer
-        assert here_engine.ask(question).collect().text == there_engine.ask(question).collect().text
     store.close()
     store_there.close()
 
@@ -156,7 +155,7 @@ def _manifest_change(edit: Callable[[dict[str, object]], None]) -> Callable[[str
 DAMAGES: list[tuple[str, Callable[[Path, Path], Path], str]] = [
     (
         "a chunk's text changed",
-        lambda a, t: _rewrite(a, t, lambda n, d: d.replace(b"Llama", b"Llamb", 1) if n == "chunks.jsonl" else d),
+        lambda a, t: _rewrite(a, t, lambda n, d: d.replace(b"ketch", b"ketcH", 1) if n == "chunks.jsonl" else d),
         "chunks.jsonl does not match its checksum in manifest.json",
     ),
     ("a bit of the vectors flipped", _flip_stored_byte, "vectors.f32 cannot be read (Bad CRC-32"),
@@ -221,7 +220,9 @@ def test_an_import_over_a_knowledge_base_with_documents_is_refused_and_as_names_
 
 
 @pytest.mark.slow
-def test_an_archive_imports_onto_a_chroma_server(tmp_path: Path, embedder: Embedder, chroma_server: ChromaServer) -> None:
+def test_an_archive_imports_onto_a_chroma_server(
+    tmp_path: Path, embedder: Embedder, chroma_server: ChromaServer
+) -> None:
     archive = _small_archive(tmp_path, embedder)
     env = {"RAG_DATA_DIR": str(tmp_path / "there"), "RAG_CHROMA_URL": chroma_server.url}
     there = KnowledgeBases(Settings.load(env), env)

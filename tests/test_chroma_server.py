@@ -12,6 +12,7 @@ from rag.backends.embedded import EmbeddedBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine
+from rag.turn import prepare
 from tests.servers import ChromaServer
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_the_engine_ingests_searches_declines_and_deletes_on_a_chroma_server(
     assert "eight hours" in engine.search("tomatoes sun")[0].chunk.text
     assert engine.store.vector_count() == engine.store.chunk_count()  # the old version left nothing behind
 
-    declined = engine.prepare("Who won the 1998 football world cup final?")
+    declined = prepare(engine, "Who won the 1998 football world cup final?")
     assert declined.decline is not None  # nothing relevant: the model is not asked
 
     garden = engine.store.find("garden.md")

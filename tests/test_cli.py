@@ -109,7 +109,7 @@ def test_ask_json_with_the_built_in_model(kb: Path) -> None:
     result = run(["ask", "What is the office cat called?", "--json"], kb)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"answer", "sources", "usage", "backend", "model", "searched_documents"}
+    assert set(out) == {"answer", "sources", "usage", "backend", "model", "searched_documents", "conversation"}
     assert sorted(out["searched_documents"]) == ["pets.md", "travel.txt"]  # no --doc: every document
     assert out["answer"].strip()
     assert out["backend"] == "embedded" and out["model"] == "SmolLM2-135M-Instruct"
@@ -117,6 +117,11 @@ def test_ask_json_with_the_built_in_model(kb: Path) -> None:
     assert set(out["sources"][0]) == {"source", "page", "score", "text"}
     assert out["usage"]["prompt_tokens"] > 0 and out["usage"]["completion_tokens"] > 0
     assert "Ollama is not reachable" in result.stderr  # auto says why it fell back
+    saved = json.loads(run(["conversations", "export", out["conversation"][:8], "--format", "json"], kb).stdout)
+    question, answer = saved["messages"]  # a plain `ask` is saved too, as a turn asked from the command line
+    assert question["content"] == "What is the office cat called?"
+    assert question["channel"] == answer["channel"] == "cli"
+    assert answer["content"] == out["answer"] and answer["sources"][0]["source"] == "pets.md"
 
 
 @pytest.mark.slow

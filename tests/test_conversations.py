@@ -411,6 +411,33 @@ def test_an_answer_keeps_the_documents_it_searched(store: ConversationStore) -> 
     assert json.loads(conversation_json(store.get(cid)))["messages"][1]["searched_only"] == ["a.pdf", "b.md"]
 
 
+def test_each_message_keeps_where_it_was_asked_and_an_answer_its_feedback(store: ConversationStore) -> None:
+    cid = store.create()
+    store.add_message(cid, "user", "Where is the offsite?", channel="api")
+    answer = store.add_message(cid, "assistant", "In Lisbon [1].", channel="api")
+    assert [m.channel for m in store.get(cid).messages] == ["api", "api"]
+    assert (answer.feedback, answer.feedback_comment) == (None, None)
+
+    store.set_feedback(cid, answer.seq, "down", "  It cited the wrong page. ")
+    saved = store.get(cid).messages[1]
+    assert (saved.feedback, saved.feedback_comment) == ("down", "It cited the wrong page.")
+    assert json.loads(conversation_json(store.get(cid)))["messages"][1]["feedback"] == "down"
+    store.set_feedback(cid, answer.seq, "up")
+    assert (store.get(cid).messages[1].feedback, store.get(cid).messages[1].feedback_comment) == ("up", None)
+    store.set_feedback(cid, answer.seq, None)  # taken back
+    assert store.get(cid).messages[1].feedback is None
+
+    with pytest.raises(ConversationError, match="feedback is given on answers"):
+        store.set_feedback(cid, 1, "up")  # the question
+    with pytest.raises(ConversationError, match="'up', 'down' or none"):
+        store.set_feedback(cid, answer.seq, "meh")  # type: ignore[arg-type]
+    with pytest.raises(ConversationNotFound):
+        store.set_feedback("no-such-conversation", 2, "up")
+    with pytest.raises(ValueError, match="channel"):
+        store.add_message(cid, "user", "x", channel="email")  # type: ignore[arg-type]
+    assert len(store.get(cid).messages) == 2
+
+
 def test_resolving_a_selection_keeps_follows_and_drops() -> None:
     from rag.store import DocumentRecord
 
@@ -533,6 +560,7 @@ def test_conversations_saved_before_migrations_open_with_everything_kept(tmp_pat
     assert answer.usage.tokens_per_second == pytest.approx(9 / 1.1)
     assert answer.budget == PromptBudget(60, 0, 40, 0, 20, prompt=120, reserved=512, window=2048, history_dropped=0)
     assert answer.prompt == "<s>[INST] ..."
+    assert (answer.channel, answer.feedback) == (None, None)  # saved before either was recorded
     assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]
     store.add_message(info.id, "user", "And when?")  # still writable after the upgrade
     assert [m.seq for m in store.get(info.id).messages] == [1, 2, 3]

@@ -21,6 +21,7 @@ from rag.engine import Engine, choose_backend
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
 from rag.prompts import render_llama2, strip_bos
 from rag.schema import Message
+from rag.turn import prepare, stream_answer
 from tests.servers import LlamaServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def test_an_answer_streams_end_to_end_through_the_engine(
     assert engine.chosen.backend.name == "openai" and not engine.chosen.fallback
     assert server.base_url in engine.chosen.reason
 
-    stream = engine.ask("Why is the sky blue?")
+    stream = stream_answer(engine, prepare(engine, "Why is the sky blue?"))
     assert stream.sources[0].chunk.source == "sky.md"
     pieces = list(stream)
     assert len(pieces) > 3, "the answer should arrive in many streamed pieces"
@@ -195,7 +196,7 @@ def test_a_server_killed_mid_answer_keeps_the_partial_text(tmp_path: Path, embed
         )
         engine = Engine(settings, embedder=embedder)
         engine.ensure_default_corpus()
-        stream = engine.ask("Describe the sky at length, in many sentences.")
+        stream = stream_answer(engine, prepare(engine, "Describe the sky at length, in many sentences."))
         received: list[str] = []
         with pytest.raises(StreamInterrupted, match=r"broke during the answer.*still running"):
             for piece in stream:

@@ -8,7 +8,14 @@ budget: `select.py`). `Retriever.retrieve` returns what a turn injects and what 
 from rag.retrieval.candidates import CANDIDATES, SEARCH_MODES, CandidateSearch, Query, SearchMode
 from rag.retrieval.focus import DOC_WEIGHT, DocumentFocus
 from rag.retrieval.fusion import FUSIONS, Fusion, convex_fusion, reciprocal_rank_fusion
-from rag.retrieval.pipeline import STAGES, RetrievalOptions, RetrievalResult, Retriever, StageReport
+from rag.retrieval.pipeline import (
+    STAGES,
+    RetrievalOptions,
+    RetrievalResult,
+    Retriever,
+    StageReport,
+    StageSummary,
+)
 from rag.retrieval.select import EVIDENCE_COVERAGE, EVIDENCE_SIMILARITY, has_evidence, select_sources
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "Retriever",
     "SearchMode",
     "StageReport",
+    "StageSummary",
     "convex_fusion",
     "has_evidence",
     "reciprocal_rank_fusion",

@@ -62,6 +62,16 @@ class StageReport:
 
 
 @dataclass(frozen=True)
+class StageSummary:
+    """A stage as a person reads it: what it did, its time, and which documents its best passages are from."""
+
+    stage: str
+    milliseconds: float
+    note: str
+    documents: str  # "a.pdf ×3, b.pdf ×1": the documents of its best passages, best first
+
+
+@dataclass(frozen=True)
 class RetrievalResult:
     query: str  # what was searched for
     hits: list[RetrievedChunk]  # the ranked passages, best first, each scored by its cosine similarity
@@ -71,6 +81,18 @@ class RetrievalResult:
     seconds: float = 0.0
     knowledge_base_empty: bool = False
     searched: Query | None = None  # the question as the stages searched it (vectors, keyword terms)
+
+    def summaries(self, names: dict[str, str], top: int = 12) -> list[StageSummary]:
+        """Each stage in words (`names`: doc id → file name), its `top` passages grouped by document."""
+        rows = []
+        for report in self.stages:
+            counts: dict[str, int] = {}
+            for cid, _ in report.ranking[:top]:
+                name = names.get(_doc_of(cid), _doc_of(cid))
+                counts[name] = counts.get(name, 0) + 1
+            documents = ", ".join(f"{name} ×{n}" for name, n in counts.items())
+            rows.append(StageSummary(report.stage, round(1000 * report.seconds, 1), report.note, documents))
+        return rows
 
     @property
     def declined(self) -> bool:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.backends.base import GenerationOptions, LLMBackend, estimate_tokens
-from rag.chat import NOTHING_RELEVANT
 from rag.chunking import CHUNKER_VERSION
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -41,6 +40,7 @@ from rag.retrieval.select import select
 from rag.schema import Chunk, Message, RetrievedChunk
 from rag.store import Store
 from rag.tools.bench import percentile
+from rag.turn import NOTHING_RELEVANT
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

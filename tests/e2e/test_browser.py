@@ -113,7 +113,8 @@ def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"{server}/Documents")
+            page.goto(server)
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()  # the app's navigation
             page.locator("input[type=file]").set_input_files(str(pdf))
             expect(page.get_by_role("button", name=f"Remove {pdf.name}")).to_be_visible(timeout=60_000)
             indexed = page.get_by_text(f"{pdf.name}: indexed", exact=False)

@@ -1,8 +1,8 @@
 """The documents page, run by Streamlit's AppTest with the real engine on a two-file knowledge base.
 
 AppTest cannot drive st.file_uploader: uploads are tested in the browser; here the page's results list is
-fed through session state (`documents_results`). The page is opened through app.py, its entrypoint,
-because the sidebar's st.page_link resolves paths relative to the entrypoint.
+fed through session state (`documents_results`). The page is opened through app.py, its entry point, which
+lists the pages (`st.navigation`) and starts the app for each.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def open_page() -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    at.switch_page("pages/1_Documents.py").run()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240).run()  # the entry point lists the pages
+    at.switch_page("pages/documents.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -138,6 +138,10 @@ def test_retrieval_check_ranks_the_relevant_file_first(data_dir: Path) -> None:
     assert any("watered every Tuesday" in t.value for t in at.text)
     assert not [v for v in markdown_values(at) if "alert(1)" in v]
     assert not at.info
+    stages = at.dataframe[-1].value  # what each stage did, as a table
+    assert list(stages["stage"]) == ["candidates", "focus", "select"]
+    assert stages["what it did"][1].startswith("by content: garden.md")
+    assert stages["its best passages are from"][2] == "garden.md ×1"  # the one passage given to the model
     at.text_input(key="documents_search").input("Who won the Super Bowl in 2016?").run()
     assert "do not cover it" in at.info[0].value
     declined = [shown(m.value) for m in at.markdown if re.match(r"\*\*\d+\. ", m.value)]
@@ -150,7 +154,8 @@ def test_upload_results_show_each_file_and_survive_reruns(data_dir: Path) -> Non
         pytest.fail("a broken PDF should not load")
     except LoaderError as exc:
         failure = str(exc)
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240).switch_page("pages/1_Documents.py")
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240).run()
+    at.switch_page("pages/documents.py")
     at.session_state["documents_results"] = [
         IngestResult("guide.pdf", "added", 12, "page 3 has no text layer", "a" * 16),
         IngestResult("notes.md", "unchanged", 3, doc_id="b" * 16),

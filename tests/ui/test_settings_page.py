@@ -1,7 +1,7 @@
 """The settings page, run by Streamlit's AppTest against a fake Ollama (or none) and a temporary data dir.
 
-The page is opened through app.py with `switch_page`, as a browser would reach it: the shared sidebar's
-`st.page_link("app.py")` only resolves relative to the app's entry point.
+The page is opened through app.py with `switch_page`, as a browser would reach it: app.py is the entry point
+that lists the pages (`st.navigation`) and starts the app for each of them.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def open_page(data_dir: Path) -> OpenPage:
 
     def open_() -> AppTest:
         at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-        at.switch_page("pages/2_Settings.py")
+        at.run()  # the entry point first (as a browser opens it): it lists the pages
+        at.switch_page("pages/settings.py")
         at.run()
         assert not at.exception, at.exception
         return at

@@ -10,7 +10,7 @@ from rag.config import EDITABLE, FIELDS, Settings, Widget, save_settings, settin
 from rag.engine import BUILT_IN_MODEL, OllamaStatus, PullProgress, model_installed, pull_model
 from rag.errors import RagError, SettingsError
 from rag.formatting import human_size, plural, safe_markdown
-from ui_common import escape_markdown, get_engine, load_settings, ollama_status, show_error, sidebar
+from ui_common import escape_markdown, load_settings, ollama_status, show_error, show_startup_error, started
 
 FLASH = "settings_page_flash"
 
@@ -147,21 +147,16 @@ def recover_from_bad_settings(exc: SettingsError) -> None:
 
 # -- the page -----------------------------------------------------------------------------------------
 
-st.set_page_config(page_title="Settings", page_icon="⚙️", layout="wide")
 st.title("Settings")
 
-try:
-    settings = load_settings()
-except SettingsError as exc:
-    recover_from_bad_settings(exc)
+startup, _ = started()  # its error is shown here, where it is fixed
+if startup.settings is None:  # the settings themselves cannot be read: say why, offer to drop the file
+    assert isinstance(startup.error, SettingsError)
+    recover_from_bad_settings(startup.error)
     st.stop()
-
-try:
-    engine = get_engine(settings)
-except RagError as exc:  # e.g. a GGUF file that has gone: this page is where to fix it
-    show_error(exc)
-else:
-    sidebar(engine)
+settings = startup.settings
+if startup.error is not None:  # e.g. a GGUF file that has gone, a Chroma server that is down: fixed here
+    show_startup_error(startup.error)
 
 saved_at = settings_file(settings.data_dir)
 st.caption(

@@ -1,0 +1,290 @@
+"""Chat page: ask questions about your documents; answers stream in with numbered, checkable sources.
+
+Conversations are saved (SQLite in the data folder): the sidebar lists them to reopen, rename, export or
+delete. Each browser tab has its own current conversation in `st.session_state`. A conversation can be limited
+to some documents ("Search only these documents"); the choice is saved with it. A turn runs in rag/turn.py;
+this page shows it as it streams.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from rag.conversations import (
+    Conversation,
+    ConversationNotFound,
+    ConversationStore,
+    SelectedDocument,
+    StoredMessage,
+    resolve_doc_filter,
+)
+from rag.engine import Engine
+from rag.errors import RagError
+from rag.exports import conversation_json, conversation_markdown
+from rag.formatting import plural, safe_markdown
+from rag.turn import Chat
+from ui_common import escape_markdown, render_markdown, require_engine, show_error, show_unexpected
+
+logger = logging.getLogger(__name__)
+
+# The documents chosen before the first question creates the conversation (then saved with it).
+NEW_FILTER = "new_conversation_doc_filter"
+NEW_FILTER_WIDGET = "doc_filter_new"
+# Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
+STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
+
+
+def render_sources(message: StoredMessage) -> None:
+    if not message.sources:
+        return
+    st.caption("Sources")
+    for i, source in enumerate(message.sources, 1):
+        page = f" · page {source.page}" if source.page is not None else ""
+        with st.expander(f"[{i}] {escape_markdown(source.source)}{page} · relevance {source.score:.2f}"):
+            st.text(source.text)  # document text is shown as text, never as markdown or HTML
+
+
+def render_usage(message: StoredMessage) -> None:
+    u = message.usage
+    if u is None:
+        return
+    if u.backend == "none":
+        st.caption("No passage of your documents matched, so the model was not asked.")
+        return
+    parts = [f"{u.backend or '?'} · {escape_markdown(u.model or '?')}"]
+    if u.prompt_tokens is not None:
+        parts.append(f"{u.prompt_tokens:,} prompt tokens")
+    if u.completion_tokens is not None:
+        parts.append(f"{u.completion_tokens:,} answer tokens")
+    if u.time_to_first_token is not None:
+        parts.append(f"first token after {u.time_to_first_token:.1f} s")
+    if u.tokens_per_second:
+        parts.append(f"{u.tokens_per_second:.1f} tokens/s")
+    st.caption(" · ".join(parts))
+
+
+def render_inspector(message: StoredMessage) -> None:
+    """The exact prompt that was sent and how the context window was spent."""
+    if not message.prompt or not message.budget:
+        return
+    b = message.budget
+    with st.expander("Prompt sent to the model"):
+        rows = [{"part": part, "tokens": getattr(b, part)} for part in b.PARTS]
+        rows.append({"part": "reserved for the answer", "tokens": b.reserved})
+        st.dataframe(rows, hide_index=True)
+        st.caption(
+            f"{b.prompt:,} prompt tokens + {b.reserved:,} reserved of a {b.window:,}-token window; "
+            f"{b.history_dropped} older messages left out"
+        )
+        st.code(message.prompt, language=None, wrap_lines=True)
+
+
+def render_answer(message: StoredMessage, question: str, last: bool) -> None:
+    if message.content:
+        render_markdown(message.content)  # no image loaded, no link: a planted instruction cannot leak the chat
+    if message.standalone_query and message.standalone_query != question:
+        st.caption(f"searched for: {escape_markdown(message.standalone_query)}")
+    if message.searched_only:
+        st.caption(f"searched only: {escape_markdown(', '.join(message.searched_only))}")
+    render_sources(message)
+    if message.error is not None:
+        st.error(f"The answer was interrupted: {safe_markdown(message.error)}", icon=":material/error:")
+        if last and st.button("Retry", icon=":material/refresh:", key="retry"):
+            st.session_state.pending = question
+            st.rerun()
+        return
+    render_usage(message)
+    render_inspector(message)
+
+
+def render_conversation(conversation: Conversation) -> None:
+    if conversation.summary:
+        with st.expander("Earlier in this conversation", icon=":material/summarize:"):
+            st.text(conversation.summary)
+    messages = conversation.messages
+    for i, message in enumerate(messages):
+        if message.role == "user":
+            with st.chat_message("user"):
+                st.text(message.content)
+            continue
+        question = messages[i - 1].content if i and messages[i - 1].role == "user" else ""
+        with st.chat_message("assistant"):
+            render_answer(message, question, last=i == len(messages) - 1)
+
+
+def forget_new_filter() -> None:
+    """A new conversation starts searching every document."""
+    st.session_state.pop(NEW_FILTER, None)
+    st.session_state.pop(NEW_FILTER_WIDGET, None)
+
+
+def document_filter(engine: Engine, conversation: Conversation | None) -> list[SelectedDocument]:
+    """The "Search only these documents" selector; returns the selection (empty: search every document).
+
+    The selection belongs to the conversation: saved as soon as it changes, restored when it is reopened.
+    A selected document deleted since is dropped, with a note, rather than silently searched around.
+    """
+    documents = engine.documents()
+    saved = conversation.doc_filter if conversation is not None else st.session_state.get(NEW_FILTER, [])
+    kept, gone = resolve_doc_filter(saved, documents)
+    if gone:
+        names = escape_markdown(", ".join(d.name for d in gone))
+        st.info(
+            f"No longer in your knowledge base, so dropped from the documents this conversation searches: {names}",
+            icon=":material/info:",
+        )
+    names_by_id = {d.doc_id: d.name for d in documents}
+    key = NEW_FILTER_WIDGET if conversation is None else f"doc_filter_{conversation.id}"
+    shown = st.session_state.get(key)
+    if shown is None or any(doc_id not in names_by_id for doc_id in shown):  # first shown, or a document went
+        st.session_state[key] = [d.doc_id for d in kept]
+    if not documents:
+        chosen: list[str] = []
+    else:
+        chosen = st.multiselect(
+            "Search only these documents",
+            list(names_by_id),
+            format_func=names_by_id.__getitem__,
+            key=key,
+            placeholder="All documents",
+            help="Leave empty to search every document. The choice is saved with this conversation.",
+        )
+    selection = [SelectedDocument(doc_id, names_by_id[doc_id]) for doc_id in chosen]
+    if selection != saved:
+        if conversation is None:
+            st.session_state[NEW_FILTER] = selection
+        else:
+            engine.conversations.set_doc_filter(conversation.id, selection)
+    return selection
+
+
+def answer(engine: Engine, question: str, selection: list[SelectedDocument]) -> None:
+    """One turn, run and saved by rag/turn.py; this page only shows it as it streams.
+
+    Whatever ends the stream early (a backend failure, an unexpected error, or Streamlit's rerun, raised
+    inside the loop when the person clicks anything while the answer streams), the turn saves the
+    question and the part of the answer that arrived, with the reason.
+    """
+    conversation_id = st.session_state.get("conversation_id")
+    with Chat(engine, "app").ask(question, conversation_id, selection, stopped=STOPPED) as turn:
+        st.session_state.conversation_id = turn.conversation_id
+        st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
+        with st.chat_message("user"):
+            st.text(question)
+        with st.chat_message("assistant"):
+            placeholder = st.empty()
+            placeholder.markdown("_Thinking…_")
+            for _piece in turn:  # the turn keeps the text so far in turn.text
+                with placeholder.container():
+                    render_markdown(turn.text + " ▌")
+    st.rerun()
+
+
+def conversations_sidebar(engine: Engine) -> None:
+    store = engine.conversations
+    with st.sidebar:
+        if st.button("New conversation", icon=":material/add_comment:", use_container_width=True):
+            st.session_state.pop("conversation_id", None)
+            st.session_state.pop("pending", None)
+            forget_new_filter()
+        st.caption("Conversations")
+        current = st.session_state.get("conversation_id")
+        for info in store.list(limit=30):
+            # A title is the first question as typed: shown as text, never as Markdown (no image, no link).
+            label = escape_markdown(info.title) if info.title else "(untitled)"
+            if st.button(
+                label,
+                key=f"open_{info.id}",
+                use_container_width=True,
+                type="primary" if info.id == current else "secondary",
+            ):
+                st.session_state.conversation_id = info.id
+                forget_new_filter()
+                st.rerun()
+        if current is None:
+            return
+        try:
+            this_conversation(store, current)
+        except ConversationNotFound:
+            return  # deleted in another tab: the page says so and starts a new one
+        except RagError as exc:
+            show_error(exc)
+
+
+def this_conversation(store: ConversationStore, current: str) -> None:
+    """Rename, export or delete the open conversation (in the sidebar)."""
+    with st.expander("This conversation", icon=":material/tune:"):
+        title = st.text_input("Title", store.get(current).title, key=f"title_{current}")
+        if st.button("Rename", key="rename"):
+            try:
+                store.rename(current, title)
+            except ConversationNotFound:
+                raise
+            except RagError as exc:  # e.g. an empty title: say how to fix it, keep the old one
+                show_error(exc)
+            else:
+                st.rerun()
+        saved = store.get(current)
+        st.download_button(
+            "Export as Markdown", conversation_markdown(saved), file_name="conversation.md", mime="text/markdown"
+        )
+        st.download_button(
+            "Export as JSON", conversation_json(saved), file_name="conversation.json", mime="application/json"
+        )
+        if st.session_state.get("confirm_delete") == current:
+            st.warning("Delete this conversation and all its messages?")
+            if st.button("Yes, delete", key="delete_yes"):
+                store.delete(current)
+                st.session_state.pop("conversation_id", None)
+                st.session_state.pop("confirm_delete", None)
+                forget_new_filter()
+                st.rerun()
+        elif st.button("Delete conversation", key="delete"):
+            st.session_state.confirm_delete = current
+            st.rerun()
+
+
+def forget_deleted(exc: ConversationNotFound) -> None:
+    """The open conversation was deleted (in another tab): say so, and go on with a new one."""
+    st.warning(safe_markdown(str(exc)), icon=":material/info:")
+    st.session_state.pop("conversation_id", None)
+    st.session_state.pop("confirm_delete", None)
+
+
+def chat(engine: Engine) -> None:
+    """The open conversation, the document selector and the question box; a question is answered at once."""
+    conversation: Conversation | None = None
+    if (current_id := st.session_state.get("conversation_id")) is not None:
+        try:
+            conversation = engine.conversations.get(current_id)
+        except ConversationNotFound as exc:
+            forget_deleted(exc)
+    selection = document_filter(engine, conversation)
+    if conversation is None or not conversation.messages:
+        st.caption(
+            f"Ask about the {plural(len(engine.documents()), 'document')} in your knowledge base; answers cite them "
+            "as [1], [2]. Add your own on the Documents page."
+        )
+    if conversation is not None:
+        render_conversation(conversation)
+
+    typed = st.chat_input("Ask a question about your documents")
+    question = typed or st.session_state.pop("pending", None)
+    if question and question.strip():
+        try:
+            answer(engine, question.strip(), selection)
+        except ConversationNotFound as exc:  # deleted in another tab while this one was asking
+            forget_deleted(exc)
+
+
+engine = require_engine()
+st.title("Chat with your documents")
+try:
+    conversations_sidebar(engine)
+    chat(engine)
+except RagError as exc:  # e.g. the knowledge base or the conversation store failing after the start
+    show_error(exc)
+except Exception as exc:  # e.g. sqlite3's "database is locked": a message, the trace in the log
+    show_unexpected(exc, "showing the conversation", "Reload the page in a moment; your conversations are saved.")

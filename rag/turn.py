@@ -1,0 +1,423 @@
+"""One chat turn, from question to saved answer: the one pipeline of the chat page, the CLI and the HTTP API.
+
+    question ─► rewrite a follow-up so it stands alone (rag/followup.py; only when it leans on earlier turns)
+             ─► retrieve once (`retrieve`, the one call into rag/retrieval.py)
+             ─► plan the window: system prompt, numbered passages, summary, history, question (rag/prompts.py)
+             ─► fold older turns into the running summary when they no longer fit (rag/summary.py), and plan
+                again with the same passages
+             ─► stream the answer (rag/backends/)
+             ─► save the question and the answer with its sources, usage, prompt, budget and channel, and the
+                new summary (rag/conversations.py)
+
+``Chat(engine, channel).ask(question, conversation_id)`` returns a ``Turn``; nothing runs until it is iterated.
+However the turn ends — at the last piece, on a backend failure, or when its reader stops (a click in the app,
+Ctrl-C in a terminal, an HTTP client hanging up) — the answer is saved, a partial one with the reason it
+stopped. Use the turn as a context manager, so that a reader who stops early still gets it saved:
+
+    with Chat(engine, "cli").ask("What changed in Q3?", conversation_id) as turn:
+        for piece in turn:
+            show(piece)
+    turn.saved  # the assistant's StoredMessage
+
+``prepare`` is the part before the answer, alone (``python -m rag prompt`` prints its prompt and asks no model);
+``stream_answer`` streams a prepared turn without saving it. ``Engine`` (rag/engine.py) builds and holds the
+parts a turn uses: settings, store, retriever, backend, saved conversations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from types import TracebackType
+
+from rag.backends.base import GenerationOptions, LLMBackend, complete_with
+from rag.config import Settings
+from rag.conversations import (
+    Channel,
+    Conversation,
+    ConversationStore,
+    PromptBudget,
+    SavedUsage,
+    SelectedDocument,
+    StoredMessage,
+    resolve_doc_filter,
+)
+from rag.engine import Engine
+from rag.errors import RagError
+from rag.followup import standalone_question
+from rag.prompts import PromptPlan, plan_prompt
+from rag.schema import Answer, Message, RetrievedChunk, Usage
+from rag.summary import summarize
+
+__all__ = [
+    "EMPTY_KNOWLEDGE_BASE",
+    "NOTHING_RELEVANT",
+    "STOPPED",
+    "AnswerStream",
+    "Channel",
+    "Chat",
+    "PreparedTurn",
+    "Retrieval",
+    "SummaryUpdate",
+    "Turn",
+    "prepare",
+    "retrieve",
+    "stream_answer",
+]
+
+logger = logging.getLogger(__name__)
+
+EMPTY_KNOWLEDGE_BASE = (
+    "Your knowledge base is empty, so there is nothing to answer from. Add documents on the Documents page "
+    "(or with `python -m rag ingest PATH`) and ask again."
+)
+NOTHING_RELEVANT = (
+    "I could not find anything about this in your documents. Try rephrasing with words the documents use, "
+    "or add a document that covers it."
+)
+# Saved as the error of an answer its reader stopped; each channel may word it for its readers.
+STOPPED = "it stopped before the answer finished; what had arrived is kept above."
+
+
+# -- the steps before the answer ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SummaryUpdate:
+    """Older turns folded into the running summary while preparing this turn."""
+
+    summary: str
+    folded_messages: int  # how many of the oldest history messages the summary now stands for
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """What one search of the knowledge base found for a turn (done once per turn, whatever follows)."""
+
+    query: str  # what was searched for (a follow-up rewritten to stand alone)
+    selected: list[RetrievedChunk]  # past the evidence gate, the threshold and the size limit
+    seconds: float
+    knowledge_base_empty: bool
+
+
+@dataclass(frozen=True)
+class PreparedTurn:
+    question: str
+    plan: PromptPlan
+    prompt: str  # exactly what the backend sends
+    retrieval: Retrieval
+    summary_update: SummaryUpdate | None = None
+
+    @property
+    def sources(self) -> list[RetrievedChunk]:
+        return self.plan.sources
+
+    @property
+    def retrieved(self) -> list[RetrievedChunk]:
+        """What retrieval selected (evidence, threshold, size), before the token budget."""
+        return self.retrieval.selected
+
+    @property
+    def search_query(self) -> str:
+        return self.retrieval.query
+
+    @property
+    def decline(self) -> str | None:
+        """The plain reply given instead of calling the model when no source is relevant."""
+        if self.retrieval.knowledge_base_empty:
+            return EMPTY_KNOWLEDGE_BASE
+        return None if self.sources else NOTHING_RELEVANT
+
+
+def retrieve(engine: Engine, query: str, doc_ids: Sequence[str] | None = None) -> Retrieval:
+    """The passages the turn gives the model for `query`, searched once: the turn's one call into retrieval.
+
+    `doc_ids` limits the search to those documents (None: every document).
+    """
+    settings = engine.settings
+    result = engine.retriever.retrieve(
+        query,
+        top_k=settings.top_k,
+        min_score=settings.min_score,
+        max_chars=settings.context_chars,
+        doc_ids=doc_ids,
+    )
+    return Retrieval(query, result.selected, result.seconds, knowledge_base_empty=result.knowledge_base_empty)
+
+
+def _plan(
+    question: str,
+    history: Sequence[Message],
+    retrieval: Retrieval,
+    backend: LLMBackend,
+    settings: Settings,
+    summary: str,
+) -> PreparedTurn:
+    """Fit the system prompt, the passages, the summary, the history and the question into the backend's
+    window minus the answer's reserve; render the prompt once (what is shown is what is sent)."""
+    plan = plan_prompt(
+        system_prompt=settings.system_prompt,
+        question=question,
+        history=history,
+        sources=retrieval.selected,
+        count_tokens=backend.count_tokens,
+        budget=backend.context_window - settings.max_answer_tokens,
+        summary=summary,
+    )
+    return PreparedTurn(question, plan, backend.render(plan.messages), retrieval)
+
+
+def prepare(
+    engine: Engine,
+    question: str,
+    history: Sequence[Message] = (),
+    doc_ids: Sequence[str] | None = None,
+    summary: str = "",
+    call_model: bool = True,
+) -> PreparedTurn:
+    """Everything up to the answer: rewrite a follow-up for retrieval, retrieve (once), fit the window.
+
+    When older turns do not fit and the strategy is "summarize", they are folded into the running summary
+    (one model call) and the prompt is planned again with it; `summary_update` says so. With
+    `call_model=False` (`python -m rag prompt`) no model is asked: the question is searched as it is and no
+    new summary is written.
+    """
+    settings, backend = engine.settings, engine.chosen.backend
+    rewrite = bool(history) and call_model
+    query = standalone_question(question, history, complete_with(backend)) if rewrite else question
+    retrieval = retrieve(engine, query, doc_ids)
+    prepared = _plan(question, history, retrieval, backend, settings, summary)
+    dropped = prepared.plan.history_dropped
+    if dropped and call_model and settings.history_strategy == "summarize" and not prepared.decline:
+        new_summary = summarize(summary, list(history[:dropped]), complete_with(backend, max_tokens=200))
+        # The same passages, planned again with the summary standing for the folded turns.
+        prepared = _plan(question, history[dropped:], retrieval, backend, settings, new_summary)
+        prepared = replace(prepared, summary_update=SummaryUpdate(new_summary, dropped))
+    return prepared
+
+
+# -- the answer -----------------------------------------------------------------------------------------
+
+
+class AnswerStream:
+    """Iterate for the answer's text as it is generated; then `answer` holds the whole of it.
+
+    When no source is relevant the model is not called: the reply says so plainly, with no citation to
+    invent. If the backend fails mid-way, `text` keeps what had arrived.
+    """
+
+    def __init__(self, prepared: PreparedTurn, backend: LLMBackend, options: GenerationOptions) -> None:
+        self.prepared = prepared
+        self.backend_name = backend.name
+        self.model = backend.model
+        # The prompt planned (and shown in the inspector) is the one sent: rendered once.
+        self._tokens = None if prepared.decline else backend.stream(prepared.plan.messages, options, prepared.prompt)
+        self.text = ""
+        self.answer: Answer | None = None
+
+    @property
+    def sources(self) -> list[RetrievedChunk]:
+        return self.prepared.sources
+
+    def __iter__(self) -> Iterator[str]:
+        pieces: Iterable[str] = self._tokens if self._tokens is not None else [self.prepared.decline or ""]
+        for piece in pieces:
+            self.text += piece
+            yield piece
+        usage = self._tokens.usage if self._tokens is not None else None
+        self.answer = Answer(
+            text=self.text.strip(),
+            sources=self.sources,
+            usage=usage or Usage(),
+            backend=self.backend_name if self._tokens is not None else "none",
+            model=self.model if self._tokens is not None else "none",
+        )
+
+    def collect(self) -> Answer:
+        for _ in self:
+            pass
+        assert self.answer is not None
+        return self.answer
+
+
+def stream_answer(engine: Engine, prepared: PreparedTurn) -> AnswerStream:
+    """The answer to a prepared turn from the engine's backend, at the settings' length and temperature."""
+    backend = engine.chosen.backend
+    options = GenerationOptions(
+        context_window=backend.context_window,
+        max_tokens=engine.settings.max_answer_tokens,
+        temperature=engine.settings.temperature,
+    )
+    return AnswerStream(prepared, backend, options)
+
+
+# -- a saved turn ---------------------------------------------------------------------------------------
+
+
+class Chat:
+    """Conversations on one engine, asked through one channel (app, cli, api): one saved turn at a time."""
+
+    def __init__(self, engine: Engine, channel: Channel) -> None:
+        self.engine = engine
+        self.channel: Channel = channel
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self.engine.conversations
+
+    def start(self, documents: Sequence[SelectedDocument] = (), earlier: Sequence[Message] = ()) -> str:
+        """A new conversation with the current settings, limited to ``documents`` (empty: all). ``earlier``:
+        messages exchanged before it (a client's history, `rag ask --history`), saved first as its history."""
+        conversation_id = self.conversations.create(settings=self.engine.settings.editable(), doc_filter=documents)
+        for message in earlier:
+            if message.role != "system":
+                self.conversations.add_message(conversation_id, message.role, message.content, channel=self.channel)
+        return conversation_id
+
+    def ask(
+        self,
+        question: str,
+        conversation_id: str | None = None,
+        documents: Sequence[SelectedDocument] | None = None,
+        *,
+        stopped: str = STOPPED,
+        earlier: Sequence[Message] = (),
+    ) -> Turn:
+        """A turn of the conversation (a new one, holding ``earlier``, when ``conversation_id`` is None);
+        nothing runs until it is iterated. ``documents``: the documents to search, saved as the
+        conversation's choice; None keeps the conversation's own. A chosen document deleted since is left
+        out. ``stopped`` is the error saved when the reader stops early."""
+        if conversation_id is None:
+            conversation_id = self.start(documents or (), earlier)
+        elif earlier:
+            raise ValueError("earlier messages start a new conversation: a saved one has its own history")
+        conversation = self.conversations.get(conversation_id)
+        if documents is not None and list(documents) != conversation.doc_filter:
+            self.conversations.set_doc_filter(conversation_id, documents)
+            conversation = self.conversations.get(conversation_id)
+        kept: list[SelectedDocument] = []
+        if conversation.doc_filter:  # the document list is read only when there is a choice to check
+            kept, _gone = resolve_doc_filter(conversation.doc_filter, self.engine.documents())
+        return Turn(self.engine, conversation, question, kept, self.channel, stopped)
+
+
+class Turn:
+    """One question and its answer. Iterate for the answer's text as it streams; afterwards ``saved`` is the
+    assistant's message as stored, ``text`` what arrived, ``error`` why it stopped early (else None)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        conversation: Conversation,
+        question: str,
+        documents: Sequence[SelectedDocument],
+        channel: Channel,
+        stopped: str,
+    ) -> None:
+        self.conversation_id = conversation.id
+        self.question = question
+        self.documents = list(documents)
+        self.channel: Channel = channel
+        self.text = ""
+        self.error: str | None = None
+        self.prepared: PreparedTurn | None = None
+        self.answer: Answer | None = None
+        self.saved: StoredMessage | None = None
+        self._engine = engine
+        self._conversations = engine.conversations
+        self._conversation = conversation
+        self._stopped = stopped
+        self._pieces = self._run()
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def __enter__(self) -> Turn:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the answer (the model stops generating) and save what arrived; nothing if it never started."""
+        self._pieces.close()
+
+    def _run(self) -> Generator[str, None, None]:
+        conversation = self._conversation
+        history = conversation.history(after=conversation.summarized_through)
+        self._conversations.add_message(conversation.id, "user", self.question, channel=self.channel)
+        stream: AnswerStream | None = None
+        pieces: Iterator[str] | None = None
+        try:
+            doc_ids = [d.doc_id for d in self.documents] or None  # None: every document
+            self.prepared = prepare(self._engine, self.question, history, doc_ids, conversation.summary)
+            stream = stream_answer(self._engine, self.prepared)
+            pieces = iter(stream)
+            for piece in pieces:
+                self.text += piece
+                yield piece
+            self.answer = stream.answer
+        except RagError as exc:  # a message of ours that says what to do: shown with the partial answer
+            logger.info("answer failed: %s", exc)
+            self.error = str(exc)
+        except Exception as exc:  # a bug or a library error without a message of ours: keep the turn anyway
+            logger.exception("answer failed unexpectedly")
+            self.error = (
+                f"unexpected error ({type(exc).__name__}: {exc}). Ask again; if it keeps happening, the details "
+                "are in the log of the app (the terminal that runs it)."
+            )
+        except BaseException:  # the reader stopped: GeneratorExit (close), Ctrl-C, Streamlit's rerun
+            self.error = self._stopped
+            raise
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()  # stop the model generating an answer nobody reads
+            self.saved = self._save()
+
+    def _save(self) -> StoredMessage:
+        """The assistant's message (whole or partial) with its records; the summary if older turns were folded."""
+        prepared, answer = self.prepared, self.answer
+        usage = None
+        if answer is not None:
+            usage = SavedUsage(
+                backend=answer.backend,
+                model=answer.model,
+                tokens_per_second=answer.usage.tokens_per_second,
+                **asdict(answer.usage),
+            )
+        budget = None
+        if prepared is not None and not prepared.decline:
+            plan = prepared.plan
+            budget = PromptBudget(
+                **{part: plan.spent.get(part, 0) for part in PromptBudget.PARTS},
+                prompt=plan.prompt_tokens,
+                reserved=self._engine.settings.max_answer_tokens,
+                window=self._engine.chosen.backend.context_window,
+                history_dropped=plan.history_dropped,
+            )
+        saved = self._conversations.add_message(
+            self.conversation_id,
+            "assistant",
+            self.text.strip(),
+            sources=prepared.sources if prepared is not None else None,
+            usage=usage,
+            standalone_query=prepared.search_query if prepared is not None else None,
+            prompt=prepared.prompt if budget is not None and prepared is not None else None,
+            budget=budget,
+            error=self.error,
+            searched_only=[d.name for d in self.documents] or None,
+            channel=self.channel,
+        )
+        if prepared is not None and prepared.summary_update is not None:
+            conversation = self._conversation
+            folded = prepared.summary_update.folded_messages
+            # The folded messages are the oldest of the history the turn was given: their sequence numbers.
+            history = [m for m in conversation.messages if m.seq > conversation.summarized_through]
+            through = history[folded - 1].seq if 0 < folded <= len(history) else conversation.summarized_through
+            self._conversations.set_summary(conversation.id, prepared.summary_update.summary, through)
+            logger.info("conversation %s: messages up to %d folded into the summary", conversation.id, through)
+        return saved
