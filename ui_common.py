@@ -231,7 +231,6 @@ def start() -> Startup:
     else:
         try:
             engine = get_engine(settings)
-            sidebar(engine)
         except Exception as exc:  # e.g. a Chroma server that is down, a data folder it cannot write
             startup = Startup(settings, None, exc)
         else:
@@ -241,15 +240,26 @@ def start() -> Startup:
 
 
 def started() -> tuple[Startup, bool]:
-    """This run's start-up, and whether app.py showed its error. app.py starts the app before the page and hands
-    the start-up over (taken once, so a page never reads an earlier run's); a page run on its own (Streamlit's
-    test runner re-runs a page file alone) starts it itself."""
+    """This run's start-up, and whether app.py showed its error; the sidebar drawn. app.py starts the app before
+    the page and hands the start-up over (taken once, so a page never reads an earlier run's); a page run on its
+    own (Streamlit's test runner re-runs a page file alone) starts it itself. The sidebar's widgets are made here,
+    in the page's run: made in app.py's, they would change identity between a session's first run and the next
+    (the page is known only then), and the first click on one would be lost."""
     startup = st.session_state.pop(STARTUP, None)
-    if isinstance(startup, Startup):
-        return startup, True
-    startup = start()
-    st.session_state.pop(STARTUP, None)
-    return startup, False
+    shown = isinstance(startup, Startup)
+    if not isinstance(startup, Startup):
+        startup = start()
+        st.session_state.pop(STARTUP, None)
+    if startup.engine is not None:
+        try:
+            sidebar(startup.engine)
+        except RagError as exc:  # e.g. the knowledge base's files unreadable: said, the page still opens
+            with st.sidebar:
+                show_error(exc)
+    elif startup.settings is not None:  # the engine failed in this knowledge base: another can still be chosen
+        with st.sidebar:
+            knowledge_base_picker(startup.settings)
+    return startup, shown
 
 
 def require_engine() -> Engine:
