@@ -5,7 +5,7 @@ its index was built by another chunker or embedding model, re-index it in place.
 Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
 `documents_uploader` (bumped to clear the uploader), `documents_pending_delete` (doc_id awaiting
 confirmation), `documents_flash` (a message shown once after a delete), `documents_sync_report` (the last
-sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_export` (the
+sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_exported` (the
 archive last prepared: name and bytes).
 """
 
@@ -46,7 +46,7 @@ PREVIEW_PAGE = 100
 SYNC_REPORT = "documents_sync_report"
 SOURCES_FLASH = "documents_sources_flash"
 PENDING_SOURCE_REMOVAL = "documents_pending_source_removal"
-EXPORTED = "documents_export"
+EXPORTED = "documents_exported"
 SYNC_LINES_SHOWN = 50
 
 
@@ -261,10 +261,7 @@ def sources_section(engine: Engine) -> None:
                 hide_index=True,
             )
         else:
-            st.info(
-                "No sources yet: add a folder (kept in sync with it) or a web page below, then press Sync now.",
-                icon=":material/folder_open:",
-            )
+            st.caption("No sources yet: add a folder (kept in sync with it) or a web page below, then press Sync now.")
         if st.button("Sync now", type="primary", icon=":material/sync:", key="documents_sync", disabled=not listed):
             sync_now(engine)
         if (report := st.session_state.get(SYNC_REPORT)) is not None and report.kb == settings.kb:

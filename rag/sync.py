@@ -879,7 +879,11 @@ class Syncer:
 
 def _without_name(message: str, name: str) -> str:
     """The ingestor's message without the name the line already shows (nor a closing full stop)."""
-    return (message[len(name) + 2 :] if message.startswith(f"{name}: ") else message).rstrip(".")
+    if message.startswith(f"{name}: "):
+        message = message[len(name) + 2 :]
+    elif message.startswith(f"{name} "):  # "a.pdf could not be read (…)"
+        message = message[len(name) + 1 :]
+    return message.rstrip(".")
 
 
 def original_of(sources: SourceStore, record: DocumentRecord) -> bytes | None:

@@ -7,7 +7,7 @@ import pytest
 import rag  # noqa: F401  (sets the offline environment before any model library loads)
 from rag.backends.embedded import EmbeddedBackend
 from rag.embeddings import Embedder
-from tests.servers import ChromaServer
+from tests.servers import ChromaServer, Site, serve_site
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +32,10 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A real HTTP server on this machine serving the pages the test puts in `site.pages`."""
+    with serve_site() as served:
+        yield served
