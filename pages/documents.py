@@ -385,6 +385,7 @@ def export_import(engine: Engine) -> None:
             mime="application/zip",
             icon=":material/download:",
             key="documents_download",
+            on_click="ignore",  # the page stays as it is (a rerun would rebuild it for nothing)
         )
 
     st.markdown("**Import a knowledge base**")
