@@ -118,12 +118,12 @@ def test_a_reindex_killed_half_way_leaves_the_old_index_answering_and_the_next_o
 ) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     folder = tmp_path / "docs"
-    for i in range(40):
-        write(folder / f"f{i:02d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(6)))
+    for i in range(24):
+        write(folder / f"f{i:02d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(4)))
     store = open_store(settings)
     sources = SourceStore(settings.kb_dir)
     sources.add_folder(folder, label="docs")
-    assert Syncer(settings, store, Ingestor(store, embedder, 600, 100), sources).sync().counts["added"] == 40
+    assert Syncer(settings, store, Ingestor(store, embedder, 600, 100), sources).sync().counts["added"] == 24
     store.set_meta("chunker_version", "2")  # as if an older chunker had built it
     question = embedder.embed_query("Who lights the topic7-3 lantern?")
     answer = [h.chunk.id for h in store.query(question, 3)]
@@ -138,18 +138,18 @@ def test_a_reindex_killed_half_way_leaves_the_old_index_answering_and_the_next_o
     process.kill()
     process.wait()
     copied = _ready(new_registry)
-    assert 1 <= copied < 40, copied
+    assert 1 <= copied < 24, copied
     assert not (settings.data_dir / INDEX_FILE).exists() and current_generation(settings.data_dir) == 0
 
     store = open_store(settings)  # the old index serves, whole
-    assert store.data_dir == settings.data_dir and len(store.documents()) == 40
+    assert store.data_dir == settings.data_dir and len(store.documents()) == 24
     assert [h.chunk.id for h in store.query(question, 3)] == answer
     store.close()
 
     report = reindex(settings, embedder)
-    assert report.resumed and report.documents == 40 and report.rechunked == 40 - copied
+    assert report.resumed and report.documents == 24 and report.rechunked == 24 - copied
     store = open_store(settings)
-    assert store.data_dir == settings.data_dir / "index-1" and len(store.documents()) == 40
+    assert store.data_dir == settings.data_dir / "index-1" and len(store.documents()) == 24
     assert [h.chunk.id for h in store.query(question, 3)] == answer
     assert store.vector_count() == store.chunk_count() == store.keyword_row_count()
     store.close()
