@@ -115,7 +115,8 @@ def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(server)
             page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()  # the app's navigation
-            page.locator("input[type=file]").set_input_files(str(pdf))
+            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")  # not the import form's
+            upload_form.locator("input[type=file]").set_input_files(str(pdf))
             expect(page.get_by_role("button", name=f"Remove {pdf.name}")).to_be_visible(timeout=60_000)
             indexed = page.get_by_text(f"{pdf.name}: indexed", exact=False)
             # The browser sends the file to the server in the background; a submit that beats it is told
@@ -431,7 +432,9 @@ def test_a_second_knowledge_base_answers_from_its_own_documents_and_travels_as_a
             sidebar_says(page, "Knowledge base 'Allotment': 0 documents")
 
             page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
-            page.locator("input[type=file]").first.set_input_files(str(allotment))
+            page.get_by_test_id("stForm").filter(has_text="Add files").locator("input[type=file]").set_input_files(
+                str(allotment)
+            )
             expect(page.get_by_role("button", name=f"Remove {allotment.name}")).to_be_visible(timeout=60_000)
             indexed = page.get_by_text(f"{allotment.name}: indexed", exact=False)
             for _ in range(5):  # see test_upload_a_pdf_then_ask_about_it: a submit may beat the upload
