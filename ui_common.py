@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,18 +22,36 @@ from rag.api_keys import ApiKeys
 from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.check import CheckReport, check
-from rag.config import DEFAULT_CHROMA_COLLECTION, Settings, auth_headers
+from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf
 from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
+from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
 from rag.store import Store
+from rag.sync import (
+    FolderWatcher,
+    SourceKind,
+    SourceStore,
+    Syncer,
+    SyncProgressCallback,
+    SyncReport,
+    watched_paths,
+)
 
 logger = logging.getLogger(__name__)
 
 STARTUP = "app_startup"  # st.session_state: this run's start-up, handed by app.py to the page it runs
+KB = "knowledge_base"  # st.session_state: the name of the knowledge base this browser tab works in
+KB_FLASH = "knowledge_base_flash"  # a message shown once in the sidebar after a change of knowledge base
+KB_PENDING_DELETE = "knowledge_base_pending_delete"
+# Per-tab state that belongs to one knowledge base: forgotten when the tab switches to another.
+KB_BOUND_STATE = (
+    "conversation_id", "pending", "confirm_delete", "new_conversation_doc_filter", "doc_filter_new",
+    "documents_results", "documents_pending_delete", "documents_preview_pick", "documents_delete_pick",
+)  # fmt: skip
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…")
@@ -66,11 +85,13 @@ def shared_embedded_llm(gguf: str | None, context_window: int) -> EmbeddedBacken
 
 
 def get_store(settings: Settings) -> Store:
-    """The shared store for these settings; a new Chroma URL, token or collection opens another one."""
-    chroma = (settings.chroma_url, settings.chroma_token, settings.chroma_collection)
+    """The shared store of the settings' knowledge base (the index that serves: a re-index opens the new one); a
+    new Chroma URL, token or collection opens another one."""
+    location = index_location(settings)
+    chroma = (settings.chroma_url, settings.chroma_token, location.collection)
     if chroma == ("", "", DEFAULT_CHROMA_COLLECTION):
-        return shared_store(str(settings.data_dir))  # Streamlit keys the cache by the arguments as passed
-    return shared_store(str(settings.data_dir), *chroma)
+        return shared_store(str(location.folder))  # Streamlit keys the cache by the arguments as passed
+    return shared_store(str(location.folder), *chroma)
 
 
 @st.cache_resource
@@ -79,7 +100,8 @@ def shared_conversations(data_dir: str) -> ConversationStore:
 
 
 def get_conversations(settings: Settings) -> ConversationStore:
-    return shared_conversations(str(settings.data_dir))
+    """The saved conversations of the settings' knowledge base (each has its own)."""
+    return shared_conversations(str(settings.kb_dir))
 
 
 @st.cache_resource
@@ -111,9 +133,40 @@ def ollama_status(host: str, token: str = "") -> OllamaStatus:
     return probe_ollama(host, timeout=1.5, headers=auth_headers(token))
 
 
+def catalog() -> KnowledgeBases:
+    """The knowledge bases of the data folder, read as they are now (another tab or the CLI may change them)."""
+    return KnowledgeBases(Settings.load())
+
+
+def current_kb(knowledge_bases: KnowledgeBases) -> str:
+    """The knowledge base this tab works in: its choice in the sidebar, else RAG_KB's (else 'default'). One
+    deleted or renamed elsewhere falls back to RAG_KB's, with a note in the sidebar."""
+    chosen = st.session_state.get(KB)
+    if chosen is not None and knowledge_bases.find(chosen) is None:
+        st.session_state[KB_FLASH] = (
+            f"The knowledge base {chosen!r} is gone (deleted or renamed elsewhere): showing "
+            f"{knowledge_bases.settings.kb!r}."
+        )
+        switch_kb(knowledge_bases.settings.kb)
+        chosen = None
+    return str(chosen or knowledge_bases.settings.kb)
+
+
+def switch_kb(name: str) -> None:
+    """Work in another knowledge base: its documents, conversations and settings from the next run on."""
+    if st.session_state.get(KB) != name:
+        for key in KB_BOUND_STATE:
+            st.session_state.pop(key, None)
+        for key in [k for k in st.session_state if str(k).startswith("doc_filter_")]:
+            st.session_state.pop(key, None)
+    st.session_state[KB] = name
+
+
 def load_settings() -> Settings:
-    """Environment, then the saved settings file; read on every run so changes apply at once."""
-    return Settings.load()
+    """Environment, then the saved settings files (the app's, and the current knowledge base's own); read on
+    every run so changes apply at once."""
+    knowledge_bases = catalog()
+    return knowledge_bases.settings_for(current_kb(knowledge_bases))
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -138,7 +191,50 @@ def get_engine(settings: Settings | None = None) -> Engine:
         with st.spinner("First start: indexing the default knowledge base…"):
             engine.ensure_default_corpus()
         st.session_state.corpus_checked = True
+    folder_watcher(str(settings.data_dir)).run_while(settings.watch == "on")
     return engine
+
+
+def engine_for(settings: Settings) -> Engine:
+    """An engine for another knowledge base (the folder watcher's), on the shared parts; it never answers."""
+    return Engine(settings, store=get_store(settings), embedder=shared_embedder(), conversations=None)
+
+
+def sync_kb(
+    settings: Settings,
+    engine: Engine | None = None,
+    on_progress: SyncProgressCallback | None = None,
+    kinds: Sequence[SourceKind] = ("folder", "files", "web"),
+) -> SyncReport:
+    """Sync the sources of the settings' knowledge base (rag/sync.py) into its shared store."""
+    engine = engine or engine_for(settings)
+    sources = SourceStore(settings.kb_dir)
+    try:
+        return Syncer(settings, engine.store, engine.ingestor, sources).sync(on_progress=on_progress, kinds=kinds)
+    finally:
+        sources.close()
+
+
+@st.cache_resource
+def folder_watcher(data_dir: str) -> FolderWatcher:
+    """One watcher of the folder sources of every knowledge base in the data folder, for the whole process (the
+    setting "Keep folder sources in sync" turns it on and off)."""
+    knowledge_bases = KnowledgeBases(Settings.load().with_overrides(data_dir=Path(data_dir)))
+
+    def folders() -> dict[str, list[Path]]:
+        watched: dict[str, list[Path]] = {}
+        for kb in knowledge_bases.list():
+            sources = SourceStore(kb.folder)
+            try:
+                watched[kb.name] = watched_paths(sources.sources())
+            finally:
+                sources.close()
+        return watched
+
+    def sync(name: str) -> SyncReport:
+        return sync_kb(knowledge_bases.settings_for(name), kinds=("folder", "files"))
+
+    return FolderWatcher(folders, sync)
 
 
 @dataclass(frozen=True)
@@ -162,7 +258,6 @@ def start() -> Startup:
     else:
         try:
             engine = get_engine(settings)
-            sidebar(engine)
         except Exception as exc:  # e.g. a Chroma server that is down, a data folder it cannot write
             startup = Startup(settings, None, exc)
         else:
@@ -172,15 +267,26 @@ def start() -> Startup:
 
 
 def started() -> tuple[Startup, bool]:
-    """This run's start-up, and whether app.py showed its error. app.py starts the app before the page and hands
-    the start-up over (taken once, so a page never reads an earlier run's); a page run on its own (Streamlit's
-    test runner re-runs a page file alone) starts it itself."""
+    """This run's start-up, and whether app.py showed its error; the sidebar drawn. app.py starts the app before
+    the page and hands the start-up over (taken once, so a page never reads an earlier run's); a page run on its
+    own (Streamlit's test runner re-runs a page file alone) starts it itself. The sidebar's widgets are made here,
+    in the page's run: made in app.py's, they would change identity between a session's first run and the next
+    (the page is known only then), and the first click on one would be lost."""
     startup = st.session_state.pop(STARTUP, None)
-    if isinstance(startup, Startup):
-        return startup, True
-    startup = start()
-    st.session_state.pop(STARTUP, None)
-    return startup, False
+    shown = isinstance(startup, Startup)
+    if not isinstance(startup, Startup):
+        startup = start()
+        st.session_state.pop(STARTUP, None)
+    if startup.engine is not None:
+        try:
+            sidebar(startup.engine)
+        except RagError as exc:  # e.g. the knowledge base's files unreadable: said, the page still opens
+            with st.sidebar:
+                show_error(exc)
+    elif startup.settings is not None:  # the engine failed in this knowledge base: another can still be chosen
+        with st.sidebar:
+            knowledge_base_picker(startup.settings)
+    return startup, shown
 
 
 def require_engine() -> Engine:
@@ -209,9 +315,11 @@ def show_startup_error(exc: Exception) -> None:
 
 
 def sidebar(engine: Engine) -> None:
-    """Which model answers and why, and the knowledge base's size (below the pages' navigation)."""
+    """The knowledge base this tab works in (switch, create, rename, delete), which model answers and why, and
+    the knowledge base's size (below the pages' navigation)."""
     choice = engine.chosen
     with st.sidebar:
+        knowledge_base_picker(engine.settings)
         st.caption("Answering with")
         (st.warning if choice.fallback else st.info)(plain_markdown(choice.reason))  # it holds settings values
         if (remote := remote_model_host(engine.settings, choice.fallback)) is not None:
@@ -221,7 +329,10 @@ def sidebar(engine: Engine) -> None:
                 icon=":material/public:",
             )
         docs = engine.documents()
-        st.caption(f"Knowledge base: {plural(len(docs), 'document')} · {plural(engine.store.chunk_count(), 'chunk')}")
+        st.caption(
+            f"Knowledge base {plain_markdown(repr(engine.settings.kb))}: {plural(len(docs), 'document')} · "
+            f"{plural(engine.store.chunk_count(), 'chunk')}"
+        )
         settings = engine.settings
         if settings.api_beside_app:
             api = api_beside_app(settings.api_host, settings.api_port, str(settings.data_dir), engine)
@@ -240,8 +351,75 @@ def sidebar(engine: Engine) -> None:
             )
 
 
+def knowledge_base_picker(settings: Settings) -> None:
+    """Switch between knowledge bases; create, rename and delete them (delete asks first)."""
+    knowledge_bases = KnowledgeBases(settings)
+    names = [kb.name for kb in knowledge_bases.list()]
+    if message := st.session_state.pop(KB_FLASH, None):
+        st.info(plain_markdown(message), icon=":material/info:")
+    current = settings.kb if settings.kb in names else names[0]
+    chosen = st.selectbox(
+        "Knowledge base",
+        names,
+        index=names.index(current),
+        key=f"kb_pick_{current}",  # a new key after each switch: the box shows the knowledge base in use
+        help="Each knowledge base has its own documents, sources, conversations and retrieval settings.",
+    )
+    if chosen != current:
+        switch_kb(chosen)
+        st.rerun()
+    with st.expander("Manage knowledge bases", icon=":material/library_books:"):
+        new_name = st.text_input("New knowledge base", key="kb_new_name", placeholder="e.g. Project Apollo")
+        if st.button("Create", key="kb_create", icon=":material/add:"):
+            _change_kb(lambda: knowledge_bases.create(new_name), "Created and opened the knowledge base {!r}.")
+        if settings.kb_folder is None:
+            st.caption("'default' is the data folder itself: it keeps its name and cannot be deleted.")
+            return
+        renamed = st.text_input("Rename this knowledge base", settings.kb, key=f"kb_rename_{settings.kb}")
+        if st.button("Rename", key="kb_rename"):
+            _change_kb(lambda: knowledge_bases.rename(settings.kb, renamed), "Renamed the knowledge base to {!r}.")
+        if st.session_state.get(KB_PENDING_DELETE) != settings.kb:
+            if st.button("Delete this knowledge base", key="kb_delete", icon=":material/delete:"):
+                st.session_state[KB_PENDING_DELETE] = settings.kb
+                st.rerun()
+            return
+        st.warning(
+            f"Delete the knowledge base {plain_markdown(repr(settings.kb))} with all its documents, sources and "
+            "conversations? This cannot be undone (export it first to keep a copy).",
+            icon=":material/delete:",
+        )
+        yes, cancel = st.columns(2)
+        if cancel.button("Cancel", key="kb_delete_cancel"):
+            st.session_state.pop(KB_PENDING_DELETE, None)
+            st.rerun()
+        if yes.button("Yes, delete", key="kb_delete_yes", type="primary"):
+            st.session_state.pop(KB_PENDING_DELETE, None)
+            name = settings.kb
+            try:
+                knowledge_bases.delete(name)
+            except RagError as exc:
+                show_error(exc)
+                return
+            switch_kb(DEFAULT_KB)
+            st.session_state[KB_FLASH] = f"Deleted the knowledge base {name!r}."
+            st.rerun()
+
+
+def _change_kb(change: Callable[[], KnowledgeBase], done: str) -> None:
+    """Create or rename a knowledge base, then work in it; a refusal (a name in use, an empty name) is said."""
+    try:
+        kb = change()
+    except RagError as exc:
+        show_error(exc)
+        return
+    switch_kb(kb.name)
+    st.session_state[KB_FLASH] = done.format(kb.name)
+    st.rerun()
+
+
 def _place(settings: Settings) -> str:
-    return f"{settings.data_dir}|{settings.chroma_url}|{settings.chroma_collection}"
+    location = index_location(settings)
+    return f"{location.folder}|{settings.chroma_url}|{location.collection}"
 
 
 def remote_model_host(settings: Settings, fallback: bool) -> str | None:

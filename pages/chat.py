@@ -221,7 +221,7 @@ def conversations_sidebar(engine: Engine) -> None:
             st.session_state.pop("conversation_id", None)
             st.session_state.pop("pending", None)
             forget_new_filter()
-        st.caption("Conversations")
+        st.caption(f"Conversations in {escape_markdown(repr(engine.settings.kb))}")
         current = st.session_state.get("conversation_id")
         for info in store.list(limit=30):
             # A title is the first question as typed: shown as text, never as Markdown (no image, no link).
@@ -349,6 +349,10 @@ def cached_plan(engine: Engine, selection: list[SelectedDocument]) -> str:
 
 engine = require_engine()
 st.title("Chat with your documents")
+st.caption(
+    f"Knowledge base {escape_markdown(repr(engine.settings.kb))}: questions are answered from its documents alone, "
+    "and its conversations are kept with it (switch knowledge base in the sidebar)."
+)
 try:
     conversations_sidebar(engine)
     chat(engine)

@@ -1,28 +1,54 @@
-"""Documents page: add files, see what the knowledge base holds, preview chunks, delete, test retrieval.
+"""Documents page: add files, see what the knowledge base holds, preview chunks, delete, test retrieval; its
+sources (folders kept in sync, web pages) with "Sync now" and the sync history; export and import; and, when
+its index was built by another chunker or embedding model, re-index it in place.
 
 Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
 `documents_uploader` (bumped to clear the uploader), `documents_pending_delete` (doc_id awaiting
-confirmation), `documents_flash` (a message shown once after a delete).
+confirmation), `documents_flash` (a message shown once after a delete), `documents_sync_report` (the last
+sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_exported` (the
+archive last prepared: name and bytes).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 import ui_sources
+from rag.archive import ArchiveProgress, export_kb, import_kb
 from rag.engine import Chunk, DocumentRecord, Engine, IngestProgress, IngestResult, Reader
 from rag.errors import RagError
 from rag.formatting import human_size, plural
-from ui_common import escape_markdown, require_engine, show_error, show_unexpected
+from rag.kb import check_versions
+from rag.reindex import ReindexProgress, reindex
+from rag.sync import Source, SourceStore, Syncer, SyncProgress, SyncReport
+from ui_common import (
+    KB_FLASH,
+    catalog,
+    escape_markdown,
+    require_engine,
+    shared_store,
+    show_error,
+    show_unexpected,
+    switch_kb,
+    sync_kb,
+)
 
 RESULTS = "documents_results"
 UPLOADER = "documents_uploader"
 PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
 PREVIEW_PAGE = 100
+SYNC_REPORT = "documents_sync_report"
+SOURCES_FLASH = "documents_sources_flash"
+PENDING_SOURCE_REMOVAL = "documents_pending_source_removal"
+EXPORTED = "documents_exported"
+SYNC_LINES_SHOWN = 50
 
 
 def local_time(iso: str) -> str:
@@ -164,9 +190,260 @@ def delete(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
         st.rerun()
 
 
+# -- the index's versions ------------------------------------------------------------------------------------
+
+
+def version_notice(engine: Engine) -> None:
+    """When the index was built with another chunker, embedding model or chunk settings: say how, and offer to
+    re-index in place (the old index answers until the new one is complete; stopped, it goes on next time)."""
+    check = check_versions(engine.store, engine.settings, engine.embedder.name)
+    if not check.outdated:
+        return
+    reasons = "; ".join(check.reasons())
+    st.warning(
+        f"This knowledge base was built with another chunker or embedding version: {escape_markdown(reasons)}. "
+        "Re-index it to get what this version of the app would build. It keeps answering from the old index until "
+        "the new one is complete; stopped, it goes on from where it was the next time.",
+        icon=":material/update:",
+    )
+    if not st.button("Re-index now", key="documents_reindex", icon=":material/autorenew:"):
+        return
+    bar = st.progress(0.0, text="Re-indexing…")
+
+    def show(p: ReindexProgress) -> None:
+        bar.progress(min(1.0, p.fraction), text=escape_markdown(p.describe()))
+
+    try:
+        report = reindex(engine.settings, engine.embedder, show)
+    except RagError as exc:
+        show_error(exc)
+        return
+    shared_store.clear()  # the new index serves: open it (the old one is gone)
+    st.session_state[SOURCES_FLASH] = f"Re-indexed: {report.summary()}."
+    st.rerun()
+
+
+# -- sources: folders kept in sync, web pages ----------------------------------------------------------------
+
+
+def show_sync_report(report: SyncReport) -> None:
+    text = f"Sync of {report.kb}: {report.summary()}"
+    (st.warning if report.failures else st.success)(escape_markdown(text), icon=":material/sync:")
+    notable = [line for line in report.lines if line.outcome != "unchanged"]
+    if notable:
+        with st.expander(f"What changed ({plural(len(notable), 'file')})"):
+            for line in notable[:SYNC_LINES_SHOWN]:
+                st.text(line.describe())
+            if len(notable) > SYNC_LINES_SHOWN:
+                st.caption(f"… and {len(notable) - SYNC_LINES_SHOWN} more (the sync history keeps them).")
+
+
+def sync_now(engine: Engine) -> None:
+    bar = st.progress(0.0, text="Looking at the sources…")
+
+    def show(p: SyncProgress) -> None:
+        bar.progress(min(1.0, p.fraction), text=escape_markdown(p.describe()))
+
+    try:
+        st.session_state[SYNC_REPORT] = sync_kb(engine.settings, engine, show)
+    except RagError as exc:
+        bar.empty()
+        show_error(exc)
+        return
+    st.rerun()
+
+
+def sources_section(engine: Engine) -> None:
+    settings = engine.settings
+    sources = SourceStore(settings.kb_dir)
+    try:
+        listed = sources.sources()
+        if message := st.session_state.pop(SOURCES_FLASH, None):
+            st.success(escape_markdown(message), icon=":material/check_circle:")
+        if listed:
+            st.dataframe(
+                [{"#": s.source_id, "Label": s.label, "Kind": s.kind, "Source": s.describe()} for s in listed],
+                hide_index=True,
+            )
+        else:
+            st.caption("No sources yet: add a folder (kept in sync with it) or a web page below, then press Sync now.")
+        if st.button("Sync now", type="primary", icon=":material/sync:", key="documents_sync", disabled=not listed):
+            sync_now(engine)
+        if (report := st.session_state.get(SYNC_REPORT)) is not None and report.kb == settings.kb:
+            show_sync_report(report)
+        if history := sources.history(20):
+            with st.expander("Sync history"):
+                st.dataframe(
+                    [{"Started": local_time(r.started_at), "Status": r.status, "Summary": r.summary} for r in history],
+                    hide_index=True,
+                )
+        add_folder(sources)
+        add_web_page(sources)
+        if listed:
+            remove_source(engine, sources, listed)
+    finally:
+        sources.close()
+
+
+def add_folder(sources: SourceStore) -> None:
+    with st.form("documents_add_folder", clear_on_submit=True):
+        st.markdown("**Add a folder**")
+        folder = st.text_input("Folder on this machine", placeholder="e.g. /home/me/Projects/apollo/docs")
+        left, right = st.columns(2)
+        include = left.text_input("Only these files", placeholder="e.g. *.pdf, reports/**")
+        exclude = right.text_input("Not these files", placeholder="e.g. drafts/*, *.tmp")
+        label = st.text_input("Name its documents under", placeholder="default: the folder's name")
+        if not st.form_submit_button("Add folder"):
+            return
+    try:
+        source = sources.add_folder(Path(folder.strip()), label.strip() or None, _patterns(include), _patterns(exclude))
+    except RagError as exc:
+        show_error(exc)
+        return
+    st.session_state[SOURCES_FLASH] = f"Added the {source.describe()}. Press Sync now to index it."
+    st.rerun()
+
+
+def add_web_page(sources: SourceStore) -> None:
+    with st.form("documents_add_url", clear_on_submit=True):
+        st.markdown("**Add a web page**")
+        url = st.text_input("Address", placeholder="https://example.org/handbook/")
+        pages = st.number_input(
+            "Pages", 1, 500, 1, help="1: this page alone; more: the pages under this address, up to this many."
+        )
+        if not st.form_submit_button("Add web page"):
+            return
+    try:
+        source = sources.add_web(url.strip(), int(pages))
+    except RagError as exc:
+        show_error(exc)
+        return
+    st.session_state[SOURCES_FLASH] = f"Added {source.describe()}. Press Sync now to fetch it."
+    st.rerun()
+
+
+def remove_source(engine: Engine, sources: SourceStore, listed: Sequence[Source]) -> None:
+    labels = {str(s.source_id): s.label for s in listed}
+    picked = st.selectbox("Source", list(labels), format_func=labels.__getitem__, key="documents_source_pick")
+    if st.session_state.get(PENDING_SOURCE_REMOVAL) != picked:
+        if st.button("Remove source", key="documents_source_remove"):
+            st.session_state[PENDING_SOURCE_REMOVAL] = picked
+            st.rerun()
+        return
+    st.warning(
+        f"Remove the source {escape_markdown(labels[picked])} and its documents from this knowledge base? The files "
+        "themselves stay where they are.",
+        icon=":material/delete:",
+    )
+    yes, cancel, _ = st.columns([1, 1, 4])
+    if cancel.button("Cancel", key="documents_source_cancel"):
+        st.session_state.pop(PENDING_SOURCE_REMOVAL, None)
+        st.rerun()
+    if yes.button("Yes, remove", type="primary", key="documents_source_yes"):
+        st.session_state.pop(PENDING_SOURCE_REMOVAL, None)
+        source, removed = Syncer(engine.settings, engine.store, engine.ingestor, sources).remove_source(picked)
+        st.session_state[SOURCES_FLASH] = f"Removed the source {source.label} and its {plural(removed, 'document')}."
+        st.rerun()
+
+
+def _patterns(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+# -- export and import ---------------------------------------------------------------------------------------
+
+
+def archive_progress(bar: DeltaGenerator) -> Callable[[ArchiveProgress], None]:
+    def show(p: ArchiveProgress) -> None:
+        bar.progress(min(1.0, p.fraction), text=f"{p.stage} {p.done:,} of {p.total:,}")
+
+    return show
+
+
+def export_import(engine: Engine) -> None:
+    settings = engine.settings
+    st.markdown("**Export this knowledge base**")
+    st.caption(
+        "One file with its documents' chunks and vectors, keyword index, settings and sources (and, if you like, "
+        "its conversations), checked on import: nothing is embedded again."
+    )
+    conversations = st.checkbox("With its conversations", value=True, key="documents_export_conversations")
+    if st.button("Prepare the archive", key="documents_export", icon=":material/archive:"):
+        bar = st.progress(0.0, text="Exporting…")
+        with tempfile.TemporaryDirectory(prefix="kb-download-") as work:
+            target = Path(work) / "kb.zip"
+            try:
+                summary = export_kb(settings, engine.store, target, conversations, archive_progress(bar))
+            except RagError as exc:
+                show_error(exc)
+                return
+            st.session_state[EXPORTED] = (settings.kb, target.read_bytes(), summary.describe().split(" (")[0])
+        bar.empty()
+    exported = st.session_state.get(EXPORTED)
+    if exported is not None and exported[0] == settings.kb:
+        name, data, described = exported
+        st.caption(f"Ready: {escape_markdown(described)} ({human_size(len(data))}).")
+        st.download_button(
+            "Download the archive",
+            data,
+            file_name=f"{_file_name(name)}.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            key="documents_download",
+            on_click="ignore",  # the page stays as it is (a rerun would rebuild it for nothing)
+        )
+
+    st.markdown("**Import a knowledge base**")
+    with st.form("documents_import", clear_on_submit=True):
+        upload = st.file_uploader("Archive (.zip, exported by this app)", type=["zip"], key="documents_import_file")
+        as_name = st.text_input("Import as", placeholder="default: the name it was exported with")
+        with_conversations = st.checkbox("With its conversations", value=True)
+        if not st.form_submit_button("Import"):
+            return
+    if upload is None:
+        st.warning("Choose an archive first.")
+        return
+    bar = st.progress(0.0, text="Checking the archive…")
+    with tempfile.TemporaryDirectory(prefix="kb-upload-") as work:
+        path = Path(work) / Path(upload.name).name
+        path.write_bytes(upload.getvalue())
+        try:
+            summary = import_kb(catalog(), path, as_name.strip() or None, with_conversations, archive_progress(bar))
+        except RagError as exc:
+            bar.empty()
+            show_error(exc)
+            return
+    switch_kb(summary.name)
+    st.session_state[KB_FLASH] = (
+        f"Imported and opened the knowledge base {summary.name!r}: {plural(summary.documents, 'document')}, "
+        f"{plural(summary.chunks, 'chunk')}, nothing embedded again."
+    )
+    st.rerun()
+
+
+def _file_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "knowledge-base"
+
+
+def guarded(section: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            section()
+        except RagError as exc:
+            show_error(exc)
+        except Exception as exc:
+            show_unexpected(exc, "reading the knowledge base", "Try again in a moment, or reload the page.")
+
+    return run
+
+
 engine = require_engine()
 st.title("Documents")
-st.caption("What the assistant knows: add files, look inside them, and check what a question retrieves.")
+st.caption(
+    f"What the assistant knows in the knowledge base {escape_markdown(repr(engine.settings.kb))}: add files or "
+    "folders, look inside them, and check what a question retrieves."
+)
+guarded(lambda: version_notice(engine))()
 
 with st.form("documents_upload"):
     files = st.file_uploader(
@@ -209,26 +486,24 @@ try:
 except RagError as exc:
     show_error(exc)
     st.stop()
-if not documents:
+sections: dict[str, Callable[[], None]] = {}
+if documents:
+    documents_table(documents)
+    by_id = {d.doc_id: d for d in documents}
+    sections = {
+        "Preview chunks": lambda: preview(engine, by_id),
+        "Test retrieval": lambda: search(engine),
+        "Delete": lambda: delete(engine, by_id),
+    }
+else:
     st.info(
         "The knowledge base is empty. Add PDF, Word, Markdown, text, HTML or CSV files, or scans "
-        "(PNG, JPEG: read by OCR) above, "
+        "(PNG, JPEG: read by OCR) above, or a folder or web page under Sources, "
         "then ask about them on the Chat page."
     )
-    st.stop()
-documents_table(documents)
-by_id = {d.doc_id: d for d in documents}
-sections: dict[str, Callable[[], None]] = {
-    "Preview chunks": lambda: preview(engine, by_id),
-    "Test retrieval": lambda: search(engine),
-    "Delete": lambda: delete(engine, by_id),
-}
+sections["Sources and sync"] = lambda: sources_section(engine)
+sections["Export / import"] = lambda: export_import(engine)
 tabs = st.tabs(list(sections), key="documents_tab", on_change="rerun")
 for tab, section in zip(tabs, sections.values(), strict=True):
     with tab:
-        try:
-            section()
-        except RagError as exc:
-            show_error(exc)
-        except Exception as exc:
-            show_unexpected(exc, "reading the knowledge base", "Try again in a moment, or reload the page.")
+        guarded(section)()

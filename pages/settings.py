@@ -1,5 +1,8 @@
 """Settings page: which model answers, generation, retrieval and the system prompt, saved to settings.json; and
-the HTTP API's keys (kept in api_keys.sqlite3)."""
+the HTTP API's keys (kept in api_keys.sqlite3).
+
+The retrieval settings, the chunking, the domain profile and the system prompt belong to the knowledge base the
+tab works in (its own settings.json); the rest is the app's, shared by every knowledge base."""
 
 from __future__ import annotations
 
@@ -176,6 +179,10 @@ st.caption(
     f"Saved in {escape_markdown(str(saved_at))}{'' if saved_at.exists() else ' (nothing saved yet)'}. Saved settings "
     "override environment variables (RAG_MODEL, OLLAMA_HOST, …); delete the file to go back to them and the defaults."
 )
+KB_NAME = escape_markdown(repr(settings.kb))
+OWN_FILE = (
+    f" (saved in {escape_markdown(str(settings_file(settings.kb_folder)))})" if settings.kb_folder is not None else ""
+)
 
 status = ollama_status(settings.ollama_host, settings.ollama_token)
 edits: dict[str, Any] = {}
@@ -208,14 +215,21 @@ with st.form("settings"):
     edit("max_answer_tokens", left)
     edit("context_window", right)
 
-    st.subheader("Retrieval")
+    st.subheader(f"Retrieval in the knowledge base {KB_NAME}")
+    st.caption(
+        f"These settings, the domain profile and the system prompt belong to the knowledge base {KB_NAME}{OWN_FILE}; "
+        "switch knowledge base in the sidebar to change another's."
+    )
     left, right = st.columns(2)
     edit("top_k", left)
     edit("context_chars", right)
     left, right = st.columns(2)
     edit("chunk_size", left)
     edit("chunk_overlap", right)
-    st.caption("Used for new ingests only; re-upload a document to re-chunk it.")
+    st.caption(
+        "A new chunk size or overlap applies to new documents; the Documents page then offers to re-index the "
+        "others in place."
+    )
     edit("min_score")
     st.caption(
         "Sources below this similarity are not shown to the model. Separately, when no source is close in "
@@ -246,7 +260,12 @@ with st.form("settings"):
     )
     edit("model_prices")
 
-    st.subheader("System prompt")
+
+    st.subheader("Folder and web sources")
+    edit("watch")
+    edit("url_allow")
+
+    st.subheader(f"System prompt of the knowledge base {KB_NAME}")
     edit("system_prompt", height=320, label_visibility="collapsed")
 
     if others := [name for name in EDITABLE if name not in edits]:  # declared in rag/config.py, placed nowhere above

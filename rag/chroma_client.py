@@ -246,6 +246,9 @@ class GuardedCollection:
     def delete(self, **kwargs: Any) -> None:
         self.call(lambda: self._collection.delete(**kwargs))
 
+    def update(self, **kwargs: Any) -> None:
+        self.call(lambda: self._collection.update(**kwargs))
+
     def count(self) -> int:
         return int(self.call(self._collection.count))
 

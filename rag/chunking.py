@@ -47,17 +47,33 @@ def chunk_id(doc_id: str, position: int) -> str:
 def chunk_header(doc: LoadedDocument, heading: str, page: int | None) -> str:
     """ "<title> · <file name> · <heading> · page N": what the chunk's own text may not say. The title is
     left out when it only repeats the file name."""
-    parts = []
     title = shorten(" ".join(doc.title.split()), MAX_TITLE_CHARS)
-    if title and _words(title) != _words(Path(doc.name).stem):
-        parts.append(title)
-    parts.append(doc.name)
+    parts = [_header_start(doc.title, doc.name)]
     heading = shorten(" ".join(heading.split()), MAX_HEADING_CHARS)
     if heading and heading.lower() not in title.lower():
         parts.append(heading)
     if page is not None:
         parts.append(f"page {page}")
     return HEADER_SEPARATOR.join(parts)
+
+
+def renamed_header(header: str, title: str, old_name: str, new_name: str) -> str:
+    """The header a chunk of the document titled `title` gets when its file is renamed: what `chunk_header` gives
+    under the new name (a header already renamed stays as it is)."""
+    old, new = _header_start(title, old_name), _header_start(title, new_name)
+    if header.startswith(new) and (len(header) == len(new) or header[len(new) :].startswith(HEADER_SEPARATOR)):
+        return header
+    if not header.startswith(old):
+        raise ValueError(f"the header {header!r} does not start with {old!r}")
+    return new + header[len(old) :]
+
+
+def _header_start(title: str, name: str) -> str:
+    """The title (unless it only repeats the file name) and the file name."""
+    title = shorten(" ".join(title.split()), MAX_TITLE_CHARS)
+    if title and _words(title) != _words(Path(name).stem):
+        return f"{title}{HEADER_SEPARATOR}{name}"
+    return name
 
 
 def chunk_document(doc: LoadedDocument, doc_id: str, chunk_size: int, chunk_overlap: int) -> list[Chunk]:

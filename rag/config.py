@@ -11,6 +11,7 @@ settings.json may hold (`EDITABLE`, `read_saved`, `save_settings`) and the page'
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -52,6 +53,9 @@ RERANKS: tuple[Rerank, ...] = ("off", "sentences")
 HISTORY_STRATEGIES: tuple[HistoryStrategy, ...] = get_args(HistoryStrategy)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+WatchMode = Literal["off", "on"]
+DEFAULT_KB = "default"  # the knowledge base of the data folder itself (every data folder made before there were more)
+MAX_KB_NAME_CHARS = 60
 # The largest window of the open models people run locally (Llama 3.1, Qwen 2.5, Mistral Nemo: 128k tokens).
 # It goes to Ollama as num_ctx, which allocates a KV cache that size up front: a typo such as 4096000
 # would ask for hundreds of GB instead of failing here with a message.
@@ -116,6 +120,7 @@ class FieldSpec:
     url: bool  # an http(s) URL: "host:port" is completed; empty only where the default is empty
     secret: bool  # kept out of repr, typed into a password field, one line
     page: Widget | None
+    per_kb: bool = False  # belongs to a knowledge base (saved in its own settings.json), not to the whole app
     name: str = ""
     kind: Kind = "text"
     choices: tuple[str, ...] = ()
@@ -144,11 +149,13 @@ def setting(
     secret: bool = False,
     help: str = "",
     page: Widget | None = None,
+    per_kb: bool = False,
 ) -> Any:
     """One row of the table: pydantic enforces the type (strictly), bounds and length; the rest is kept on
-    the field (`FIELDS`) for the environment, the messages, settings.json and the page."""
+    the field (`FIELDS`) for the environment, the messages, settings.json and the page. `per_kb`: each
+    knowledge base has its own value (chunking, retrieval, system prompt, profile)."""
     info = Field(default, ge=ge, le=le, max_length=max_length, description=help or None, repr=not secret)
-    info.metadata.append(FieldSpec(env, says, unit, why, ge, le, url, secret, page))
+    info.metadata.append(FieldSpec(env, says, unit, why, ge, le, url, secret, page, per_kb))
     return info
 
 
@@ -164,7 +171,17 @@ class Settings(BaseModel):
 
     # One field a setting, one argument a fact (see `setting`): the type and default, bounds, the environment
     # variable, the words messages use, help text, and the widget when the Settings page edits it.
-    data_dir: Path = setting(DEFAULT_DATA_DIR, env="RAG_DATA_DIR", help="Where the knowledge base lives.")
+    data_dir: Path = setting(
+        DEFAULT_DATA_DIR, env="RAG_DATA_DIR",
+        help="The app's data folder: the knowledge base 'default' and the others (in kbs/), settings.json.",
+    )  # fmt: skip
+    kb: str = setting(
+        DEFAULT_KB, env="RAG_KB", says="knowledge base", max_length=MAX_KB_NAME_CHARS,
+        help="The knowledge base commands and new app sessions open (`python -m rag kb list`).",
+    )  # fmt: skip
+    # Set by rag/kb.py when it opens a knowledge base other than 'default' (its own folder in kbs/); None: the
+    # data folder itself, where the knowledge base 'default' lives. Never from the environment or a file.
+    kb_folder: Path | None = setting(None, help="The folder of the open knowledge base (none: the data folder).")
     corpus_dir: Path = setting(
         DEFAULT_CORPUS_DIR, env="RAG_CORPUS_DIR", help="The default knowledge base indexed on first start."
     )
@@ -241,25 +258,27 @@ class Settings(BaseModel):
     # keyword, within ~4,000 characters of context, put the answer in the prompt most often.
     top_k: int = setting(
         12, env="RAG_TOP_K", says="top-k", ge=1, le=50, help="The most passages given to the model per question.",
-        page=Widget("Sources per question (top-k)"),
+        page=Widget("Sources per question (top-k)"), per_kb=True,
     )  # fmt: skip
     context_chars: int = setting(
         4000, env="RAG_CONTEXT_CHARS", says="Context size", unit="characters", ge=200, le=100_000,
         help="At most this much of your documents goes into each prompt (about 3.3 characters a token).",
-        page=Widget("Context budget (characters)", step=500),
+        page=Widget("Context budget (characters)", step=500), per_kb=True,
     )  # fmt: skip
     chunk_size: int = setting(
         DEFAULT_CHUNK_SIZE, env="RAG_CHUNK_SIZE", says="Chunk size", unit="characters", ge=100, le=8000,
-        help="Characters per chunk (new ingests only).", page=Widget("Chunk size (characters)", step=50),
+        help="Characters per chunk (new ingests, or a re-index).", page=Widget("Chunk size (characters)", step=50),
+        per_kb=True,
     )  # fmt: skip
     chunk_overlap: int = setting(
         100, env="RAG_CHUNK_OVERLAP", says="Chunk overlap", unit="characters", ge=0,  # and under half a chunk
-        help="Characters shared by neighbouring chunks (new ingests only).",
-        page=Widget("Chunk overlap (characters)", step=10),
+        help="Characters shared by neighbouring chunks (new ingests, or a re-index).",
+        page=Widget("Chunk overlap (characters)", step=10), per_kb=True,
     )  # fmt: skip
     min_score: float = setting(
         0.2, env="RAG_MIN_SCORE", says="Minimum score", ge=-1.0, le=1.0, page=Widget("Minimum score", step=0.05),
         help="The cosine a passage needs to be given to the model, unless it holds half of the question's words.",
+        per_kb=True,
     )  # fmt: skip
     profile: ProfileName = setting(
         "auto", env="RAG_PROFILE", says="domain profile",
@@ -268,7 +287,7 @@ class Settings(BaseModel):
         page=Widget("Domain profile", captions=(
             "finance when the documents hold financial statements", "general retrieval only",
             "financial metrics and statements always",
-        )),
+        )), per_kb=True,
     )  # fmt: skip
     # Measured on the suite (README, "Retrieval across domains"): a small gain on long contracts for about a
     # second per question on this machine, so it is the user's choice.
@@ -278,13 +297,13 @@ class Settings(BaseModel):
         "(slower: the sentences are embedded at question time; helps most in long documents).",
         page=Widget("Reranking", captions=(
             "fused scores only (fastest)", "each passage's sentence closest to the question counts too",
-        )),
+        )), per_kb=True,
     )  # fmt: skip
     system_prompt: str = setting(
         DEFAULT_SYSTEM_PROMPT, says="The system prompt", max_length=MAX_PROMPT_CHARS,
         why="it is sent with every question and must leave room for the passages",
         help="The numbered sources are added after it, so the model can cite them as [1], [2], …",
-        page=Widget("System prompt", kind="area"),
+        page=Widget("System prompt", kind="area"), per_kb=True,
     )  # fmt: skip
     whole_part_tokens: int = setting(
         1024, env="RAG_WHOLE_PART_TOKENS", says="Whole-document part size", unit="tokens", ge=100,
@@ -330,6 +349,23 @@ class Settings(BaseModel):
     parse_memory_mb: int = setting(
         DEFAULT_PARSE_MEMORY_MB, env="RAG_PARSE_MEMORY_MB", ge=256, le=1_048_576,
         help="The most memory reading one file may use, in megabytes; then it is stopped.",
+    )  # fmt: skip
+    # Sources of a knowledge base (rag/sync.py, rag/web.py): folders kept in sync, web pages.
+    watch: WatchMode = setting(
+        "off", env="RAG_WATCH", says="folder watching",
+        help="While the app runs, sync a knowledge base a few seconds after files change in its folders "
+        "(`python -m rag sync --watch` does the same from a terminal).",
+        page=Widget("Keep folder sources in sync", captions=(
+            "sync when you press Sync now (or run `python -m rag sync`)",
+            "watch the folders and sync after their changes settle",
+        )),
+    )  # fmt: skip
+    url_allow: str = setting(
+        "", env="RAG_URL_ALLOW", says="Allowed private addresses",
+        page=Widget("Web pages: private addresses allowed", placeholder="e.g. intranet.example, 10.0.0.0/8"),
+        help="Web pages on this machine or a private network (127.0.0.1, 10.x, 192.168.x, …) are refused, so that "
+        "a page cannot lead the app to your router or local services. List the host names, addresses or networks "
+        "to allow, separated by commas.",
     )  # fmt: skip
     log_level: LogLevel = setting(
         "WARNING", env="RAG_LOG_LEVEL", says="log level",
@@ -417,6 +453,14 @@ class Settings(BaseModel):
                 "dots, dashes or underscores, starting and ending with a letter or digit."
             )
         parse_prices(self.model_prices)  # raises SettingsError saying how to write them
+        if problem := kb_name_problem(self.kb):
+            raise SettingsError(f"Knowledge base name {self.kb!r} {problem}: set {_where(FIELDS['kb'])} or --kb.")
+        for item in url_allow_items(self.url_allow):
+            if not _allowed_address(item):
+                raise SettingsError(
+                    f"Allowed private addresses: {item!r} is not a host name, an IP address or a network such as "
+                    f"10.0.0.0/8: fix {_where(FIELDS['url_allow'])}."
+                )
         if self.gguf_path is not None and self.gguf_path.suffix.lower() != ".gguf":
             raise SettingsError(
                 f"{self.gguf_path} is not a .gguf file: set {_where(FIELDS['gguf_path'])} to a GGUF model."
@@ -436,17 +480,37 @@ class Settings(BaseModel):
         return cls(**values)
 
     @classmethod
-    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Defaults, then environment variables, then what the user saved on the settings page."""
-        base = cls.from_env(env)
-        path = settings_file(base.data_dir)
-        saved = read_saved(path)
-        try:
-            return base.with_overrides(**saved)
-        except SettingsError as exc:  # a bound, or saved values that do not fit together or with the environment
-            raise SettingsError(
-                f"{path}: {exc} Change it on the Settings page, or delete the file to use the defaults."
-            ) from None
+    def load(
+        cls, env: Mapping[str, str] | None = None, kb_folder: Path | None = None, data_dir: Path | None = None
+    ) -> Settings:
+        """Defaults, then environment variables, then what the user saved on the settings page.
+
+        `kb_folder`: the folder of a knowledge base other than 'default' (rag/kb.py finds it by name). Its own
+        settings.json holds its chunking, retrieval, system prompt and profile (fields declared `per_kb`); the
+        data folder's settings.json gives the rest. Without it, the data folder's file gives every field, as
+        for the knowledge base 'default', whose folder it is. `data_dir` stands for RAG_DATA_DIR."""
+        base = cls.from_env(env).with_overrides(data_dir=data_dir)
+        app_file = settings_file(base.data_dir)
+        saved = read_saved(app_file)
+        files = [(app_file, saved)]
+        if kb_folder is not None:
+            own_file = settings_file(kb_folder)
+            own = {name: value for name, value in read_saved(own_file).items() if FIELDS[name].per_kb}
+            files = [(app_file, {n: v for n, v in saved.items() if not FIELDS[n].per_kb}), (own_file, own)]
+        settings = base if kb_folder is None else base.with_overrides(kb_folder=kb_folder)
+        for path, values in files:
+            try:
+                settings = settings.with_overrides(**values)
+            except SettingsError as exc:  # a bound, or saved values that do not fit together or with the environment
+                raise SettingsError(
+                    f"{path}: {exc} Change it on the Settings page, or delete the file to use the defaults."
+                ) from None
+        return settings
+
+    @property
+    def kb_dir(self) -> Path:
+        """The open knowledge base's folder: its registry, vectors, conversations, sources and own settings."""
+        return self.kb_folder if self.kb_folder is not None else self.data_dir
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields changed (None values are ignored); validated like the original."""
@@ -537,20 +601,39 @@ def read_saved(path: Path) -> dict[str, Any]:
 
 
 def save_settings(settings: Settings, env: Mapping[str, str] | None = None) -> Path:
-    """Write, atomically, the editable fields that differ from the environment's values.
+    """Write, atomically, the editable fields that differ from the environment's values; returns the data
+    folder's settings.json.
 
     Fields left as the environment has them are not frozen into the file, so changing OLLAMA_HOST or
-    RAG_MODEL later still takes effect for them.
+    RAG_MODEL later still takes effect for them. For a knowledge base in its own folder (`kb_folder`), its
+    own fields go to its settings.json and the app's to the data folder's, whose values of the knowledge
+    base 'default' stay as they are.
     """
     path = settings_file(settings.data_dir)
     base = Settings.from_env(env).editable()
     changed = {k: v for k, v in settings.editable().items() if base.get(k) != v}
+    if settings.kb_folder is not None:
+        own = {k: v for k, v in changed.items() if FIELDS[k].per_kb}
+        kept = {k: v for k, v in _saved_json(path).items() if k in EDITABLE and FIELDS[k].per_kb}
+        changed = kept | {k: v for k, v in changed.items() if not FIELDS[k].per_kb}
+        own_path = settings_file(settings.kb_folder)
+        own_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(own_path, json.dumps(own, indent=2, ensure_ascii=False).encode("utf-8"))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, json.dumps(changed, indent=2, ensure_ascii=False).encode("utf-8"))
+    write_atomically(path, json.dumps(changed, indent=2, ensure_ascii=False).encode("utf-8"))
     return path
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _saved_json(path: Path) -> dict[str, Any]:
+    """The file's values as JSON, untyped (read_saved has checked them when the settings were loaded)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def write_atomically(path: Path, data: bytes) -> None:
     """The old file or the new one, never a mix, even after a power cut or with two pages saving at once.
 
     A unique temporary file in the same folder (a fixed name would be shared by two writers; another
@@ -744,6 +827,35 @@ def parse_prices(text: str) -> dict[str, ModelPrice]:
             )
         prices[match.group(1).strip()] = ModelPrice(float(match.group(2)), float(match.group(3)))
     return prices
+
+
+def kb_name_problem(name: str) -> str | None:
+    """Why a knowledge base cannot be called `name` (words for a message), or None when it can."""
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "begins or ends with a space"
+    if len(name) > MAX_KB_NAME_CHARS:
+        return f"is longer than {MAX_KB_NAME_CHARS} characters"
+    if any(c in name for c in "/\\") or any(not c.isprintable() for c in name):
+        return "holds a slash, a backslash or an invisible character"
+    return None
+
+
+def url_allow_items(value: str) -> list[str]:
+    """The host names, addresses and networks of the `url_allow` setting, lower-cased."""
+    return [item.strip().lower() for item in value.split(",") if item.strip()]
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?)*\.?")
+
+
+def _allowed_address(item: str) -> bool:
+    try:
+        ipaddress.ip_network(item, strict=False)
+        return True
+    except ValueError:
+        return _HOST_NAME.fullmatch(item) is not None
 
 
 def normalize_host(host: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from rag import kb
 from rag.backends.base import LLMBackend
 from rag.backends.embedded import SMOLLM2_NAME, EmbeddedBackend
 from rag.backends.ollama import OllamaBackend, OllamaStatus, PullProgress, model_installed, probe_ollama
@@ -141,10 +142,8 @@ def pull_model(settings: Settings, name: str) -> Iterator[PullProgress]:
 
 
 def open_store(settings: Settings) -> Store:
-    """The knowledge base: the registry in the data directory, the vectors there or on a Chroma server."""
-    return Store(
-        settings.data_dir, settings.chroma_url, auth_headers(settings.chroma_token), settings.chroma_collection
-    )
+    """The knowledge base of the settings: its registry in its folder, its vectors there or on a Chroma server."""
+    return kb.open_store(settings)
 
 
 def embedded_gguf(settings: Settings) -> Path | None:
@@ -189,8 +188,8 @@ class Engine:
 
     @cached_property
     def conversations(self) -> ConversationStore:
-        """The saved conversations of this knowledge base (`conversations.sqlite3` in the data folder)."""
-        return self._conversations or ConversationStore.in_data_dir(self.settings.data_dir)
+        """The saved conversations of this knowledge base (`conversations.sqlite3` in its folder)."""
+        return self._conversations or ConversationStore.in_data_dir(self.settings.kb_dir)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -275,8 +274,9 @@ class Engine:
         )
 
     def ensure_default_corpus(self, on_progress: ProgressCallback | None = None) -> list[IngestResult]:
-        """On first start with an empty knowledge base, index docs_corpus/ (once: deleting it sticks)."""
-        if self.store.get_meta(CORPUS_SEEDED) or self.store.documents():
+        """On first start with an empty knowledge base 'default', index docs_corpus/ (once: deleting it sticks).
+        Other knowledge bases start empty."""
+        if self.settings.kb_folder is not None or self.store.get_meta(CORPUS_SEEDED) or self.store.documents():
             return []
         corpus = self.settings.corpus_dir
         results = self.ingest([corpus], on_progress) if corpus.is_dir() else []

@@ -28,6 +28,7 @@ from rag.config import (
 from rag.embeddings import Embedder
 from rag.errors import DiskFull, LoaderError, RagError
 from rag.formatting import clean_name, human_size, plural
+from rag.kb import IndexVersions, stamp_versions
 from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
 from rag.originals import Originals
@@ -295,6 +296,13 @@ class Ingestor:
         files = collect_files(paths)
         return self._ingest([(clean_name(path.name), path.read_bytes) for path in files], on_progress)
 
+    def ingest_sources(
+        self, sources: Sequence[tuple[str, Reader]], on_progress: ProgressCallback | None = None
+    ) -> list[IngestResult]:
+        """Files by name, each with a reader of its bytes (called a few files ahead of the embedding): a folder
+        source's files (rag/sync.py), web pages. No upload limits: the person chose these files."""
+        return self._ingest(sources, on_progress)
+
     def ingest_uploads(
         self, uploads: Sequence[tuple[str, bytes | Reader]], on_progress: ProgressCallback | None = None
     ) -> list[IngestResult]:
@@ -556,6 +564,10 @@ class Ingestor:
                 if admitted:
                     needed = sum(_bytes_needed(w.chunks) for w in admitted)
                     self.store.check_room(needed)
+                    # An empty knowledge base is built by this chunker and model (rag/kb.py compares them later).
+                    stamp_versions(
+                        self.store, IndexVersions.current(self.embedder.name, self.chunk_size, self.chunk_overlap)
+                    )
                     results.update(self._store_wave(admitted, count, on_progress, needed))
         except RagError as exc:  # the lock was not had in time (the wave's own failures are results already)
             for w in wave:

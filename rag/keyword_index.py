@@ -196,6 +196,17 @@ class KeywordIndex:
             ],
         )
 
+    def rows(self, doc_id: str) -> list[tuple[str, str, str, str, int, int]]:
+        """A document's rows as stored: (text, chunk id, doc id, source, page, position), by position."""
+        return [
+            (str(t), str(c), str(d), str(s), int(p), int(n))
+            for t, c, d, s, p, n in self._db.execute(
+                f"SELECT text, chunk_id, doc_id, source, page, position FROM {TABLE} WHERE doc_id = ?"
+                " ORDER BY position",
+                (doc_id,),
+            )
+        ]
+
     def delete(self, doc_id: str) -> None:
         """Every row of a document."""
         self._db.execute(f"DELETE FROM {TABLE} WHERE doc_id = ?", (doc_id,))
@@ -339,9 +350,9 @@ class KeywordIndex:
         if generation == self._generation:
             return
         ready = {
-            _version(doc_id, ingested_at, chunks): doc_id
-            for doc_id, ingested_at, chunks in self._db.execute(
-                "SELECT doc_id, ingested_at, chunks FROM documents WHERE status = 'ready'"
+            _version(doc_id, ingested_at, chunks, name): doc_id
+            for doc_id, ingested_at, chunks, name in self._db.execute(
+                "SELECT doc_id, ingested_at, chunks, name FROM documents WHERE status = 'ready'"
             )
         }
         for version in set(self._doc_rows) - set(ready):
@@ -447,6 +458,7 @@ class KeywordIndex:
             self._term_of_word[word] = -1 if stem is None else self._terms.setdefault(stem, len(self._terms))
 
 
-def _version(doc_id: str, ingested_at: str, chunks: int) -> str:
-    """A document's rows are re-read when it is re-indexed, even under the same id."""
-    return f"{doc_id}|{ingested_at}|{chunks}"
+def _version(doc_id: str, ingested_at: str, chunks: int, name: str) -> str:
+    """A document's rows are re-read when it is re-indexed, even under the same id, or renamed (its chunks'
+    headers, which the rows hold, name it)."""
+    return f"{doc_id}|{ingested_at}|{chunks}|{name}"

@@ -249,6 +249,10 @@ class Store:
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    def meta(self) -> dict[str, str]:
+        """Every key of the registry's `meta` table (what a copy of the knowledge base carries over)."""
+        return {str(k): str(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
     # -- consistency (rag/check.py) ---------------------------------------------------------------
 
     def all_documents(self) -> list[DocumentRecord]:
@@ -482,6 +486,26 @@ class Store:
             if replaces:
                 self._purge(replaces)
 
+    def rename_document(self, doc_id: str, name: str, rewrite: Callable[[Chunk], Chunk]) -> None:
+        """A ready document under another name with its vectors kept (nothing is embedded again): its chunks'
+        source and header as `rewrite` makes them, in Chroma and in the keyword index, and its registry row.
+        Chroma is written first: should a crash come between, the registry still says the old name and doing
+        the rename again finishes it (`rewrite` must leave a chunk already rewritten as it is)."""
+        with self.writing(), self._lock:
+            row = self._db.execute("SELECT status FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None or row[0] != "ready":
+                raise StoreError(
+                    f"Document {doc_id} cannot be renamed to {name}: it is no longer in the knowledge base."
+                )
+            chunks = [rewrite(c) for c in self.chunks_of(doc_id)]
+            for start in range(0, len(chunks), CHROMA_MAX_BATCH):
+                self._vectors.write(_updating(chunks[start : start + CHROMA_MAX_BATCH]))
+            with self._transaction():
+                self._keywords.delete(doc_id)
+                self._keywords.insert(chunks)
+                self._db.execute("UPDATE documents SET name = ? WHERE doc_id = ?", (name, doc_id))
+                self._keywords.bump_generation()
+
     def abort_document(self, doc_id: str) -> None:
         """Remove what this writer stored of a document it will not commit; never another writer's document
         (the same content committed by another session meanwhile stays)."""
@@ -667,6 +691,10 @@ class Store:
         """Changes whenever the set of ready documents does, in any process."""
         return self._keywords.generation()
 
+    def keyword_rows(self, doc_id: str) -> list[tuple[str, str, str, str, int, int]]:
+        """A document's rows in the keyword index: (text, chunk id, doc id, source, page, position)."""
+        return self._keywords.rows(doc_id)
+
     def keyword_row_count(self) -> int:
         """Rows in the keyword index, including any not yet committed (for tests and diagnostics)."""
         return self._keywords.row_count()
@@ -678,6 +706,20 @@ class Store:
             for cid, text, meta in zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
         ]
         return sorted(chunks, key=lambda c: c.position)
+
+    def chunks_with_vectors(self, doc_id: str) -> list[tuple[Chunk, np.ndarray]]:
+        """A document's chunks in order, each with its stored vector (an export, a copy into a new index)."""
+        result = self._vectors.read(
+            lambda c: c.get(where={"doc_id": doc_id}, include=["documents", "metadatas", "embeddings"])
+        )
+        vectors = result["embeddings"] if result["embeddings"] is not None else []
+        pairs = [
+            (_chunk(cid, text, meta), np.asarray(vector, dtype=np.float32))
+            for cid, text, meta, vector in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], vectors, strict=True
+            )
+        ]
+        return sorted(pairs, key=lambda pair: pair[0].position)
 
     def vector_count(self) -> int:
         """Vectors in Chroma, including any not yet committed (for tests and diagnostics)."""
@@ -829,6 +871,10 @@ def _adding(chunks: Sequence[Chunk], embeddings: np.ndarray) -> Callable[[Any], 
         documents=[c.text for c in chunks],
         metadatas=[_metadata(c) for c in chunks],
     )
+
+
+def _updating(chunks: Sequence[Chunk]) -> Callable[[Any], object]:
+    return lambda collection: collection.update(ids=[c.id for c in chunks], metadatas=[_metadata(c) for c in chunks])
 
 
 def _metadata(chunk: Chunk) -> dict[str, str | int]:

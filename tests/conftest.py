@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 import rag  # noqa: F401  (sets the offline environment before any model library loads)
 from rag.backends.embedded import EmbeddedBackend
 from rag.embeddings import Embedder
+from tests.servers import ChromaServer, Site, serve_site
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +22,20 @@ def embedder() -> Embedder:
 def embedded_llm() -> EmbeddedBackend:
     """The real built-in llama.cpp model (SmolLM2-135M-Instruct), loaded once."""
     return EmbeddedBackend(context_window=4096)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """A real `chroma run` on a free port, shared by the tests that need a server (each in collections of its own)."""
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """A real HTTP server on this machine serving the pages the test puts in `site.pages`."""
+    with serve_site() as served:
+        yield served

@@ -3,12 +3,18 @@ and llama-cpp-python's `python -m llama_cpp.server` serving the packaged SmolLM2
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -106,3 +112,59 @@ class LlamaServer(ServerProcess):
         ]  # fmt: skip
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         super().__init__(command, f"{self.base_url}/models", tmp / f"llama-server-{self.port}.log", headers)
+
+
+@dataclass
+class Site:
+    """What the server serves: path -> (content type, body); the requests it got: (path, If-None-Match)."""
+
+    pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def serve_site() -> Iterator[Site]:
+    """A real HTTP server on this machine serving a `Site`'s pages (ETag, 304, redirects, 404)."""
+    served = Site()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.requests.append((self.path, self.headers.get("If-None-Match", "")))
+            if self.path in served.redirects:
+                self.send_response(302)
+                self.send_header("Location", served.redirects[self.path])
+                self.end_headers()
+                return
+            if self.path not in served.pages:
+                self.send_error(404)
+                return
+            kind, body = served.pages[self.path]
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("ETag", etag)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()

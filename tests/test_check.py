@@ -27,7 +27,7 @@ from rag.retrieval import Retriever
 from rag.schema import RetrievedChunk
 from rag.store import Store
 from tests.test_cli import run
-from tests.test_store import add, chroma_server, chunks_for  # noqa: F401 (chroma_server: a fixture)
+from tests.test_store import add, chunks_for
 
 
 def same_answers(before: list[RetrievedChunk], after: list[RetrievedChunk]) -> bool:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,6 @@ def record(doc_id: str, name: str, chunks: int) -> DocumentRecord:
 
 def chunks_for(doc_id: str, texts: list[str], source: str, page: int | None = None) -> list[Chunk]:
     return [Chunk(f"{doc_id}:{i:05d}", doc_id, t, source, page, i) for i, t in enumerate(texts)]
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma-server") / "data").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["embedded", "server"])

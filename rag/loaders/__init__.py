@@ -37,8 +37,16 @@ SUPPORTED: dict[str, str] = {
 }
 
 
+def kind_of(name: str) -> str | None:
+    """The loader for a file name ("pdf", "html", …), or None. A web page is named by its address (rag/web.py
+    fetches only HTML pages), whatever its path ends with."""
+    if name.startswith(("http://", "https://")):
+        return "html"
+    return SUPPORTED.get(Path(name).suffix.lower())
+
+
 def is_supported(name: str) -> bool:
-    return Path(name).suffix.lower() in SUPPORTED
+    return kind_of(name) is not None
 
 
 def load_file(path: Path) -> LoadedDocument:
@@ -55,7 +63,7 @@ def load_bytes(data: bytes, name: str, on_ocr_page: PageProgress | None = None) 
     """Turn one file's bytes into text sections; ``name`` picks the loader and appears in messages.
     ``on_ocr_page(done, total)`` is called after each page read by OCR (slow: seconds a page)."""
     suffix = Path(name).suffix.lower()
-    kind = SUPPORTED.get(suffix)
+    kind = kind_of(name)
     if kind is None:
         supported = ", ".join(sorted(SUPPORTED))
         raise LoaderError(f"{name}: unsupported file type '{suffix or '(none)'}'. Supported: {supported}.")

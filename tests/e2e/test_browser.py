@@ -118,7 +118,8 @@ def test_upload_a_pdf_then_ask_about_it(server: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(server)
             page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()  # the app's navigation
-            page.locator("input[type=file]").set_input_files(str(pdf))
+            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")  # not the import form's
+            upload_form.locator("input[type=file]").set_input_files(str(pdf))
             expect(page.get_by_role("button", name=f"Remove {pdf.name}")).to_be_visible(timeout=60_000)
             indexed = page.get_by_text(f"{pdf.name}: indexed", exact=False)
             # The browser sends the file to the server in the background; a submit that beats it is told
@@ -421,5 +422,110 @@ def test_the_usage_page_draws_its_charts_and_counts_what_sqlite_holds(
                 assert box is not None and box["width"] > 100 and box["height"] > 50
             expect(page.get_by_text("Download per day (CSV)")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "usage.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_a_second_knowledge_base_answers_from_its_own_documents_and_travels_as_an_archive(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Create a knowledge base in the sidebar, upload into it, ask: its sources only; switch back to 'default',
+    ask: the other's only. Then export it (a download) and import the archive (an upload) under another name."""
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    from tests import fake_ollama
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    allotment = tmp_path / "allotment.md"
+    allotment.write_text("# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def ask(page: Page, question: str, cited: str) -> list[str]:
+        """The labels of the sources of the answer, once it cites `cited` (the page may still show an earlier
+        run's messages, fading, for a moment)."""
+        page.get_by_role("button", name="New conversation").click()
+        expect(page.get_by_test_id("stChatMessage")).to_have_count(0, timeout=60_000)
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill(question)
+        box.press("Enter")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        sources = answer.get_by_test_id("stExpander").filter(has_text="ranked")
+        expect(sources.first).to_contain_text(cited, timeout=180_000)
+        return sources.all_inner_texts()
+
+    def sidebar_says(page: Page, text: str) -> None:
+        expect(page.get_by_test_id("stSidebar")).to_contain_text(text, timeout=120_000)
+
+    with (
+        fake_ollama.FakeOllama(models=["llama2:latest"]) as ollama,
+        streamlit_app(tmp_path_factory, corpus, RAG_BACKEND="ollama", OLLAMA_HOST=ollama.host) as url,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+            page.goto(url)
+            sidebar = page.get_by_test_id("stSidebar")
+            sidebar_says(page, "Knowledge base 'default': 1 document")
+            sidebar.get_by_text("Manage knowledge bases").click()
+            name = sidebar.get_by_label("New knowledge base")
+            name.fill("Allotment")
+            name.press("Enter")
+            page.wait_for_timeout(500)
+            sidebar.get_by_role("button", name="Create").click()
+            sidebar_says(page, "Knowledge base 'Allotment': 0 documents")
+
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
+            page.get_by_test_id("stForm").filter(has_text="Add files").locator("input[type=file]").set_input_files(
+                str(allotment)
+            )
+            expect(page.get_by_role("button", name=f"Remove {allotment.name}")).to_be_visible(timeout=60_000)
+            indexed = page.get_by_text(f"{allotment.name}: indexed", exact=False)
+            for _ in range(5):  # see test_upload_a_pdf_then_ask_about_it: a submit may beat the upload
+                page.get_by_role("button", name="Add to knowledge base").click()
+                expect(indexed.or_(page.get_by_text("Choose one or more files first")).first).to_be_visible(
+                    timeout=180_000
+                )
+                if indexed.is_visible():
+                    break
+                page.wait_for_timeout(1000)
+            sidebar_says(page, "Knowledge base 'Allotment': 1 document")
+
+            page.get_by_test_id("stSidebarNav").get_by_role("link", name="Chat").click()
+            labels = ask(page, "When are the tomatoes watered?", "allotment.md")
+            assert labels and all("allotment.md" in label for label in labels), labels
+            page.screenshot(path=str(ARTIFACTS / "chat-second-knowledge-base.png"), full_page=True)
+
+            sidebar.get_by_test_id("stSelectbox").click()
+            page.get_by_role("option", name="default").click()
+            sidebar_says(page, "Knowledge base 'default': 1 document")
+            labels = ask(page, "When are the tomatoes watered?", "garden.md")
+            assert labels and all("garden.md" in label for label in labels), labels
+
+            sidebar.get_by_test_id("stSelectbox").click()
+            page.get_by_role("option", name="Allotment").click()
+            sidebar_says(page, "Knowledge base 'Allotment'")
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
+            page.get_by_role("tab", name="Export / import").click()
+            page.get_by_role("button", name="Prepare the archive").click()
+            with page.expect_download(timeout=120_000) as download:
+                page.get_by_role("button", name="Download the archive").click()
+            archive = tmp_path / "downloaded.zip"
+            download.value.save_as(archive)
+            import_form = page.get_by_test_id("stForm").filter(has_text="Import as")
+            import_form.locator("input[type=file]").set_input_files(str(archive))
+            expect(import_form.get_by_role("button", name=f"Remove {archive.name}")).to_be_visible(timeout=60_000)
+            page.get_by_label("Import as").fill("Allotment copy")
+            imported = page.get_by_text("Imported and opened the knowledge base 'Allotment copy'")
+            for _ in range(5):
+                page.get_by_role("button", name="Import", exact=True).click()
+                expect(imported.or_(page.get_by_text("Choose an archive first")).first).to_be_visible(timeout=120_000)
+                if imported.is_visible():
+                    break
+                page.wait_for_timeout(1000)
+            sidebar_says(page, "Knowledge base 'Allotment copy': 1 document")
+            page.screenshot(path=str(ARTIFACTS / "documents-imported-knowledge-base.png"), full_page=True)
         finally:
             browser.close()

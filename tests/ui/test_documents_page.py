@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rag.config import PROJECT_ROOT
+from rag.archive import import_kb
+from rag.config import PROJECT_ROOT, Settings
 from rag.errors import LoaderError
 from rag.ingest import IngestResult
+from rag.kb import KnowledgeBases
 from rag.loaders import load_bytes
 from rag.store import Store
-from tests.servers import free_port
+from tests.servers import Site, free_port
+from tests.test_reindex import previous_chunker_kb
+from tests.test_web import PAGE
 from ui_common import shared_store
 
 pytestmark = pytest.mark.slow
@@ -90,7 +95,7 @@ def test_an_empty_knowledge_base_says_what_to_do(data_dir: Path, monkeypatch: py
     at = open_page()
     assert not at.dataframe
     assert "The knowledge base is empty" in at.info[0].value
-    assert not at.tabs
+    assert [t.label for t in at.tabs] == ["Sources and sync", "Export / import"]  # a folder or an archive fills it
 
 
 def test_delete_asks_first_and_cancel_keeps_the_document(data_dir: Path) -> None:
@@ -193,3 +198,119 @@ def test_an_unexpected_failure_is_a_message_with_what_to_do_not_a_trace(
     message = at.error[0].value
     assert "Something went wrong while reading the knowledge base" in message
     assert "database is locked" in message and "Try again in a moment" in message
+
+
+# -- sources and sync, web pages, re-index, export --------------------------------------------------------------
+
+
+def add_folder(at: AppTest, folder: Path, include: str = "") -> None:
+    widget_by_label(at.text_input, "Folder on this machine").set_value(str(folder))
+    widget_by_label(at.text_input, "Only these files").set_value(include)
+    widget_by_label(at.button, "Add folder").click().run()
+    assert not at.exception, at.exception
+
+
+def widget_by_label(elements: Any, label: str) -> Any:
+    found = [w for w in elements if w.label == label]
+    assert found, f"no widget {label!r} among {[w.label for w in elements]}"
+    return found[0]
+
+
+def sync_now(at: AppTest) -> str:
+    at.button(key="documents_sync").click().run()
+    assert not at.exception, at.exception
+    [said] = [shown(e.value) for e in (*at.success, *at.warning) if "Sync of" in e.value]
+    return said
+
+
+def test_a_folder_source_is_synced_with_a_summary_and_kept_in_the_history(data_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "bees.md").write_text("# Bees\n\nThe hives are opened in May by Ines.\n")
+    (folder / "pond.txt").write_text("The pond is cleaned every autumn.\n")
+    (folder / "notes.tmp").write_text("scratch")
+    at = open_page()
+    add_folder(at, folder)
+    assert any(f"Added the folder {folder}" in shown(s.value) for s in at.success)
+    assert at.dataframe[-1].value["Label"].tolist() == ["handbook"]
+
+    assert sync_now(at) == "Sync of default: 2 added, 0 unchanged, 1 skipped"  # notes.tmp: not a kind it reads
+    assert {"handbook/bees.md", "handbook/pond.txt"} <= set(at.dataframe[0].value["Name"])
+    assert sync_now(at) == "Sync of default: 0 added, 2 unchanged, 1 skipped"
+
+    (folder / "pond.txt").write_text("The pond is cleaned every spring.\n")
+    (folder / "bees.md").rename(folder / "hives.md")
+    (folder / "bad.pdf").write_bytes(b"%PDF-1.4 not really")
+    said = sync_now(at)
+    assert said.startswith(
+        "Sync of default: 0 added, 1 changed, 1 renamed, 0 unchanged, 1 skipped, 1 failed: handbook/bad.pdf: "
+    )
+    assert "not a real PDF" in said and said.count("handbook/bad.pdf") == 1
+    history = at.dataframe[-1].value  # the sync history, newest first
+    assert list(history["Status"]) == ["done", "done", "done"]
+    assert history["Summary"].iloc[-1] == "2 added, 0 unchanged, 1 skipped"
+
+    widget_by_label(at.button, "Remove source").click().run()
+    assert any("Remove the source handbook and its documents" in shown(w.value) for w in at.warning)
+    at.button(key="documents_source_yes").click().run()
+    assert "Removed the source handbook and its 2 documents." in [shown(s.value) for s in at.success]
+    assert not {"handbook/hives.md", "handbook/pond.txt"} & set(at.dataframe[0].value["Name"])
+
+
+def test_a_folder_that_does_not_exist_is_refused_with_the_reason(data_dir: Path, tmp_path: Path) -> None:
+    at = open_page()
+    add_folder(at, tmp_path / "nowhere")
+    assert any("is not a folder: give the path of a folder that exists" in shown(e.value) for e in at.error)
+
+
+def test_a_web_page_is_added_by_address_and_fetched_on_sync(
+    data_dir: Path, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site.pages["/keepers"] = ("text/html; charset=utf-8", PAGE)
+    at = open_page()
+    widget_by_label(at.text_input, "Address").set_value(site.url("/keepers"))
+    widget_by_label(at.button, "Add web page").click().run()
+    assert any("Press Sync now to fetch it." in shown(s.value) for s in at.success)
+    said = sync_now(at)
+    assert "1 failed" in said and "private" in said  # 127.0.0.1 is this machine: refused unless allowed
+
+    monkeypatch.setenv("RAG_URL_ALLOW", "127.0.0.1")
+    assert sync_now(at) == "Sync of default: 1 added, 0 unchanged"
+    assert site.url("/keepers") in set(at.dataframe[0].value["Name"])
+
+
+def test_an_index_of_the_previous_chunker_is_flagged_and_reindexed_from_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _docs = previous_chunker_kb(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(empty))
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")
+    at = open_page()
+    [notice] = [shown(w.value) for w in at.warning if "another chunker" in w.value]
+    assert "its chunks were cut by chunker version 2" in notice and "keeps answering from the old index" in notice
+    at.button(key="documents_reindex").click().run()
+    assert not at.exception, at.exception
+    assert any(shown(s.value).startswith("Re-indexed: re-indexed 3 documents") for s in at.success)
+    assert not [w for w in at.warning if "another chunker" in w.value]  # up to date now
+    assert (settings.data_dir / "index-1").is_dir()
+    assert set(at.dataframe[0].value["Name"]) == {"docs/keepers.md", "docs/orders.md", "docs/sales.pdf"}
+
+
+def test_the_knowledge_base_is_exported_as_an_archive_to_download_that_imports_whole(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    at = open_page()
+    at.button(key="documents_export").click().run()
+    assert not at.exception, at.exception
+    assert any("Ready: default: 2 documents, 2 chunks, 0 conversations" in shown(c.value) for c in at.caption)
+    assert [e.proto.label for e in at.get("download_button")] == ["Download the archive"]
+    _name, data, _described = at.session_state["documents_exported"]  # what the button hands the browser
+    archive = tmp_path / "default.zip"
+    archive.write_bytes(data)
+    there = KnowledgeBases(Settings(data_dir=tmp_path / "there"), env={})
+    imported = import_kb(there, archive, "Copy")
+    assert (imported.documents, imported.chunks) == (2, 2)
+
