@@ -247,3 +247,11 @@ def test_eval_suite_command_prints_the_table(suite: Path, tmp_path: Path) -> Non
     result = run(["eval", "--suite", str(suite), "--no-tutorial", "--domain", "animals"], tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "| animals | dev | 1 | 1.000 / – |" in result.stdout and "places" not in result.stdout
+
+
+def test_a_stage_that_did_not_run_for_a_question_leaves_its_hit_as_the_stage_before_left_it() -> None:
+    from rag.tools.evaluation import _after
+
+    assert _after({"candidates": False, "focus": True, "select": True}, "prefer") is True  # no profile term
+    assert _after({"candidates": True, "focus": False, "select": False}, "rerank") is False  # rerank off
+    assert _after({"candidates": False, "focus": False, "prefer": True, "select": True}, "prefer") is True

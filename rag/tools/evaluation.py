@@ -120,8 +120,15 @@ class Figures:
             latency_p95_ms=round(1000 * percentile(latencies, 0.95), 2),
             hit_at={k: round(sum(bool(r.answer_rank and r.answer_rank <= k) for r in results) / n, 4) for k in HIT_KS},
             mrr=round(statistics.fmean([1 / r.answer_rank if r.answer_rank else 0.0 for r in results] or [0.0]), 4),
-            stages={s: _share(r.stages.get(s, False) for r in answerable) for s in stage_names},
+            stages={s: _share(_after(r.stages, s) for r in answerable) for s in stage_names},
         )
+
+
+def _after(hits: dict[str, bool], stage: str) -> bool:
+    """A question's hit after `stage`; a stage that did not run for it (a profile's preference for a question
+    with none of its terms) left the one before as it was."""
+    before = STAGES[: STAGES.index(stage) + 1]
+    return next((hits[s] for s in reversed(before) if s in hits), False)
 
 
 def _share(flags: Iterator[bool] | Sequence[bool]) -> float:
