@@ -45,6 +45,7 @@ from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine, choose_backend, embedded_gguf, knowledge_bases, open_store
 from rag.errors import BackendUnavailable, ModelNotFound, RagError, SettingsError
 from rag.ingest import UploadLimitError
+from rag.kb import KnowledgeBases
 from rag.schema import Message as ChatTurnMessage
 from rag.store import Store
 from rag.turn import Chat, Turn
@@ -169,7 +170,7 @@ class Engines:
         if seed is not None:  # the app's own parts, when the API runs beside it
             s = seed.settings
             self._stores[_place(s)] = seed.store
-            self._conversations[str(s.data_dir)] = seed.conversations
+            self._conversations[str(s.kb_dir)] = seed.conversations
             self._embedder = seed.embedder
             if isinstance(seed.chosen.backend, EmbeddedBackend):
                 self._llms[(_gguf_key(s), s.context_window)] = seed.chosen.backend
@@ -194,13 +195,15 @@ class Engines:
                 f"No knowledge base {name!r}: use one of {', '.join(names)} as the model (GET /v1/models lists them).",
                 code="model_not_found",
             )
+        if name != names[0]:  # another knowledge base than the default: its own folder and settings
+            settings = KnowledgeBases(settings).settings_for(name)
         with self._lock:
             place = _place(settings)
             if place not in self._stores:
                 self._stores[place] = open_store(settings)
-            folder = str(settings.data_dir)
+            folder = str(settings.kb_dir)
             if folder not in self._conversations:
-                self._conversations[folder] = ConversationStore.in_data_dir(settings.data_dir)
+                self._conversations[folder] = ConversationStore.in_data_dir(settings.kb_dir)
             if self._embedder is None:
                 self._embedder = Embedder()
             chosen = self._choose(settings)
@@ -232,7 +235,7 @@ class Engines:
 
 
 def _place(s: Settings) -> tuple[str, str, str, str]:
-    return (str(s.data_dir), s.chroma_url, s.chroma_token, s.chroma_collection)
+    return (str(s.kb_dir), s.chroma_url, s.chroma_token, s.chroma_collection)
 
 
 def _gguf_key(s: Settings) -> str | None:

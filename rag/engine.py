@@ -60,8 +60,8 @@ DEFAULT_KNOWLEDGE_BASE = "default"
 
 def knowledge_bases(settings: Settings) -> list[str]:
     """The names of the knowledge bases (each its own documents, vectors and conversations), the first the
-    default: the HTTP API's models, the Usage page's groups. One today, `default`: the data folder's."""
-    return [DEFAULT_KNOWLEDGE_BASE]
+    default: the HTTP API's models, the Usage page's groups."""
+    return [k.name for k in kb.KnowledgeBases(settings).list()]
 
 
 def knowledge_base_engines(engine: Engine) -> dict[str, Engine]:

@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.conversations import DB_NAME
 from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine
+from rag.kb import KnowledgeBases
 from rag.turn import Chat
 from tests.servers import free_port
 
@@ -334,3 +335,19 @@ def test_eight_clients_at_once_are_answered_or_told_to_wait_and_nothing_is_lost(
         answers = db.execute("SELECT COUNT(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
     assert answers - answers_before == len(answered)
     print(f"\n8 clients for 20 s: {dict(outcomes)}")  # a figure for the README, not an assertion
+
+
+@pytest.mark.slow
+def test_every_knowledge_base_is_a_model_with_its_own_documents(api: Api) -> None:
+    KnowledgeBases(api.engine.settings).create("Allotment")
+    assert [m.id for m in api.client().models.list()] == ["default", "Allotment"]
+    note = b"# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
+    with api.http() as http:
+        added = http.post("/v1/documents?model=Allotment", files=[("file", ("allotment.md", note, "text/markdown"))])
+        assert added.status_code == 200, added.text
+        assert [d["name"] for d in http.get("/v1/documents?model=Allotment").json()["data"]] == ["allotment.md"]
+        assert "allotment.md" not in [d["name"] for d in http.get("/v1/documents").json()["data"]]
+        found = http.post("/v1/search", json={"query": "Who waters the tomatoes?", "model": "Allotment"}).json()
+        assert {p["file"] for p in found["data"]} == {"allotment.md"}
+        unknown = http.post("/v1/search", json={"query": "Who waters the tomatoes?", "model": "Orchard"})
+        assert unknown.status_code == 404 and "Allotment" in unknown.json()["error"]["message"]
