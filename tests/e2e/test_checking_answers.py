@@ -90,7 +90,8 @@ def test_sources_open_where_they_stand_and_feedback_is_kept(
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(url)
             page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
-            page.locator("input[type=file]").set_input_files([str(pdf), str(docx)])
+            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")  # not the import form's
+            upload_form.locator("input[type=file]").set_input_files([str(pdf), str(docx)])
             expect(page.get_by_role("button", name=f"Remove {docx.name}")).to_be_visible(timeout=60_000)
             indexed = page.get_by_text(f"{docx.name}: indexed", exact=False)
             for _ in range(5):  # a submit that beats the upload is told to choose files: press again
