@@ -65,8 +65,16 @@ def knowledge_bases(settings: Settings) -> list[str]:
 
 
 def knowledge_base_engines(engine: Engine) -> dict[str, Engine]:
-    """Each knowledge base's engine, sharing `engine`'s parts: one today, the engine itself."""
-    return {name: engine for name in knowledge_bases(engine.settings)}
+    """Each knowledge base's engine (`engine` itself for its own), sharing its encoder and model; the others
+    open their store and conversations when first used."""
+    bases = kb.KnowledgeBases(engine.settings)
+    own = engine.settings.kb_dir
+    return {
+        k.name: engine
+        if k.folder == own
+        else Engine(bases.settings_for(k.name), embedder=engine.embedder, chosen=engine.chosen)
+        for k in bases.list()
+    }
 
 
 @dataclass(frozen=True)

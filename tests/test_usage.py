@@ -10,9 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import ModelPrice
+from rag.backends.embedded import EmbeddedBackend
+from rag.config import ModelPrice, Settings
 from rag.conversations import DB_NAME, ConversationStore, SavedSource, SavedUsage
-from rag.usage import Granularity, KnowledgeBaseUsage, UsageReport, format_report, percentile, usage_report
+from rag.embeddings import Embedder
+from rag.engine import ChosenBackend, Engine, knowledge_base_engines
+from rag.kb import KnowledgeBases
+from rag.usage import (
+    Granularity,
+    KnowledgeBaseUsage,
+    UsageReport,
+    format_report,
+    percentile,
+    usage_of,
+    usage_report,
+)
 
 MONDAY = date(2026, 11, 30)
 PRICES = {"gpt-4o-mini": ModelPrice(prompt=0.15, completion=0.60)}
@@ -150,3 +162,21 @@ def test_percentiles_interpolate_and_empty_is_none() -> None:
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+
+
+def test_each_knowledge_base_counts_its_own_conversations(
+    tmp_path: Path, embedder: Embedder, embedded_llm: EmbeddedBackend
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", backend="embedded", corpus_dir=tmp_path / "none")
+    KnowledgeBases(settings).create("Allotment")
+    engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(embedded_llm, "test: built-in model"))
+    engines = knowledge_base_engines(engine)
+    assert list(engines) == ["default", "Allotment"] and engines["default"] is engine
+    answer(engine.conversations, MONDAY, "app")
+    answer(engines["Allotment"].conversations, MONDAY, "api")
+    answer(engines["Allotment"].conversations, MONDAY, "cli")
+    report = usage_report(usage_of(engine), None, None, "day", PRICES)
+    assert [(row.label, row.figures.questions) for row in report.by_knowledge_base] == [
+        ("default", 1),
+        ("Allotment", 2),
+    ]
