@@ -717,7 +717,7 @@ def _run_turn(turn: Turn) -> int:
     assert turn.answer is not None
     if turn.whole_document:
         saved = turn.saved.sources if turn.saved is not None else None
-        print(f"Read: {', '.join(_part_label(s) for s in saved or [])}")
+        print(f"Read: {', '.join(dict.fromkeys(_part_label(s) for s in saved or []))}")  # each place once
     else:
         _print_sources(turn.answer.sources, turn.saved.sources or [] if turn.saved is not None else [])
     _print_usage(turn.answer)
