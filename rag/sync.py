@@ -816,6 +816,7 @@ class Syncer:
         renames: list[tuple[DocumentRecord, str]] = []
         ingests: list[_Wanted] = []
         kept: set[str] = set()  # doc ids that stay, under their name or another
+        superseded: list[DocumentRecord] = []
         for digest, wanted in first.items():
             record = by_content.get(digest[:16])
             if record is not None and kind_of(record.name) == kind_of(wanted.name):
@@ -828,6 +829,8 @@ class Syncer:
                 report.add(wanted.name, "duplicate", f"same content as {twin.name}, already in the knowledge base")
             else:  # new, changed, or renamed to another type of file (other chunks: indexed again)
                 ingests.append(wanted)
+                if record is not None and record.name != wanted.name:
+                    superseded.append(record)  # its content is now the first path's, of another type: it goes
         replaced = {w.name for w in ingests}  # the ingestor replaces these names' old versions itself
         removals = [
             d
@@ -837,6 +840,7 @@ class Syncer:
             and (desired.complete or d.name in desired.gone)
             and d.name not in replaced
         ]
+        removals += [d for d in superseded if d not in removals]
         for i, (record, name) in enumerate(renames):
             progress(SyncProgress("renaming", i + 1, len(renames), name))
             try:

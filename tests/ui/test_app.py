@@ -70,7 +70,7 @@ def test_new_conversation_clears_the_history_but_keeps_the_knowledge_base(
     at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
     at.chat_input[0].set_value("Who waters the tomatoes?").run()
     assert len(at.chat_message) == 2
-    at.sidebar.button[0].click().run()
+    next(b for b in at.sidebar.button if b.label == "New conversation").click().run()
     assert len(at.chat_message) == 0
     assert any("1 document · 1 chunk" in c.value for c in at.sidebar.caption)
 
@@ -162,7 +162,7 @@ def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
     next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
     assert [m.name for m in again.chat_message] == ["user", "assistant"]
 
-    again.sidebar.text_input[0].set_value("Tomato schedule")
+    next(t for t in again.sidebar.text_input if t.label == "Title").set_value("Tomato schedule")
     next(b for b in again.sidebar.button if b.label == "Rename").click().run()
     assert "Tomato schedule" in [b.label for b in again.sidebar.button]
     assert [getattr(d, "label", None) for d in again.sidebar.get("download_button")] == [
@@ -333,7 +333,7 @@ def test_renaming_to_an_empty_title_says_so_and_keeps_the_old_one(
 ) -> None:
     at = chat_page(tmp_path, monkeypatch, {}, RAG_BACKEND="embedded")
     at.chat_input[0].set_value("What is in my documents?").run()
-    at.sidebar.text_input[0].set_value("   ")
+    next(t for t in at.sidebar.text_input if t.label == "Title").set_value("   ")
     next(b for b in at.sidebar.button if b.label == "Rename").click().run()
     assert not at.exception, at.exception
     assert "title cannot be empty" in at.sidebar.error[0].value

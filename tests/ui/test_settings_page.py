@@ -140,7 +140,7 @@ def test_a_chroma_server_can_be_chosen_and_a_down_one_is_explained(
         s = Settings.load()
         assert (s.chroma_url, s.chroma_collection) == (server.url, "team-kb")
         assert not at.error, [e.value for e in at.error]
-        assert any("Knowledge base: 0 documents" in c for c in texts(at.sidebar.caption))
+        assert any("Knowledge base 'default': 0 documents" in c for c in texts(at.sidebar.caption))
     finally:
         server.stop()
     nowhere = f"http://127.0.0.1:{free_port()}"
@@ -274,7 +274,7 @@ def test_pulling_an_unknown_model_says_so(open_page: OpenPage, ollama: FakeOllam
 
 def test_pulling_with_ollama_down_says_how_to_start_it(open_page: OpenPage, no_ollama: str) -> None:
     at = open_page()
-    assert not at.selectbox  # no list to choose from: a text field instead
+    assert not [s for s in at.selectbox if s.label != "Knowledge base"]  # no model list: a text field instead
     assert widget(at.text_input, "Ollama model").value == "llama2"
     assert any(f"Ollama is not reachable at {plain_markdown(no_ollama)}" in c for c in texts(at.caption))
 
