@@ -475,10 +475,14 @@ def test_after_random_changes_a_sync_equals_a_fresh_ingest_and_embeds_only_new_c
 # -- a sync killed half-way --------------------------------------------------------------------------------------------
 
 
+FILES = 200
+
+
 def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    # Enough files that ingestion commits them over several waves: the kill lands between two of them.
     folder = tmp_path / "docs"
-    for i in range(60):
-        write(folder / f"f{i:02d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(8)))
+    for i in range(FILES):
+        write(folder / f"f{i:03d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(8)))
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(PROJECT_ROOT)}
     command = [sys.executable, "-m", "rag", "sources", "add", str(folder)]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
@@ -490,15 +494,15 @@ def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path:
     sync.kill()  # SIGKILL: no clean-up of any kind
     sync.wait()
     committed = _ready(registry)
-    assert 1 <= committed < 60, committed
+    assert 1 <= committed < FILES, committed
     settings = Settings(data_dir=tmp_path / "data")
     kb_store = open_store(settings)  # opening recovers what the killed writer left half-written
     sources = SourceStore(settings.kb_dir)
     report = Syncer(settings, kb_store, Ingestor(kb_store, embedder, 600, 100), sources).sync()
-    assert report.counts["added"] == 60 - committed and report.counts["unchanged"] == committed
+    assert report.counts["added"] == FILES - committed and report.counts["unchanged"] == committed
     assert report.resumed_from and "interrupted" in report.summary()
-    assert len(kb_store.documents()) == 60
-    assert kb_store.vector_count() == kb_store.chunk_count() == kb_store.keyword_row_count() == 60 * 2
+    assert len(kb_store.documents()) == FILES
+    assert kb_store.vector_count() == kb_store.chunk_count() == kb_store.keyword_row_count() == FILES * 2
     assert [run.status for run in sources.history()] == ["done", "interrupted"]
     kb_store.close()
     sources.close()
