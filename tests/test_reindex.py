@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from rag.schema import Chunk
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord
 from rag.sync import SourceStore, Syncer
+from tests.registry import ready_documents
 from tests.test_sync import paragraph, write
 
 pytestmark = pytest.mark.slow
@@ -133,11 +133,11 @@ def test_a_reindex_killed_half_way_leaves_the_old_index_answering_and_the_next_o
     process = subprocess.Popen([sys.executable, "-m", "rag", "kb", "reindex"], env=env, stderr=subprocess.DEVNULL)
     new_registry = settings.data_dir / "index-1" / "registry.sqlite3"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and _ready(new_registry) < 1:
+    while time.monotonic() < deadline and ready_documents(new_registry) < 1:
         time.sleep(0.05)
     process.kill()
     process.wait()
-    copied = _ready(new_registry)
+    copied = ready_documents(new_registry)
     assert 1 <= copied < 24, copied
     assert not (settings.data_dir / INDEX_FILE).exists() and current_generation(settings.data_dir) == 0
 
@@ -163,16 +163,3 @@ def test_two_reindexes_at_once_are_refused(tmp_path: Path, embedder: Embedder) -
     settings = Settings(data_dir=tmp_path)
     with FileLock(tmp_path / REINDEX_LOCK), pytest.raises(ReindexError, match="being re-indexed"):
         reindex(settings, embedder)
-
-
-def _ready(registry: Path) -> int:
-    if not registry.exists():
-        return 0
-    try:
-        db = sqlite3.connect(registry, timeout=5)
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM documents WHERE status = 'ready'").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0

@@ -40,6 +40,7 @@ from rag.sync import (
     watch,
     watched_paths,
 )
+from tests.registry import ready_documents
 
 pytestmark = pytest.mark.slow
 
@@ -489,11 +490,11 @@ def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path:
     sync = subprocess.Popen([sys.executable, "-m", "rag", "sync"], env=env, stderr=subprocess.PIPE, text=True)
     registry = tmp_path / "data" / "registry.sqlite3"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and _ready(registry) < 1:
+    while time.monotonic() < deadline and ready_documents(registry) < 1:
         time.sleep(0.1)
     sync.kill()  # SIGKILL: no clean-up of any kind
     sync.wait()
-    committed = _ready(registry)
+    committed = ready_documents(registry)
     assert 1 <= committed < FILES, committed
     settings = Settings(data_dir=tmp_path / "data")
     kb_store = open_store(settings)  # opening recovers what the killed writer left half-written
@@ -506,18 +507,3 @@ def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path:
     assert [run.status for run in sources.history()] == ["done", "interrupted"]
     kb_store.close()
     sources.close()
-
-
-def _ready(registry: Path) -> int:
-    import sqlite3
-
-    if not registry.exists():
-        return 0
-    try:
-        db = sqlite3.connect(registry, timeout=5)
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM documents WHERE status = 'ready'").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
