@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from fpdf import FPDF
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -27,29 +25,13 @@ from rag.source_view import SourceRef  # noqa: E402
 from rag.speed import METER  # noqa: E402
 from rag.whole_document import WholeDocumentAnswer  # noqa: E402
 from rag.whole_document import plan as plan_whole  # noqa: E402
-
-ITEMS = [
-    "Harwick barometer", "Tolland sextant", "Marlow chronometer", "Ashby telescope", "Penrose compass",
-    "Quinton astrolabe", "Fenwick hygrometer", "Dunmore theodolite", "Carrow microscope", "Elsworth planimeter",
-    "Greyling anemometer", "Hollis pantograph", "Ingram orrery", "Jessop quadrant", "Kendal sundial",
-    "Lowther gyroscope", "Merrow galvanometer", "Northey spectroscope", "Oakham pendulum", "Pelham altimeter",
-    "Radley odometer", "Selby metronome", "Thorne barograph", "Upton tellurion", "Varley ammeter",
-    "Whitby armillary", "Yarrow heliograph", "Ainslie voltmeter", "Bexley calorimeter", "Corbin hydrometer",
-]  # fmt: skip
+from tests.documents import text_pdf  # noqa: E402
+from tests.test_whole_document import ITEMS, collection_pages  # noqa: E402
 
 
 def collection_pdf(path: Path) -> Path:
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=11)
-    k = 0
-    for page in range(12):
-        items = ITEMS[k : k + (3 if page % 2 == 0 else 2)]
-        k += len(items)
-        stands = " ".join(f"In this room stands the {item}, a fine instrument of brass." for item in items)
-        pdf.add_page()
-        pdf.multi_cell(0, 6, f"Room {page + 1} of the collection. {stands} Visitors may not touch the cases.")
-    pdf.output(str(path))
-    return path
+    """The test's twelve-page collection (tests/test_whole_document.py), the same document measured."""
+    return text_pdf(path, collection_pages())
 
 
 def main() -> int:
