@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.sqlite import Migration, connect, execute_all, migrate, now_iso, write_transaction
+from rag.sqlite import Migration, execute_all, now_iso, open_migrated, write_transaction
 
 DB_NAME = "api_keys.sqlite3"
 KEY_PREFIX = "rag-"  # every key starts with it: easy to recognise in a config file or a leak scanner
@@ -67,9 +67,7 @@ class ApiKeys:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = connect(self.path)
-            migrate(self._db, MIGRATIONS)
+            self._db = open_migrated(self.path, MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             raise ApiKeyError(
                 f"Cannot open the API keys in {self.path} ({exc}): check that the folder is writable, or set "

@@ -28,10 +28,9 @@ from rag.schema import Message, RetrievedChunk, Usage
 from rag.sqlite import (
     Migration,
     add_column,
-    connect,
     execute_all,
-    migrate,
     now_iso,
+    open_migrated,
     read_transaction,
     write_transaction,
 )
@@ -295,9 +294,7 @@ class ConversationStore:
         """``path`` is the database file; see ``in_data_dir`` for the app's usual location."""
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = connect(self.path)
-            migrate(self._db, MIGRATIONS)
+            self._db = open_migrated(self.path, MIGRATIONS)
         except (OSError, sqlite3.Error) as exc:
             raise ConversationError(
                 f"Cannot open the saved conversations in {self.path} ({exc}): check that the folder is "

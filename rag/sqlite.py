@@ -51,6 +51,15 @@ def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     return db
 
 
+def open_migrated(path: Path, migrations: Sequence[Migration]) -> sqlite3.Connection:
+    """`connect` to the database at `path` (its folder made first) with `migrations` applied; OSError and
+    sqlite3.Error pass through, for the caller to say what could not be opened."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = connect(path)
+    migrate(db, migrations)
+    return db
+
+
 @contextmanager
 def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction holding the database's write lock from its first statement (no lost updates)."""

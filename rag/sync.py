@@ -49,7 +49,7 @@ from rag.ingest import Ingestor, IngestProgress, IngestResult, Reader
 from rag.kb import SYNC_LOCK
 from rag.loaders import is_supported, kind_of
 from rag.schema import Chunk
-from rag.sqlite import Migration, connect, execute_all, migrate, now_iso, write_transaction
+from rag.sqlite import Migration, execute_all, now_iso, open_migrated, write_transaction
 from rag.store import DocumentRecord, Store
 from rag.web import Fetcher, PageState
 
@@ -165,9 +165,7 @@ class SourceStore:
 
     def __init__(self, kb_dir: Path) -> None:
         self.kb_dir = kb_dir
-        kb_dir.mkdir(parents=True, exist_ok=True)
-        self.db = connect(kb_dir / SOURCES_DB)
-        migrate(self.db, MIGRATIONS)
+        self.db = open_migrated(kb_dir / SOURCES_DB, MIGRATIONS)
         self._lock = threading.RLock()  # one connection shared by threads: one statement sequence at a time
 
     def close(self) -> None:
