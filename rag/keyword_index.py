@@ -27,7 +27,7 @@ import math
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,7 +62,7 @@ STOPWORDS = frozenset(
     that the their theirs them themselves then there these they this those through to too under
     until up upon us very was we were what when where which while who whom whose why will with
     within without would yet you your yours yourself yourselves tell explain describe give name list
-    many called named known kind type
+    many called named known kind type according
     """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 WORD = re.compile(r"[^\W_]+")  # a word as FTS5's unicode61 tokenizer splits text: letters and digits
@@ -149,6 +149,9 @@ class KeywordQuery:
     docs: np.ndarray  # row → document number
     doc_numbers: Mapping[str, int]  # doc_id → document number (only ever grows)
     live_rows: int
+    postings: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # per term: its live rows and its count in each
+    lengths: np.ndarray = field(default_factory=lambda: _EMPTY_TFS)  # row → tokens in the passage
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # row → live at query time
 
     def ranking(self, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the k best rows of ready documents matching any term, best first."""
@@ -164,6 +167,42 @@ class KeywordQuery:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         hits = hits[np.argsort(-scores[hits], kind="stable")]
         return [(str(self.chunk_ids[r]), float(scores[r])) for r in hits]
+
+    def passages_in(self, doc_id: str) -> int:
+        """How many passages the document has (live at query time)."""
+        number = self.doc_numbers.get(doc_id)
+        return 0 if number is None else int(((self.docs == number) & self.alive).sum())
+
+    def ranking_within(self, doc_id: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the k best passages of one document, scored with the document as the
+        collection: a word's rarity and a passage's length are measured among its own passages. The words that
+        say what the document is about (its parties, its subject) occur in most of its passages and do not count
+        there (unlike FTS5, which gives them a token weight), so what the question asks of it ("the date",
+        "notice", "renewal") ranks; a passage holding none of the other words is not ranked."""
+        number = self.doc_numbers.get(doc_id)
+        if k <= 0 or number is None or not self.postings:
+            return []
+        members = np.flatnonzero((self.docs == number) & self.alive)
+        live: list[tuple[np.ndarray, np.ndarray]] = []
+        for rows, tfs in self.postings:  # live rows only
+            inside = self.docs[rows] == number
+            live.append((rows[inside], tfs[inside]))
+        total = len(members)
+        if total == 0 or not any(len(rows) for rows, _ in live):
+            return []
+        avg_length = float(self.lengths[members].mean()) or 1.0
+        scores: dict[int, float] = {}
+        for rows, tfs in live:
+            if len(rows) == 0:
+                continue
+            idf = math.log((total - len(rows) + 0.5) / (len(rows) + 0.5))
+            if idf <= 0:  # in most of its passages: within it, the word tells none of them apart
+                continue
+            norm = K1 * (1 - B + B * self.lengths[rows] / avg_length)
+            for row, score in zip(rows.tolist(), (idf * tfs * (K1 + 1) / (tfs + norm)).tolist(), strict=True):
+                scores[row] = scores.get(row, 0.0) + score
+        best = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+        return [(str(self.chunk_ids[r]), float(score)) for r, score in best]
 
 
 class KeywordIndex:
@@ -282,8 +321,10 @@ class KeywordIndex:
         scores = np.zeros(len(alive), dtype=np.float32)
         term_ids = self._query_term_ids(words)
         weights: dict[int, float] = {}
+        postings = []
         for term_id in term_ids:
             rows, tfs = self._live_postings(term_id)
+            postings.append((rows, tfs))
             idf = math.log((live_rows - len(rows) + 0.5) / (len(rows) + 0.5))
             weights[term_id] = max(idf, 0.0)
             if len(rows) == 0:
@@ -292,7 +333,10 @@ class KeywordIndex:
             norm = K1 * (1 - B + B * self._length[rows] / avg_length)
             scores[rows] += idf * tfs * (K1 + 1) / (tfs + norm)
         # Catching up replaces the arrays of chunk ids and documents, never changes them: this query keeps its own.
-        return KeywordQuery(tuple(term_ids), weights, scores, self._chunk_id, self._doc, self._doc_numbers, live_rows)
+        return KeywordQuery(
+            tuple(term_ids), weights, scores, self._chunk_id, self._doc, self._doc_numbers, live_rows,
+            tuple(postings), self._length, alive.copy(),
+        )  # fmt: skip
 
     def search(self, words: Sequence[str], k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the k best rows of ready documents matching any word, best first."""

@@ -193,3 +193,56 @@ def test_document_frequency_counts_ready_documents_holding_a_phrase_word_for_wor
         "nowhere": 0,
         "": 0,
     }
+
+
+def fts5_ranking_of(texts: dict[str, str], words: list[str], k: int) -> list[tuple[str, float]]:
+    """FTS5's own BM25 over a table holding only these passages (chunk id → text)."""
+    with sqlite3.connect(":memory:") as db:
+        db.execute(f"CREATE VIRTUAL TABLE t USING fts5(text, chunk_id UNINDEXED, tokenize = '{TOKENIZER}')")
+        db.executemany("INSERT INTO t(text, chunk_id) VALUES (?, ?)", [(t, c) for c, t in texts.items()])
+        expression = " OR ".join(f'"{w}"' for w in words)
+        rows = db.execute(
+            "SELECT chunk_id, -bm25(t) AS s FROM t WHERE t MATCH ? ORDER BY s DESC LIMIT ?", (expression, k)
+        ).fetchall()
+    return [(cid, float(s)) for cid, s in rows]
+
+
+def test_within_a_document_words_weigh_by_their_rarity_among_its_own_passages(tmp_path: Path) -> None:
+    """Ranked within one document, the document's passages are the collection: the word every one of them holds
+    (here the supplier's name) weighs nearly nothing, and the one word few of them hold decides, as FTS5 ranks
+    a table of that document alone. Across the knowledge base the supplier's name is the rare word."""
+    store = Store(tmp_path / "kb")
+    contract = [
+        "Gullwing supplies rope to the harbour. Gullwing delivers monthly.",
+        "Gullwing invoices the harbour each quarter; Gullwing prices are fixed.",
+        "This agreement with Gullwing was signed on 3 May 2001.",
+        "Gullwing may end the agreement with ninety days notice to Gullwing's customer.",
+    ]
+    add(store, "cccc", contract)
+    add(store, "dddd", [f"Lease {n} was signed by the tenant." for n in range(12)])
+    add(store, "eeee", [f"Nothing about the contract in note {n}." for n in range(12)])
+    words = ["signed", "gullwing"]
+    query = store.keyword_search(words)
+    within = query.ranking_within("cccc", 10)
+    assert within[0][0] == "cccc:00002"  # the one passage of the contract that says "signed"
+    reference = fts5_ranking_of({f"cccc:{i:05d}": t for i, t in enumerate(contract)}, words, 10)
+    # FTS5 gives a word in most passages a token weight; within a document such a word does not count at all,
+    # so the passages holding only it are not ranked. The others score as FTS5 scores them.
+    assert ties_in_id_order(within) == ties_in_id_order([(cid, s) for cid, s in reference if s > 1e-3])
+    assert len(within) == 1
+    across = query.ranking(10, ["cccc"])
+    assert across[0][0] != "cccc:00002"  # across the knowledge base "gullwing" outweighs "signed"
+    assert query.passages_in("cccc") == 4 and query.passages_in("zzzz") == 0
+    assert query.ranking_within("zzzz", 10) == [] and query.ranking_within("eeee", 10) == []
+
+
+def test_within_a_replaced_document_only_its_live_passages_count(tmp_path: Path) -> None:
+    store = Store(tmp_path / "kb")
+    add(store, "old1", ["Old text about saffron.", "More saffron.", "Saffron again."])
+    store.keyword_search(["saffron"])  # the index is built with the old version
+    new = ["Saffron fields in autumn.", "The harvest is by hand.", "Rain in spring.", "Sun in summer."]
+    add(store, "new1", new, replaces="old1")
+    query = store.keyword_search(["saffron", "harvest"])
+    assert query.passages_in("new1") == 4 and query.passages_in("old1") == 0
+    assert sorted(cid for cid, _ in query.ranking_within("new1", 5)) == ["new1:00000", "new1:00001"]
+    assert query.ranking_within("old1", 5) == []

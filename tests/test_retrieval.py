@@ -242,3 +242,57 @@ def test_rag_eval_can_turn_each_optional_stage_off() -> None:
     assert without(RetrievalOptions(), ["focus"]).focus is False
     with pytest.raises(ValueError, match="Unknown stage 'routing'"):
         without(RetrievalOptions(), ["routing"])
+
+
+PORTS = ["Aberdeen", "Bristol", "Cardiff", "Dover", "Exeter", "Falmouth", "Grimsby", "Hull", "Ipswich", "Jarrow"]
+GOODS = ["mooring rope", "tow rope", "anchor rope", "deck rope", "lifeline rope", "dock rope"]
+CLAUSES = 80
+NOTICES = range(10, 30, 4)
+NOTICE = (
+    "Clause 38. Prices are in sterling and invoices fall due within thirty days; either party may end this "
+    "contract on ninety days notice; headings do not affect meaning; late payment bears interest."
+)
+
+
+def contract(clause: str, clauses: int, endings: dict[int, str]) -> str:
+    """A contract whose clauses all name its party, goods and agreement (`clause`, formatted with the clause's
+    number and a port), but those in `endings` (clause number → text), which say how it ends."""
+    text = [clause.format(n=n, port=PORTS[n % len(PORTS)], goods=GOODS[n % len(GOODS)]) for n in range(clauses)]
+    for at, ending in endings.items():
+        text[at] = ending
+    return "\n\n".join(text)
+
+
+def test_the_passage_inside_the_document_in_focus_is_found_by_what_the_question_asks_of_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Six look-alike contracts. In the one the question is about, every clause holds the words that
+    found it (the supplier, the goods, the agreement), and across the knowledge base those are the rare words:
+    its other clauses fill the context. Ranked within it, those words count for nothing and the word the
+    question asks about ("notice") decides: the clause that says how it ends, among other terms, is given."""
+    from rag.ingest import Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    gullwing = "Clause {n}. Gullwing Marine supplies {goods} under this rope supply agreement to the port of {port}"
+    gullwing += ", batch {n}."
+    (docs / "gullwing-contract.txt").write_text(contract(gullwing, CLAUSES, {38: NOTICE}))
+    for party, cargo, kind in (("Bluefin", "timber", "haulage"), ("Cormorant", "grain", "shipping"),
+                               ("Dunlin", "coal", "carriage"), ("Eider", "salt", "transport"),
+                               ("Fulmar", "steel", "freight")):  # fmt: skip
+        clause = f"Clause {{n}}. {party} Freight carries {cargo} under this {kind} agreement to {{port}}, lot {{n}}."
+        # Their notices are many: across the knowledge base "notice" is an everyday word.
+        ending = "Clause {n}. Notice {n}: either party may end this agreement on {n} days notice."
+        endings = {n: ending.format(n=n) for n in NOTICES}
+        (docs / f"{party.lower()}-contract.txt").write_text(contract(clause, 40, endings))
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 200, 0).ingest_paths([docs])
+    question = "How much notice ends the rope supply agreement with Gullwing Marine?"
+    result = Retriever(store, embedder).retrieve(question, top_k=3, max_chars=10_000)
+    assert NOTICE in [h.chunk.text for h in result.selected]
+    within = next(s for s in result.stages if s.stage == "within")
+    assert within.note.startswith("ranked within gullwing-contract.txt")
+    off = Retriever(store, embedder, without(RetrievalOptions(), ["within-document"])).retrieve(question, top_k=3)
+    assert {h.chunk.source for h in off.selected} == {"gullwing-contract.txt"}  # the right contract, …
+    assert NOTICE not in [h.chunk.text for h in off.selected]  # … but its other clauses
+    assert "within" not in {s.stage for s in off.stages}

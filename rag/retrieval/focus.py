@@ -100,6 +100,10 @@ class DocumentFocus:
                 return Focus(weights, "content", (), note)
         return Focus(note="about no document in particular")
 
+    def names(self) -> dict[str, str]:
+        """doc id → file name, of the documents held now."""
+        return self._current()[3]
+
     def editions(self) -> list[Edition]:
         return self._current()[2]
 

@@ -57,3 +57,20 @@ def merged(ranking: Sequence[tuple[str, float]], more: Sequence[tuple[str, float
     scores = dict(ranking)
     scores.update(more)
     return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def fuse_within(
+    dense: Sequence[tuple[str, float]],
+    keyword: Sequence[tuple[str, float]],
+    keyword_within: Sequence[tuple[str, float]],
+    fusion: Fusion,
+    within_share: float = 0.5,
+) -> list[tuple[str, float]]:
+    """One document's passages: by meaning, and by words, `within_share` of the words' weight by their rarity
+    among the document's passages (`keyword_within`) and the rest by their rarity in the knowledge base."""
+    if fusion == "rrf":
+        return reciprocal_rank_fusion([[cid for cid, _ in ranking] for ranking in (dense, keyword, keyword_within)])
+    words = 1.0 - DENSE_WEIGHT
+    return convex_fusion(
+        [dense, keyword, keyword_within], [DENSE_WEIGHT, words * (1 - within_share), words * within_share]
+    )

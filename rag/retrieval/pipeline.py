@@ -16,7 +16,7 @@ from rag.keyword_index import query_terms
 from rag.profiles import Profile, ProfileName, choose_profile
 from rag.retrieval.candidates import CANDIDATES, Candidates, CandidateSearch, Query, SearchMode
 from rag.retrieval.focus import DOC_WEIGHT, FOCUS_SHARPNESS, DocumentFocus, Focus
-from rag.retrieval.fusion import FUSIONS, Fusion, fuse
+from rag.retrieval.fusion import FUSIONS, Fusion, fuse, fuse_within
 from rag.retrieval.rerank import RERANK_WEIGHT, SentenceRerank
 from rag.retrieval.select import select
 from rag.schema import RetrievedChunk
@@ -27,7 +27,20 @@ from rag.store import Store
 # named document's score when the question names documents: such a table rarely reads like the question.
 PREFER_WEIGHT = 0.5
 PREFER_CANDIDATES = 100
-STAGES = ("candidates", "focus", "prefer", "rerank", "select")
+# The documents in focus with at least this weight (1.0: the one the question is most about), the first
+# WITHIN_DOCUMENTS of them, have their passages ranked again within themselves (`Retriever._within`).
+WITHIN_LEAD = 0.5
+WITHIN_DOCUMENTS = 3
+# How much a word's rarity within a document counts, beside its rarity in the knowledge base: the more passages
+# the document has, the more its own statistics say (half at WITHIN_HALF passages).
+WITHIN_HALF = 50
+
+
+def within_share(passages: int) -> float:
+    return passages / (passages + WITHIN_HALF) if passages > 0 else 0.0
+
+
+STAGES = ("candidates", "focus", "within", "prefer", "rerank", "select")
 
 Ranking = list[tuple[str, float]]
 
@@ -45,6 +58,7 @@ class RetrievalOptions:
     doc_weight: float = DOC_WEIGHT
     focus_sharpness: float = FOCUS_SHARPNESS
     prefer_weight: float = PREFER_WEIGHT
+    within: bool = True  # the passages of the documents in focus ranked again by the words rare within them
     sentences: bool = True  # a question of several sentences is also searched sentence by sentence
     rerank: bool = False  # the best candidates are also judged by their sentence closest to the question
     rerank_weight: float = RERANK_WEIGHT
@@ -59,6 +73,7 @@ OPTIONAL_STAGES: dict[str, str] = {
     "focus": "focus",  # every document focus: names, time and content
     "content-focus": "by_content",
     "time-focus": "by_time",
+    "within-document": "within",
     "sentences": "sentences",
     "rerank": "rerank",
 }
@@ -75,6 +90,7 @@ def without(options: RetrievalOptions, stages: Sequence[str]) -> RetrievalOption
         focus=options.focus and "focus" not in off,
         by_content=options.by_content and "by_content" not in off,
         by_time=options.by_time and "by_time" not in off,
+        within=options.within and "within" not in off,
         sentences=options.sentences and "sentences" not in off,
         rerank=options.rerank and "rerank" not in off,
     )
@@ -190,9 +206,13 @@ class Retriever:
                 candidates.extend(self.candidates.search(query, breadth, list(focus.searched)))
                 order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
             if focus.weights:
-                weight = self.options.doc_weight
-                order = _raised(order, {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order})
+                order = _raised(order, self._focus_boosts(order, focus))
         report("focus", order, focus.note)
+        if focus.weights and self.options.within and self.options.mode != "dense":
+            order, inside = self._within(order, query, focus, breadth)
+            if inside:
+                names = self.focus.names()
+                report("within", order, "ranked within " + ", ".join(names.get(d, d) for d in inside))
         named = {d: min(1.0, w) for d, w in focus.weights.items()} if focus.how in ("named", "edition") else {}
 
         if query.expansion.prefer and self.options.prefer_weight > 0:
@@ -210,6 +230,40 @@ class Retriever:
         selected = select(hits[:top_k], coverages[:top_k], min_score, max_chars)
         report("select", [(h.chunk.id, h.score) for h in selected], "" if selected else "no evidence: declined")
         return RetrievalResult(text, hits, selected, coverages, stages, time.perf_counter() - started, searched=query)
+
+    def _focus_boosts(self, order: Ranking, focus: Focus) -> dict[str, float]:
+        weight = self.options.doc_weight
+        return {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order}
+
+    def _within(self, order: Ranking, query: Query, focus: Focus, breadth: int) -> tuple[Ranking, list[str]]:
+        """The passages of the documents the question is most about, ranked again within each: by meaning, and
+        by words weighed partly by their rarity among that document's own passages (the words that say what
+        the document is about, which found it, count for little there: what the question asks of it does).
+        A document keeps its places in the ranking (so the documents keep their share of the context); which
+        of its passages fill them is decided within it. Returns the new order and the documents ranked within."""
+        if query.keywords is None:
+            return order, []
+        leads = sorted((d for d, w in focus.weights.items() if w >= WITHIN_LEAD), key=lambda d: -focus.weights[d])
+        scores = dict(order)
+        done = []
+        for doc in leads[:WITHIN_DOCUMENTS]:
+            places = sorted((score for cid, score in scores.items() if _doc_of(cid) == doc), reverse=True)
+            rare_inside = query.keywords.ranking_within(doc, breadth)
+            if not places or not rare_inside:
+                continue
+            inside = self.candidates.search(query, breadth, [doc])
+            share = within_share(query.keywords.passages_in(doc))
+            fused = fuse_within(inside.dense, inside.keyword, rare_inside, self.options.fusion, share)
+            ranked = [cid for cid, _ in fused]
+            mine = [cid for cid in scores if _doc_of(cid) == doc]
+            ranked += [cid for cid in mine if cid not in set(ranked)]
+            for cid in mine:
+                del scores[cid]
+            # Passages beyond the document's places follow its last one, in their order.
+            places += [places[-1] - 1e-6 * (i + 1) for i in range(len(ranked) - len(places))]
+            scores.update(zip(ranked, places, strict=False))
+            done.append(doc)
+        return sorted(scores.items(), key=lambda pair: -pair[1]), done
 
     def passages(self, ranking: Ranking, query: Query, candidates: Candidates | None = None) -> list[RetrievedChunk]:
         """The ranked chunks read back, each scored by its cosine similarity to the question (a keyword-only
