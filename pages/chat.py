@@ -2,8 +2,8 @@
 
 Conversations are saved (SQLite in the data folder): the sidebar lists them to reopen, rename, export or
 delete. Each browser tab has its own current conversation in `st.session_state`. A conversation can be limited
-to some documents ("Search only these documents"); the choice is saved with it. A turn runs in rag/turn.py;
-this page shows it as it streams.
+to some documents ("Search only these documents") and have them read whole ("Read the chosen documents whole");
+both are saved with it. A turn runs in rag/turn.py; this page shows it as it streams.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # The documents chosen before the first question creates the conversation (then saved with it).
 NEW_FILTER = "new_conversation_doc_filter"
 NEW_FILTER_WIDGET = "doc_filter_new"
+# The whole-document switch before the first question (then saved with the conversation), and one that failed to save.
+NEW_WHOLE_WIDGET = "whole_new"
+WHOLE_NOT_SAVED = "whole_document_not_saved"
 # Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
 STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
 WHOLE_STOPPED = "stopped before every part was read; what the parts read so far found is kept above."
@@ -129,6 +132,7 @@ def forget_new_filter() -> None:
     """A new conversation starts searching every document."""
     st.session_state.pop(NEW_FILTER, None)
     st.session_state.pop(NEW_FILTER_WIDGET, None)
+    st.session_state.pop(NEW_WHOLE_WIDGET, None)
 
 
 def document_filter(engine: Engine, conversation: Conversation | None) -> list[SelectedDocument]:
@@ -182,9 +186,8 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
     """
     conversation_id = st.session_state.get("conversation_id")
     stopped = WHOLE_STOPPED if whole else STOPPED
+    # A new conversation is saved with `whole`: it goes on reading the chosen documents whole.
     with Chat(engine, "app").ask(question, conversation_id, selection, stopped=stopped, whole_document=whole) as turn:
-        if whole and conversation_id is None:  # the new conversation goes on reading whole documents
-            st.session_state[f"whole_{turn.conversation_id}"] = st.session_state.get("whole_new", False)
         st.session_state.conversation_id = turn.conversation_id
         st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
         with st.chat_message("user"):
@@ -231,6 +234,8 @@ def conversations_sidebar(engine: Engine) -> None:
                 key=f"open_{info.id}",
                 use_container_width=True,
                 type="primary" if info.id == current else "secondary",
+                icon=":material/menu_book:" if info.whole_document else None,
+                help="Reads its chosen documents whole" if info.whole_document else None,
             ):
                 st.session_state.conversation_id = info.id
                 forget_new_filter()
@@ -315,15 +320,28 @@ def chat(engine: Engine) -> None:
 
 def whole_document_switch(engine: Engine, conversation: Conversation | None, selection: list[SelectedDocument]) -> bool:
     """ "Read the chosen documents whole" for this conversation's questions, with what it costs; off without
-    chosen documents."""
+    chosen documents.
+
+    The switch belongs to the conversation: saved as soon as it is switched, shown as saved (after a reload, in
+    another tab, by `rag chat --conversation ID`). Before the first question it is this tab's, then saved with
+    the new conversation.
+    """
     if not selection:
         return False
-    key = f"whole_{conversation.id if conversation is not None else 'new'}"
+    key, save = NEW_WHOLE_WIDGET, None
+    if conversation is not None:
+        key, save = f"whole_{conversation.id}", (engine.conversations, conversation.id)
+        st.session_state[key] = conversation.whole_document  # as saved: by this tab, another one, or before a reload
+    if (failed := st.session_state.pop(WHOLE_NOT_SAVED, None)) is not None:
+        show_error(failed)
     on = st.toggle(
         "Read the chosen documents whole",
         key=key,
         help="For summaries, 'list every …', 'how many …': every part of the chosen documents is read in order "
-        "and what each says is combined, citing the pages. It takes one model call per part.",
+        "and what each says is combined, citing the pages. It takes one model call per part. The choice is saved "
+        "with this conversation.",
+        on_change=save_whole_document if save is not None else None,
+        args=(*save, key) if save is not None else None,
     )
     if on:
         try:
@@ -333,6 +351,16 @@ def whole_document_switch(engine: Engine, conversation: Conversation | None, sel
             return False
         st.caption(f"Each question reads {plan}. A question can be stopped; what is read is kept.")
     return on
+
+
+def save_whole_document(store: ConversationStore, conversation_id: str, key: str) -> None:
+    """The switch, switched: saved with the conversation before the page is drawn again."""
+    try:
+        store.set_whole_document(conversation_id, bool(st.session_state[key]))
+    except ConversationNotFound:
+        pass  # deleted in another tab: the page says so as it draws
+    except RagError as exc:  # e.g. the database locked: said above the switch, which shows what is saved
+        st.session_state[WHOLE_NOT_SAVED] = exc
 
 
 def cached_plan(engine: Engine, selection: list[SelectedDocument]) -> str:

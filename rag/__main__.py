@@ -122,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
             p.add_argument(
                 "--whole-document",
-                action="store_true",
+                action=argparse.BooleanOptionalAction,
                 help="read every part of the --doc documents in order and combine what each says (summaries, "
-                "'list every …', 'how many …'); says first how many model calls and about how long",
+                "'list every …', 'how many …'); says first how many model calls and about how long. Saved with "
+                "the conversation: `--conversation ID` goes on as it was left unless told otherwise",
             )
             p.add_argument(
                 "--conversation",
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--model", help="the model (default: RAG_MODEL or llama2)")
     chat.add_argument(
         "--doc", action="append", default=[], metavar="NAME", help="search only this document; repeatable, saved"
+    )
+    chat.add_argument(
+        "--whole-document",
+        action=argparse.BooleanOptionalAction,
+        help="read the chosen documents whole for every question (as the app's switch; saved). Not given: a "
+        "continued conversation reads them as it was left, a new one searches them",
     )
     chat.set_defaults(run=cmd_chat)
 
@@ -593,16 +600,22 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
             raise RagError("--history and --conversation cannot be used together: a saved conversation has its own.")
         conversation_id = None if args.conversation == "new" else chat.conversations.resolve(args.conversation)
     earlier = _history(args.history)
-    whole = bool(args.whole_document)
     turn = chat.ask(
-        args.question, conversation_id, _selected(docs), stopped=CLI_STOPPED, earlier=earlier, whole_document=whole
+        args.question,
+        conversation_id,
+        _selected(docs),
+        stopped=CLI_STOPPED,
+        earlier=earlier,
+        whole_document=args.whole_document,  # None: as the conversation was left (a new one: off)
     )
+    if args.whole_document is not None:
+        chat.set_whole_document(turn.conversation_id, args.whole_document)  # kept for its next questions
     choice = engine.chosen
     if choice.fallback or not args.json:
         print(f"# {choice.reason}", file=sys.stderr)
-    if whole:
+    if turn.whole_document:
         print(f"# reading the whole document: {turn.make_plan().describe()}", file=sys.stderr)
-    elif docs and asks_for_whole_document(args.question):
+    elif turn.documents and asks_for_whole_document(args.question):
         print(
             "# this asks about a whole document: add --whole-document to read every part of it (top passages "
             "cannot list every item or summarize it all)",
@@ -742,12 +755,17 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
     documents = _selected(docs)
     interactive = sys.stdin.isatty()
     print(f"# {engine.chosen.reason}", file=sys.stderr)
+    whole = args.whole_document  # None: as the conversation was left (a new one: off)
     if conversation_id is not None:
         earlier = chat.conversations.get(conversation_id)
         print(
             f"# continuing {earlier.title or 'an untitled conversation'} ({len(earlier.messages)} messages)",
             file=sys.stderr,
         )
+        chosen = documents or earlier.doc_filter
+        if chosen and (earlier.whole_document if whole is None else whole):
+            names = ", ".join(d.name for d in chosen)
+            print(f"# reading the chosen documents whole: {names} (--no-whole-document searches them)", file=sys.stderr)
     if interactive:
         print("# one question per line; /quit or Ctrl-D ends; the conversation is saved", file=sys.stderr)
     failed = 0
@@ -763,12 +781,17 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
             break
         if not question:
             continue
-        turn = chat.ask(question, conversation_id, documents, stopped=CLI_STOPPED)
+        turn = chat.ask(question, conversation_id, documents, stopped=CLI_STOPPED, whole_document=whole)
+        if whole is not None:
+            chat.set_whole_document(turn.conversation_id, whole)  # --whole-document or not: saved, as --doc is
         if conversation_id is None:
             print(f"# conversation {turn.conversation_id}", file=sys.stderr)
-        conversation_id, documents = turn.conversation_id, None  # later turns keep the saved choice
+        # Later turns keep the saved choices: the documents, and whether they are read whole.
+        conversation_id, documents, whole = turn.conversation_id, None, None
         if not interactive:
             print(f"you> {question}")
+        if turn.whole_document:
+            print(f"# reading the whole document: {turn.make_plan().describe()}", file=sys.stderr)
         failed += _run_turn(turn)
     if conversation_id is not None:
         print(f"# saved: `python -m rag conversations show {conversation_id[:8]}`", file=sys.stderr)

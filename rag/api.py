@@ -482,7 +482,11 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
             earlier = []
         slots.take()
         try:
-            turn = Chat(engine, "api").ask(question, conversation_id, documents, stopped=API_STOPPED, earlier=earlier)
+            # No whole-document reading here (minutes of model calls behind one request), whatever the app's
+            # switch says for a conversation continued here: its questions are searched.
+            turn = Chat(engine, "api").ask(
+                question, conversation_id, documents, stopped=API_STOPPED, earlier=earlier, whole_document=False
+            )
         except BaseException:
             slots.give_back()
             raise
@@ -525,7 +529,8 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
 
     @app.post(UPLOAD_PATH, tags=["knowledge base"], summary="Add files (multipart, field `file`, repeatable)")
     def upload(
-        who: Authorized, file: Annotated[list[UploadFile], File(description="PDF, DOCX, MD, TXT, HTML, CSV, PNG…")],
+        who: Authorized,
+        file: Annotated[list[UploadFile], File(description="PDF, DOCX, MD, TXT, HTML, CSV, PNG…")],
         model: str = "",
     ) -> JSONResponse:
         engine = engines.get(model)
@@ -584,9 +589,7 @@ def _question(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatTurnMessag
     if not question:
         raise ApiError(400, "The question (the last message) is empty: send some text.")
     earlier = [
-        ChatTurnMessage(m.role, m.text())
-        for m in messages[:-1]
-        if m.role in ("user", "assistant") and m.text().strip()
+        ChatTurnMessage(m.role, m.text()) for m in messages[:-1] if m.role in ("user", "assistant") and m.text().strip()
     ]
     return question, earlier
 
@@ -839,4 +842,3 @@ def serve_in_thread(app: FastAPI, host: str, port: int) -> RunningServer:
             "RAG_API_PORT to a free port."
         )
     return RunningServer(f"http://{host}:{port}", server, thread)
-

@@ -5,9 +5,9 @@ one `BEGIN IMMEDIATE` transaction (rag/sqlite.py), so a message's `seq` is compu
 database write lock: two browser tabs (threads) or two app processes appending at once never collide or lose a message.
 WAL lets readers proceed while a writer works; busy_timeout makes a writer wait its turn instead of failing.
 
-Columns added after the first release (`conversations.doc_filter`, `messages.searched_only`, `messages.channel`,
-`messages.feedback`, `messages.feedback_comment`) are nullable and added by numbered migrations when an older
-database is opened (rag/sqlite.py), so existing conversations are kept.
+Columns added after the first release (`conversations.doc_filter`, `conversations.whole_document`,
+`messages.searched_only`, `messages.channel`, `messages.feedback`, `messages.feedback_comment`) are nullable and
+added by numbered migrations when an older database is opened (rag/sqlite.py), so existing conversations are kept.
 """
 
 from __future__ import annotations
@@ -88,6 +88,10 @@ MIGRATIONS = (
     Migration("004_message_channel", lambda db: add_column(db, "messages", "channel", "TEXT")),
     # on answers: "up" | "down" | NULL (no verdict), and the person's words
     Migration("005_message_feedback", lambda db: _add_feedback_columns(db)),
+    # 1: its questions read the chosen documents whole; 0 or NULL (saved before it was kept): they search them
+    Migration(
+        "006_conversation_whole_document", lambda db: add_column(db, "conversations", "whole_document", "INTEGER")
+    ),
 )
 
 
@@ -245,6 +249,7 @@ class ConversationInfo:
     created_at: str
     updated_at: str
     messages: int
+    whole_document: bool = False  # its questions read the chosen documents whole (see Conversation)
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,9 @@ class Conversation:
     settings: dict[str, Any]  # the settings it ran with (JSON-able)
     messages: list[StoredMessage] = field(default_factory=list)
     doc_filter: list[SelectedDocument] = field(default_factory=list)  # empty: search every document
+    # "Read the chosen documents whole": its questions read every part of doc_filter's documents instead of
+    # searching them (rag/whole_document.py). Kept with the conversation; it applies only with documents chosen.
+    whole_document: bool = False
 
     def history(self, after: int = 0) -> list[Message]:
         """Completed turns as alternating user/assistant messages, oldest first.
@@ -313,15 +321,18 @@ class ConversationStore:
         settings: dict[str, Any] | None = None,
         title: str = "",
         doc_filter: Sequence[SelectedDocument] = (),
+        whole_document: bool = False,
     ) -> str:
-        """A new empty conversation; returns its id (uuid4 hex). ``doc_filter``: see ``set_doc_filter``."""
+        """A new empty conversation; returns its id (uuid4 hex). ``doc_filter``: see ``set_doc_filter``;
+        ``whole_document``: see ``set_whole_document``."""
         conversation_id = uuid.uuid4().hex
         now = now_iso()
+        settings_json, filter_json = _settings_json(settings or {}), _filter_json(doc_filter)
         with self._write():
             self._db.execute(
-                "INSERT INTO conversations(id, title, created_at, updated_at, settings, doc_filter)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (conversation_id, _collapse(title), now, now, _settings_json(settings or {}), _filter_json(doc_filter)),
+                "INSERT INTO conversations(id, title, created_at, updated_at, settings, doc_filter, whole_document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conversation_id, _collapse(title), now, now, settings_json, filter_json, _flag(whole_document)),
             )
         return conversation_id
 
@@ -332,11 +343,15 @@ class ConversationStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.id, c.title, c.created_at, c.updated_at,"
-                " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)"
+                " (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id),"
+                " COALESCE(c.whole_document, 0)"
                 " FROM conversations c ORDER BY c.updated_at DESC, c.rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [ConversationInfo(*row) for row in rows]
+        return [
+            ConversationInfo(cid, title, created_at, updated_at, messages, whole_document=bool(whole))
+            for cid, title, created_at, updated_at, messages, whole in rows
+        ]
 
     def resolve(self, id_or_prefix: str) -> str:
         """The id of the one conversation whose id starts with ``id_or_prefix`` (as `conversations list`
@@ -360,8 +375,8 @@ class ConversationStore:
     def get(self, conversation_id: str) -> Conversation:
         with self._read():
             row = self._db.execute(
-                "SELECT id, title, created_at, updated_at, summary, summarized_through, settings, doc_filter"
-                " FROM conversations WHERE id = ?",
+                "SELECT id, title, created_at, updated_at, summary, summarized_through, settings, doc_filter,"
+                " COALESCE(whole_document, 0) FROM conversations WHERE id = ?",
                 (conversation_id,),
             ).fetchone()
             if row is None:
@@ -370,7 +385,7 @@ class ConversationStore:
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
                 (conversation_id,),
             ).fetchall()
-        cid, title, created_at, updated_at, summary, summarized_through, settings, doc_filter = row
+        cid, title, created_at, updated_at, summary, summarized_through, settings, doc_filter, whole_document = row
         return Conversation(
             id=cid,
             title=title,
@@ -381,6 +396,7 @@ class ConversationStore:
             settings=json.loads(settings),
             messages=[_message(r) for r in rows],
             doc_filter=[SelectedDocument(d["doc_id"], d["name"]) for d in json.loads(doc_filter or "[]")],
+            whole_document=bool(whole_document),
         )
 
     def rename(self, conversation_id: str, title: str) -> None:
@@ -426,6 +442,18 @@ class ConversationStore:
         with self._write():
             self._update(
                 conversation_id, "UPDATE conversations SET doc_filter = ? WHERE id = ?", (data, conversation_id)
+            )
+
+    def set_whole_document(self, conversation_id: str, on: bool) -> None:
+        """Switch "Read the chosen documents whole" on or off for the conversation's questions (kept with it, so a
+        reload, another tab or `rag chat --conversation ID` goes on the same way). Not activity, like the filter."""
+        if not isinstance(on, bool):
+            raise TypeError(f"whole_document must be True or False, got {on!r}")
+        with self._write():
+            self._update(
+                conversation_id,
+                "UPDATE conversations SET whole_document = ? WHERE id = ?",
+                (_flag(on), conversation_id),
             )
 
     # -- messages -----------------------------------------------------------------------------------
@@ -613,6 +641,10 @@ def _filter_json(documents: Sequence[SelectedDocument]) -> str | None:
         if not isinstance(d, SelectedDocument):
             raise TypeError(f"doc_filter takes SelectedDocument values, got {type(d).__name__}")
     return json.dumps([asdict(d) for d in documents], ensure_ascii=False) if documents else None
+
+
+def _flag(on: bool) -> int:
+    return 1 if on else 0
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -9,8 +9,12 @@ from rag.conversations import Conversation, SavedSource
 
 
 def conversation_markdown(c: Conversation) -> str:
-    """The conversation as Markdown: the summary, each message, what an answer searched and its sources."""
+    """The conversation as Markdown: the documents it is limited to (and whether it reads them whole), the
+    summary, each message, what an answer searched and its sources."""
     lines = [f"# {c.title or 'Untitled conversation'}", "", f"Started {c.created_at} · last message {c.updated_at}"]
+    if c.doc_filter:
+        chosen = ", ".join(d.name for d in c.doc_filter)
+        lines += ["", f"*{'Reads these documents whole' if c.whole_document else 'Searches only'}:* {chosen}"]
     if c.summary:
         lines += ["", f"## Summary of messages 1–{c.summarized_through}", "", c.summary]
     if c.messages:

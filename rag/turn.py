@@ -281,6 +281,13 @@ def whole_document_plan(engine: Engine, question: str, documents: Sequence[Selec
 # -- a saved turn ---------------------------------------------------------------------------------------
 
 
+def _no_documents() -> WholeDocumentError:
+    return WholeDocumentError(
+        "Choose the documents to read whole first (Search only these documents, or --doc NAME): reading "
+        "every document of the knowledge base for one question would take too long."
+    )
+
+
 class Chat:
     """Conversations on one engine, asked through one channel (app, cli, api): one saved turn at a time."""
 
@@ -292,10 +299,18 @@ class Chat:
     def conversations(self) -> ConversationStore:
         return self.engine.conversations
 
-    def start(self, documents: Sequence[SelectedDocument] = (), earlier: Sequence[Message] = ()) -> str:
-        """A new conversation with the current settings, limited to ``documents`` (empty: all). ``earlier``:
-        messages exchanged before it (a client's history, `rag ask --history`), saved first as its history."""
-        conversation_id = self.conversations.create(settings=self.engine.settings.editable(), doc_filter=documents)
+    def start(
+        self,
+        documents: Sequence[SelectedDocument] = (),
+        earlier: Sequence[Message] = (),
+        whole_document: bool = False,
+    ) -> str:
+        """A new conversation with the current settings, limited to ``documents`` (empty: all), reading them
+        whole if ``whole_document``. ``earlier``: messages exchanged before it (a client's history,
+        `rag ask --history`), saved first as its history."""
+        conversation_id = self.conversations.create(
+            settings=self.engine.settings.editable(), doc_filter=documents, whole_document=whole_document
+        )
         for message in earlier:
             if message.role != "system":
                 self.conversations.add_message(conversation_id, message.role, message.content, channel=self.channel)
@@ -309,15 +324,21 @@ class Chat:
         *,
         stopped: str = STOPPED,
         earlier: Sequence[Message] = (),
-        whole_document: bool = False,
+        whole_document: bool | None = None,
     ) -> Turn:
         """A turn of the conversation (a new one, holding ``earlier``, when ``conversation_id`` is None);
         nothing runs until it is iterated. ``documents``: the documents to search, saved as the
         conversation's choice; None keeps the conversation's own. A chosen document deleted since is left
-        out. ``stopped`` is the error saved when the reader stops early. ``whole_document``: read every chunk
-        of the chosen documents instead of searching them (rag/whole_document.py); it needs chosen documents."""
+        out. ``stopped`` is the error saved when the reader stops early.
+
+        ``whole_document``: read every chunk of the chosen documents instead of searching them
+        (rag/whole_document.py). None: as the conversation's saved switch says (``set_whole_document``; it
+        applies only while the conversation has chosen documents). True or False: this turn only, except that a
+        new conversation is saved with it. Asked for explicitly without chosen documents, it is an error."""
+        if whole_document and conversation_id is None and not documents:
+            raise _no_documents()  # said before a conversation is made for nothing
         if conversation_id is None:
-            conversation_id = self.start(documents or (), earlier)
+            conversation_id = self.start(documents or (), earlier, whole_document=bool(whole_document))
         elif earlier:
             raise ValueError("earlier messages start a new conversation: a saved one has its own history")
         conversation = self.conversations.get(conversation_id)
@@ -328,11 +349,13 @@ class Chat:
         if conversation.doc_filter:  # the document list is read only when there is a choice to check
             kept, _gone = resolve_doc_filter(conversation.doc_filter, self.engine.documents())
         if whole_document and not kept:
-            raise WholeDocumentError(
-                "Choose the documents to read whole first (Search only these documents, or --doc NAME): reading "
-                "every document of the knowledge base for one question would take too long."
-            )
-        return Turn(self.engine, conversation, question, kept, self.channel, stopped, whole_document)
+            raise _no_documents()
+        whole = conversation.whole_document and bool(kept) if whole_document is None else whole_document
+        return Turn(self.engine, conversation, question, kept, self.channel, stopped, whole)
+
+    def set_whole_document(self, conversation_id: str, on: bool) -> None:
+        """Switch reading the chosen documents whole on or off for the conversation's later questions (saved)."""
+        self.conversations.set_whole_document(conversation_id, on)
 
 
 class Turn:

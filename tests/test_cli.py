@@ -392,3 +392,26 @@ def test_ask_whole_document_says_its_cost_first_then_reads_every_part(gardens: P
     assert "# part 1 of 1" in whole.stderr
     assert "Read: garden.md" in whole.stdout and "Sources:" not in whole.stdout
     assert everything.returncode == 1 and "Choose the documents to read whole first" in everything.stderr
+
+
+@pytest.mark.slow
+def test_a_conversation_continued_in_the_terminal_reads_its_documents_whole_as_it_was_left(gardens: Path) -> None:
+    question = ["ask", "List every day the tomatoes are watered", "--doc", "garden.md", "--whole-document"]
+    with FakeOllama(models=["llama2:latest"]) as server:
+        first = run([*question, "--conversation", "new"], gardens, OLLAMA_HOST=server.host)
+        assert first.returncode == 0, first.stderr
+        cid = conversation_id(first.stderr)
+        resumed = run(["chat", "--conversation", cid[:8]], gardens, "And on which day?\n", OLLAMA_HOST=server.host)
+        plain = "When are the tomatoes in the garden watered?"
+        searched = run(["chat", "--conversation", cid[:8], "--no-whole-document"], gardens, plain + "\n",
+                       OLLAMA_HOST=server.host)  # fmt: skip
+        after = run(["ask", "--conversation", cid[:8], plain], gardens, OLLAMA_HOST=server.host)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "# reading the chosen documents whole: garden.md (--no-whole-document searches them)" in resumed.stderr
+    assert "# reading the whole document: 1 parts" in resumed.stderr and "Read: garden.md" in resumed.stdout
+    assert searched.returncode == 0, searched.stderr
+    assert "reading the" not in searched.stderr and "Sources:\n  [1] garden.md" in searched.stdout
+    assert after.returncode == 0, after.stderr  # --no-whole-document was saved: it searches from now on
+    assert "reading the whole document" not in after.stderr and "Sources:" in after.stdout
+    shown = run(["conversations", "show", cid[:8]], gardens)
+    assert "*Searches only:* garden.md" in shown.stdout

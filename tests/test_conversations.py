@@ -400,6 +400,68 @@ def test_the_document_filter_is_saved_and_read_back(store: ConversationStore, db
         store.set_doc_filter(cid, ["a1b2c3d4e5f60718"])  # type: ignore[list-item]
 
 
+def test_reading_the_chosen_documents_whole_is_kept_with_the_conversation(
+    store: ConversationStore, db_path: Path
+) -> None:
+    a = SelectedDocument("a1b2c3d4e5f60718", "a.pdf")
+    assert store.get(store.create(doc_filter=[a])).whole_document is False  # a new conversation searches
+    cid = store.create(doc_filter=[a], whole_document=True)  # made by a whole-document question
+    assert store.get(cid).whole_document is True
+    assert [i.whole_document for i in store.list() if i.id == cid] == [True]  # the sidebar marks it
+    before = store.get(cid).updated_at
+    store.set_whole_document(cid, False)
+    assert store.get(cid).whole_document is False and store.get(cid).updated_at == before  # not activity
+    store.set_whole_document(cid, True)
+    store.close()
+    again = ConversationStore(db_path)  # a reload, another tab, another process: the same switch
+    try:
+        reopened = again.get(cid)
+        assert (reopened.whole_document, reopened.doc_filter) == (True, [a])
+        exported = json.loads(conversation_json(reopened))
+        assert (exported["whole_document"], exported["doc_filter"]) == (True, [{"doc_id": a.doc_id, "name": "a.pdf"}])
+        assert "*Reads these documents whole:* a.pdf" in conversation_markdown(reopened)
+        again.set_whole_document(cid, False)
+        assert "*Searches only:* a.pdf" in conversation_markdown(again.get(cid))
+        assert rows(db_path, "SELECT whole_document FROM conversations WHERE id = ?", cid) == [(0,)]
+        with pytest.raises(ConversationNotFound):
+            again.set_whole_document("nope", True)
+        with pytest.raises(TypeError, match="True or False"):
+            again.set_whole_document(cid, "yes")  # type: ignore[arg-type]
+    finally:
+        again.close()
+
+
+def test_a_database_from_before_the_whole_document_switch_reads_it_as_off(db_path: Path) -> None:
+    from rag.sqlite import open_migrated
+
+    before = [m for m in MIGRATIONS if m.name != "006_conversation_whole_document"]
+    assert len(before) == len(MIGRATIONS) - 1
+    db = open_migrated(db_path, before)  # the database as the version before the switch left it
+    db.execute(
+        "INSERT INTO conversations(id, title, created_at, updated_at, doc_filter) VALUES (?, ?, ?, ?, ?)",
+        (
+            "c1",
+            "Old one",
+            "2026-12-01T10:00:00+00:00",
+            "2026-12-01T10:00:00+00:00",
+            '[{"doc_id": "d1", "name": "r.pdf"}]',
+        ),
+    )
+    db.commit()
+    db.close()
+    store = ConversationStore(db_path)
+    try:
+        old = store.get("c1")
+        assert (old.doc_filter, old.whole_document) == ([SelectedDocument("d1", "r.pdf")], False)
+        assert [i.whole_document for i in store.list()] == [False]
+        assert rows(db_path, "SELECT whole_document FROM conversations") == [(None,)]  # nothing written for it
+        assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]
+        store.set_whole_document("c1", True)
+        assert store.get("c1").whole_document is True
+    finally:
+        store.close()
+
+
 def test_an_answer_keeps_the_documents_it_searched(store: ConversationStore) -> None:
     cid = store.create()
     store.add_message(cid, "user", "When?")
@@ -561,6 +623,7 @@ def test_conversations_saved_before_migrations_open_with_everything_kept(tmp_pat
     assert answer.budget == PromptBudget(60, 0, 40, 0, 20, prompt=120, reserved=512, window=2048, history_dropped=0)
     assert answer.prompt == "<s>[INST] ..."
     assert (answer.channel, answer.feedback) == (None, None)  # saved before either was recorded
+    assert saved.whole_document is False  # saved before the switch was kept: off
     assert applied_migrations(store._db) == [m.name for m in MIGRATIONS]
     store.add_message(info.id, "user", "And when?")  # still writable after the upgrade
     assert [m.seq for m in store.get(info.id).messages] == [1, 2, 3]

@@ -473,5 +473,39 @@ def test_a_whole_document_turn_needs_chosen_documents(
     canada_engine_parts: tuple[Path, Path], embedder: Embedder
 ) -> None:
     engine = scripted_engine(canada_engine_parts, embedder, ScriptedModel([]))
+    before = len(engine.conversations.list(limit=1000))
     with pytest.raises(WholeDocumentError, match="Choose the documents to read whole"):
         Chat(engine, "cli").ask("Summarize everything.", whole_document=True)
+    assert len(engine.conversations.list(limit=1000)) == before  # no empty conversation left behind
+
+
+def test_a_conversation_keeps_reading_its_documents_whole_until_switched_off(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """The switch is the conversation's: a new conversation made by a whole-document question keeps it, a turn
+    that says nothing follows it, a turn that says otherwise is that turn alone."""
+    engine = scripted_engine(canada_engine_parts, embedder, ScriptedModel([]))
+    chat = Chat(engine, "app")
+    canada = [SelectedDocument(d.doc_id, d.name) for d in engine.documents() if d.name == "canada.md"]
+    with chat.ask("Summarize Canada.", documents=canada, whole_document=True) as first:
+        pass  # made and saved before it runs
+    cid = first.conversation_id
+    assert engine.conversations.get(cid).whole_document is True
+
+    def reads_whole(**given: object) -> bool:
+        with chat.ask("And the river?", cid, **given) as turn:  # type: ignore[arg-type]
+            return turn.whole_document
+
+    assert reads_whole() is True  # as saved: a reload, another tab, `rag chat --conversation ID`
+    assert reads_whole(whole_document=False) is False  # this turn searches ...
+    assert engine.conversations.get(cid).whole_document is True  # ... the conversation still reads whole
+    chat.set_whole_document(cid, False)
+    assert reads_whole() is False
+    assert chat.conversations.get(cid).messages == []  # turns never iterated save nothing
+
+    chat.set_whole_document(cid, True)
+    engine.conversations.set_doc_filter(cid, [])  # no documents chosen any more: the switch cannot apply
+    assert reads_whole() is False
+    with chat.ask("Summarize.", documents=canada) as searched:  # a new conversation searches by default
+        assert searched.whole_document is False
+    assert engine.conversations.get(searched.conversation_id).whole_document is False

@@ -484,3 +484,70 @@ def test_a_whole_document_question_is_suggested_then_read_part_by_part_with_its_
         said = " ".join(c.value for c in at.main.caption)
         assert "Each question reads 1 parts: 1 model calls (1 to read, 0 to combine)" in said
         assert "measured speed" in said
+
+
+WHOLE = "Read the chosen documents whole"
+
+
+def switch(at: AppTest) -> Any:
+    """The whole-document switch (found by its label), or None when it is not shown."""
+    return next((t for t in at.toggle if t.label == WHOLE), None)
+
+
+def reopened(title: str) -> AppTest:
+    """A fresh session on the same data folder (what a reload or another browser makes), the conversation opened."""
+    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
+    again.run()
+    assert not again.exception, again.exception
+    assert switch(again) is None  # a new conversation chooses no documents, so there is nothing to read whole
+    next(b for b in again.sidebar.button if b.label == title).click().run()
+    assert not again.exception, again.exception
+    return again
+
+
+@pytest.mark.slow
+def test_the_whole_document_switch_is_kept_with_the_conversation_after_a_reload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is a fake Ollama at the wire (quick, and it reports its timings, so the speed is measured)."""
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", ["- tomatoes ", "(Tuesday, Ana)"])
+    with FakeOllama(models=["llama2:latest"]) as server:
+        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT}, OLLAMA_HOST=server.host)
+        garden = shared_store(str(tmp_path / "data")).find("garden.md")
+        assert garden is not None
+        at.multiselect[0].select(garden.doc_id).run()
+        at.chat_input[0].set_value("When are the tomatoes watered?").run()  # searched: the switch was off
+        assert not at.exception, at.exception
+        assert "searched only: garden\\.md" in [c.value for c in at.chat_message[1].caption]
+        assert switch(at).value is False
+        switch(at).set_value(True).run()  # switched on in the conversation: saved at once
+        assert not at.exception, at.exception
+        assert switch(at).value is True
+
+        # A reload: the conversation reopened reads its chosen document whole, and the sidebar marks it.
+        again = reopened("When are the tomatoes watered?")
+        assert again.multiselect[0].values == ["garden.md"]
+        assert switch(again).value is True
+        assert "Each question reads 1 parts" in " ".join(c.value for c in again.main.caption)
+        listed = next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?")
+        assert listed.proto.icon == ":material/menu_book:" and listed.help == "Reads its chosen documents whole"
+        again.chat_input[0].set_value("List every vegetable in the garden.").run()
+        assert not again.exception, again.exception
+        assert "read whole: garden\\.md" in [c.value for c in again.chat_message[3].caption]
+
+        # Switched off in that session: the next one finds it off, and its questions search again.
+        switch(again).set_value(False).run()
+        assert not again.exception, again.exception
+        third = reopened("When are the tomatoes watered?")
+        assert switch(third).value is False
+        assert not next(b for b in third.sidebar.button if b.label == "When are the tomatoes watered?").proto.icon
+
+        # A new conversation whose first question reads whole is saved reading whole.
+        next(b for b in third.sidebar.button if b.label == "New conversation").click().run()
+        third.multiselect[0].select(garden.doc_id).run()
+        switch(third).set_value(True).run()
+        third.chat_input[0].set_value("What grows in the garden?").run()
+        assert not third.exception, third.exception
+        assert "read whole: garden\\.md" in [c.value for c in third.chat_message[1].caption]
+        assert switch(third).value is True
+        assert switch(reopened("What grows in the garden?")).value is True
