@@ -624,6 +624,15 @@ class Store:
                 return kept[:k]
             n_results *= 2  # strays the registry does not count took places: look further
 
+    def vectors_of(self, doc_id: str) -> tuple[list[str], np.ndarray]:
+        """A ready document's chunk ids and their stored vectors, one row each (none when it is not ready).
+        A metadata lookup, not a nearest-neighbour search: cheaper than a filtered search in a large collection."""
+        result = self._vectors.read(lambda c: c.get(where={"doc_id": doc_id}, include=["embeddings"]))
+        vectors = result["embeddings"]
+        if vectors is None or len(result["ids"]) == 0 or not self._ready_among({doc_id}):
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [str(cid) for cid in result["ids"]], np.asarray(vectors, dtype=np.float32)
+
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         """The given chunks of ready documents with their stored vectors (ids no longer stored, or of a document
         no longer ready, are left out). An id asked twice is read once (Chroma refuses repeated ids)."""

@@ -296,3 +296,32 @@ def test_the_passage_inside_the_document_in_focus_is_found_by_what_the_question_
     assert {h.chunk.source for h in off.selected} == {"gullwing-contract.txt"}  # the right contract, …
     assert NOTICE not in [h.chunk.text for h in off.selected]  # … but its other clauses
     assert "within" not in {s.stage for s in off.stages}
+
+
+def test_a_search_within_a_few_documents_ranks_as_chromas_filtered_search(tmp_path: Path, embedder: Embedder) -> None:
+    """Within the documents in focus, dense search reads their kept vectors instead of a filtered search of the
+    whole collection: the same passages, the same order, the same cosines; and nothing of a document deleted
+    since."""
+    from rag.ingest import Ingestor
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, topic in (("ropes.txt", "rope"), ("sails.txt", "sail"), ("masts.txt", "mast")):
+        notes = [f"Note {n} on the {topic}: it was checked in week {n}." for n in range(30)]
+        (docs / name).write_text("\n\n".join(notes))
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 120, 0).ingest_paths([docs])
+    search = Retriever(store, embedder).candidates
+    query = search.query("When was the rope checked?")
+    ropes, sails = (store.find(name) for name in ("ropes.txt", "sails.txt"))
+    assert ropes is not None and sails is not None
+    for doc_ids in ([ropes.doc_id], [ropes.doc_id, sails.doc_id]):
+        kept = dict(search.search(query, 100, doc_ids).dense)
+        chroma = {cid: score for d in doc_ids for cid, score in store.nearest(query.vectors[0], 100, [d])}
+        assert kept.keys() == chroma.keys()
+        assert len(kept) == sum(d.chunks for d in store.documents() if d.doc_id in doc_ids)  # every passage
+        assert all(abs(kept[cid] - chroma[cid]) < 1e-3 for cid in kept)
+        best = search.search(query, 5, doc_ids).dense
+        assert [score for _, score in best] == sorted(kept.values(), reverse=True)[:5]
+    store.delete_document(ropes.doc_id)
+    assert search.search(query, 20, [ropes.doc_id]).dense == []

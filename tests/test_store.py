@@ -82,6 +82,21 @@ def test_committed_documents_are_listed_and_searchable(store: Store, embedder: E
     assert [h.chunk.source for h in only_rockets] == ["rockets.txt"]
 
 
+def test_a_documents_vectors_are_read_whole_and_only_while_it_is_ready(store: Store, embedder: Embedder) -> None:
+    texts = ["Cats purr when content.", "Cats sleep a lot.", "Cats chase string."]
+    add(store, embedder, "aaaa", "cats.txt", texts)
+    add(store, embedder, "bbbb", "rockets.txt", ["Rockets burn fuel to reach orbit."])
+    add(store, embedder, "cccc", "half.txt", ["Still being indexed."], commit=False)
+    ids, vectors = store.vectors_of("aaaa")
+    assert sorted(ids) == ["aaaa:00000", "aaaa:00001", "aaaa:00002"]
+    expected = embedder.embed_documents(texts)
+    for cid, vector in zip(ids, vectors, strict=True):
+        assert np.allclose(vector, expected[int(cid.rpartition(":")[2])], atol=1e-5)
+    assert store.vectors_of("cccc")[0] == [] and store.vectors_of("zzzz")[0] == []
+    store.delete_document("aaaa")
+    assert store.vectors_of("aaaa")[0] == []
+
+
 def test_uncommitted_chunks_are_invisible(store: Store, embedder: Embedder) -> None:
     add(store, embedder, "aaaa", "half.txt", ["A document still being indexed."], commit=False)
     assert store.documents() == []
