@@ -136,11 +136,16 @@ def resolve(
     if not relevant:
         return None
     best = max(relevant, key=lambda e: relevance[e.doc_id])
+    top = relevance[best.doc_id]
     family = [e for e in editions if e.series == best.series]
+    # A numbered collection of different subjects ("PEP 665", "PEP 751") is named like a series: when the
+    # question is about some of its members only ("the most recent lock file proposal"), those are the series.
+    about = [e for e in family if relevance.get(e.doc_id, 0.0) >= share * top]
+    if share > 0 and len(about) >= 2 and len(about) < len(family) / 2:
+        family = about
     if len(family) >= 2 and len({e.numbers for e in family}) == len(family):
         ordered = sorted(family, key=lambda e: e.numbers)
     else:
-        top = relevance[best.doc_id]
         dated = [e for e in relevant if e.date != (0, 0, 0) and relevance[e.doc_id] >= share * top]
         if len(dated) < 2:
             return None

@@ -52,3 +52,16 @@ def test_documents_of_no_series_are_ordered_by_the_dates_they_print() -> None:
 def test_every_edition_of_the_series_counts_however_its_passages_scored() -> None:
     notes = [edition_of(f"d{n}", "", f"Tool {v} Release Notes.txt", "") for n, v in enumerate(("1.0", "2.0", "3.0"))]
     assert resolve("latest", notes, {"d0": 1.0}) == "d2"  # the newest one's passages did not match at all
+
+
+def test_a_numbered_collection_is_a_series_only_of_the_members_the_question_is_about() -> None:
+    """Proposals numbered alike ("PEP 665", "PEP 751", "PEP 3333") are named like a series, but "the most recent
+    lock file proposal" asks among the lock file proposals: the highest-numbered proposal of all is about
+    something else."""
+    peps = [edition_of(f"p{n}", "", f"PEP {n}.txt", "") for n in (8, 257, 665, 751, 3333, 484, 20, 440)]
+    about_lock_files = {"p665": 0.9, "p751": 1.0, "p3333": 0.2, "p8": 0.3}
+    assert resolve("latest", peps, about_lock_files, share=0.6) == "p751"
+    assert resolve("earliest", peps, about_lock_files, share=0.6) == "p665"
+    # A question about most of them ("the latest release") still orders the whole series.
+    notes = [edition_of(f"d{n}", "", f"Tool {v} Release Notes.txt", "") for n, v in enumerate(("1.0", "2.0", "3.0"))]
+    assert resolve("latest", notes, {"d0": 1.0, "d1": 0.9, "d2": 0.7}, share=0.6) == "d2"
