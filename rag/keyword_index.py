@@ -170,8 +170,11 @@ class KeywordQuery:
 
     def passages_in(self, doc_id: str) -> int:
         """How many passages the document has (live at query time)."""
+        return len(self._rows_of(doc_id))
+
+    def _rows_of(self, doc_id: str) -> np.ndarray:
         number = self.doc_numbers.get(doc_id)
-        return 0 if number is None else int(((self.docs == number) & self.alive).sum())
+        return _EMPTY_ROWS if number is None else np.flatnonzero((self.docs == number) & self.alive)
 
     def ranking_within(self, doc_id: str, k: int) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the k best passages of one document, scored with the document as the
@@ -182,7 +185,7 @@ class KeywordQuery:
         number = self.doc_numbers.get(doc_id)
         if k <= 0 or number is None or not self.postings:
             return []
-        members = np.flatnonzero((self.docs == number) & self.alive)
+        members = self._rows_of(doc_id)
         live: list[tuple[np.ndarray, np.ndarray]] = []
         for rows, tfs in self.postings:  # live rows only
             inside = self.docs[rows] == number

@@ -206,7 +206,8 @@ class Retriever:
                 candidates.extend(self.candidates.search(query, breadth, list(focus.searched)))
                 order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
             if focus.weights:
-                order = _raised(order, self._focus_boosts(order, focus))
+                weight = self.options.doc_weight
+                order = _raised(order, {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order})
         report("focus", order, focus.note)
         if focus.weights and self.options.within and self.options.mode != "dense":
             order, inside = self._within(order, query, focus, breadth)
@@ -231,10 +232,6 @@ class Retriever:
         report("select", [(h.chunk.id, h.score) for h in selected], "" if selected else "no evidence: declined")
         return RetrievalResult(text, hits, selected, coverages, stages, time.perf_counter() - started, searched=query)
 
-    def _focus_boosts(self, order: Ranking, focus: Focus) -> dict[str, float]:
-        weight = self.options.doc_weight
-        return {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order}
-
     def _within(self, order: Ranking, query: Query, focus: Focus, breadth: int) -> tuple[Ranking, list[str]]:
         """The passages of the documents the question is most about, ranked again within each: by meaning, and
         by words weighed partly by their rarity among that document's own passages (the words that say what
@@ -247,18 +244,18 @@ class Retriever:
         scores = dict(order)
         done = []
         for doc in leads[:WITHIN_DOCUMENTS]:
-            places = sorted((score for cid, score in scores.items() if _doc_of(cid) == doc), reverse=True)
+            mine = [cid for cid in scores if _doc_of(cid) == doc]
             rare_inside = query.keywords.ranking_within(doc, breadth)
-            if not places or not rare_inside:
+            if not mine or not rare_inside:
                 continue
+            places = sorted((scores.pop(cid) for cid in mine), reverse=True)
             inside = self.candidates.search(query, breadth, [doc])
             share = within_share(query.keywords.passages_in(doc))
-            fused = fuse_within(inside.dense, inside.keyword, rare_inside, self.options.fusion, share)
-            ranked = [cid for cid, _ in fused]
-            mine = [cid for cid in scores if _doc_of(cid) == doc]
-            ranked += [cid for cid in mine if cid not in set(ranked)]
-            for cid in mine:
-                del scores[cid]
+            ranked = [
+                cid for cid, _ in fuse_within(inside.dense, inside.keyword, rare_inside, self.options.fusion, share)
+            ]
+            found = set(ranked)
+            ranked += [cid for cid in mine if cid not in found]
             # Passages beyond the document's places follow its last one, in their order.
             places += [places[-1] - 1e-6 * (i + 1) for i in range(len(ranked) - len(places))]
             scores.update(zip(ranked, places, strict=False))
