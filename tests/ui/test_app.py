@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -453,17 +454,24 @@ def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
     assert "`python -m rag check --repair`" in warning
 
 
-@pytest.mark.slow
-def test_a_whole_document_question_is_suggested_then_read_part_by_part_with_its_cost_said_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The model is a fake Ollama at the wire (quick, and it reports its timings, so the speed is measured)."""
+@contextmanager
+def garden_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AppTest, Any]]:
+    """The chat page answered by a fake Ollama at the wire (quick, and it reports its timings, so the speed is
+    measured), its conversation limited to garden.md (yielded with the page, as its document record)."""
     monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", ["- tomatoes ", "(Tuesday, Ana)"])
     with FakeOllama(models=["llama2:latest"]) as server:
         at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT}, OLLAMA_HOST=server.host)
         garden = shared_store(str(tmp_path / "data")).find("garden.md")
         assert garden is not None
         at.multiselect[0].select(garden.doc_id).run()
+        yield at, garden
+
+
+@pytest.mark.slow
+def test_a_whole_document_question_is_suggested_then_read_part_by_part_with_its_cost_said_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with garden_chosen(tmp_path, monkeypatch) as (at, _):
         switch = at.toggle[0]
         assert switch.label == "Read the chosen documents whole" and not switch.value
 
@@ -509,13 +517,7 @@ def reopened(title: str) -> AppTest:
 def test_the_whole_document_switch_is_kept_with_the_conversation_after_a_reload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The model is a fake Ollama at the wire (quick, and it reports its timings, so the speed is measured)."""
-    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", ["- tomatoes ", "(Tuesday, Ana)"])
-    with FakeOllama(models=["llama2:latest"]) as server:
-        at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT}, OLLAMA_HOST=server.host)
-        garden = shared_store(str(tmp_path / "data")).find("garden.md")
-        assert garden is not None
-        at.multiselect[0].select(garden.doc_id).run()
+    with garden_chosen(tmp_path, monkeypatch) as (at, garden):
         at.chat_input[0].set_value("When are the tomatoes watered?").run()  # searched: the switch was off
         assert not at.exception, at.exception
         assert "searched only: garden\\.md" in [c.value for c in at.chat_message[1].caption]
