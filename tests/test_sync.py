@@ -24,7 +24,7 @@ from hypothesis.strategies import SearchStrategy
 
 from rag.config import PROJECT_ROOT, Settings
 from rag.embeddings import Embedder
-from rag.ingest import Ingestor
+from rag.ingest import WAVE_CHUNKS, Ingestor
 from rag.kb import open_store
 from rag.store import Store
 from rag.sync import (
@@ -477,13 +477,18 @@ def test_after_random_changes_a_sync_equals_a_fresh_ingest_and_embeds_only_new_c
 
 
 FILES = 200
+SECTIONS_PER_FILE = 40
+CHUNKS_PER_FILE = 8  # what 40 short sections make at a chunk size of 600
+# More chunks than one wave holds, by half again: ingestion commits at least two waves however fast the files are
+# parsed (with 400 chunks a quick machine embedded them all in one wave and the kill found nothing to interrupt).
+assert FILES * CHUNKS_PER_FILE >= 1.5 * WAVE_CHUNKS
 
 
 def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path: Path, embedder: Embedder) -> None:
     # Enough files that ingestion commits them over several waves: the kill lands between two of them.
     folder = tmp_path / "docs"
     for i in range(FILES):
-        write(folder / f"f{i:03d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(8)))
+        write(folder / f"f{i:03d}.md", "\n\n".join(paragraph(f"topic{i}-{j}") for j in range(SECTIONS_PER_FILE)))
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(PROJECT_ROOT)}
     command = [sys.executable, "-m", "rag", "sources", "add", str(folder)]
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
@@ -503,7 +508,7 @@ def test_a_sync_killed_half_way_is_finished_by_the_next_losing_nothing(tmp_path:
     assert report.counts["added"] == FILES - committed and report.counts["unchanged"] == committed
     assert report.resumed_from and "interrupted" in report.summary()
     assert len(kb_store.documents()) == FILES
-    assert kb_store.vector_count() == kb_store.chunk_count() == kb_store.keyword_row_count() == FILES * 2
+    assert kb_store.vector_count() == kb_store.chunk_count() == kb_store.keyword_row_count() == FILES * CHUNKS_PER_FILE
     assert [run.status for run in sources.history()] == ["done", "interrupted"]
     kb_store.close()
     sources.close()
