@@ -220,6 +220,8 @@ class KeywordIndex:
         self._segments: list[_Segment] = []
         self._chunk_id = np.zeros(0, dtype=object)  # per row: the chunk's id
         self._doc = np.zeros(0, dtype=np.int32)  # per row: the document's number
+        self._rowid = np.zeros(0, dtype=np.int64)  # per row: its rowid in FTS5
+        self._by_rowid: tuple[np.ndarray, np.ndarray] | None = None  # live rows' rowids sorted, and their rows
         self._length = np.zeros(0, dtype=np.float32)  # per row: tokens in the passage
         self._alive = np.zeros(0, dtype=bool)
         self._doc_numbers: dict[str, int] = {}
@@ -347,20 +349,47 @@ class KeywordIndex:
 
     def document_frequency(self, phrases: Sequence[str]) -> dict[str, int]:
         """phrase → how many ready documents hold it, word for word (as FTS5 stems them), in their passages
-        or headers. A phrase is words of letters and digits ("american express", "2022")."""
+        or headers. A phrase is words of letters and digits ("american express", "2022").
+
+        From the postings in memory: a word's documents exactly, and for a phrase of several words, the
+        documents holding all of them; only a phrase whose words meet in some document is asked of FTS5, which
+        knows their order (counting the documents of an everyday word in FTS5 took 0.1-0.2 s at 100,000 rows)."""
+        self.sync()
         frequency = {}
         for phrase in phrases:
-            words = WORD.findall(phrase.lower())
-            if not words:
-                frequency[phrase] = 0
+            terms = [t for t in self._term_ids(WORD.findall(phrase.lower())) if t >= 0]
+            holding = self._documents_holding(set(terms))
+            if len(terms) < 2 or not holding:
+                frequency[phrase] = holding
                 continue
-            (count,) = self._db.execute(
-                f"SELECT COUNT(DISTINCT t.doc_id) FROM {TABLE} AS t JOIN documents AS d ON d.doc_id = t.doc_id"
-                f" WHERE {TABLE} MATCH ? AND d.status = 'ready'",
-                ('"' + " ".join(words) + '"',),
-            ).fetchone()
-            frequency[phrase] = int(count)
+            # Only the matching rows' ids: reading each one's document from the table costs 3-4 times as much.
+            words = '"' + " ".join(WORD.findall(phrase.lower())) + '"'
+            found = self._db.execute(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?", (words,))
+            rows = self._live_rows_of(np.fromiter((rowid for (rowid,) in found), dtype=np.int64))
+            frequency[phrase] = len(np.unique(self._doc[rows]))
         return frequency
+
+    def _live_rows_of(self, rowids: np.ndarray) -> np.ndarray:
+        """The rows, live in memory, of these FTS5 rowids (rows of documents not ready are left out)."""
+        if self._by_rowid is None:
+            live = np.flatnonzero(self._alive)
+            order = np.argsort(self._rowid[live])
+            self._by_rowid = (self._rowid[live][order], live[order])
+        known, rows = self._by_rowid
+        at = np.minimum(np.searchsorted(known, rowids), max(len(known) - 1, 0))
+        return rows[at[known[at] == rowids]] if len(known) else _EMPTY_ROWS
+
+    def _documents_holding(self, terms: set[int]) -> int:
+        """How many ready documents hold every one of the terms (0 for none)."""
+        if not terms:
+            return 0
+        held = np.ones(len(self._doc_numbers), dtype=bool)
+        for term_id in terms:
+            rows, _ = self._live_postings(term_id)
+            mine = np.zeros(len(self._doc_numbers), dtype=bool)
+            mine[self._doc[rows]] = True
+            held &= mine
+        return int(held.sum())
 
     def coverage(self, query: KeywordQuery, texts: Sequence[str]) -> list[float]:
         """For each text, the share of the query's weight that it contains, each term weighing its inverse
@@ -411,20 +440,23 @@ class KeywordIndex:
         if len(self._segments) > MAX_SEGMENTS or dead > len(self._alive) // 2:
             self._compact()
         self._generation = generation
+        self._by_rowid = None
 
     def _add_documents(self, versions: dict[str, str]) -> None:
         chunk_ids: list[str] = []
         docs: list[int] = []
         texts: list[str] = []
+        rowids: list[int] = []
         doc_ids = list(versions)
         for start in range(0, len(doc_ids), _SQL_BATCH):
             batch = doc_ids[start : start + _SQL_BATCH]
             rows = self._db.execute(
-                f"SELECT chunk_id, doc_id, text FROM {TABLE} WHERE doc_id IN ({', '.join('?' * len(batch))})"
-                " ORDER BY rowid",
+                f"SELECT rowid, chunk_id, doc_id, text FROM {TABLE}"
+                f" WHERE doc_id IN ({', '.join('?' * len(batch))}) ORDER BY rowid",
                 batch,
             )
-            for chunk_id, doc_id, text in rows:
+            for rowid, chunk_id, doc_id, text in rows:
+                rowids.append(rowid)
                 chunk_ids.append(chunk_id)
                 docs.append(self._doc_numbers.setdefault(doc_id, len(self._doc_numbers)))
                 texts.append(text)
@@ -436,6 +468,7 @@ class KeywordIndex:
         doc_array = np.asarray(docs, dtype=np.int32)
         self._chunk_id = np.concatenate([self._chunk_id, np.asarray(chunk_ids, dtype=object)])
         self._doc = np.concatenate([self._doc, doc_array])
+        self._rowid = np.concatenate([self._rowid, np.asarray(rowids, dtype=np.int64)])
         self._length = np.concatenate([self._length, *lengths])
         self._alive = np.concatenate([self._alive, np.ones(len(texts), dtype=bool)])
         for doc_id, version in versions.items():
@@ -470,6 +503,7 @@ class KeywordIndex:
         live = keep[rows]
         self._segments = [_Segment.from_triples(terms[live], new_row[rows[live]], tfs[live])] if live.any() else []
         self._chunk_id, self._doc, self._length = self._chunk_id[keep], self._doc[keep], self._length[keep]
+        self._rowid = self._rowid[keep]
         self._alive = np.ones(int(keep.sum()), dtype=bool)
         self._doc_rows = {version: new_row[rows_of] for version, rows_of in self._doc_rows.items()}
 

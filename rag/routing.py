@@ -19,6 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from rag.keyword_index import WORD, YEAR
 
@@ -102,6 +103,14 @@ def abbreviated_words(short: str, words: Sequence[str]) -> tuple[str, ...]:
     return ()
 
 
+def could_abbreviate(short: str, initials: set[tuple[str, str]]) -> bool:
+    """Whether words whose first letters side by side are `initials` may be abbreviated by `short` (a quick
+    test before `abbreviated_words`): its first letter begins a word followed by one beginning with another
+    of its letters, or with the letter after a connector."""
+    short = short.lower()
+    return any((short[0], letter) in initials for letter in set(short[1:]))
+
+
 def begun_words(short: str, glued: Iterable[str]) -> set[str]:
     """The glued capitals words that `short` begins and does not spell whole: ("Pepsi", {pepsico}) → {pepsico}."""
     start = short.lower()
@@ -130,6 +139,9 @@ class DocumentRouter:
         self._in_texts: dict[str, int] = {}  # phrase → documents whose text holds it (a router lives one generation)
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
         self._words = [WORD.findall(card.text.lower()) for card in cards]
+        # The first letters of each two words side by side: a short form spells two words or more, so a card
+        # without its first letter followed by another of its letters cannot be abbreviated by it.
+        self._initials = [{(a[0], b[0]) for a, b in pairwise(words)} for words in self._words]
         # Words written in capitals, whose own words cannot be told apart: "MGMRESORTS", "PEPSICO", "BESTBUY".
         self._glued = [{w.lower() for w in WORD.findall(card.text) if w.isalpha() and w.isupper()} for card in cards]
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
@@ -164,10 +176,12 @@ class DocumentRouter:
         words_in_texts = self._in_any_text(sorted(rests - LEGAL_FORMS)) | (rests & LEGAL_FORMS)
         raw = {}
         abbreviates = False  # a short form in the question spells some card's words
-        for card, ((doc_id, terms), sequence) in enumerate(zip(self._cards, self._words, strict=True)):
+        for card, ((doc_id, terms), sequence, initials) in enumerate(
+            zip(self._cards, self._words, self._initials, strict=True)
+        ):
             matched = words & terms
             for short in shorts:
-                spelled = set(abbreviated_words(short, sequence))
+                spelled = set(abbreviated_words(short, sequence)) if could_abbreviate(short, initials) else set()
                 if short.lower() in names:
                     spelled |= {w for w in begun[short][card] if _rest(w, short.lower()) in words_in_texts}
                 matched.update(spelled)

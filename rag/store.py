@@ -633,6 +633,26 @@ class Store:
             return [], np.zeros((0, 0), dtype=np.float32)
         return [str(cid) for cid in result["ids"]], np.asarray(vectors, dtype=np.float32)
 
+    def vectors_by_document(self) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Every ready document's chunk ids and stored vectors, read in one pass over the collection (page by
+        page, ids and vectors only). A document written or deleted during the pass may come back partly: compare
+        with its record's chunk count, and read such a one again with `vectors_of`."""
+        ids: dict[str, list[str]] = {}
+        rows: dict[str, list[np.ndarray]] = {}
+        offset = 0
+        while True:
+            page = self._vectors.read(partial(_vector_page, offset=offset))
+            vectors = page["embeddings"] if page["embeddings"] is not None else []
+            for cid, vector in zip(page["ids"], vectors, strict=True):
+                doc_id = str(cid).rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
+                ids.setdefault(doc_id, []).append(str(cid))
+                rows.setdefault(doc_id, []).append(np.asarray(vector, dtype=np.float32))
+            if len(page["ids"]) < CHROMA_MAX_BATCH:
+                break
+            offset += len(page["ids"])
+        ready = {record.doc_id for record in self.documents()}  # read after the pass: deleted meanwhile, left out
+        return {d: (ids[d], np.stack(rows[d])) for d in ids if d in ready}
+
     def fetch(self, chunk_ids: Sequence[str]) -> dict[str, tuple[Chunk, np.ndarray]]:
         """The given chunks of ready documents with their stored vectors (ids no longer stored, or of a document
         no longer ready, are left out). An id asked twice is read once (Chroma refuses repeated ids)."""
@@ -862,6 +882,10 @@ def _pid_alive(pid: int) -> bool:
 
 def _page(collection: Any, offset: int) -> Any:
     return collection.get(include=["metadatas"], limit=CHROMA_MAX_BATCH, offset=offset)
+
+
+def _vector_page(collection: Any, offset: int) -> Any:
+    return collection.get(include=["embeddings"], limit=CHROMA_MAX_BATCH, offset=offset)
 
 
 def _nearest(collection: Any, embedding: np.ndarray, n_results: int, where: dict[str, Any] | None) -> Any:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rag.chunking import chunk_document
-from rag.keyword_index import MAX_SEGMENTS, TABLE, TOKENIZER, KeywordIndex, query_terms
+from rag.keyword_index import MAX_SEGMENTS, TABLE, TOKENIZER, WORD, KeywordIndex, query_terms
 from rag.loaders import load_bytes
 from rag.schema import Chunk
 from rag.sqlite import now_iso
@@ -193,6 +193,28 @@ def test_document_frequency_counts_ready_documents_holding_a_phrase_word_for_wor
         "nowhere": 0,
         "": 0,
     }
+
+
+def test_document_frequency_from_memory_is_fts5s_own_count(shipped_corpus_store: Store, tmp_path: Path) -> None:
+    """Words and phrases of the shipped corpus (everyday words, names, pairs side by side, pairs that only meet
+    apart, words in no document): the count read from the postings in memory is FTS5's COUNT(DISTINCT doc)."""
+    texts = [c.text for d in shipped_corpus_store.documents() for c in shipped_corpus_store.chunks_of(d.doc_id)]
+    words = [w for text in texts for w in WORD.findall(text.lower())]
+    phrases = sorted(set(words))[::7] + [f"{a} {b}" for a, b in zip(words[::11], words[1::11], strict=False)]
+    phrases += [f"{a} {b}" for a, b in zip(words[::13], words[5::13], strict=False)]  # five words apart
+    phrases += ["zyzzyva", "llama zyzzyva", "the the"]
+    with sqlite3.connect(tmp_path / "kb" / "registry.sqlite3") as db:
+        expected = {
+            phrase: db.execute(
+                "SELECT COUNT(DISTINCT doc_id) FROM chunk_text WHERE chunk_text MATCH ?",
+                ('"' + " ".join(WORD.findall(phrase)) + '"',),
+            ).fetchone()[0]
+            for phrase in phrases
+        }
+    got = shipped_corpus_store.document_frequency(phrases)
+    assert got == expected
+    assert 0 < sum(1 for n in got.values() if n == 0) < len(phrases)  # phrases both held and not held
+    assert len({n for n in got.values()}) > 3  # and held by few or many documents
 
 
 def fts5_ranking_of(texts: dict[str, str], words: list[str], k: int) -> list[tuple[str, float]]:

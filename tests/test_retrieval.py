@@ -325,3 +325,55 @@ def test_a_search_within_a_few_documents_ranks_as_chromas_filtered_search(tmp_pa
         assert [score for _, score in best] == sorted(kept.values(), reverse=True)[:5]
     store.delete_document(ropes.doc_id)
     assert search.search(query, 20, [ropes.doc_id]).dense == []
+
+
+def test_a_search_of_the_whole_knowledge_base_reads_the_kept_vectors_and_follows_its_changes(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Every vector kept in memory (a small knowledge base): dense search ranks as Chroma's index does, sees a
+    document added or deleted since the last question, and a knowledge base beyond the limit is searched in
+    Chroma's index again."""
+    from rag.ingest import Ingestor
+    from rag.retrieval.candidates import KeptVectors
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, topic in (("ropes.txt", "rope"), ("sails.txt", "sail"), ("masts.txt", "mast")):
+        notes = [f"Note {n} on the {topic}: it was checked in week {n}." for n in range(30)]
+        (docs / name).write_text("\n\n".join(notes))
+    store = Store(tmp_path / "kb")
+    ingestor = Ingestor(store, embedder, 120, 0)
+    ingestor.ingest_paths([docs])
+    search = Retriever(store, embedder).candidates
+    query = search.query("When was the sail checked?")
+
+    def chroma(depth: int) -> dict[str, float]:
+        return dict(store.nearest(query.vectors[0], depth))
+
+    kept = search.search(query, 40).dense
+    assert search.kept.holds_all and len(kept) == 40
+    assert [cid for cid, _ in kept] == list(chroma(40))  # a few dozen vectors: Chroma's index is exact here
+    assert all(abs(score - chroma(40)[cid]) < 1e-3 for cid, score in kept)
+
+    keel = tmp_path / "keel.txt"
+    keel.write_text("The sail was checked again in week 31, after the storm tore it.")
+    ingestor.ingest_paths([keel])
+    added = search.search(query, 200).dense
+    assert len(added) == store.chunk_count() and [cid for cid, _ in added] == list(chroma(200))
+    sails = store.find("sails.txt")
+    assert sails is not None
+    store.delete_document(sails.doc_id)
+    after = search.search(query, 200).dense
+    assert len(after) == store.chunk_count() and not any(cid.startswith(sails.doc_id) for cid, _ in after)
+    assert [cid for cid, _ in after] == list(chroma(200))
+
+    search.kept = KeptVectors(store, limit=store.chunk_count())
+    assert search.kept.holds_all
+    hull = tmp_path / "hull.txt"
+    hull.write_text("The hull was painted in week 12.")
+    ingestor.ingest_paths([hull])  # now beyond the limit: Chroma's index answers, within documents the kept rows
+    assert search.kept.nearest(query.vectors, 5) is None and not search.kept.holds_all
+    assert search.search(query, 10).dense == list(chroma(10).items())
+    ropes = store.find("ropes.txt")
+    assert ropes is not None
+    assert len(search.search(query, 100, [ropes.doc_id]).dense) == ropes.chunks

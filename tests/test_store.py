@@ -97,6 +97,24 @@ def test_a_documents_vectors_are_read_whole_and_only_while_it_is_ready(store: St
     assert store.vectors_of("aaaa")[0] == []
 
 
+def test_every_ready_documents_vectors_are_read_in_one_pass(
+    store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("rag.store.CHROMA_MAX_BATCH", 2)  # several pages, as in a large collection
+    add(store, embedder, "aaaa", "cats.txt", ["Cats purr when content.", "Cats sleep a lot.", "Cats chase string."])
+    add(store, embedder, "bbbb", "rockets.txt", ["Rockets burn fuel to reach orbit."])
+    add(store, embedder, "cccc", "half.txt", ["Still being indexed."], commit=False)
+    read = store.vectors_by_document()
+    assert set(read) == {"aaaa", "bbbb"}  # not the one still being indexed
+    for doc_id in ("aaaa", "bbbb"):
+        ids, vectors = store.vectors_of(doc_id)
+        assert sorted(read[doc_id][0]) == sorted(ids)
+        mine = dict(zip(*read[doc_id], strict=True))
+        assert all(np.allclose(mine[cid], vector) for cid, vector in zip(ids, vectors, strict=True))
+    store.delete_document("aaaa")
+    assert set(store.vectors_by_document()) == {"bbbb"}
+
+
 def test_uncommitted_chunks_are_invisible(store: Store, embedder: Embedder) -> None:
     add(store, embedder, "aaaa", "half.txt", ["A document still being indexed."], commit=False)
     assert store.documents() == []

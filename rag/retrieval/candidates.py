@@ -25,10 +25,19 @@ from rag.store import Store
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "keyword")
 CANDIDATES = 50  # each ranking's depth before fusion
-# A search within at most this many documents uses their vectors kept in memory (DocumentVectors), up to
-# MAX_KEPT_VECTORS rows in all (15 MB of 384-dimensional vectors).
-MAX_DOCUMENTS_IN_MEMORY = 3
+# Every stored vector is kept in memory while the knowledge base has at most this many chunks (230 MB of
+# 384-dimensional vectors): a search within some documents is then a product of matrices, not a filtered query
+# to Chroma (0.1-0.2 s at 100,000 chunks) nor a first read of their vectors (10-20 ms). Beyond, only the
+# documents searched on their own lately are kept, up to MAX_KEPT_VECTORS rows, and a search within at most
+# MAX_DOCUMENTS_IN_MEMORY documents uses them.
+MAX_VECTORS_IN_MEMORY = 150_000
+# A search of the whole knowledge base reads the kept vectors up to this many chunks (3 ms); beyond, Chroma's
+# approximate index is faster (6-8 ms, where the exact product takes 10-30 ms at 100,000).
+EXACT_SEARCH_ROWS = 30_000
 MAX_KEPT_VECTORS = 10_000
+MAX_DOCUMENTS_IN_MEMORY = 3
+# After a change, this many new documents or fewer are read one by one; more, in one pass over the collection.
+FEW_NEW_DOCUMENTS = 8
 # A question of several sentences is also searched sentence by sentence (up to this many, of at least
 # this many words each), each passage keeping its best similarity.
 MAX_QUERY_SENTENCES = 4
@@ -66,34 +75,101 @@ class Candidates:
         return dict(self.dense)
 
 
-class DocumentVectors:
-    """The stored vectors of the documents searched on their own lately (the ones questions are about), kept
-    up to MAX_KEPT_VECTORS rows, least recently used first out, and dropped when the documents change: a
-    search within one document is then a product of matrices, not a filtered search of the whole collection
-    (which Chroma runs in 0.1-0.2 s at 100,000 chunks)."""
+class KeptVectors:
+    """The stored vectors kept in memory: every ready document's while the knowledge base has at most
+    MAX_VECTORS_IN_MEMORY chunks (read in one pass the first time, then only the documents added since), else
+    those of the documents searched on their own lately, up to MAX_KEPT_VECTORS rows, least recently used out.
+    A change to the documents, in any process, is seen by the keyword generation: the deleted ones' rows go."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, limit: int = MAX_VECTORS_IN_MEMORY) -> None:
         self.store = store
+        self.limit = limit
         self._kept: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
-        self._generation = ""
+        self._whole: tuple[list[str], np.ndarray] | None = None  # every ready document's, stacked; None beyond limit
+        self._generation: str | None = None
         self._lock = threading.Lock()
 
-    def of(self, doc_id: str) -> tuple[list[str], np.ndarray]:
-        generation = self.store.keyword_generation()
+    @property
+    def holds_all(self) -> bool:
+        """Whether every ready document's vectors are kept (the knowledge base is within the limit)."""
         with self._lock:
-            if generation != self._generation:
-                self._kept.clear()
-                self._generation = generation
+            self._refresh()
+            return self._whole is not None
+
+    def nearest(self, vectors: Sequence[np.ndarray], depth: int) -> list[tuple[str, float]] | None:
+        """The `depth` chunks nearest to any of the vectors, each scored by its best cosine, exactly; None when the
+        knowledge base is too large for that (search Chroma's index instead)."""
+        with self._lock:
+            self._refresh()
+            whole = self._whole
+        if whole is None or len(whole[0]) > EXACT_SEARCH_ROWS:
+            return None
+        return _best(*whole, vectors, depth)
+
+    def of(self, doc_id: str) -> tuple[list[str], np.ndarray]:
+        """A ready document's chunk ids and vectors (none when it is not ready)."""
+        with self._lock:
+            self._refresh()
+            generation = self._generation
             if doc_id in self._kept:
                 self._kept.move_to_end(doc_id)
                 return self._kept[doc_id]
+            if self._whole is not None:  # every ready document is kept: this one is not ready
+                return [], np.zeros((0, 0), dtype=np.float32)
         ids, vectors = self.store.vectors_of(doc_id)
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation and ids:
                 self._kept[doc_id] = (ids, vectors)
                 while sum(len(kept) for kept, _ in self._kept.values()) > MAX_KEPT_VECTORS and len(self._kept) > 1:
                     self._kept.popitem(last=False)
         return ids, vectors
+
+    def _refresh(self) -> None:
+        """Catch up with the ready documents, if they changed since last time (called holding the lock)."""
+        generation = self.store.keyword_generation()
+        if generation == self._generation:
+            return
+        ready = {record.doc_id: record.chunks for record in self.store.documents()}
+        for gone in [doc_id for doc_id in self._kept if doc_id not in ready]:
+            del self._kept[gone]
+        self._generation = generation
+        self._whole = None
+        if sum(ready.values()) > self.limit:
+            while sum(len(kept) for kept, _ in self._kept.values()) > MAX_KEPT_VECTORS and len(self._kept) > 1:
+                self._kept.popitem(last=False)
+            return
+        missing = [doc_id for doc_id in ready if doc_id not in self._kept]
+        read = self.store.vectors_by_document() if len(missing) > FEW_NEW_DOCUMENTS else {}
+        for doc_id in missing:
+            ids, vectors = read.get(doc_id, ([], np.zeros((0, 0), dtype=np.float32)))
+            if len(ids) != ready[doc_id]:  # not in the pass, or written during it: read on its own
+                ids, vectors = self.store.vectors_of(doc_id)
+            if ids:
+                self._kept[doc_id] = (ids, vectors)
+        # One matrix for all, each document's rows a view of it (no second copy).
+        blocks = list(self._kept.items())
+        ids = [cid for _, (kept, _) in blocks for cid in kept]
+        matrix = np.concatenate([vectors for _, (_, vectors) in blocks]) if blocks else np.zeros((0, 0), np.float32)
+        start = 0
+        for doc_id, (kept, _) in blocks:
+            self._kept[doc_id] = (kept, matrix[start : start + len(kept)])
+            start += len(kept)
+        self._whole = (ids, matrix)
+
+
+def _best(ids: Sequence[str], matrix: np.ndarray, vectors: Sequence[np.ndarray], depth: int) -> list[tuple[str, float]]:
+    """The `depth` rows of `matrix` nearest to any of the vectors (cosines: all are normalised), best first.
+
+    In torch, not numpy: numpy's BLAS threads keep spinning after a product and, on a 2-core machine, slowed
+    the next query embedding (torch's own threads) two- to eight-fold; torch's product shares its thread pool."""
+    if not ids or depth <= 0:
+        return []
+    import torch  # loaded already: the embedding model runs on it
+
+    with torch.inference_mode():
+        similarity = (torch.from_numpy(matrix) @ torch.from_numpy(np.stack(vectors).T)).amax(dim=1)
+        scores, rows = torch.topk(similarity, min(depth, len(ids)))
+    return [(ids[i], round(s, 4)) for i, s in zip(rows.tolist(), scores.tolist(), strict=True)]
 
 
 class CandidateSearch:
@@ -103,7 +179,7 @@ class CandidateSearch:
         self.store = store
         self.embedder = embedder
         self.mode = mode
-        self.documents = DocumentVectors(store)
+        self.kept = KeptVectors(store)
 
     def query(self, text: str, expansion: Expansion = NO_EXPANSION, sentences: bool = True) -> Query:
         """The question embedded (with its sentences, and with its expansion's words) and its terms scored."""
@@ -131,8 +207,13 @@ class CandidateSearch:
     def _dense(
         self, vectors: Sequence[np.ndarray], depth: int, doc_ids: Sequence[str] | None
     ) -> list[tuple[str, float]]:
-        """Nearest chunks to any of the vectors, each scored by its best cosine."""
-        if doc_ids is not None and 0 < len(doc_ids) <= MAX_DOCUMENTS_IN_MEMORY:
+        """Nearest chunks to any of the vectors, each scored by its best cosine: from the kept vectors when they
+        are all kept or the search is within a few documents, else from Chroma's index."""
+        if doc_ids is None:
+            kept = self.kept.nearest(vectors, depth)
+            if kept is not None:
+                return kept
+        elif 0 < len(doc_ids) <= MAX_DOCUMENTS_IN_MEMORY or self.kept.holds_all:
             return self._dense_within(vectors, depth, doc_ids)
         best: dict[str, float] = {}
         for vector in vectors:
@@ -143,12 +224,12 @@ class CandidateSearch:
     def _dense_within(
         self, vectors: Sequence[np.ndarray], depth: int, doc_ids: Sequence[str]
     ) -> list[tuple[str, float]]:
-        """As `_dense` within a few documents, from their kept vectors: exact, as Chroma's filtered search."""
-        ranking: list[tuple[str, float]] = []
-        for doc_id in doc_ids:
-            ids, matrix = self.documents.of(doc_id)
-            if not ids:
-                continue
-            similarity = (matrix @ np.stack(vectors).T).max(axis=1)
-            ranking += [(cid, round(float(score), 4)) for cid, score in zip(ids, similarity, strict=True)]
-        return sorted(ranking, key=lambda pair: -pair[1])[:depth]
+        """As `_dense` within some documents, from their kept vectors: exact, as Chroma's filtered search."""
+        blocks = [self.kept.of(doc_id) for doc_id in dict.fromkeys(doc_ids)]
+        blocks = [(ids, matrix) for ids, matrix in blocks if ids]
+        if not blocks:
+            return []
+        if len(blocks) == 1:
+            return _best(*blocks[0], vectors, depth)
+        ids = [cid for kept, _ in blocks for cid in kept]
+        return _best(ids, np.concatenate([matrix for _, matrix in blocks]), vectors, depth)
