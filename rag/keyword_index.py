@@ -349,7 +349,7 @@ class KeywordIndex:
 
     def document_frequency(self, phrases: Sequence[str]) -> dict[str, int]:
         """phrase → how many ready documents hold it, word for word (as FTS5 stems them), in their passages
-        or headers. A phrase is words of letters and digits ("american express", "2022").
+        or headers. A phrase is words of letters and digits ("caldera marine", "2022").
 
         From the postings in memory: a word's documents exactly, and for a phrase of several words, the
         documents holding all of them; only a phrase whose words meet in some document is asked of FTS5, which

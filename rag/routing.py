@@ -1,16 +1,16 @@
-"""Which documents does a question name? "Apple's iPhone sales in Q3 2023", "the 2022 annual report".
+"""Which documents does a question name? "Tarnwell's lantern sales in Q3 2023", "the 2022 annual report".
 
 A knowledge base of filings holds several nearly identical documents (one company, four quarters; five
 companies, one form): the same words occur in all of them, and passage search alone picks the sibling as
 often as the right one. Each document has a card (its title and file name); a question's words are
 matched against the cards, each word weighing how rare it is among them (BM25's idf over documents), so
-"3M" or "2018" that name one document weigh far more than "report" that every card has. Retrieval then
+"6W" or "2018" that name one document weigh far more than "report" that every card has. Retrieval then
 draws candidates from the named documents too and adds their score to the fusion (rag/retrieval.py).
 
-People also name a company by a short form its card does not spell: "AmEx" for American Express, "JnJ"
-for Johnson & Johnson. A capitalised question word that no card holds counts as the card words it
-abbreviates when it is made of their beginnings, in order ("Am" + "Ex"; "J" + "n" or "&" for "and" + "J"),
-or the card word written in capitals that it begins: a file name glues words ("MGM" → MGMRESORTS).
+People also name a company by a short form its card does not spell: "CaMa" for Caldera Marine, "QnQ"
+for Quill & Quarry. A capitalised question word that no card holds counts as the card words it
+abbreviates when it is made of their beginnings, in order ("Ca" + "Ma"; "Q" + "n" or "&" for "and" + "Q"),
+or the card word written in capitals that it begins: a file name glues words ("Zem" → ZEMRESORTS).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ _SPELLED_QUARTER = re.compile(
 )
 _ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
 NAMED_SHARE = 0.5  # a document scoring at least this share of the best one is named by the question
-# A short form is 3-8 characters, written with a capital ("AMEX", "JnJ", "J&J", "Amex"), and covers 2+ card
-# words, or begins a card word written in capitals, where a file name glues words ("MGM" → MGMRESORTS).
+# A short form is 3-8 characters, written with a capital ("CAMA", "QnQ", "Q&Q", "Cama"), and covers 2+ card
+# words, or begins a card word written in capitals, where a file name glues words ("ZEM" → ZEMRESORTS).
 _SHORT_FORM = re.compile(r"\b[A-Za-z]*[A-Z][A-Za-z]*(?:&[A-Za-z]+)*\b")
 SHORT_FORM_LETTERS = (3, 8)
 _TOKEN = re.compile(r"[^\s'’]+")  # a word with its attached code letters: FY2022, 10-K, 2023Q4
-_CONNECTORS = ("n", "&")  # "and" inside a short form: JnJ, P&G
-# The legal form on a card ("3M Company", "Boeing Co.", "PepsiCo, Inc.") names no document: a question's
+_CONNECTORS = ("n", "&")  # "and" inside a short form: QnQ, Q&Q
+# The legal form on a card ("6W Company", "Halvard Co.", "VeskoCo, Inc.") names no document: a question's
 # "a company like this" must not pick the filings of the companies whose names end in "Company".
 LEGAL_FORMS = frozenset(
     "company companies co corp corporation inc incorporated plc ltd limited llc lp nv sa ag se".split()  # noqa: SIM905
@@ -65,9 +65,9 @@ def spelled_quarters(question: str) -> set[str]:
 
 
 def name_words(question: str) -> str:
-    """The words of a question that can name a document: its names (capitalised: "Boeing", "AMCOR",
-    "Scottish Parliament") and codes ("3M", "FY2022", "10-Q"), or all of them when it is written without
-    capitals. "What river is near the school?" names no "Private school"; "the law" no "European Union law"."""
+    """The words of a question that can name a document: its names (capitalised: "Halvard", "TARNWELL",
+    "Corbelle University") and codes ("6W", "FY2022", "10-Q"), or all of them when it is written without
+    capitals. "What river is near the school?" names no "Village school"; "the law" no "Russian state law"."""
     tokens = _TOKEN.findall(question)
     if not any(c.isupper() for c in question):
         return question
@@ -76,8 +76,8 @@ def name_words(question: str) -> str:
 
 def abbreviated_words(short: str, words: Sequence[str]) -> tuple[str, ...]:
     """The consecutive `words` that `short` abbreviates by their beginnings, in order and each at least
-    once, ("amex", [american, express, company]) → (american, express); () when it abbreviates none.
-    A connector letter ("n" in "jnj") may stand for "and" between two words."""
+    once, ("cama", [caldera, marine, company]) → (caldera, marine); () when it abbreviates none.
+    A connector letter ("n" in "qnq") may stand for "and" between two words."""
     short = short.lower()
 
     def cover(at: int, word: int) -> int:  # how many words from `word` on spell short[at:], 0 if none can
@@ -112,7 +112,7 @@ def could_abbreviate(short: str, initials: set[tuple[str, str]]) -> bool:
 
 
 def begun_words(short: str, glued: Iterable[str]) -> set[str]:
-    """The glued capitals words that `short` begins and does not spell whole: ("Pepsi", {pepsico}) → {pepsico}."""
+    """The glued capitals words that `short` begins and does not spell whole: ("Vesko", {veskoco}) → {veskoco}."""
     start = short.lower()
     return {word for word in glued if word.startswith(start) and len(word) > len(start)}
 
@@ -134,7 +134,7 @@ class DocumentRouter:
         self, cards: Sequence[DocumentCard], text_frequency: Callable[[list[str]], Mapping[str, int]] | None = None
     ) -> None:
         """`text_frequency`: phrase → how many of the documents' texts hold it (the knowledge base's keyword
-        index), to tell a name ("Harvard", "Boeing") from a word many documents use ("French", "war")."""
+        index), to tell a name ("Corbelle", "Halvard") from a word many documents use ("French", "war")."""
         self._text_frequency = text_frequency
         self._in_texts: dict[str, int] = {}  # phrase → documents whose text holds it (a router lives one generation)
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
@@ -142,7 +142,7 @@ class DocumentRouter:
         # The first letters of each two words side by side: a short form spells two words or more, so a card
         # without its first letter followed by another of its letters cannot be abbreviated by it.
         self._initials = [{(a[0], b[0]) for a, b in pairwise(words)} for words in self._words]
-        # Words written in capitals, whose own words cannot be told apart: "MGMRESORTS", "PEPSICO", "BESTBUY".
+        # Words written in capitals, whose own words cannot be told apart: "ZEMRESORTS", "VESKOCO", "BRIGHTLANE".
         self._glued = [{w.lower() for w in WORD.findall(card.text) if w.isalpha() and w.isupper()} for card in cards]
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
         total = len(self._cards)
@@ -160,12 +160,12 @@ class DocumentRouter:
         stop = set(stopwords) | LEGAL_FORMS
         words = (card_terms(name_words(question)) | spelled_quarters(question)) - stop
         shorts = self._short_forms(question, stop)
-        # A word that begins a glued name must itself be a name: "America" begins AMERICANWATERWORKS, but
+        # A word that begins a glued name must itself be a name: "America" begins AMERICANTIMBERWORKS, but
         # every filing that sells in North America says it.
         begun = {short: [begun_words(short, glued) for glued in self._glued] for short in shorts}
         beginnings = [short.lower() for short in shorts if any(begun[short])]
         names = self._rare_in_texts(beginnings) if beginnings else set()
-        # ... and end where a word begins: MGM|RESORTS, PEPSI|CO, but not AMERICA|NWATERWORKS.
+        # ... and end where a word begins: ZEM|RESORTS, VESKO|CO, but not AMERICA|NTIMBERWORKS.
         rests = {
             _rest(word, short.lower())
             for short in shorts
@@ -194,9 +194,9 @@ class DocumentRouter:
 
     def _names_a_document(self, question: str) -> bool:
         """Whether the question holds a name: words of a card, side by side in the question
-        ("American Express", "Boeing", "2018"), that few documents' texts hold (at most a quarter of them).
-        "French" is on the card of "French and Indian War", but a question about "the French colony" of
-        Jacksonville does not name that article: a dozen articles say "French"."""
+        ("Caldera Marine", "Halvard", "2018"), that few documents' texts hold (at most a quarter of them).
+        "French" is on the card of "French and Corsair War", but a question about "the French colony" of
+        Carlsonville does not name that article: a dozen articles say "French"."""
         if self._text_frequency is None:
             return True
         phrases = self._card_phrases(question)
@@ -204,8 +204,8 @@ class DocumentRouter:
             return False
         if self._rare_in_texts(phrases):
             return True
-        # Other companies' filings name a bank or a customer ("JPMorgan Chase Bank, as agent"), but a question
-        # that also names the period of that company's filing ("JPMorgan … the first quarter of 2021") names it.
+        # Other companies' filings name a bank or a customer ("Velmont Crest Bank, as agent"), but a question
+        # that also names the period of that company's filing ("Velmont … the first quarter of 2021") names it.
         words = {word for phrase in phrases for word in phrase.split()}
         periods = {word for word in words if YEAR.fullmatch(word) or _QUARTER.fullmatch(word)}
         periods |= spelled_quarters(question)

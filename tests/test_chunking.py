@@ -94,16 +94,16 @@ def test_a_group_longer_than_a_chunk_repeats_its_label_in_each_piece() -> None:
 
 def test_every_chunk_has_a_header_with_title_file_heading_and_page() -> None:
     loaded = LoadedDocument(
-        "AAPL_2023Q3_10Q.pdf",
+        "TRNW_2023Q3_10Q.pdf",
         "pdf",
-        [Section("iPhone 39,669 40,665\nMac 6,840 7,382", 5, "Net sales by category", table_header="2023 2022")],
+        [Section("Lanterns 39,669 40,665\nStoves 6,840 7,382", 5, "Net sales by category", table_header="2023 2022")],
         pages=9,
-        title="Apple Inc. Form 10-Q",
+        title="Tarnwell Inc. Form 10-Q",
     )
     (chunk,) = chunk_document(loaded, "d", chunk_size=600, chunk_overlap=0)
-    assert chunk.header == "Apple Inc. Form 10-Q · AAPL_2023Q3_10Q.pdf · Net sales by category · page 5"
+    assert chunk.header == "Tarnwell Inc. Form 10-Q · TRNW_2023Q3_10Q.pdf · Net sales by category · page 5"
     assert chunk.indexed_text == chunk.header + "\n" + chunk.text
-    assert "Apple" not in chunk.text  # the model sees the header once, in the source label
+    assert "Tarnwell" not in chunk.text  # the model sees the header once, in the source label
 
 
 def test_markdown_chunks_name_the_heading_they_fall_under() -> None:

@@ -6,17 +6,17 @@ from rag.profiles.finance import BALANCE, CASH_FLOWS, INCOME, expand, is_stateme
 
 
 def test_a_metric_is_expanded_with_the_captions_that_compute_it() -> None:
-    gross = expand("Does Boeing have an improving gross margin profile as of FY2022?")
+    gross = expand("Does Halvard have an improving gross margin profile as of FY2022?")
     assert "cost of sales" in gross.terms and "gross profit" in gross.terms
     assert gross.prefer == {INCOME}
-    capital = expand("Is 3M a capital-intensive business based on FY2022 data?")
+    capital = expand("Is 6W a capital-intensive business based on FY2022 data?")
     assert "purchases of property plant and equipment" in capital.terms
     assert capital.prefer == {BALANCE, CASH_FLOWS}
-    assert expand("Roughly how many times has JnJ sold its inventory in FY2022?").prefer == {INCOME, BALANCE}
+    assert expand("Roughly how many times has QnQ sold its inventory in FY2022?").prefer == {INCOME, BALANCE}
 
 
 def test_abbreviations_and_other_names_of_the_statements_are_spelled_out() -> None:
-    assert "property plant and equipment net" in expand("Did Pfizer grow its PPNE between FY20 and FY21?").terms
+    assert "property plant and equipment net" in expand("Did Mirelle grow its PPNE between FY20 and FY21?").terms
     assert "property plant and equipment net" in expand("What is the net PP&E?").terms
     pnl = expand("Use the P&L statement.")
     assert "statement of operations" in pnl.terms and pnl.prefer == {INCOME}
@@ -43,11 +43,11 @@ def test_a_statement_is_known_by_its_heading_whatever_the_company_calls_it() -> 
 
 def test_only_the_primary_statements_count_even_with_their_letters_split_by_the_pdf() -> None:
     both = frozenset({INCOME, BALANCE})
-    assert is_statement("3M_2018_10K.pdf · Consolidated Balance Shee t · page 58", both)
+    assert is_statement("6W_2018_10K.pdf · Consolidated Balance Shee t · page 58", both)
     assert is_statement("X.pdf · CONSOLIDATED STATEMENTS OF INCOME · page 96", both)
     for heading in (
         "NOTE 7. Supplemental Balance Sheet Information",
-        "TABLE 15: GMNS SELECTED INCOME STATEMENT DATA",
+        "TABLE 15: KRV SELECTED INCOME STATEMENT DATA",
         "PARENT COMPANY – CONDENSED STATEMENTS OF INCOME",
         "Results of operations",
     ):

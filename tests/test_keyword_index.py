@@ -182,12 +182,12 @@ def test_one_query_ranks_many_times_and_weighs_coverage_without_catching_up_agai
 
 def test_document_frequency_counts_ready_documents_holding_a_phrase_word_for_word(tmp_path: Path) -> None:
     store = Store(tmp_path / "kb")
-    add(store, "amex", ["American Express card members spent more.", "Card members stayed."])
-    add(store, "boeing", ["American airlines bought planes.", "Express delivery of parts."])
-    add(store, "half", ["American Express is accepted here."], commit=False)  # not ready: not counted
-    assert store.document_frequency(["american express", "American", "members", "planes", "nowhere", ""]) == {
-        "american express": 1,
-        "American": 2,
+    add(store, "cama", ["Caldera Marine card members spent more.", "Card members stayed."])
+    add(store, "halvard", ["Caldera airlines bought planes.", "Marine delivery of parts."])
+    add(store, "half", ["Caldera Marine is accepted here."], commit=False)  # not ready: not counted
+    assert store.document_frequency(["caldera marine", "Caldera", "members", "planes", "nowhere", ""]) == {
+        "caldera marine": 1,
+        "Caldera": 2,
         "members": 1,  # stemmed as FTS5 does: "member" would count the same
         "planes": 1,
         "nowhere": 0,

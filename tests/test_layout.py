@@ -13,7 +13,7 @@ from rag.loaders.layout import (
 )
 
 CASH_FLOW_PAGE = """Table of Contents
-3M Company and Subsidiaries
+6W Company and Subsidiaries
 Consolidated Statement of Cash Flows
 Years ended December 31
 (Millions) 2018 2017 2016
@@ -85,7 +85,7 @@ def test_prose_is_split_at_headings_that_carry_over_pages() -> None:
 
 
 def test_line_classes() -> None:
-    assert is_data_row(_line("iPhone 39,669 40,665"))
+    assert is_data_row(_line("Lanterns 39,669 40,665"))
     assert is_data_row(_line("Revenue % change (7.1)% (13.1)%"))
     assert not is_data_row(_line("(Millions) 2018 2017 2016"))  # years name columns
     assert not is_data_row(_line("Years ended December 31"))

@@ -28,7 +28,7 @@ PageProgress = Callable[[int, int], None]  # (pages read by OCR so far, pages th
 
 _PDFIUM_LOCK = threading.Lock()
 MIN_PAGE_CHARS = 3  # a page with fewer letters and digits than this has no text layer (a scan)
-# An organisation's name on a cover page: "BEST BUY CO., INC.", "3M COMPANY", "Pfizer Inc."
+# An organisation's name on a cover page: "BRIGHT LANE CO., INC.", "6W COMPANY", "Mirelle Inc."
 _ORGANISATION = re.compile(
     r"\b(?:inc|incorporated|corp|corporation|company|co|ltd|limited|plc|llc|lp|group|holdings|n\.?v|s\.?a|ag|se)\.?,?$",
     re.IGNORECASE,
@@ -201,7 +201,7 @@ def _tidied(section: Section) -> Section:
 def document_title(metadata: dict[str, str], first_page: list[str]) -> str:
     """The metadata title when it means something (not "Microsoft Word - x.docx", a file name or an
     accession number), its subject when that is a short description, and the organisation named on the
-    first page ("BEST BUY CO., INC."), joined; "" when there is nothing."""
+    first page ("BRIGHT LANE CO., INC."), joined; "" when there is nothing."""
     parts: list[str] = []
     title = " ".join(metadata.get("Title", "").split())
     if title and not _MEANINGLESS_TITLE.match(title) and len(title) <= 150:
