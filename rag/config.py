@@ -282,11 +282,12 @@ class Settings(BaseModel):
     )  # fmt: skip
     profile: ProfileName = setting(
         "auto", env="RAG_PROFILE", says="domain profile",
-        help="Domain knowledge for retrieval: auto (finance when your documents hold financial statements), "
-        "none, or finance (a glossary of financial metrics; the statements that print them preferred).",
+        help="Domain knowledge for retrieval: auto (finance when your documents hold financial statements, "
+        "contracts when they hold agreements), none, finance (a glossary of financial metrics; the statements "
+        "that print them preferred) or contracts (a question about when an agreement was made is given its opening).",
         page=Widget("Domain profile", captions=(
-            "finance when the documents hold financial statements", "general retrieval only",
-            "financial metrics and statements always",
+            "finance or contracts, from what the documents hold", "general retrieval only",
+            "financial metrics and statements always", "an agreement's opening for when it was made",
         )), per_kb=True,
     )  # fmt: skip
     # Measured on the suite (README, "Retrieval across domains"): a small gain on long contracts for about a
@@ -816,7 +817,7 @@ class ModelPrice:
 
 
 def parse_prices(text: str) -> dict[str, ModelPrice]:
-    """"gpt-4o-mini=0.15/0.60, mixtral=0.24/0.24" → {model: ModelPrice}; a wrong entry says how to write it."""
+    """ "gpt-4o-mini=0.15/0.60, mixtral=0.24/0.24" → {model: ModelPrice}; a wrong entry says how to write it."""
     prices: dict[str, ModelPrice] = {}
     for entry in filter(None, (part.strip() for part in text.split(","))):
         match = re.fullmatch(r"(.+?)\s*=\s*([0-9]*\.?[0-9]+)\s*/\s*([0-9]*\.?[0-9]+)", entry)

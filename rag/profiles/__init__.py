@@ -14,8 +14,8 @@ from typing import Literal, Protocol
 
 from rag.schema import Chunk
 
-ProfileName = Literal["auto", "none", "finance"]
-PROFILE_NAMES: tuple[ProfileName, ...] = ("auto", "none", "finance")
+ProfileName = Literal["auto", "none", "finance", "contracts"]
+PROFILE_NAMES: tuple[ProfileName, ...] = ("auto", "none", "finance", "contracts")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class Profile(Protocol):
         """Whether the passage is of a kind the expansion prefers."""
         ...
 
+    def opening(self, question: str) -> bool:
+        """Whether the question asks what a document states at its opening (its opening then comes first)."""
+        ...
+
 
 class NoProfile:
     name = "none"
@@ -54,15 +58,46 @@ class NoProfile:
     def preferred(self, chunk: Chunk, expansion: Expansion) -> bool:
         return False
 
+    def opening(self, question: str) -> bool:
+        return False
+
 
 # phrase → documents whose text holds it (the knowledge base's keyword index)
 TextFrequency = Callable[[Sequence[str]], Mapping[str, int]]
 
 
 def choose_profile(name: ProfileName, text_frequency: TextFrequency) -> Profile:
-    """The profile the setting names; with "auto", the one whose documents the knowledge base holds."""
+    """The profile the setting names; with "auto", those whose documents the knowledge base holds (together when
+    it holds several kinds: filings with agreements attached, agreements with financial statements)."""
+    from rag.profiles.contracts import ContractsProfile, holds_contracts
     from rag.profiles.finance import FinanceProfile, holds_financial_statements
 
-    if name == "finance" or (name == "auto" and holds_financial_statements(text_frequency)):
+    if name == "finance":
         return FinanceProfile()
-    return NoProfile()
+    if name == "contracts":
+        return ContractsProfile()
+    if name == "none":
+        return NoProfile()
+    held: list[Profile] = []
+    if holds_financial_statements(text_frequency):
+        held.append(FinanceProfile())
+    if holds_contracts(text_frequency):
+        held.append(ContractsProfile())
+    return held[0] if len(held) == 1 else Profiles(tuple(held)) if held else NoProfile()
+
+
+class Profiles:
+    """Several profiles at once: the first expansion any of them makes, and what any of them prefers or opens."""
+
+    def __init__(self, profiles: tuple[Profile, ...]) -> None:
+        self.profiles = profiles
+        self.name = " + ".join(p.name for p in profiles)
+
+    def expand(self, question: str) -> Expansion:
+        return next((e for p in self.profiles if (e := p.expand(question))), NO_EXPANSION)
+
+    def preferred(self, chunk: Chunk, expansion: Expansion) -> bool:
+        return any(p.preferred(chunk, expansion) for p in self.profiles)
+
+    def opening(self, question: str) -> bool:
+        return any(p.opening(question) for p in self.profiles)

@@ -199,3 +199,6 @@ class FinanceProfile:
 
     def preferred(self, chunk: Chunk, expansion: Expansion) -> bool:
         return bool(expansion.prefer) and is_statement(chunk.header, expansion.prefer)
+
+    def opening(self, question: str) -> bool:
+        return False

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from rag.chunking import chunk_id
 from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
 from rag.profiles import Profile, ProfileName, choose_profile
@@ -34,13 +35,16 @@ WITHIN_DOCUMENTS = 3
 # How much a word's rarity within a document counts, beside its rarity in the knowledge base: the more passages
 # the document has, the more its own statistics say (half at WITHIN_HALF passages).
 WITHIN_HALF = 50
+# A profile's question about what a document states at its opening (an agreement's date) is given the first
+# passages of the document in focus.
+OPENING_PASSAGES = 2
 
 
 def within_share(passages: int) -> float:
     return passages / (passages + WITHIN_HALF) if passages > 0 else 0.0
 
 
-STAGES = ("candidates", "focus", "within", "prefer", "rerank", "select")
+STAGES = ("candidates", "focus", "within", "opening", "prefer", "rerank", "select")
 
 Ranking = list[tuple[str, float]]
 
@@ -60,6 +64,7 @@ class RetrievalOptions:
     prefer_weight: float = PREFER_WEIGHT
     within: bool = True  # the passages of the documents in focus ranked again by the words rare within them
     sentences: bool = True  # a question of several sentences is also searched sentence by sentence
+    opening: bool = True  # the profile's questions about a document's opening are given it
     rerank: bool = False  # the best candidates are also judged by their sentence closest to the question
     rerank_weight: float = RERANK_WEIGHT
 
@@ -75,6 +80,7 @@ OPTIONAL_STAGES: dict[str, str] = {
     "time-focus": "by_time",
     "within-document": "within",
     "sentences": "sentences",
+    "opening": "opening",
     "rerank": "rerank",
 }
 
@@ -92,6 +98,7 @@ def without(options: RetrievalOptions, stages: Sequence[str]) -> RetrievalOption
         by_time=options.by_time and "by_time" not in off,
         within=options.within and "within" not in off,
         sentences=options.sentences and "sentences" not in off,
+        opening=options.opening and "opening" not in off,
         rerank=options.rerank and "rerank" not in off,
     )
 
@@ -214,6 +221,11 @@ class Retriever:
             if inside:
                 names = self.focus.names()
                 report("within", order, "ranked within " + ", ".join(names.get(d, d) for d in inside))
+        if focus.weights and self.options.opening and profile.opening(text):
+            order, opening = _opening_first(order, focus)
+            report(
+                "opening", order, f"{profile.name} profile: the opening of {self.focus.names().get(opening, opening)}"
+            )
         named = {d: min(1.0, w) for d, w in focus.weights.items()} if focus.how in ("named", "edition") else {}
 
         if query.expansion.prefer and self.options.prefer_weight > 0:
@@ -302,6 +314,20 @@ class Retriever:
             if cid in fetched and profile.preferred(fetched[cid][0], query.expansion)
         }
         return _raised(pool, boosts)
+
+
+def _opening_first(order: Ranking, focus: Focus) -> tuple[Ranking, str]:
+    """The first OPENING_PASSAGES passages of the document the question is most about, right after the best
+    passage (scored between it and the next); returns the order and that document."""
+    leader = max(focus.weights, key=lambda d: focus.weights[d])
+    opening = [chunk_id(leader, position) for position in range(OPENING_PASSAGES)]
+    rest = [(cid, score) for cid, score in order if cid not in opening]
+    if not rest:
+        return [(cid, 1.0) for cid in opening], leader
+    best = rest[0][1]
+    step = (best - (rest[1][1] if len(rest) > 1 else best - 1.0)) / (len(opening) + 1)
+    placed = [(cid, best - step * (i + 1)) for i, cid in enumerate(opening)]
+    return [rest[0], *placed, *rest[1:]], leader
 
 
 def _raised(order: Ranking, boosts: dict[str, float]) -> Ranking:

@@ -1,0 +1,116 @@
+"""The contracts profile: on where the documents are agreements; a question about when an agreement was made is
+given its opening (real store, real encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.embeddings import Embedder
+from rag.ingest import Ingestor
+from rag.profiles import TextFrequency, choose_profile
+from rag.profiles.contracts import asks_when_made
+from rag.retrieval import RetrievalOptions, Retriever, without
+from rag.store import Store
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "When was the rope supply agreement with Gullwing Marine signed?",
+        "What is the effective date of the haulage agreement?",
+        "What is the date of the licence agreement between Orbit and Lumen?",
+        "As of what date does the distribution agreement take effect?",
+        "When was the lease executed?",
+    ],
+)
+def test_a_question_about_when_an_agreement_was_made_asks_for_its_opening(question: str) -> None:
+    assert asks_when_made(question)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "When does the rope supply agreement expire?",
+        "How much notice ends the haulage agreement?",
+        "Which law governs the licence agreement?",
+        "When did the ferry run aground?",
+    ],
+)
+def test_other_questions_do_not(question: str) -> None:
+    assert not asks_when_made(question)
+
+
+def frequency(held: set[str]) -> TextFrequency:  # the keyword index's answer: documents holding each phrase
+    return lambda phrases: {phrase: int(phrase in held) for phrase in phrases}
+
+
+def test_the_profile_is_on_where_documents_carry_an_agreements_boilerplate() -> None:
+    agreements = frequency({"in witness whereof", "governing law"})
+    assert choose_profile("auto", agreements).name == "contracts"
+    assert choose_profile("auto", frequency({"governing law"})).name == "none"  # one phrase is no agreement
+    assert choose_profile("contracts", frequency(set())).name == "contracts"
+    assert choose_profile("none", agreements).name == "none"
+    both = choose_profile(
+        "auto", frequency({"in witness whereof", "entire agreement", "balance sheets", "cash flow statement"})
+    )
+    assert both.name == "finance + contracts"  # agreements with financial statements attached: both apply
+    assert both.opening("When was the agreement signed?") and both.expand("What is the gross margin?")
+
+
+PORTS = ["Nelson", "Lyttelton", "Timaru", "Napier", "Gisborne", "Picton", "Bluff"]
+PARTIES = [
+    ("Gullwing Marine", "rope supply"),
+    ("Bluefin Freight", "timber haulage"),
+    ("Cormorant Lines", "grain shipping"),
+    ("Dunlin Carriers", "coal carriage"),
+    ("Eider Transport", "salt transport"),
+]
+
+
+def agreement(party: str, kind: str, year: int) -> str:
+    """An agreement whose every clause names its party and kind; its date is said once, in its preamble."""
+    clauses = [
+        f"This {kind.title()} Agreement is entered into as of March {year - 2000}, {year}, by and between {party} "
+        f"and Harbour Stores Limited."
+    ]
+    clauses += [
+        f"Clause {n}. {party} performs the {kind} under this {kind} agreement at the port of {PORTS[n % len(PORTS)]}"
+        f", schedule {n}, as signed off by both parties."
+        for n in range(1, 40)
+    ]
+    clauses += [
+        f"Governing Law. This {kind} agreement with {party} is governed by the laws of New Zealand.",
+        f"Entire Agreement. This {kind} agreement is the entire agreement between {party} and Harbour Stores.",
+        f"IN WITNESS WHEREOF {party} and Harbour Stores have signed this {kind} agreement.",
+    ]
+    return "\n\n".join(clauses)
+
+
+def test_when_an_agreement_was_made_is_answered_from_its_opening(tmp_path: Path, embedder: Embedder) -> None:
+    """Five look-alike agreements: every clause of the one asked about names its party and its kind, many say
+    "signed", and its date is in the preamble alone. With the profile (on by itself: the documents carry an
+    agreement's boilerplate) the preamble is given; without the opening stage, the clauses that repeat the
+    question's words fill the context."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for year, (party, kind) in enumerate(PARTIES, start=2011):
+        (docs / f"{party.split()[0].lower()}-agreement.txt").write_text(agreement(party, kind, year))
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 200, 0).ingest_paths([docs])
+    question = "When was the rope supply agreement with Gullwing Marine signed?"
+    preamble = "entered into as of March 11, 2011"
+    retriever = Retriever(store, embedder)
+    assert retriever.profile().name == "contracts"
+    result = retriever.retrieve(question, top_k=4, max_chars=4000)
+    assert any(preamble in h.chunk.text for h in result.selected)
+    opening = next(s for s in result.stages if s.stage == "opening")
+    assert opening.note == "contracts profile: the opening of gullwing-agreement.txt"
+    off = Retriever(store, embedder, without(RetrievalOptions(), ["opening"])).retrieve(
+        question, top_k=4, max_chars=4000
+    )
+    assert {h.chunk.source for h in off.selected} == {"gullwing-agreement.txt"}  # the right agreement, …
+    assert not any(preamble in h.chunk.text for h in off.selected)  # … but its other clauses
+    expiry = retriever.retrieve("When does the rope supply agreement with Gullwing Marine expire?", top_k=4)
+    assert "opening" not in {s.stage for s in expiry.stages}  # not a question about when it was made
