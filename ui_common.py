@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,13 @@ from rag.check import CheckReport, check
 from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
-from rag.engine import Engine, choose_backend, embedded_gguf
+from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
 from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
 from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
+from rag.profiles import ProfileName
+from rag.retrieval import RetrievalOptions, Retriever
 from rag.store import Store
 from rag.sync import (
     FolderWatcher,
@@ -64,6 +67,23 @@ def shared_store(
     data_dir: str, chroma_url: str = "", chroma_token: str = "", collection: str = DEFAULT_CHROMA_COLLECTION
 ) -> Store:
     return Store(Path(data_dir), chroma_url, auth_headers(chroma_token), collection)
+
+
+@st.cache_resource(max_entries=16)
+def shared_retriever(_store: Store, store_key: int, profile: ProfileName, rerank: bool) -> Retriever:
+    """The store's retriever, shared by every session and run (`store_key`: the store's identity). It keeps what
+    questions reuse: every vector, the document cards, the profile; built per run, each question read them
+    again. Warmed in the background, so that the first question does not wait for it."""
+    retriever = Retriever(_store, shared_embedder(), RetrievalOptions(profile=profile, rerank=rerank))
+    threading.Thread(target=_warm, args=(retriever,), name="rag-warm-retrieval", daemon=True).start()
+    return retriever
+
+
+def _warm(retriever: Retriever) -> None:
+    try:
+        retriever.warm()
+    except Exception:  # the first question builds what is missing; a store closed meanwhile is not an error
+        logger.debug("Warming retrieval failed", exc_info=True)
 
 
 @st.cache_resource(show_spinner="Checking the knowledge base…")
@@ -181,8 +201,15 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
+    options = retrieval_options(settings)
+    retriever = shared_retriever(store, id(store), options.profile, options.rerank)
     engine = Engine(
-        settings, store=store, embedder=embedder, chosen=choice, conversations=get_conversations(settings)
+        settings,
+        store=store,
+        embedder=embedder,
+        chosen=choice,
+        conversations=get_conversations(settings),
+        retriever=retriever,
     )
     startup_check(store, _place(settings))
     if settings.api_beside_app:

@@ -42,10 +42,19 @@ from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.config import Settings, auth_headers
 from rag.conversations import ConversationNotFound, ConversationStore, SelectedDocument
 from rag.embeddings import Embedder
-from rag.engine import ChosenBackend, Engine, choose_backend, embedded_gguf, knowledge_bases, open_store
+from rag.engine import (
+    ChosenBackend,
+    Engine,
+    choose_backend,
+    embedded_gguf,
+    knowledge_bases,
+    open_store,
+    retrieval_options,
+)
 from rag.errors import BackendUnavailable, ModelNotFound, RagError, SettingsError
 from rag.ingest import UploadLimitError
 from rag.kb import KnowledgeBases
+from rag.retrieval import RetrievalOptions, Retriever
 from rag.schema import Message as ChatTurnMessage
 from rag.store import Store
 from rag.turn import Chat, Turn
@@ -164,12 +173,15 @@ class Engines:
         self._lock = threading.Lock()
         self._stores: dict[tuple[str, str, str, str], Store] = {}
         self._conversations: dict[str, ConversationStore] = {}
+        # Per store and options: what questions reuse (the vectors, the document cards) is kept between requests.
+        self._retrievers: dict[tuple[tuple[str, str, str, str], RetrievalOptions], Retriever] = {}
         self._llms: dict[tuple[str | None, int], EmbeddedBackend] = {}
         self._embedder: Embedder | None = None
         self._probe: tuple[float, str, OllamaStatus] | None = None
         if seed is not None:  # the app's own parts, when the API runs beside it
             s = seed.settings
             self._stores[_place(s)] = seed.store
+            self._retrievers[(_place(s), retrieval_options(s))] = seed.retriever
             self._conversations[str(s.kb_dir)] = seed.conversations
             self._embedder = seed.embedder
             if isinstance(seed.chosen.backend, EmbeddedBackend):
@@ -207,12 +219,16 @@ class Engines:
             if self._embedder is None:
                 self._embedder = Embedder()
             chosen = self._choose(settings)
+            options = retrieval_options(settings)
+            if (place, options) not in self._retrievers:
+                self._retrievers[(place, options)] = Retriever(self._stores[place], self._embedder, options)
             return Engine(
                 settings,
                 store=self._stores[place],
                 embedder=self._embedder,
                 chosen=chosen,
                 conversations=self._conversations[folder],
+                retriever=self._retrievers[(place, options)],
             )
 
     def _choose(self, settings: Settings) -> ChosenBackend:

@@ -149,6 +149,11 @@ def pull_model(settings: Settings, name: str) -> Iterator[PullProgress]:
     return OllamaBackend(settings.ollama_host, name, headers=auth_headers(settings.ollama_token)).pull()
 
 
+def retrieval_options(settings: Settings) -> RetrievalOptions:
+    """How retrieval runs, from the settings."""
+    return RetrievalOptions(profile=settings.profile, rerank=settings.rerank == "sentences")
+
+
 def open_store(settings: Settings) -> Store:
     """The knowledge base of the settings: its registry in its folder, its vectors there or on a Chroma server."""
     return kb.open_store(settings)
@@ -169,7 +174,8 @@ class Engine:
     """Cheap to construct: the store, the embedding model, the LLM and the conversations open on first use.
 
     The app builds one per request from the current settings, passing in the heavy parts it shares
-    between sessions (store, embedder, backend, conversations).
+    between sessions (store, embedder, backend, conversations, and the retriever with what it keeps between
+    questions).
     """
 
     def __init__(
@@ -181,8 +187,10 @@ class Engine:
         chosen: ChosenBackend | None = None,
         conversations: ConversationStore | None = None,
         sources: SourceViewer | None = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.settings = settings
+        self._retriever = retriever
         self._store = store
         self._embedder = embedder
         self._chosen = chosen
@@ -205,8 +213,7 @@ class Engine:
 
     @cached_property
     def retriever(self) -> Retriever:
-        options = RetrievalOptions(profile=self.settings.profile, rerank=self.settings.rerank == "sentences")
-        return Retriever(self.store, self.embedder, options)
+        return self._retriever or Retriever(self.store, self.embedder, retrieval_options(self.settings))
 
     @cached_property
     def originals(self) -> Originals:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import rag  # noqa: F401  (sets the offline environment before any model library loads)
 from rag.backends.embedded import EmbeddedBackend
 from rag.embeddings import Embedder
+from rag.retrieval import Retriever
 from tests.servers import ChromaServer, Site, serve_site
 
 
@@ -39,3 +41,18 @@ def site() -> Iterator[Site]:
     """A real HTTP server on this machine serving the pages the test puts in `site.pages`."""
     with serve_site() as served:
         yield served
+
+
+@pytest.fixture
+def retrievers_built(monkeypatch: pytest.MonkeyPatch) -> list[Retriever]:
+    """The retrievers built while the test runs: each keeps its own vectors and document cards, so a new one per
+    question would read them all again."""
+    built: list[Retriever] = []
+    build = Retriever.__init__
+
+    def counted(self: Retriever, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "__init__", counted)
+    return built

@@ -23,6 +23,7 @@ from rag.conversations import DB_NAME
 from rag.embeddings import Embedder
 from rag.engine import ChosenBackend, Engine
 from rag.kb import KnowledgeBases
+from rag.retrieval import Retriever
 from rag.turn import Chat
 from tests.servers import free_port
 
@@ -133,7 +134,9 @@ def test_the_api_the_chat_page_and_the_cli_give_the_same_prompt_and_sources(api:
 
 
 @pytest.mark.slow
-def test_a_conversation_goes_on_by_its_id_and_a_client_history_is_kept(api: Api) -> None:
+def test_a_conversation_goes_on_by_its_id_and_a_client_history_is_kept(
+    api: Api, retrievers_built: list[Retriever]
+) -> None:
     client = api.client()
     first = client.chat.completions.create(
         model="default",
@@ -155,6 +158,7 @@ def test_a_conversation_goes_on_by_its_id_and_a_client_history_is_kept(api: Api)
         "What is Llama 2?", QUESTION, "And its vocabulary size?",
     ]  # fmt: skip
     assert "Answer in French." not in (saved.messages[3].prompt or "")
+    assert retrievers_built == []  # the requests share the app's retriever, with what it keeps between questions
 
 
 @pytest.mark.slow
@@ -214,9 +218,10 @@ def test_search_documents_and_conversations(api: Api, tmp_path: Path) -> None:
     with api.http() as http:
         found = http.post("/v1/search", json={"query": QUESTION}).json()["data"]
         assert found[0]["file"] == "llama-2-overview.md" and found[0]["rank"] == 1 and found[0]["given_to_model"]
-        assert http.post("/v1/search", json={"query": "Who won the 2016 Super Bowl?"}).json()["data"][0][
-            "given_to_model"
-        ] is False
+        assert (
+            http.post("/v1/search", json={"query": "Who won the 2016 Super Bowl?"}).json()["data"][0]["given_to_model"]
+            is False
+        )
 
         note = b"# Greenhouse\n\nThe orchids are misted every Thursday by Tomasz.\n"
         added = http.post("/v1/documents", files=[("file", ("greenhouse.md", note, "text/markdown"))])

@@ -377,3 +377,29 @@ def test_a_search_of_the_whole_knowledge_base_reads_the_kept_vectors_and_follows
     ropes = store.find("ropes.txt")
     assert ropes is not None
     assert len(search.search(query, 100, [ropes.doc_id]).dense) == ropes.chunks
+
+
+def test_warming_builds_ahead_what_questions_reuse_and_changes_no_result(
+    store: Store, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Retriever(Store(tmp_path / "empty"), embedder).warm()  # nothing to build: no error
+    cold, warm = Retriever(store, embedder), Retriever(store, embedder)
+    warm.warm()
+    reads: list[str] = []
+    read_one, read_all = store.vectors_of, store.vectors_by_document
+
+    def one(doc_id: str) -> tuple[list[str], np.ndarray]:
+        reads.append(doc_id)
+        return read_one(doc_id)
+
+    def every() -> dict[str, tuple[list[str], np.ndarray]]:
+        reads.append("every document")
+        return read_all()
+
+    monkeypatch.setattr(store, "vectors_of", one)
+    monkeypatch.setattr(store, "vectors_by_document", every)
+    question = "What does error code E-4417 mean?"
+    warmed = [h.chunk.id for h in warm.retrieve(question, top_k=3).hits]
+    assert reads == []  # read when warmed, not at the first question
+    assert warmed == [h.chunk.id for h in cold.retrieve(question, top_k=3).hits]
+    assert sorted(reads) == ["man0", "rec0"]  # the cold one read them at its first question

@@ -166,6 +166,14 @@ class Retriever:
         self._profile: tuple[str, Profile] | None = None
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Build now what the first question would otherwise wait for (the keyword index in memory, the kept
+        vectors, the document cards, the profile): seconds for a large knowledge base."""
+        self.store.keyword_search([])
+        _ = self.candidates.kept.holds_all
+        self.focus.names()
+        self.profile()
+
     def retrieve(
         self,
         text: str,

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from rag.config import PROJECT_ROOT
 from rag.formatting import safe_markdown
+from rag.retrieval import Retriever
 from rag.turn import AnswerStream
 from tests import fake_ollama
 from tests.fake_ollama import ANSWER_PIECES, FakeOllama
@@ -178,7 +179,9 @@ def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
 
 
 @pytest.mark.slow
-def test_two_tabs_keep_their_own_conversations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_tabs_keep_their_own_conversations_and_share_one_retriever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retrievers_built: list[Retriever]
+) -> None:
     first = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
     second = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
     second.run()
@@ -189,6 +192,7 @@ def test_two_tabs_keep_their_own_conversations(tmp_path: Path, monkeypatch: pyte
     assert len(first.chat_message) == len(second.chat_message) == 2
     titles = [b.label for b in second.sidebar.button]
     assert "Who waters the tomatoes?" in titles and "On which day are the tomatoes watered?" in titles
+    assert len(retrievers_built) == 1  # four runs, two sessions, two questions: one retriever
 
 
 ALLOTMENT = "# Allotment\n\nThe tomatoes at the allotment are watered every Friday by Ben.\n"
