@@ -103,14 +103,6 @@ def abbreviated_words(short: str, words: Sequence[str]) -> tuple[str, ...]:
     return ()
 
 
-def could_abbreviate(short: str, initials: set[tuple[str, str]]) -> bool:
-    """Whether words whose first letters side by side are `initials` may be abbreviated by `short` (a quick
-    test before `abbreviated_words`): its first letter begins a word followed by one beginning with another
-    of its letters, or with the letter after a connector."""
-    short = short.lower()
-    return any((short[0], letter) in initials for letter in set(short[1:]))
-
-
 def begun_words(short: str, glued: Iterable[str]) -> set[str]:
     """The glued capitals words that `short` begins and does not spell whole: ("Vesko", {veskoco}) → {veskoco}."""
     start = short.lower()
@@ -139,11 +131,20 @@ class DocumentRouter:
         self._in_texts: dict[str, int] = {}  # phrase → documents whose text holds it (a router lives one generation)
         self._cards = [(card.doc_id, card_terms(card.text)) for card in cards]
         self._words = [WORD.findall(card.text.lower()) for card in cards]
-        # The first letters of each two words side by side: a short form spells two words or more, so a card
-        # without its first letter followed by another of its letters cannot be abbreviated by it.
-        self._initials = [{(a[0], b[0]) for a, b in pairwise(words)} for words in self._words]
-        # Words written in capitals, whose own words cannot be told apart: "ZEMRESORTS", "VESKOCO", "BRIGHTLANE".
-        self._glued = [{w.lower() for w in WORD.findall(card.text) if w.isalpha() and w.isupper()} for card in cards]
+        # The cards by the first letters of each two of their words side by side: a short form spells two words
+        # or more, so only a card with its first letter followed by another of its letters can be abbreviated
+        # by it (the others are not tried: 0.1 s a question over 500 cards).
+        self._by_initials: dict[tuple[str, str], set[int]] = {}
+        for card, words in enumerate(self._words):
+            for a, b in pairwise(words):
+                self._by_initials.setdefault((a[0], b[0]), set()).add(card)
+        # Words written in capitals, whose own words cannot be told apart ("ZEMRESORTS", "VESKOCO", "BRIGHTLANE"),
+        # and the cards that hold each.
+        self._glued: dict[str, set[int]] = {}
+        for card, doc in enumerate(cards):
+            for word in WORD.findall(doc.text):
+                if word.isalpha() and word.isupper():
+                    self._glued.setdefault(word.lower(), set()).add(card)
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
         total = len(self._cards)
         frequency: dict[str, int] = {}
@@ -162,35 +163,44 @@ class DocumentRouter:
         shorts = self._short_forms(question, stop)
         # A word that begins a glued name must itself be a name: "America" begins AMERICANTIMBERWORKS, but
         # every filing that sells in North America says it.
-        begun = {short: [begun_words(short, glued) for glued in self._glued] for short in shorts}
-        beginnings = [short.lower() for short in shorts if any(begun[short])]
+        begun = {short: self._begun(short) for short in shorts}  # short → card → the glued words it begins
+        beginnings = [short.lower() for short in shorts if begun[short]]
         names = self._rare_in_texts(beginnings) if beginnings else set()
         # ... and end where a word begins: ZEM|RESORTS, VESKO|CO, but not AMERICA|NTIMBERWORKS.
         rests = {
             _rest(word, short.lower())
             for short in shorts
             if short.lower() in names
-            for card in begun[short]
-            for word in card
+            for glued in begun[short].values()
+            for word in glued
         }
         words_in_texts = self._in_any_text(sorted(rests - LEGAL_FORMS)) | (rests & LEGAL_FORMS)
-        raw = {}
-        abbreviates = False  # a short form in the question spells some card's words
-        for card, ((doc_id, terms), sequence, initials) in enumerate(
-            zip(self._cards, self._words, self._initials, strict=True)
-        ):
-            matched = words & terms
-            for short in shorts:
-                spelled = set(abbreviated_words(short, sequence)) if could_abbreviate(short, initials) else set()
-                if short.lower() in names:
-                    spelled |= {w for w in begun[short][card] if _rest(w, short.lower()) in words_in_texts}
-                matched.update(spelled)
-                abbreviates = abbreviates or bool(spelled)
-            raw[doc_id] = sum(self._idf[t] for t in sorted(matched))  # in one order: a set's varies by process
+        spelled: dict[int, set[str]] = {}  # card → its words a short form of the question spells
+        for short in shorts:
+            low = short.lower()
+            for card in set().union(*(self._by_initials.get((low[0], letter), ()) for letter in set(low[1:]))):
+                spelled.setdefault(card, set()).update(abbreviated_words(short, self._words[card]))
+            if low in names:
+                for card, glued in begun[short].items():
+                    spelled.setdefault(card, set()).update(w for w in glued if _rest(w, low) in words_in_texts)
+        abbreviates = any(spelled.values())  # a short form in the question spells some card's words
+        raw = {
+            doc_id: sum(self._idf[t] for t in sorted((words & terms) | spelled.get(card, set())))  # in one order
+            for card, (doc_id, terms) in enumerate(self._cards)
+        }
         best = max(raw.values(), default=0.0)
         if best <= 0 or not (abbreviates or self._names_a_document(question)):
             return {}
         return {doc_id: score / best for doc_id, score in raw.items() if score > 0}
+
+    def _begun(self, short: str) -> dict[int, set[str]]:
+        """card → the glued capitals words of its card that `short` begins and does not spell whole."""
+        begun: dict[int, set[str]] = {}
+        for word, cards in self._glued.items():
+            if begun_words(short, {word}):
+                for card in cards:
+                    begun.setdefault(card, set()).add(word)
+        return begun
 
     def _names_a_document(self, question: str) -> bool:
         """Whether the question holds a name: words of a card, side by side in the question
