@@ -357,14 +357,14 @@ class KeywordIndex:
         self.sync()
         frequency = {}
         for phrase in phrases:
-            terms = [t for t in self._term_ids(WORD.findall(phrase.lower())) if t >= 0]
+            words = WORD.findall(phrase.lower())
+            terms = [t for t in self._term_ids(words) if t >= 0]
             holding = self._documents_holding(set(terms))
             if len(terms) < 2 or not holding:
                 frequency[phrase] = holding
                 continue
             # Only the matching rows' ids: reading each one's document from the table costs 3-4 times as much.
-            words = '"' + " ".join(WORD.findall(phrase.lower())) + '"'
-            found = self._db.execute(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?", (words,))
+            found = self._db.execute(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH ?", ('"' + " ".join(words) + '"',))
             rows = self._live_rows_of(np.fromiter((rowid for (rowid,) in found), dtype=np.int64))
             frequency[phrase] = len(np.unique(self._doc[rows]))
         return frequency

@@ -9,6 +9,7 @@ import pytest
 
 from rag.config import Settings
 from rag.embeddings import Embedder
+from rag.ingest import Ingestor
 from rag.retrieval import (
     EVIDENCE_COVERAGE,
     RetrievalOptions,
@@ -298,19 +299,24 @@ def test_the_passage_inside_the_document_in_focus_is_found_by_what_the_question_
     assert "within" not in {s.stage for s in off.stages}
 
 
-def test_a_search_within_a_few_documents_ranks_as_chromas_filtered_search(tmp_path: Path, embedder: Embedder) -> None:
-    """Within the documents in focus, dense search reads their kept vectors instead of a filtered search of the
-    whole collection: the same passages, the same order, the same cosines; and nothing of a document deleted
-    since."""
-    from rag.ingest import Ingestor
-
+def three_notebooks(tmp_path: Path, embedder: Embedder) -> tuple[Store, Ingestor]:
+    """A knowledge base of three look-alike notebooks (ropes, sails, masts) of 30 notes each, and its ingestor."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, topic in (("ropes.txt", "rope"), ("sails.txt", "sail"), ("masts.txt", "mast")):
         notes = [f"Note {n} on the {topic}: it was checked in week {n}." for n in range(30)]
         (docs / name).write_text("\n\n".join(notes))
     store = Store(tmp_path / "kb")
-    Ingestor(store, embedder, 120, 0).ingest_paths([docs])
+    ingestor = Ingestor(store, embedder, 120, 0)
+    ingestor.ingest_paths([docs])
+    return store, ingestor
+
+
+def test_a_search_within_a_few_documents_ranks_as_chromas_filtered_search(tmp_path: Path, embedder: Embedder) -> None:
+    """Within the documents in focus, dense search reads their kept vectors instead of a filtered search of the
+    whole collection: the same passages, the same order, the same cosines; and nothing of a document deleted
+    since."""
+    store, _ = three_notebooks(tmp_path, embedder)
     search = Retriever(store, embedder).candidates
     query = search.query("When was the rope checked?")
     ropes, sails = (store.find(name) for name in ("ropes.txt", "sails.txt"))
@@ -333,17 +339,9 @@ def test_a_search_of_the_whole_knowledge_base_reads_the_kept_vectors_and_follows
     """Every vector kept in memory (a small knowledge base): dense search ranks as Chroma's index does, sees a
     document added or deleted since the last question, and a knowledge base beyond the limit is searched in
     Chroma's index again."""
-    from rag.ingest import Ingestor
     from rag.retrieval.candidates import KeptVectors
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for name, topic in (("ropes.txt", "rope"), ("sails.txt", "sail"), ("masts.txt", "mast")):
-        notes = [f"Note {n} on the {topic}: it was checked in week {n}." for n in range(30)]
-        (docs / name).write_text("\n\n".join(notes))
-    store = Store(tmp_path / "kb")
-    ingestor = Ingestor(store, embedder, 120, 0)
-    ingestor.ingest_paths([docs])
+    store, ingestor = three_notebooks(tmp_path, embedder)
     search = Retriever(store, embedder).candidates
     query = search.query("When was the sail checked?")
 

@@ -91,10 +91,15 @@ class KeptVectors:
 
     @property
     def holds_all(self) -> bool:
-        """Whether every ready document's vectors are kept (the knowledge base is within the limit)."""
+        """Whether every ready document's vectors are kept (the knowledge base is within the limit), caught up."""
         with self._lock:
             self._refresh()
             return self._whole is not None
+
+    def catch_up(self) -> None:
+        """Read now the vectors of the documents added since last time (`Retriever.warm`)."""
+        with self._lock:
+            self._refresh()
 
     def nearest(self, vectors: Sequence[np.ndarray], depth: int) -> list[tuple[str, float]] | None:
         """The `depth` chunks nearest to any of the vectors, each scored by its best cosine, exactly; None when the
@@ -115,14 +120,19 @@ class KeptVectors:
                 self._kept.move_to_end(doc_id)
                 return self._kept[doc_id]
             if self._whole is not None:  # every ready document is kept: this one is not ready
-                return [], np.zeros((0, 0), dtype=np.float32)
+                return [], _NO_VECTORS
         ids, vectors = self.store.vectors_of(doc_id)
         with self._lock:
             if generation == self._generation and ids:
                 self._kept[doc_id] = (ids, vectors)
-                while sum(len(kept) for kept, _ in self._kept.values()) > MAX_KEPT_VECTORS and len(self._kept) > 1:
-                    self._kept.popitem(last=False)
+                self._trim()
         return ids, vectors
+
+    def _trim(self) -> None:
+        """Least recently used documents out, past MAX_KEPT_VECTORS rows (the last one stays, whatever its size)."""
+        rows = sum(len(kept) for kept, _ in self._kept.values())
+        while rows > MAX_KEPT_VECTORS and len(self._kept) > 1:
+            rows -= len(self._kept.popitem(last=False)[1][0])
 
     def _refresh(self) -> None:
         """Catch up with the ready documents, if they changed since last time (called holding the lock)."""
@@ -135,13 +145,12 @@ class KeptVectors:
         self._generation = generation
         self._whole = None
         if sum(ready.values()) > self.limit:
-            while sum(len(kept) for kept, _ in self._kept.values()) > MAX_KEPT_VECTORS and len(self._kept) > 1:
-                self._kept.popitem(last=False)
+            self._trim()
             return
         missing = [doc_id for doc_id in ready if doc_id not in self._kept]
         read = self.store.vectors_by_document() if len(missing) > FEW_NEW_DOCUMENTS else {}
         for doc_id in missing:
-            ids, vectors = read.get(doc_id, ([], np.zeros((0, 0), dtype=np.float32)))
+            ids, vectors = read.get(doc_id, ([], _NO_VECTORS))
             if len(ids) != ready[doc_id]:  # not in the pass, or written during it: read on its own
                 ids, vectors = self.store.vectors_of(doc_id)
             if ids:
@@ -149,12 +158,15 @@ class KeptVectors:
         # One matrix for all, each document's rows a view of it (no second copy).
         blocks = list(self._kept.items())
         ids = [cid for _, (kept, _) in blocks for cid in kept]
-        matrix = np.concatenate([vectors for _, (_, vectors) in blocks]) if blocks else np.zeros((0, 0), np.float32)
+        matrix = np.concatenate([vectors for _, (_, vectors) in blocks]) if blocks else _NO_VECTORS
         start = 0
         for doc_id, (kept, _) in blocks:
             self._kept[doc_id] = (kept, matrix[start : start + len(kept)])
             start += len(kept)
         self._whole = (ids, matrix)
+
+
+_NO_VECTORS = np.zeros((0, 0), dtype=np.float32)
 
 
 def _best(ids: Sequence[str], matrix: np.ndarray, vectors: Sequence[np.ndarray], depth: int) -> list[tuple[str, float]]:

@@ -170,7 +170,7 @@ class Retriever:
         """Build now what the first question would otherwise wait for (the keyword index in memory, the kept
         vectors, the document cards, the profile): seconds for a large knowledge base."""
         self.store.keyword_search([])
-        _ = self.candidates.kept.holds_all
+        self.candidates.kept.catch_up()
         self.focus.names()
         self.profile()
 

@@ -32,6 +32,11 @@ def chat_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, 
     monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens there, by default
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    return new_session()
+
+
+def new_session() -> AppTest:
+    """A browser session of the chat page (a tab, a reload) on the environment as set, run once."""
     at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
     at.run()
     assert not at.exception, at.exception
@@ -156,8 +161,7 @@ def test_conversations_are_saved_listed_reopened_renamed_exported_and_deleted(
     assert "prompt tokens +" in inspector.caption[0].value
 
     # A restarted app (a new session on the same data folder) lists the conversation and reopens it.
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
+    again = new_session()
     titles = [b.label for b in again.sidebar.button]
     assert "When are the tomatoes watered?" in titles
     assert len(again.chat_message) == 0  # a new tab starts a new conversation
@@ -183,8 +187,7 @@ def test_two_tabs_keep_their_own_conversations_and_share_one_retriever(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retrievers_built: list[Retriever]
 ) -> None:
     first = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN})
-    second = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    second.run()
+    second = new_session()
     first.chat_input[0].set_value("Who waters the tomatoes?").run()
     second.chat_input[0].set_value("On which day are the tomatoes watered?").run()
     assert first.chat_message[0].text[0].value == "Who waters the tomatoes?"
@@ -230,8 +233,7 @@ def test_a_conversation_limited_to_one_document_cites_only_it_and_keeps_the_choi
     assert at.multiselect[0].values == ["allotment.md"]
 
     # Another tab (or a restart) starts a new conversation searching everything; reopening restores the choice.
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
+    again = new_session()
     assert again.multiselect[0].value == []
     next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
     assert again.multiselect[0].values == ["allotment.md"]
@@ -270,8 +272,7 @@ def test_a_deleted_document_drops_out_of_the_selection_with_a_note(
     # The earlier answer still says what it searched then.
     assert "searched only: garden\\.md, allotment\\.md" in [c.value for c in at.chat_message[1].caption]
 
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
+    again = new_session()
     next(b for b in again.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
     assert again.multiselect[0].values == ["garden.md"] and not again.main.info
 
@@ -365,9 +366,7 @@ def test_a_conversation_deleted_in_another_tab_says_so_and_starts_a_new_one(
 def test_an_engine_that_cannot_start_shows_what_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OLLAMA_HOST", "ftp://10.0.0.5:11434")
-    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    at.run()
-    assert not at.exception, at.exception
+    at = new_session()
     message = at.error[0].value
     assert "is not an http(s) URL" in message and "OLLAMA_HOST" in message
     assert any("Settings page" in c.value for c in at.caption)
@@ -431,9 +430,7 @@ def test_a_damaged_knowledge_base_shows_what_is_wrong_and_the_command_instead_of
     shared_store.clear()
     startup_check.clear()
     damaged(tmp_path / "data")
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
-    assert not again.exception, again.exception
+    again = new_session()
     [shown] = [e.value for e in again.error]
     assert said in shown  # what is wrong
     assert "`python -m rag check --repair`" in shown  # and the command, as code
@@ -450,9 +447,7 @@ def test_a_dropped_keyword_index_is_named_in_the_sidebar_with_the_command(
     startup_check.clear()
     with sqlite3.connect(tmp_path / "data" / "registry.sqlite3") as db:
         db.execute("DROP TABLE chunk_text")
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
-    assert not again.exception, again.exception
+    again = new_session()
     warning = next(w.value for w in again.sidebar.warning if "inconsistent" in w.value)
     assert "1 problem found when the app started: keyword rows missing" in warning
     assert "`python -m rag check --repair`" in warning
@@ -508,9 +503,7 @@ def switch(at: AppTest) -> Any:
 
 def reopened(title: str) -> AppTest:
     """A fresh session on the same data folder (what a reload or another browser makes), the conversation opened."""
-    again = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=240)
-    again.run()
-    assert not again.exception, again.exception
+    again = new_session()
     assert switch(again) is None  # a new conversation chooses no documents, so there is nothing to read whole
     next(b for b in again.sidebar.button if b.label == title).click().run()
     assert not again.exception, again.exception
