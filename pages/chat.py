@@ -132,6 +132,7 @@ def forget_new_filter() -> None:
     """A new conversation starts searching every document."""
     st.session_state.pop(NEW_FILTER, None)
     st.session_state.pop(NEW_FILTER_WIDGET, None)
+    st.session_state.pop(f"{NEW_FILTER_WIDGET}_saved", None)
     st.session_state.pop(NEW_WHOLE_WIDGET, None)
 
 
@@ -152,9 +153,14 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
         )
     names_by_id = {d.doc_id: d.name for d in documents}
     key = NEW_FILTER_WIDGET if conversation is None else f"doc_filter_{conversation.id}"
+    # What this tab last read from (or saved to) the conversation: when the saved choice differs from it, another
+    # tab changed it, and this tab shows that choice rather than saving its own stale one over it.
+    last_saved = f"{key}_saved"
+    saved_ids = [d.doc_id for d in kept]
     shown = st.session_state.get(key)
-    if shown is None or any(doc_id not in names_by_id for doc_id in shown):  # first shown, or a document went
-        st.session_state[key] = [d.doc_id for d in kept]
+    changed_elsewhere = st.session_state.get(last_saved, saved_ids) != saved_ids
+    if shown is None or changed_elsewhere or any(doc_id not in names_by_id for doc_id in shown):
+        st.session_state[key] = saved_ids  # first shown, changed in another tab, or a document went
     if not documents:
         chosen: list[str] = []
     else:
@@ -167,6 +173,7 @@ def document_filter(engine: Engine, conversation: Conversation | None) -> list[S
             help="Leave empty to search every document. The choice is saved with this conversation.",
         )
     selection = [SelectedDocument(doc_id, names_by_id[doc_id]) for doc_id in chosen]
+    st.session_state[last_saved] = list(chosen)
     if selection != saved:
         if conversation is None:
             st.session_state[NEW_FILTER] = selection

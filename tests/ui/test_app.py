@@ -243,6 +243,32 @@ def test_a_conversation_limited_to_one_document_cites_only_it_and_keeps_the_choi
 
 
 @pytest.mark.slow
+def test_a_choice_made_in_another_tab_is_shown_not_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = chat_page(tmp_path, monkeypatch, {"garden.md": GARDEN, "allotment.md": ALLOTMENT})
+    store = shared_store(str(tmp_path / "data"))
+    garden, allotment = store.find("garden.md"), store.find("allotment.md")
+    assert garden is not None and allotment is not None
+    at.chat_input[0].set_value("When are the tomatoes watered?").run()  # a conversation searching everything
+    other = new_session()  # a second tab opens the same conversation
+    next(b for b in other.sidebar.button if b.label == "When are the tomatoes watered?").click().run()
+    assert other.multiselect[0].value == []
+
+    at.multiselect[0].select(allotment.doc_id).run()  # the first tab limits it to the allotment
+    other.run()  # the second tab, still showing "all documents", runs again (any click does that)
+    assert not other.exception, other.exception
+    assert other.multiselect[0].values == ["allotment.md"]  # it shows the new choice …
+    conversations = shared_conversations(str(tmp_path / "data"))
+    saved = conversations.get(at.session_state["conversation_id"])
+    assert [d.name for d in saved.doc_filter] == ["allotment.md"]  # … and did not undo it
+
+    other.multiselect[0].set_value([garden.doc_id]).run()  # and a change there reaches the first tab
+    at.run()
+    assert at.multiselect[0].values == ["garden.md"]
+    at.chat_input[0].set_value("Who waters the tomatoes?").run()
+    assert "searched only: garden\\.md" in [c.value for c in at.chat_message[3].caption]
+
+
+@pytest.mark.slow
 def test_a_deleted_document_drops_out_of_the_selection_with_a_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
