@@ -23,7 +23,7 @@ from rag.conversations import (
 )
 from rag.engine import Engine
 from rag.errors import RagError
-from rag.exports import conversation_json, conversation_markdown
+from rag.exports import conversation_json, conversation_markdown, export_file_name
 from rag.formatting import plural, safe_markdown
 from rag.turn import Chat, asks_for_whole_document, whole_document_plan
 from ui_common import escape_markdown, render_markdown, require_engine, show_error, show_unexpected
@@ -250,14 +250,14 @@ def conversations_sidebar(engine: Engine) -> None:
         if current is None:
             return
         try:
-            this_conversation(store, current)
+            this_conversation(store, current, engine.settings.kb)
         except ConversationNotFound:
             return  # deleted in another tab: the page says so and starts a new one
         except RagError as exc:
             show_error(exc)
 
 
-def this_conversation(store: ConversationStore, current: str) -> None:
+def this_conversation(store: ConversationStore, current: str, knowledge_base: str) -> None:
     """Rename, export or delete the open conversation (in the sidebar)."""
     with st.expander("This conversation", icon=":material/tune:"):
         title = st.text_input("Title", store.get(current).title, key=f"title_{current}")
@@ -271,12 +271,15 @@ def this_conversation(store: ConversationStore, current: str) -> None:
             else:
                 st.rerun()
         saved = store.get(current)
+        base = knowledge_base
         st.download_button(
-            "Export as Markdown", conversation_markdown(saved), file_name="conversation.md", mime="text/markdown"
-        )
+            "Export as Markdown", conversation_markdown(saved, base), file_name=export_file_name(saved, "md"),
+            mime="text/markdown",
+        )  # fmt: skip
         st.download_button(
-            "Export as JSON", conversation_json(saved), file_name="conversation.json", mime="application/json"
-        )
+            "Export as JSON", conversation_json(saved, base), file_name=export_file_name(saved, "json"),
+            mime="application/json",
+        )  # fmt: skip
         if st.session_state.get("confirm_delete") == current:
             st.warning("Delete this conversation and all its messages?")
             if st.button("Yes, delete", key="delete_yes"):

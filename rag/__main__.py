@@ -815,14 +815,18 @@ def cmd_conversations_list(engine: Engine, args: argparse.Namespace) -> int:
 
 def cmd_conversations_show(engine: Engine, args: argparse.Namespace) -> int:
     store = _conversations(engine)
-    sys.stdout.write(conversation_markdown(store.get(store.resolve(args.id))))
+    sys.stdout.write(conversation_markdown(store.get(store.resolve(args.id)), engine.settings.kb))
     return 0
 
 
 def cmd_conversations_export(engine: Engine, args: argparse.Namespace) -> int:
     store = _conversations(engine)
     conversation = store.get(store.resolve(args.id))
-    text = conversation_json(conversation) + "\n" if args.format == "json" else conversation_markdown(conversation)
+    base = engine.settings.kb
+    if args.format == "json":
+        text = conversation_json(conversation, base) + "\n"
+    else:
+        text = conversation_markdown(conversation, base)
     sys.stdout.write(text)
     return 0
 
@@ -941,9 +945,7 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         profile=args.profile,
         rerank=args.rerank,
     )
-    options = RetrievalOptions(
-        mode=args.mode, fusion=args.fusion, profile=settings.profile, rerank=settings.rerank == "sentences"
-    )
+    options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile, rerank=settings.rerank)
     options = without(options, args.without)
     if args.suite is not None:
         with _measurement_requirements("eval --suite"):
@@ -1090,7 +1092,7 @@ def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> i
         engine.settings,
         sizes or [0],
         cache=args.cache,
-        options=RetrievalOptions(profile=engine.settings.profile, rerank=engine.settings.rerank == "sentences"),
+        options=RetrievalOptions(profile=engine.settings.profile, rerank=engine.settings.rerank),
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
     )
     if args.json:

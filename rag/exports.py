@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 
 from rag.conversations import Conversation, SavedSource
 
+_UNSAFE_IN_FILE_NAMES = re.compile(r"[^\w\- ]+")
+FILE_NAME_CHARS = 60
 
-def conversation_markdown(c: Conversation) -> str:
-    """The conversation as Markdown: the documents it is limited to (and whether it reads them whole), the
-    summary, each message, what an answer searched and its sources."""
+
+def conversation_markdown(c: Conversation, knowledge_base: str | None = None) -> str:
+    """The conversation as Markdown: the knowledge base it searched, the documents it is limited to (and
+    whether it reads them whole), the summary, each message, what an answer searched and its sources."""
     lines = [f"# {c.title or 'Untitled conversation'}", "", f"Started {c.created_at} · last message {c.updated_at}"]
+    if knowledge_base:
+        lines += ["", f"*Knowledge base:* {knowledge_base}"]
     if c.doc_filter:
         chosen = ", ".join(d.name for d in c.doc_filter)
         lines += ["", f"*{'Reads these documents whole' if c.whole_document else 'Searches only'}:* {chosen}"]
@@ -38,9 +44,17 @@ def conversation_markdown(c: Conversation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def conversation_json(c: Conversation) -> str:
-    """Every field and record (StoredMessage.from_dict reads a message back)."""
-    return json.dumps(asdict(c), indent=2, ensure_ascii=False)
+def conversation_json(c: Conversation, knowledge_base: str | None = None) -> str:
+    """Every field and record (StoredMessage.from_dict reads a message back), and the knowledge base."""
+    record = asdict(c) | ({"knowledge_base": knowledge_base} if knowledge_base else {})
+    return json.dumps(record, indent=2, ensure_ascii=False)
+
+
+def export_file_name(c: Conversation, extension: str) -> str:
+    """A file name a person recognises in their downloads: the conversation's title, cut short, in characters
+    every system accepts ("conversation" when nothing of the title is left)."""
+    stem = " ".join(_UNSAFE_IN_FILE_NAMES.sub(" ", c.title).split())[:FILE_NAME_CHARS].strip()
+    return f"{stem or 'conversation'}.{extension}"
 
 
 def _source_line(source: SavedSource) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.config import PROJECT_ROOT
+from rag.config import DEFAULT_KB, PROJECT_ROOT
 from rag.conversations import ConversationStore, SavedSource, SavedUsage
 from rag.prompts import render_llama2
 from rag.schema import Message
@@ -124,6 +124,7 @@ def test_ask_json_with_the_built_in_model(kb: Path) -> None:
     assert "Ollama is not reachable" in result.stderr  # auto says why it fell back
     saved = json.loads(run(["conversations", "export", out["conversation"][:8], "--format", "json"], kb).stdout)
     question, answer = saved["messages"]  # a plain `ask` is saved too, as a turn asked from the command line
+    assert saved["knowledge_base"] == DEFAULT_KB  # the export says which knowledge base it searched
     assert question["content"] == "What is the office cat called?"
     assert question["channel"] == answer["channel"] == "cli"
     assert answer["content"] == out["answer"] and answer["sources"][0]["source"] == "pets.md"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from rag.conversations import ConversationStore, StoredMessage
-from rag.exports import conversation_json, conversation_markdown
+from rag.exports import conversation_json, conversation_markdown, export_file_name
 from tests.test_conversations import filled
 
 
@@ -37,7 +37,10 @@ def test_export_json_round_trips(tmp_path: Path) -> None:
     assert [StoredMessage.from_dict(m) for m in data["messages"]] == c.messages
     cited = data["messages"][1]["sources"][0]
     assert {k: cited[k] for k in ("source", "page", "score", "text")} == {
-        "source": "file.pdf", "page": 3, "score": 0.7213, "text": "Revenue grew 12%."
+        "source": "file.pdf",
+        "page": 3,
+        "score": 0.7213,
+        "text": "Revenue grew 12%.",
     }
 
 
@@ -52,3 +55,19 @@ def test_feedback_and_the_line_that_answers_are_exported(tmp_path: Path) -> None
         "down",
         "The figure is from the wrong year.",
     )
+
+
+def test_an_export_names_its_knowledge_base_and_is_named_after_its_title(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    cid = filled(store)
+    c = store.get(cid)
+    assert "*Knowledge base:* contracts 2024" in conversation_markdown(c, "contracts 2024")
+    assert "Knowledge base" not in conversation_markdown(c)  # not known: not said
+    assert json.loads(conversation_json(c, "contracts 2024"))["knowledge_base"] == "contracts 2024"
+    assert export_file_name(c, "md") == "What grew.md"
+    store.rename(cid, "Q3: revenue / costs <draft> " + "x" * 80)
+    name = export_file_name(store.get(cid), "json")
+    assert name.startswith("Q3 revenue costs draft x") and name.endswith("x.json")
+    assert len(name) == 60 + len(".json") and not set(name) & set('/\\:<>"|?*')
+    store.rename(cid, "???")
+    assert export_file_name(store.get(cid), "md") == "conversation.md"
