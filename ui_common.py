@@ -23,7 +23,7 @@ from rag.api_keys import ApiKeys
 from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.check import CheckReport, check
-from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Settings, auth_headers
+from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Rerank, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
@@ -70,7 +70,7 @@ def shared_store(
 
 
 @st.cache_resource(max_entries=16)
-def shared_retriever(_store: Store, store_key: int, profile: ProfileName, rerank: bool) -> Retriever:
+def shared_retriever(_store: Store, store_key: int, profile: ProfileName, rerank: Rerank) -> Retriever:
     """The store's retriever, shared by every session and run (`store_key`: the store's identity). It keeps what
     questions reuse: every vector, the document cards, the profile; built per run, each question read them
     again. Warmed in the background, so that the first question does not wait for it."""

@@ -151,7 +151,7 @@ def pull_model(settings: Settings, name: str) -> Iterator[PullProgress]:
 
 def retrieval_options(settings: Settings) -> RetrievalOptions:
     """How retrieval runs, from the settings."""
-    return RetrievalOptions(profile=settings.profile, rerank=settings.rerank == "sentences")
+    return RetrievalOptions(profile=settings.profile, rerank=settings.rerank)
 
 
 def open_store(settings: Settings) -> Store:

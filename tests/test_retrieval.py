@@ -238,8 +238,8 @@ def test_a_question_naming_a_metric_finds_the_statement_that_prints_its_inputs(
 
 
 def test_rag_eval_can_turn_each_optional_stage_off() -> None:
-    options = without(RetrievalOptions(rerank=True), ["rerank", "content-focus"])
-    assert (options.rerank, options.by_content, options.focus, options.by_time) == (False, False, True, True)
+    options = without(RetrievalOptions(rerank="sentences"), ["rerank", "content-focus"])
+    assert (options.rerank, options.by_content, options.focus, options.by_time) == ("off", False, True, True)
     assert without(RetrievalOptions(), ["focus"]).focus is False
     with pytest.raises(ValueError, match="Unknown stage 'routing'"):
         without(RetrievalOptions(), ["routing"])

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from rag.chunking import chunk_id
 from rag.embeddings import Embedder
@@ -22,6 +23,9 @@ from rag.retrieval.rerank import RERANK_WEIGHT, SentenceRerank
 from rag.retrieval.select import select
 from rag.schema import RetrievedChunk
 from rag.store import Store
+
+if TYPE_CHECKING:
+    from rag.config import Rerank
 
 # A question the profile expands (a financial metric) raises, among the PREFER_CANDIDATES best passages,
 # those of the kind it prefers (the statements that print the metric's inputs) by this much, times the
@@ -65,7 +69,7 @@ class RetrievalOptions:
     within: bool = True  # the passages of the documents in focus ranked again by the words rare within them
     sentences: bool = True  # a question of several sentences is also searched sentence by sentence
     opening: bool = True  # the profile's questions about a document's opening are given it
-    rerank: bool = False  # the best candidates are also judged by their sentence closest to the question
+    rerank: Rerank = "off"  # "sentences": the best candidates also judged by their sentence closest to the question
     rerank_weight: float = RERANK_WEIGHT
 
     def __post_init__(self) -> None:
@@ -99,7 +103,7 @@ def without(options: RetrievalOptions, stages: Sequence[str]) -> RetrievalOption
         within=options.within and "within" not in off,
         sentences=options.sentences and "sentences" not in off,
         opening=options.opening and "opening" not in off,
-        rerank=options.rerank and "rerank" not in off,
+        rerank="off" if "rerank" in off else options.rerank,
     )
 
 
@@ -240,7 +244,7 @@ class Retriever:
             order = self._prefer(order, query, profile, named, breadth)
             report("prefer", order, f"{profile.name} profile: {', '.join(sorted(query.expansion.prefer))} preferred")
 
-        if self.options.rerank and self.options.mode != "keyword" and self.options.rerank_weight > 0:
+        if self.options.rerank == "sentences" and self.options.mode != "keyword" and self.options.rerank_weight > 0:
             reranked = order[: self.reranker.depth]
             texts = {cid: chunk.text for cid, (chunk, _) in self.store.fetch([cid for cid, _ in reranked]).items()}
             order = self.reranker.rerank(order, query, texts)

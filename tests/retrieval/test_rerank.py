@@ -38,7 +38,7 @@ OTHERS = {
 }
 QUESTION = "What colour is the emergency beacon on the lifeboat?"
 # The stage alone (no document focus), its weight raised so that the best sentence can decide on five passages.
-RERANK = RetrievalOptions(focus=False, rerank=True, rerank_weight=2.0)
+RERANK = RetrievalOptions(focus=False, rerank="sentences", rerank_weight=2.0)
 
 
 @pytest.fixture
