@@ -1,5 +1,5 @@
 """The contracts profile: on where the documents are agreements; a question about when an agreement was made is
-given its opening (real store, real encoder)."""
+given its opening, and one about a clause the passages worded as that clause (real store, real encoder)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.profiles import TextFrequency, choose_profile
-from rag.profiles.contracts import asks_when_made
+from rag.profiles.contracts import asks_when_made, carries_clause
 from rag.retrieval import RetrievalOptions, Retriever, without
 from rag.store import Store
 
@@ -114,3 +114,65 @@ def test_when_an_agreement_was_made_is_answered_from_its_opening(tmp_path: Path,
     assert not any(preamble in h.chunk.text for h in off.selected)  # … but its other clauses
     expiry = retriever.retrieve("When does the rope supply agreement with Gullwing Marine expire?", top_k=4)
     assert "opening" not in {s.stage for s in expiry.stages}  # not a question about when it was made
+
+
+@pytest.mark.parametrize(
+    ("question", "clauses"),
+    [
+        ("Which jurisdiction's law governs the consulting agreement?", {"governing-law"}),
+        ("Under whose laws is the haulage agreement to be construed?", {"governing-law"}),
+        ("How much notice is needed to stop the lease from renewing?", {"notice", "renewal"}),
+        ("For what period does the licence renew after its initial term?", {"renewal", "term"}),
+        ("Can the distributor assign the agreement to an affiliate?", {"assignment"}),
+        ("Is there a cap on the supplier's liability?", {"liability"}),
+        ("When was the rope supply agreement signed?", set()),  # the opening answers that one
+        ("When did the ferry run aground?", set()),
+    ],
+)
+def test_a_question_about_a_clause_says_which(question: str, clauses: set[str]) -> None:
+    expansion = choose_profile("contracts", frequency(set())).expand(question)
+    assert {p.removeprefix("clause:") for p in expansion.prefer} == clauses
+
+
+def test_a_passage_is_preferred_when_worded_as_every_clause_asked_about() -> None:
+    assert carries_clause("This Agreement shall be governed by the laws of the State of Delaware.", {"governing-law"})
+    assert carries_clause("construed and enforced in accordance with the laws of Ontario", {"governing-law"})
+    assert not carries_clause("The parties agree to comply with all applicable laws.", {"governing-law"})
+    renewal_notice = "It renews for successive one-year terms unless either party gives ninety (90) days' prior notice."
+    assert carries_clause(renewal_notice, {"notice", "renewal"})
+    assert not carries_clause("Notices shall be sent by registered mail to the addresses above.", {"notice", "renewal"})
+    assert not carries_clause("anything", set())
+
+
+def law_agreement(party: str, kind: str, country: str) -> str:
+    """An agreement whose clauses all name its party and kind, and say how they are construed and which laws the
+    parties keep to; the law that governs it is said once, in words the question does not use."""
+    clauses = [f"This {kind} agreement is made between {party} and Harbour Stores Limited."]
+    clauses += [
+        f"Clause {n}. The {kind} duties of {party} under this agreement are to be construed as set out in schedule "
+        f"{n}; each party keeps to the laws and the harbour rules of the port of {PORTS[n % len(PORTS)]}."
+        for n in range(1, 30)
+    ]
+    clauses += [
+        f"Clause 30. This agreement shall be governed by the laws of {country}.",
+        f"IN WITNESS WHEREOF {party} and Harbour Stores have signed. Entire Agreement: this is all of it.",
+    ]
+    return "\n\n".join(clauses)
+
+
+def test_the_clause_asked_about_is_given_from_the_agreement_in_focus(tmp_path: Path, embedder: Embedder) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    countries = ["Fiji", "Samoa", "Tonga", "Chile", "Peru"]
+    for (party, kind), country in zip(PARTIES, countries, strict=True):
+        (docs / f"{party.split()[0].lower()}-agreement.txt").write_text(law_agreement(party, kind, country))
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 300, 0).ingest_paths([docs])
+    question = "Under whose laws is the timber haulage agreement with Bluefin Freight to be construed?"
+    result = Retriever(store, embedder).retrieve(question, top_k=3, max_chars=900)
+    assert any("governed by the laws of Samoa" in h.chunk.text for h in result.selected)
+    assert not any(country in h.chunk.text for h in result.selected for country in countries if country != "Samoa")
+    prefer = next(s for s in result.stages if s.stage == "prefer")
+    assert "clause:governing-law" in prefer.note
+    plain = Retriever(store, embedder, RetrievalOptions(profile="none")).retrieve(question, top_k=3, max_chars=900)
+    assert not any("governed by the laws" in h.chunk.text for h in plain.selected)  # the clauses that repeat it

@@ -238,7 +238,7 @@ class Retriever:
             report(
                 "opening", order, f"{profile.name} profile: the opening of {self.focus.names().get(opening, opening)}"
             )
-        named = {d: min(1.0, w) for d, w in focus.weights.items()} if focus.how in ("named", "edition") else {}
+        named = {d: min(1.0, w) for d, w in focus.weights.items()}
 
         if query.expansion.prefer and self.options.prefer_weight > 0:
             order = self._prefer(order, query, profile, named, breadth)
