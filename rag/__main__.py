@@ -807,9 +807,11 @@ def cmd_conversations_list(engine: Engine, args: argparse.Namespace) -> int:
     if not infos:
         print("No saved conversations yet: start one with `python -m rag chat` or in the app.")
         return 0
-    print(f"{'ID':<10} {'MESSAGES':>8}  {'LAST MESSAGE':<26} TITLE")
+    # MODE: "whole" for a conversation that reads its chosen documents whole (the app's book icon), else "search".
+    print(f"{'ID':<10} {'MESSAGES':>8}  {'LAST MESSAGE':<26} {'MODE':<6} TITLE")
     for info in infos:
-        print(f"{info.id[:8]:<10} {info.messages:>8}  {info.updated_at:<26} {info.title or '(untitled)'}")
+        mode = "whole" if info.whole_document else "search"
+        print(f"{info.id[:8]:<10} {info.messages:>8}  {info.updated_at:<26} {mode:<6} {info.title or '(untitled)'}")
     return 0
 
 

@@ -247,7 +247,7 @@ def test_chat_through_stdin_is_saved_and_can_be_continued_shown_exported_and_del
 
     listed = run(["conversations", "list"], kb)
     [row] = [line for line in listed.stdout.splitlines() if line.startswith(cid[:8])]
-    assert row.split()[1] == "4" and row.endswith("What is the office cat called?")
+    assert row.split()[1] == "4" and row.split()[3] == "search" and row.endswith("What is the office cat called?")
 
     more = run(["ask", "--conversation", cid[:8], "--backend", "embedded", "--json", "In which month is it?"], kb)
     assert more.returncode == 0, more.stderr
@@ -402,6 +402,9 @@ def test_a_conversation_continued_in_the_terminal_reads_its_documents_whole_as_i
         first = run([*question, "--conversation", "new"], gardens, OLLAMA_HOST=server.host)
         assert first.returncode == 0, first.stderr
         cid = conversation_id(first.stderr)
+        listed = run(["conversations", "list"], gardens).stdout.splitlines()
+        [row] = [line for line in listed if line.startswith(cid[:8])]
+        assert row.split()[3] == "whole"  # listed as reading its documents whole
         resumed = run(["chat", "--conversation", cid[:8]], gardens, "And on which day?\n", OLLAMA_HOST=server.host)
         plain = "When are the tomatoes in the garden watered?"
         searched = run(["chat", "--conversation", cid[:8], "--no-whole-document"], gardens, plain + "\n",
