@@ -27,9 +27,10 @@ from rag.store import Store
 if TYPE_CHECKING:
     from rag.config import Rerank
 
-# A question the profile expands (a financial metric) raises, among the PREFER_CANDIDATES best passages,
-# those of the kind it prefers (the statements that print the metric's inputs) by this much, times the
-# named document's score when the question names documents: such a table rarely reads like the question.
+# A question the profile expands (a financial metric, a contract's clause) raises, among the PREFER_CANDIDATES
+# best passages, those of the kind it prefers (the statements that print the metric's inputs, the clause's
+# wording) by this much, times the focus score of their document when the question is about some documents
+# (found by name, edition or content): such a passage rarely reads like the question.
 PREFER_WEIGHT = 0.5
 PREFER_CANDIDATES = 100
 # The documents in focus with at least this weight (1.0: the one the question is most about), the first
@@ -238,10 +239,10 @@ class Retriever:
             report(
                 "opening", order, f"{profile.name} profile: the opening of {self.focus.names().get(opening, opening)}"
             )
-        named = {d: min(1.0, w) for d, w in focus.weights.items()}
+        in_focus = {d: min(1.0, w) for d, w in focus.weights.items()}
 
         if query.expansion.prefer and self.options.prefer_weight > 0:
-            order = self._prefer(order, query, profile, named, breadth)
+            order = self._prefer(order, query, profile, in_focus, breadth)
             report("prefer", order, f"{profile.name} profile: {', '.join(sorted(query.expansion.prefer))} preferred")
 
         if self.options.rerank == "sentences" and self.options.mode != "keyword" and self.options.rerank_weight > 0:
@@ -313,15 +314,17 @@ class Retriever:
                 self._profile = (generation, choose_profile(self.options.profile, self.store.document_frequency))
             return self._profile[1]
 
-    def _prefer(self, order: Ranking, query: Query, profile: Profile, named: dict[str, float], breadth: int) -> Ranking:
-        """The candidates re-ordered with the passages the profile prefers raised: only the named documents'
-        when the question names documents (another company's income statement is not the one asked about),
-        by the document's score."""
+    def _prefer(
+        self, order: Ranking, query: Query, profile: Profile, in_focus: dict[str, float], breadth: int
+    ) -> Ranking:
+        """The candidates re-ordered with the passages the profile prefers raised: only those of the documents
+        in focus when there are some (another company's income statement, another agreement's renewal clause
+        is not the one asked about), by the document's focus score; all alike when none stands out."""
         pool = order[: max(breadth, PREFER_CANDIDATES)]
         fetched = self.store.fetch([cid for cid, _ in pool])
         weight = self.options.prefer_weight
         boosts = {
-            cid: weight * (named.get(_doc_of(cid), 0.0) if named else 1.0)
+            cid: weight * (in_focus.get(_doc_of(cid), 0.0) if in_focus else 1.0)
             for cid, _ in pool
             if cid in fetched and profile.preferred(fetched[cid][0], query.expansion)
         }
