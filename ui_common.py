@@ -23,7 +23,7 @@ from rag.api_keys import ApiKeys
 from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.check import CheckReport, check
-from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Rerank, Settings, auth_headers
+from rag.config import DEFAULT_CHROMA_COLLECTION, DEFAULT_KB, Settings, auth_headers
 from rag.conversations import ConversationStore
 from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
@@ -31,7 +31,6 @@ from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
 from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
-from rag.profiles import ProfileName
 from rag.retrieval import RetrievalOptions, Retriever
 from rag.store import Store
 from rag.sync import (
@@ -70,11 +69,12 @@ def shared_store(
 
 
 @st.cache_resource(max_entries=16)
-def shared_retriever(_store: Store, store_key: int, profile: ProfileName, rerank: Rerank) -> Retriever:
-    """The store's retriever, shared by every session and run (`store_key`: the store's identity). It keeps what
-    questions reuse: every vector, the document cards, the profile; built per run, each question read them
-    again. Warmed in the background, so that the first question does not wait for it."""
-    retriever = Retriever(_store, shared_embedder(), RetrievalOptions(profile=profile, rerank=rerank))
+def shared_retriever(_store: Store, store_key: int, options: RetrievalOptions) -> Retriever:
+    """The store's retriever for these options, shared by every session and run (`store_key`: the store's
+    identity; the options are hashed by their fields). It keeps what questions reuse: every vector, the document
+    cards, the profile; built per run, each question read them again. Warmed in the background, so that the
+    first question does not wait for it."""
+    retriever = Retriever(_store, shared_embedder(), options)
     threading.Thread(target=_warm, args=(retriever,), name="rag-warm-retrieval", daemon=True).start()
     return retriever
 
@@ -201,8 +201,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
-    options = retrieval_options(settings)
-    retriever = shared_retriever(store, id(store), options.profile, options.rerank)
+    retriever = shared_retriever(store, id(store), retrieval_options(settings))
     engine = Engine(
         settings,
         store=store,
