@@ -69,6 +69,17 @@ PARTIES = [
 ]
 
 
+def agreements_store(tmp_path: Path, embedder: Embedder, texts: list[str], chunk_size: int) -> Store:
+    """A knowledge base of one agreement per party of PARTIES (file "<first word of the party>-agreement.txt")."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for (party, _), text in zip(PARTIES, texts, strict=True):
+        (docs / f"{party.split()[0].lower()}-agreement.txt").write_text(text)
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, chunk_size, 0).ingest_paths([docs])
+    return store
+
+
 def agreement(party: str, kind: str, year: int) -> str:
     """An agreement whose every clause names its party and kind; its date is said once, in its preamble."""
     clauses = [
@@ -93,12 +104,8 @@ def test_when_an_agreement_was_made_is_answered_from_its_opening(tmp_path: Path,
     "signed", and its date is in the preamble alone. With the profile (on by itself: the documents carry an
     agreement's boilerplate) the preamble is given; without the opening stage, the clauses that repeat the
     question's words fill the context."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for year, (party, kind) in enumerate(PARTIES, start=2011):
-        (docs / f"{party.split()[0].lower()}-agreement.txt").write_text(agreement(party, kind, year))
-    store = Store(tmp_path / "kb")
-    Ingestor(store, embedder, 200, 0).ingest_paths([docs])
+    texts = [agreement(party, kind, year) for year, (party, kind) in enumerate(PARTIES, start=2011)]
+    store = agreements_store(tmp_path, embedder, texts, chunk_size=200)
     question = "When was the rope supply agreement with Gullwing Marine signed?"
     preamble = "entered into as of March 11, 2011"
     retriever = Retriever(store, embedder)
@@ -161,13 +168,9 @@ def law_agreement(party: str, kind: str, country: str) -> str:
 
 
 def test_the_clause_asked_about_is_given_from_the_agreement_in_focus(tmp_path: Path, embedder: Embedder) -> None:
-    docs = tmp_path / "docs"
-    docs.mkdir()
     countries = ["Fiji", "Samoa", "Tonga", "Chile", "Peru"]
-    for (party, kind), country in zip(PARTIES, countries, strict=True):
-        (docs / f"{party.split()[0].lower()}-agreement.txt").write_text(law_agreement(party, kind, country))
-    store = Store(tmp_path / "kb")
-    Ingestor(store, embedder, 300, 0).ingest_paths([docs])
+    texts = [law_agreement(party, kind, country) for (party, kind), country in zip(PARTIES, countries, strict=True)]
+    store = agreements_store(tmp_path, embedder, texts, chunk_size=300)
     question = "Under whose laws is the timber haulage agreement with Bluefin Freight to be construed?"
     result = Retriever(store, embedder).retrieve(question, top_k=3, max_chars=900)
     assert any("governed by the laws of Samoa" in h.chunk.text for h in result.selected)
