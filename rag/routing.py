@@ -196,10 +196,9 @@ class DocumentRouter:
     def _begun(self, short: str) -> dict[int, set[str]]:
         """card → the glued capitals words of its card that `short` begins and does not spell whole."""
         begun: dict[int, set[str]] = {}
-        for word, cards in self._glued.items():
-            if begun_words(short, {word}):
-                for card in cards:
-                    begun.setdefault(card, set()).add(word)
+        for word in begun_words(short, self._glued):
+            for card in self._glued[word]:
+                begun.setdefault(card, set()).add(word)
         return begun
 
     def _names_a_document(self, question: str) -> bool:
