@@ -271,15 +271,18 @@ def this_conversation(store: ConversationStore, current: str, knowledge_base: st
             else:
                 st.rerun()
         saved = store.get(current)
-        base = knowledge_base
         st.download_button(
-            "Export as Markdown", conversation_markdown(saved, base), file_name=export_file_name(saved, "md"),
+            "Export as Markdown",
+            conversation_markdown(saved, knowledge_base),
+            file_name=export_file_name(saved, "md"),
             mime="text/markdown",
-        )  # fmt: skip
+        )
         st.download_button(
-            "Export as JSON", conversation_json(saved, base), file_name=export_file_name(saved, "json"),
+            "Export as JSON",
+            conversation_json(saved, knowledge_base),
+            file_name=export_file_name(saved, "json"),
             mime="application/json",
-        )  # fmt: skip
+        )
         if st.session_state.get("confirm_delete") == current:
             st.warning("Delete this conversation and all its messages?")
             if st.button("Yes, delete", key="delete_yes"):

@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from rag.config import BACKENDS, DEFAULT_CORPUS_DIR, RERANKS, Settings, auth_headers, normalize_host
 from rag.conversations import ConversationStore, SavedSource, SelectedDocument
 from rag.embeddings import Embedder
-from rag.engine import Engine
+from rag.engine import Engine, retrieval_options
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import human_size, plural, terminal_safe
@@ -935,7 +935,7 @@ def _day(text: str) -> date:
 
 
 def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
-    from rag.retrieval import RetrievalOptions, without
+    from rag.retrieval import without
     from rag.tools.evaluation import evaluate, evaluate_suite, evaluate_tutorial, format_suite, load_questions
 
     settings = engine.settings.with_overrides(
@@ -947,7 +947,7 @@ def cmd_eval(engine: Engine, args: argparse.Namespace) -> int:
         profile=args.profile,
         rerank=args.rerank,
     )
-    options = RetrievalOptions(mode=args.mode, fusion=args.fusion, profile=settings.profile, rerank=settings.rerank)
+    options = replace(retrieval_options(settings), mode=args.mode, fusion=args.fusion)
     options = without(options, args.without)
     if args.suite is not None:
         with _measurement_requirements("eval --suite"):
@@ -1073,7 +1073,6 @@ def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> i
     """`bench --real DIR… --qa FILE` or `bench --suite SUITE.json`: real documents, real questions."""
     import random
 
-    from rag.retrieval import RetrievalOptions
     from rag.tools.evaluation import load_questions, load_suite
     from rag.tools.realbench import bench_real_retrieval, format_real
 
@@ -1094,7 +1093,7 @@ def _bench_real(engine: Engine, args: argparse.Namespace, sizes: list[int]) -> i
         engine.settings,
         sizes or [0],
         cache=args.cache,
-        options=RetrievalOptions(profile=engine.settings.profile, rerank=engine.settings.rerank),
+        options=retrieval_options(engine.settings),
         progress=lambda message: print(f"# {message}", file=sys.stderr, flush=True),
     )
     if args.json:
