@@ -18,9 +18,11 @@ import math
 import re
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from rag.backends.base import GenerationOptions, LLMBackend
 from rag.errors import RagError
+from rag.left_out import asks_for_every_item, left_out, not_in_answer
 from rag.schema import Chunk, Message, Usage
 from rag.speed import METER, Speed, SpeedMeter, timed_complete
 
@@ -43,6 +45,8 @@ REDUCE_ASK = (
     "From the notes above: {question} Keep every item of the notes (for a list or a count, all of them), each "
     "with the pages its note names, like (pages 3–4). Say nothing the notes do not say."
 )
+_LOOP = re.compile(r"(\b[^\n]{8,300}?)(?:[,;]?[ \t]*\1)+")  # a phrase twice or more in a row
+ALSO_NOTED = "Also named in the notes of the parts read, not in the answer above:"
 # Questions that ask about a whole document rather than a passage of it.
 _WHOLE_QUESTION = re.compile(
     r"\b(?:summari[sz]e|summary|overview|outline|list (?:all|every|each)|all (?:the )?\w+ (?:mentioned|listed|named)"
@@ -105,6 +109,9 @@ class Plan:
     answer_tokens: int  # the reserve of all calls together
     seconds: float  # the estimate, from `speed`
     speed: Speed
+    # A question for every item: a part's note that leaves out a line about it is followed by a second look at
+    # those lines alone (a small model given three items lists two). Calls the estimate cannot foresee.
+    second_look: bool = False
 
     @property
     def calls(self) -> int:
@@ -113,9 +120,10 @@ class Plan:
     def describe(self) -> str:
         minutes = self.seconds / 60
         took = f"about {math.ceil(minutes)} min" if minutes >= 1.5 else f"about {max(1, round(self.seconds))} s"
+        again = f"; up to {self.map_calls} more to look again at lines a note leaves out" if self.second_look else ""
         return (
             f"{len(self.parts)} parts: {self.calls} model calls ({self.map_calls} to read, {self.reduce_calls} to "
-            f"combine), {took} at this model's measured speed"
+            f"combine{again}), {took} at this model's measured speed"
         )
 
 
@@ -127,7 +135,27 @@ class Note:
 
     @property
     def empty(self) -> bool:
-        return not self.text.strip() or self.text.strip().upper().startswith(NOTHING)
+        return _says_nothing(self.text)
+
+
+def _says_nothing(note: str) -> bool:
+    return not note.strip() or note.strip().upper().startswith(NOTHING)
+
+
+N = TypeVar("N", int, float)
+
+
+def _added(first: Usage, second: Usage) -> Usage:
+    """Two calls' usage as one (a figure either call lacks stays unknown)."""
+
+    def total(a: N | None, b: N | None) -> N | None:
+        return None if a is None or b is None else a + b
+
+    return Usage(
+        prompt_tokens=total(first.prompt_tokens, second.prompt_tokens),
+        completion_tokens=total(first.completion_tokens, second.completion_tokens),
+        seconds=total(first.seconds, second.seconds),
+    )
 
 
 @dataclass(frozen=True)
@@ -191,10 +219,9 @@ class WholeDocumentAnswer:
         total_reads = len(self.plan.parts)
         try:
             for part in self.plan.parts:
-                note_text, usage = timed_complete(self.backend, _map_messages(self.plan, part), NOTE_TOKENS, self.meter)
-                note = Note(part, tidy_note(note_text), usage)
+                note = self._read(part)
                 self.notes.append(note)
-                self._count(usage)
+                self._count(note.usage)
                 left = self._seconds_left(total_reads - part.number)
                 yield Progress("read", part.number, total_reads, note, left)
             kept = [n for n in self.notes if not n.empty]
@@ -218,6 +245,12 @@ class WholeDocumentAnswer:
                 notes = list(self._combine_round(notes))
                 yield Progress("combine", rounds, max(rounds, self.plan.reduce_calls - 1))
             yield from self._final(notes)
+            if self.plan.second_look:  # a list or a count: what the notes name and the combined answer dropped
+                dropped = not_in_answer(self.plan.question, [(n.part.label, n.text) for n in kept], self.text)
+                if dropped:
+                    more = "\n\n" + ALSO_NOTED + "\n" + "\n".join(f"- {line} ({label})" for label, line in dropped)
+                    self.text += more
+                    yield more
             self.finished = True
         finally:
             if not self.finished:
@@ -235,6 +268,22 @@ class WholeDocumentAnswer:
         return "\n\n".join([head, *(found or ["nothing about the question."])])
 
     # -- steps ---------------------------------------------------------------------------------------
+
+    def _read(self, part: Part) -> Note:
+        """A part's note; for a question about every item, with a second look at the lines it left out."""
+        text, usage = timed_complete(self.backend, _map_messages(self.plan, part), NOTE_TOKENS, self.meter)
+        text = tidy_note(text)
+        if self.plan.second_look:
+            missed = left_out(self.plan.question, part.text, "" if _says_nothing(text) else text)
+            if missed:
+                logger.info("part %d: a second look at %d lines its note left out", part.number, len(missed))
+                again, more = timed_complete(
+                    self.backend, _map_messages(self.plan, part, "\n".join(missed)), NOTE_TOKENS, self.meter
+                )
+                usage = _added(usage, more)
+                if not _says_nothing(again):
+                    text = tidy_note(again if _says_nothing(text) else f"{text}\n{again}")
+        return Note(part, text, usage)
 
     def _final(self, notes: Sequence[tuple[str, str]]) -> Iterator[str]:
         messages = _reduce_messages(self.plan.question, notes)
@@ -343,6 +392,7 @@ def plan(
         answer_tokens=len(parts) * NOTE_TOKENS + reduce_calls * NOTE_TOKENS * 2,
         seconds=seconds,
         speed=speed,
+        second_look=asks_for_every_item(question),
     )
 
 
@@ -355,9 +405,10 @@ def _map_messages_for(question: str, label: str, text: str) -> list[Message]:
     return [Message("user", f"{text}\n\n" + MAP_ASK.format(label=label, question=question))]
 
 
-def _map_messages(plan: Plan, part: Part) -> list[Message]:
+def _map_messages(plan: Plan, part: Part, text: str | None = None) -> list[Message]:
+    """The call that reads `part` (or `text`, some of its lines, for a second look)."""
     label = f"part {part.number} of {len(plan.parts)}, {part.label}"
-    return _map_messages_for(plan.question.strip(), label, part.text)
+    return _map_messages_for(plan.question.strip(), label, part.text if text is None else text)
 
 
 def _reduce_messages(question: str, notes: Sequence[tuple[str, str]]) -> list[Message]:
@@ -366,15 +417,23 @@ def _reduce_messages(question: str, notes: Sequence[tuple[str, str]]) -> list[Me
 
 
 def tidy_note(text: str) -> str:
-    """A note without the lines a small model repeats (it loops on a list's last item)."""
+    """A note without the lines a small model repeats (it loops on a list's last item), and with a phrase it
+    repeats over and over inside a line ("a fine instrument of brass, a fine instrument of brass, …") once."""
     kept = []
     used: set[str] = set()
+    text = _LOOP.sub(_once, text)
     for line in text.strip().split("\n"):
         key = " ".join(line.lower().split()).lstrip("-*•0123456789.) ")
         if line.strip() and key not in used:
             used.add(key)
             kept.append(line.rstrip())
     return "\n".join(kept)
+
+
+def _once(loop: re.Match[str]) -> str:
+    """A phrase of words repeated in a row, once (a row of equal figures stays as it is)."""
+    phrase = loop.group(1)
+    return phrase if len(re.findall(r"[^\W\d_]{2,}", phrase)) >= 3 else loop.group(0)
 
 
 def _duration(seconds: float | None) -> str:
