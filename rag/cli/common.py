@@ -1,0 +1,17 @@
+"""What more than one command group of the command line uses: indexing the default knowledge base on first start."""
+
+from __future__ import annotations
+
+import sys
+
+from rag.engine import Engine
+
+
+def _seed(engine: Engine) -> None:
+    results = engine.ensure_default_corpus()
+    if results:
+        print(
+            f"# first start: indexed the default knowledge base ({len(results)} documents from "
+            f"{engine.settings.corpus_dir})",
+            file=sys.stderr,
+        )
