@@ -1,6 +1,6 @@
-"""Command line: python -m rag [--kb NAME] {ingest,docs,delete,check,ask,chat,conversations,prompt,serve,keys,usage,kb,
-sources,sync,eval,bench} … (see --help). This module holds main() and the parser's top level; each command group's
-module adds its own commands and their handlers."""
+"""Command line: python -m rag [--kb NAME] {ingest,docs,delete,check,show,ask,chat,conversations,prompt,serve,keys,
+usage,kb,sources,sync,eval,bench} … (see --help). This module holds main() and the parser's top level; each command
+group's module adds its own commands and their handlers."""
 
 from __future__ import annotations
 
