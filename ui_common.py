@@ -32,16 +32,9 @@ from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_
 from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
 from rag.retrieval import RetrievalOptions, Retriever
+from rag.sources import SourceKind, SourceStore, SyncReport
 from rag.store import Store
-from rag.sync import (
-    FolderWatcher,
-    SourceKind,
-    SourceStore,
-    Syncer,
-    SyncProgressCallback,
-    SyncReport,
-    watched_paths,
-)
+from rag.sync import FolderWatcher, Syncer, SyncProgressCallback, watched_paths
 
 logger = logging.getLogger(__name__)
 

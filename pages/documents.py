@@ -26,7 +26,8 @@ from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.kb import check_versions
 from rag.reindex import ReindexProgress, reindex
-from rag.sync import Source, SourceStore, Syncer, SyncProgress, SyncReport
+from rag.sources import Source, SourceStore, SyncReport
+from rag.sync import Syncer, SyncProgress
 from ui_common import (
     KB_FLASH,
     catalog,

@@ -53,9 +53,9 @@ from rag.kb import (
     recorded_versions,
 )
 from rag.schema import Chunk
+from rag.sources import SourceStore
 from rag.sqlite import now_iso
 from rag.store import DocumentRecord, Store
-from rag.sync import SourceStore
 
 logger = logging.getLogger(__name__)
 

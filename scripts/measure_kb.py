@@ -23,7 +23,8 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.kb import KnowledgeBases, open_store
-from rag.sync import SourceStore, Syncer
+from rag.sources import SourceStore
+from rag.sync import Syncer
 
 WORDS = [
     "harbour",

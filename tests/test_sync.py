@@ -26,14 +26,12 @@ from rag.config import PROJECT_ROOT, Settings
 from rag.embeddings import Embedder
 from rag.ingest import WAVE_CHUNKS, Ingestor
 from rag.kb import open_store
+from rag.sources import SourceStore, SyncReport
 from rag.store import Store
 from rag.sync import (
     CHANGED_WHILE_READ,
-    SourceError,
-    SourceStore,
     Syncer,
     SyncProgress,
-    SyncReport,
     file_hash,
     matches,
     scan_folder,
@@ -219,25 +217,6 @@ def test_include_and_exclude_patterns_choose_the_files(tmp_path: Path, counting:
     assert set(kb.names()) == {"docs/README.md", "docs/notes/plan.md"}
     assert matches("a/b/c.md", ["*.md"]) and matches("drafts/a/b.md", ["drafts/*"]) and not matches("b.md", ["a/*"])
     kb.close()
-
-
-def test_adding_sources_is_checked(tmp_path: Path) -> None:
-    sources = SourceStore(tmp_path / "kb")
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    first = sources.add_folder(tmp_path / "a")
-    assert first.label == "a"
-    with pytest.raises(SourceError, match="overlaps the source 'a'"):
-        sources.add_folder(tmp_path / "a" / "b")
-    with pytest.raises(SourceError, match="is not a folder"):
-        sources.add_folder(tmp_path / "nothing")
-    (tmp_path / "other" / "a").mkdir(parents=True)
-    assert sources.add_folder(tmp_path / "other" / "a").label == "a-2"  # labels stay unique
-    with pytest.raises(SourceError, match="has no source 'zzz'"):
-        sources.get("zzz")
-    assert [s.label for s in sources.sources()] == ["a", "a-2"]
-    sources.remove("a")
-    assert [s.label for s in sources.sources()] == ["a-2"]
-    sources.close()
 
 
 def test_a_list_of_files_is_a_source_too(tmp_path: Path, counting: CountingEmbedder) -> None:

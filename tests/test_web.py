@@ -15,7 +15,8 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.kb import open_store
-from rag.sync import SourceStore, Syncer
+from rag.sources import SourceStore
+from rag.sync import Syncer
 from rag.web import AddressPolicy, WebError, canonical_url, links
 from tests.servers import Site
 from tests.test_sync import CountingEmbedder

@@ -232,7 +232,7 @@ def _shell_word(name: str) -> str:
 
 
 def _sources(engine: Engine) -> Any:
-    from rag.sync import SourceStore
+    from rag.sources import SourceStore
 
     return SourceStore(engine.settings.kb_dir)
 
@@ -295,7 +295,8 @@ def cmd_sources_history(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_sync(engine: Engine, args: argparse.Namespace) -> int:
     import threading
 
-    from rag.sync import SourceStore, Syncer, SyncProgress, watch, watched_paths
+    from rag.sources import SourceStore
+    from rag.sync import Syncer, SyncProgress, watch, watched_paths
 
     catalog = KnowledgeBases(Settings.load())
     names = [kb.name for kb in catalog.list()] if args.all else [engine.settings.kb]

@@ -14,7 +14,7 @@ from streamlit.testing.v1.element_tree import Selectbox
 from rag.config import PROJECT_ROOT, Settings, save_settings
 from rag.conversations import ConversationStore
 from rag.kb import KnowledgeBases
-from rag.sync import SourceStore
+from rag.sources import SourceStore
 from tests.servers import free_port
 from ui_common import folder_watcher, shared_store
 
