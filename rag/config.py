@@ -352,7 +352,7 @@ class Settings(BaseModel):
         DEFAULT_PARSE_MEMORY_MB, env="RAG_PARSE_MEMORY_MB", ge=256, le=1_048_576,
         help="The most memory reading one file may use, in megabytes; then it is stopped.",
     )  # fmt: skip
-    # Sources of a knowledge base (rag/sync.py, rag/web.py): folders kept in sync, web pages.
+    # Sources of a knowledge base (rag/sources.py, rag/sync.py, rag/web.py): folders kept in sync, web pages.
     watch: WatchMode = setting(
         "off", env="RAG_WATCH", says="folder watching",
         help="While the app runs, sync a knowledge base a few seconds after files change in its folders "

@@ -319,12 +319,7 @@ class SourceStore:
                 "SELECT run_id, started_at, finished_at, status, summary, lines FROM runs ORDER BY run_id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [
-            SyncRun(
-                int(r[0]), str(r[1]), r[2] or "", str(r[3]), str(r[4]), tuple(SyncLine(*x) for x in json.loads(r[5]))
-            )
-            for r in rows
-        ]
+        return [_run(r) for r in rows]
 
 
 def _run(row: tuple[object, ...]) -> SyncRun:

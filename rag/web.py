@@ -1,5 +1,5 @@
 """Web pages by address: one page, or a site's pages under a prefix (up to a number of pages), fetched for a
-knowledge base's web sources (rag/sync.py) and read by the HTML loader like an .html file.
+knowledge base's web sources (rag/sources.py, synced by rag/sync.py) and read by the HTML loader like an .html file.
 
 A page is fetched again on each sync with its validators (ETag, Last-Modified): an unchanged page costs one
 "304 Not Modified"; a page that answers in full with the same content is unchanged too (its hash). A page the
