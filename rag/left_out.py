@@ -154,10 +154,10 @@ def left_out(question: str, part_text: str, note: str) -> list[str]:
         return noted.mentions(_name_phrases(line, own, skip_first=True), own)
 
     owns = [found - asked - repeated for found in words]
-    said = [mentioned(line, own) for line, own in zip(lines, owns, strict=True)]
-    alike_to = [found for found, own, yes in zip(words, owns, said, strict=True) if yes and own & noted.words]
+    in_note = [mentioned(line, own) for line, own in zip(lines, owns, strict=True)]
+    alike_to = [found for found, own, yes in zip(words, owns, in_note, strict=True) if yes and own & noted.words]
     missed = []
-    for line, found, yes in zip(lines, words, said, strict=True):
+    for line, found, yes in zip(lines, words, in_note, strict=True):
         if not yes and (found & asked or any(len(found & other) >= 2 for other in alike_to)):
             missed.append(line)
     return missed

@@ -7,7 +7,8 @@ import sys
 from rag.engine import Engine
 
 
-def _seed(engine: Engine) -> None:
+def index_default_corpus(engine: Engine) -> None:
+    """Index the shipped default knowledge base on first start, saying so on stderr (nothing when it is done)."""
     results = engine.ensure_default_corpus()
     if results:
         print(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.cli.common import _seed
+from rag.cli.common import index_default_corpus
 from rag.config import auth_headers
 from rag.engine import Engine
 from rag.formatting import human_size, plural, terminal_safe
@@ -86,7 +86,7 @@ def cmd_ingest(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_docs(engine: Engine, args: argparse.Namespace) -> int:
-    _seed(engine)
+    index_default_corpus(engine)
     docs = engine.store.documents()
     if args.json:
         print(json.dumps([d.__dict__ for d in docs], indent=2))

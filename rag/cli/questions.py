@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rag.cli.common import _seed
+from rag.cli.common import index_default_corpus
 from rag.config import BACKENDS
 from rag.conversations import ConversationStore, SavedSource, SelectedDocument
 from rag.engine import Engine
@@ -163,7 +163,7 @@ def _find_source(engine: Engine, source_id: str) -> Chunk:
 
 
 def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
-    _seed(engine)
+    index_default_corpus(engine)
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
@@ -206,7 +206,7 @@ def cmd_prompt(engine: Engine, args: argparse.Namespace) -> int:
 def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
     """One turn, saved like the app's: in a new conversation (holding --history, if given), or one more turn of
     --conversation ID."""
-    _seed(engine)
+    index_default_corpus(engine)
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1
@@ -363,7 +363,7 @@ def _part_label(source: SavedSource) -> str:
 
 def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
     """Questions from stdin, one per line, answered and saved in one conversation; /quit (or EOF) ends."""
-    _seed(engine)
+    index_default_corpus(engine)
     docs = _chosen_documents(engine, args.doc)
     if docs is None:
         return 1

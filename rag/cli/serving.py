@@ -7,7 +7,7 @@ import sys
 from datetime import date, timedelta
 from typing import Any
 
-from rag.cli.common import _seed
+from rag.cli.common import index_default_corpus
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import RagError
@@ -47,7 +47,7 @@ def cmd_serve(engine: Engine, args: argparse.Namespace) -> int:
     from rag.api import Engines, create_app, serve
     from rag.api_keys import ApiKeys
 
-    _seed(engine)
+    index_default_corpus(engine)
     settings = engine.settings
     host, port = args.host or settings.api_host, args.port or settings.api_port
     keys = ApiKeys.in_data_dir(settings.data_dir)
