@@ -377,6 +377,31 @@ def test_a_search_of_the_whole_knowledge_base_reads_the_kept_vectors_and_follows
     assert len(search.search(query, 100, [ropes.doc_id]).dense) == ropes.chunks
 
 
+def test_a_passage_found_only_by_its_words_is_scored_by_its_stored_vector_kept_or_not(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The passages a chat turn gets are read without a round trip to Chroma; one that only keyword search
+    found still gets its cosine to the question, from the kept vectors, or from Chroma beyond their limit."""
+    from rag.retrieval.candidates import Candidates, KeptVectors
+
+    store, _ = three_notebooks(tmp_path, embedder)
+    retriever = Retriever(store, embedder)
+    query = retriever.candidates.query("When was the mast checked?")
+    candidates = retriever.candidates.search(query, 5)
+    ranking = [(cid, 1.0) for cid, _ in candidates.dense[:3]] + [("gone:00000", 1.0)]
+    only_words = Candidates(dense=[], keyword=[])  # none scored by meaning: every cosine comes from a vector
+    stored = store.fetch([cid for cid, _ in ranking])
+    expected = [(cid, round(float(stored[cid][1] @ query.vectors[0]), 4)) for cid, _ in ranking[:3]]
+    kept = retriever.passages(ranking, query, only_words)
+    assert [(h.chunk.id, h.score) for h in kept] == expected
+    assert [h.chunk for h in kept] == [stored[cid][0] for cid, _ in ranking[:3]]
+    assert [(h.chunk.id, h.score) for h in retriever.passages(ranking, query, candidates)] == [
+        (cid, score) for cid, score in candidates.dense[:3]
+    ]
+    retriever.candidates.kept = KeptVectors(store, limit=1)  # none kept: the vectors are read from Chroma
+    assert [(h.chunk.id, h.score) for h in retriever.passages(ranking, query, only_words)] == expected
+
+
 def test_warming_builds_ahead_what_questions_reuse_and_changes_no_result(
     store: Store, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

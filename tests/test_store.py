@@ -170,6 +170,31 @@ def test_fetch_returns_each_chunk_once_however_often_it_is_asked_for(store: Stor
     }
 
 
+def test_passages_are_read_from_the_keyword_rows_as_chroma_holds_them(store: Store, embedder: Embedder) -> None:
+    """What a question's passages are read from (SQLite, not Chroma): the same text, header, file, page and place
+    as `fetch`, each once, and only of ready documents."""
+    headed = [
+        Chunk("d1:00000", "d1", "Bees make honey.", "bees.pdf", 3, 0, header="Bees · bees.pdf · Hives · p. 3"),
+        Chunk("d1:00001", "d1", "Wax comes\nfrom bees.", "bees.pdf", None, 1, header="Bees · bees.pdf"),
+    ]
+    store.begin_document(record("d1", "bees.pdf", 2))
+    store.add_chunks(headed, embedder.embed_documents([c.indexed_text for c in headed]))
+    store.commit_document("d1")
+    add(store, embedder, "d2", "plain.txt", ["No header here.", "bees.pdf · looks like a header\nbut is text."])
+    add(store, embedder, "d3", "half.txt", ["Still being indexed."], commit=False)
+    add(store, embedder, "d4", "gone.txt", ["Deleted soon."])
+    store.delete_document("d4")
+    asked = ["d2:00001", "d1:00001", "d1:00000", "d2:00000", "d1:00001", "d3:00000", "d4:00000", "d9:00000"]
+    passages = store.passages(asked)
+    assert passages == {cid: chunk for cid, (chunk, _) in store.fetch(asked).items()}
+    assert sorted(passages) == ["d1:00000", "d1:00001", "d2:00000", "d2:00001"]
+    assert passages["d1:00000"] == headed[0] and passages["d1:00001"] == headed[1]
+    looks_headed = passages["d2:00001"]
+    assert looks_headed.text == "bees.pdf · looks like a header\nbut is text." and looks_headed.header == ""
+    store.commit_document("d3")
+    assert store.passages(["d3:00000"])["d3:00000"].text == "Still being indexed."
+
+
 def test_meta_values_persist(tmp_path: Path, open_store: OpenStore) -> None:
     open_store(tmp_path / "kb").set_meta("seeded", "1")
     assert open_store(tmp_path / "kb").get_meta("seeded") == "1"

@@ -86,6 +86,7 @@ class KeptVectors:
         self.limit = limit
         self._kept: OrderedDict[str, tuple[list[str], np.ndarray]] = OrderedDict()
         self._whole: tuple[list[str], np.ndarray] | None = None  # every ready document's, stacked; None beyond limit
+        self._row_of: dict[str, int] | None = None  # chunk id → its row in `_whole`, built when first asked
         self._generation: str | None = None
         self._lock = threading.Lock()
 
@@ -110,6 +111,17 @@ class KeptVectors:
         if whole is None or len(whole[0]) > EXACT_SEARCH_ROWS:
             return None
         return _best(*whole, vectors, depth)
+
+    def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The kept vectors of these chunks (those not kept are left out: read them from the store)."""
+        with self._lock:
+            self._refresh()
+            if self._whole is None:
+                return {}
+            if self._row_of is None:
+                self._row_of = {cid: row for row, cid in enumerate(self._whole[0])}
+            row_of, matrix = self._row_of, self._whole[1]
+        return {cid: matrix[row_of[cid]] for cid in chunk_ids if cid in row_of}
 
     def of(self, doc_id: str) -> tuple[list[str], np.ndarray]:
         """A ready document's chunk ids and vectors (none when it is not ready)."""
@@ -144,6 +156,7 @@ class KeptVectors:
             del self._kept[gone]
         self._generation = generation
         self._whole = None
+        self._row_of = None
         if sum(ready.values()) > self.limit:
             self._trim()
             return

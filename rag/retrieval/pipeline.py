@@ -247,7 +247,7 @@ class Retriever:
 
         if self.options.rerank == "sentences" and self.options.mode != "keyword" and self.options.rerank_weight > 0:
             reranked = order[: self.reranker.depth]
-            texts = {cid: chunk.text for cid, (chunk, _) in self.store.fetch([cid for cid, _ in reranked]).items()}
+            texts = {cid: chunk.text for cid, chunk in self.store.passages([cid for cid, _ in reranked]).items()}
             order = self.reranker.rerank(order, query, texts)
             report("rerank", order, f"the best {len(texts)} judged by their sentence closest to the question")
 
@@ -290,19 +290,24 @@ class Retriever:
     def passages(self, ranking: Ranking, query: Query, candidates: Candidates | None = None) -> list[RetrievedChunk]:
         """The ranked chunks read back, each scored by its cosine similarity to the question (a keyword-only
         candidate gets it from its stored vector); chunks deleted since the search are left out."""
-        fetched = self.store.fetch([cid for cid, _ in ranking])
+        chunks = self.store.passages([cid for cid, _ in ranking])
         similarity = candidates.similarity if candidates is not None else {}
+        unscored = [cid for cid, _ in ranking if cid in chunks and cid not in similarity] if query.vectors else []
+        vectors = self.candidates.kept.vectors(unscored)
+        if missing := [cid for cid in unscored if cid not in vectors]:
+            vectors.update({cid: vector for cid, (_, vector) in self.store.fetch(missing).items()})
+        similarity.update({cid: query.similarity(vector) for cid, vector in vectors.items()})
         hits = []
         for cid, _ in ranking:
-            if cid not in fetched:
-                continue
-            chunk, vector = fetched[cid]
-            score = similarity[cid] if cid in similarity else query.similarity(vector)
-            hits.append(RetrievedChunk(chunk, score))
+            if cid in chunks and (cid in similarity or not query.vectors):  # no vectors: keyword search alone
+                hits.append(RetrievedChunk(chunks[cid], similarity.get(cid, 0.0)))
         return hits
 
     def coverages(self, query: Query, hits: Sequence[RetrievedChunk]) -> list[float]:
-        """Each passage's share of the question's keyword weight (`Store.keyword_coverage`)."""
+        """Each passage's share of the question's keyword weight (`Store.keyword_coverage`): from the postings the
+        question was scored with when it was, else from the passages' texts."""
+        if query.keywords is not None and (shares := query.keywords.coverage([h.chunk.id for h in hits])) is not None:
+            return shares
         terms = query.keywords if query.keywords is not None else query_terms(query.text)
         return self.store.keyword_coverage(terms, [h.chunk.indexed_text for h in hits])
 
@@ -321,12 +326,12 @@ class Retriever:
         in focus when there are some (another company's income statement, another agreement's renewal clause
         is not the one asked about), by the document's focus score; all alike when none stands out."""
         pool = order[: max(breadth, PREFER_CANDIDATES)]
-        fetched = self.store.fetch([cid for cid, _ in pool])
+        chunks = self.store.passages([cid for cid, _ in pool])
         weight = self.options.prefer_weight
         boosts = {
             cid: weight * (in_focus.get(_doc_of(cid), 0.0) if in_focus else 1.0)
             for cid, _ in pool
-            if cid in fetched and profile.preferred(fetched[cid][0], query.expansion)
+            if cid in chunks and profile.preferred(chunks[cid], query.expansion)
         }
         return _raised(pool, boosts)
 
