@@ -169,7 +169,10 @@ class KeywordQuery:
         for term_id, (term_rows, _) in zip(self.term_ids, self.postings, strict=True):
             weight = self.weights.get(term_id, 0.0)
             if weight > 0 and len(term_rows):
-                shares += weight * np.isin(wanted, term_rows)
+                # A term's rows ascend (`_live_postings`): a binary search each, where `np.isin` sorted the
+                # rows of an everyday word again (3-8 ms a question at 100,000 passages).
+                at = np.minimum(np.searchsorted(term_rows, wanted), len(term_rows) - 1)
+                shares += weight * (term_rows[at] == wanted)
         return [float(share) / total for share in shares]
 
     def ranking(self, k: int, doc_ids: Sequence[str] | None = None) -> list[tuple[str, float]]:
@@ -439,7 +442,9 @@ class KeywordIndex:
         return list(dict.fromkeys(t for t in self._term_ids(words) if t >= 0))
 
     def _live_postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of ready documents containing the term, and its frequency in each."""
+        """The rows of ready documents containing the term, in ascending order, and its frequency in each. (Rows
+        ascend within a segment's term, and each segment's rows follow the earlier ones': rows are numbered in
+        the order they are added, and compacting keeps that order.)"""
         parts = [segment.postings(term_id) for segment in self._segments]
         if not parts:
             return _EMPTY_ROWS, _EMPTY_TFS
