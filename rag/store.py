@@ -676,12 +676,17 @@ class Store:
     def passages(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         """The given chunks of ready documents, without their vectors, as `fetch` gives them: read from their
         keyword rows (the same text and header, looked up by rowid in SQLite), where Chroma's `get` by ids
-        took 1.5-2 ms of a question's 20. Ids no longer stored, or of a document no longer ready, are left out."""
+        took 1.5-2 ms of a question's 20 (rows a damaged registry lost are read from Chroma). Ids no longer stored,
+        or of a document no longer ready, are left out."""
         with self._lock:
             found = self._keywords.passages(chunk_ids)
         # Checked after reading, as `fetch` does: a document that a delete or replace began on meanwhile is left out.
         ready = self._ready_among({chunk.doc_id for chunk in found.values()})
-        return {cid: chunk for cid, chunk in found.items() if chunk.doc_id in ready}
+        found = {cid: chunk for cid, chunk in found.items() if chunk.doc_id in ready}
+        # A ready document's rows lost from a damaged registry (until `rag check --repair`): read from Chroma.
+        if missing := [cid for cid in dict.fromkeys(chunk_ids) if cid not in found]:
+            found.update({cid: chunk for cid, (chunk, _) in self.fetch(missing).items()})
+        return found
 
     def _ready_among(self, doc_ids: set[str]) -> set[str]:
         if not doc_ids:

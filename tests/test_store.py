@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -193,6 +194,11 @@ def test_passages_are_read_from_the_keyword_rows_as_chroma_holds_them(store: Sto
     assert looks_headed.text == "bees.pdf · looks like a header\nbut is text." and looks_headed.header == ""
     store.commit_document("d3")
     assert store.passages(["d3:00000"])["d3:00000"].text == "Still being indexed."
+    with sqlite3.connect(store.data_dir / "registry.sqlite3") as db:  # a damaged registry lost a document's rows
+        db.execute("DELETE FROM chunk_text WHERE doc_id = 'd1'")
+    after = store.passages(asked)  # read from Chroma instead: nothing is silently left out
+    assert after == {cid: chunk for cid, (chunk, _) in store.fetch(asked).items()}
+    assert after["d1:00000"] == headed[0] and after["d1:00001"] == headed[1]
 
 
 def test_meta_values_persist(tmp_path: Path, open_store: OpenStore) -> None:
