@@ -1,5 +1,5 @@
 """Which edition a question means: "the latest report", "the most recent release", "the earliest accident",
-"the release before the latest".
+"the release before the latest", "last year's plan", "last quarter's filing".
 
 Collections often hold several editions of one kind of document: a company's quarterly filings, a
 product's release notes, an agency's yearly reports. A question then names an edition by its place in time
@@ -12,7 +12,9 @@ rather than by its title. Each document's place is read from the document itself
   quarterly period ended July 1, 2023", a report's "Published March 2022", a header's "Created: 12-Sep-2022").
 
 `time_reference` reads what the question asks for; `resolve` picks the edition among the documents the
-question is about (those it names, else those whose passages it matched best).
+question is about (those it names, else those whose passages it matched best). "Last year's" (quarter's,
+month's) is the latest edition of a period before the current one, as of today: the edition a series labels
+with last year's number, or the latest one dated before this year; "this year's" is the latest.
 """
 
 from __future__ import annotations
@@ -20,21 +22,30 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
-TimeReference = Literal["latest", "earliest", "previous"]
+TimeReference = Literal["latest", "earliest", "previous", "last year", "last quarter", "last month"]
 
 _LATEST = re.compile(r"\b(?:latest|most[\s-]+recent(?:ly)?|newest|most[\s-]+current)\b", re.I)
-# "the last release" is the latest; "the last page", "the last step" are not editions.
-_LAST_ONE = re.compile(
-    r"\b(?:the|its|their|our|this)\s+last\s+(?!(?:names?|steps?|pages?|lines?|words?|sentences?|time)\b)\w", re.I
+# "the last release" is the latest; "the last page", "the last step", "the last years of the war", "the last
+# three chapters" are not editions.
+_NOT_AN_EDITION = (
+    r"names?|steps?|pages?|lines?|words?|sentences?|paragraphs?|sections?|chapters?|parts?|rows?|columns?|items?"
+    r"|entry|entries|times?|years?|months?|weeks?|days?|decades?|centur(?:y|ies)|hours?|minutes?|seconds?|moments?"
+    r"|few|several|two|three|four|five|six|seven|eight|nine|ten|\d+"
 )
+_LAST_ONE = re.compile(rf"\b(?:the|its|their|our|this)\s+last\s+(?!(?:{_NOT_AN_EDITION})\b)\w", re.I)
 _EARLIEST = re.compile(r"\b(?:earliest|oldest|first[\s-]+ever)\b", re.I)
 _PREVIOUS = re.compile(
     r"\b(?:previous|prior(?!\s+to\b)|preceding|penultimate|second[\s-]+(?:latest|most[\s-]+recent|newest))\b"
     r"|\bbefore\s+the\s+(?:latest|most\s+recent|newest|last)\b",
     re.I,
 )
+# "last year's plan", "last fiscal quarter's filing": the period before the current one (a possessive only:
+# "compared with last year" asks for no edition). "this year's report", "the current quarter's" is the latest.
+_LAST_PERIOD = re.compile(r"\b(?:last|past)\s+(?:(?:fiscal|calendar)\s+)?(year|quarter|month)['’]s\b", re.I)
+_THIS_PERIOD = re.compile(r"\b(?:this|current)\s+(?:(?:fiscal|calendar)\s+)?(?:year|quarter|month)['’]s\b", re.I)
 
 _MONTHS = {
     name: number
@@ -93,7 +104,10 @@ def time_reference(question: str) -> TimeReference | None:
     """The edition the question asks for by its place in time, if any."""
     if _PREVIOUS.search(question):
         return "previous"
-    if _LATEST.search(question) or _LAST_ONE.search(question):
+    if match := _LAST_PERIOD.search(question):
+        unit = match.group(1).lower()
+        return "last year" if unit == "year" else "last quarter" if unit == "quarter" else "last month"
+    if _LATEST.search(question) or _LAST_ONE.search(question) or _THIS_PERIOD.search(question):
         return "latest"
     if _EARLIEST.search(question):
         return "earliest"
@@ -126,11 +140,16 @@ def latest_date(text: str) -> tuple[int, int, int]:
 
 
 def resolve(
-    reference: TimeReference, editions: Sequence[Edition], relevance: Mapping[str, float], share: float = 0.0
+    reference: TimeReference,
+    editions: Sequence[Edition],
+    relevance: Mapping[str, float],
+    share: float = 0.0,
+    today: date | None = None,
 ) -> str | None:
     """The document the reference picks (`relevance`: doc id → how much the question is about it, the best
     1.0): among the editions of the most relevant document's series when it has several, else among the
-    documents at least `share` as relevant as the best, ordered by the dates they print."""
+    documents at least `share` as relevant as the best, ordered by the dates they print. "Last year's" and
+    the like count from `today` (None: the latest)."""
     by_id = {e.doc_id: e for e in editions}
     relevant = [by_id[d] for d in relevance if d in by_id]
     if not relevant:
@@ -143,15 +162,41 @@ def resolve(
     about = [e for e in family if relevance.get(e.doc_id, 0.0) >= share * top]
     if share > 0 and len(about) >= 2 and len(about) < len(family) / 2:
         family = about
-    if len(family) >= 2 and len({e.numbers for e in family}) == len(family):
+    by_numbers = len(family) >= 2 and len({e.numbers for e in family}) == len(family)
+    if by_numbers:
         ordered = sorted(family, key=lambda e: e.numbers)
     else:
         dated = [e for e in relevant if e.date != (0, 0, 0) and relevance[e.doc_id] >= share * top]
         if len(dated) < 2:
             return None
         ordered = sorted(dated, key=lambda e: e.date)
-    if reference == "latest":
+    if reference.startswith("last ") and today is not None:
+        cutoff = _period_start(today, reference.removeprefix("last "))
+        before = [e for e in ordered if (end := _period_end(e, by_numbers)) is not None and end < cutoff]
+        return before[-1].doc_id if before else None
+    if reference == "latest" or reference.startswith("last "):
         return ordered[-1].doc_id
     if reference == "earliest":
         return ordered[0].doc_id
     return ordered[-2].doc_id
+
+
+def _period_start(today: date, unit: str) -> tuple[int, int, int]:
+    """The first day of the current year, quarter or month, as (year, month, day)."""
+    if unit == "year":
+        return (today.year, 1, 1)
+    if unit == "quarter":
+        return (today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return (today.year, today.month, 1)
+
+
+def _period_end(edition: Edition, by_numbers: bool) -> tuple[int, int, int] | None:
+    """The last day an edition speaks of, as far as it says: the end of the year a series labels it with
+    ("Plan 2024", "2023 Annual Report"), else the latest date it prints (a month or day not given: its end);
+    None when neither is known."""
+    if by_numbers and edition.numbers and 1900 <= edition.numbers[0] <= 2099:
+        return (edition.numbers[0], 12, 31)
+    if edition.date == (0, 0, 0):
+        return None
+    year, month, day = edition.date
+    return (year, month or 12, day or 31)

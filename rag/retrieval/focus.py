@@ -7,8 +7,8 @@ points to, and retrieval then raises their passages (and searches within them). 
 
 1. **by name** (rag/routing.py): the question uses words of a document's title or file name that few
    documents' texts hold ("Acme's FY2023 report");
-2. **by its place in time** (rag/retrieval/editions.py): "the latest report", "the earliest accident" —
-   among the documents named, or else among those the question's passages come from;
+2. **by its place in time** (rag/retrieval/editions.py): "the latest report", "the earliest accident",
+   "last year's plan" — among the documents named, or else among those the question's passages come from;
 3. **by content**: otherwise, the document whose passages match the question best stands out from the
    others; each document counts as much as its best passage, relative to the best document's, raised to a
    steep power, so that a document well ahead gets nearly all the weight and near ties share it.
@@ -17,8 +17,9 @@ points to, and retrieval then raises their passages (and searches within them). 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from rag.chunking import chunk_id
 from rag.keyword_index import STOPWORDS
@@ -54,8 +55,9 @@ class DocumentFocus:
     """The documents a question points to, against the knowledge base as it is now (cards and editions are
     rebuilt when the set of documents changes, in any process)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, today: Callable[[], date] = date.today) -> None:
         self.store = store
+        self.today = today  # "last year's report" counts from it
         self._state: tuple[str, DocumentRouter, list[Edition], dict[str, str]] | None = None
         self._lock = threading.Lock()
 
@@ -79,9 +81,10 @@ class DocumentFocus:
         reference = time_reference(question) if by_time else None
         if reference is not None:
             among = named or _relevant(ranking)
-            chosen = resolve(reference, editions, among, EDITION_RELEVANCE)
+            chosen = resolve(reference, editions, among, EDITION_RELEVANCE, self.today())
             if chosen is not None:
-                note = f"the {reference} of the documents alike: {names.get(chosen, chosen)}"
+                said = f"{reference}'s" if reference.startswith("last ") else f"the {reference}"
+                note = f"{said} of the documents alike: {names.get(chosen, chosen)}"
                 return Focus({chosen: EDITION_WEIGHT / DOC_WEIGHT}, "edition", (chosen,), note)
         if named:
             note = "named: " + ", ".join(f"{names.get(d, d)} ({w:.2f})" for d, w in named.items())

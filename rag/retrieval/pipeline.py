@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import TYPE_CHECKING
 
 from rag.chunking import chunk_id
@@ -161,12 +162,18 @@ class Retriever:
     """Cheap to build; safe to share between threads (nothing is kept between calls but caches of the
     knowledge base's state)."""
 
-    def __init__(self, store: Store, embedder: Embedder, options: RetrievalOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        options: RetrievalOptions | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.options = options or RetrievalOptions()
         self.candidates = CandidateSearch(store, embedder, self.options.mode)
-        self.focus = DocumentFocus(store)
+        self.focus = DocumentFocus(store, today)  # today: what "last year's report" counts from
         self.reranker = SentenceRerank(embedder, weight=self.options.rerank_weight)
         self._profile: tuple[str, Profile] | None = None
         self._lock = threading.Lock()

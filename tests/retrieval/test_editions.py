@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from rag.retrieval.editions import edition_of, latest_date, resolve, time_reference
 
 
@@ -16,6 +18,12 @@ def test_a_question_asks_for_an_edition_by_its_place_in_time() -> None:
     assert time_reference("What is the boiling point of water?") is None
     assert time_reference("Who signed on the last page?") is None  # a page, not an edition
     assert time_reference("What did the crew do prior to the collision?") is None
+    assert time_reference("Which goals did last year's plan set?") == "last year"
+    assert time_reference("What was in last fiscal quarter’s filing?") == "last quarter"
+    assert time_reference("What did last month's newsletter announce?") == "last month"
+    assert time_reference("What does this year's plan aim for?") == "latest"
+    assert time_reference("How did sales compare with last year?") is None  # a comparison, not an edition
+    assert time_reference("What happened in the last years of the war?") is None
 
 
 def test_dates_are_read_in_the_forms_documents_print_them() -> None:
@@ -65,3 +73,32 @@ def test_a_numbered_collection_is_a_series_only_of_the_members_the_question_is_a
     # A question about most of them ("the latest release") still orders the whole series.
     notes = [edition_of(f"d{n}", "", f"Tool {v} Release Notes.txt", "") for n, v in enumerate(("1.0", "2.0", "3.0"))]
     assert resolve("latest", notes, {"d0": 1.0, "d1": 0.9, "d2": 0.7}, share=0.6) == "d2"
+
+
+def test_last_years_edition_counts_from_today() -> None:
+    """A series labelled by years: last year's is the one labelled with last year's number, whatever date its
+    cover prints (the 2025 plan is published in January 2026); with no edition of last year, the latest before
+    this year; with none before this year, none."""
+    plans = [
+        edition_of("p24", "Strategic Plan 2024", "plan-2024.pdf", "Published January 2024"),
+        edition_of("p25", "Strategic Plan 2025", "plan-2025.pdf", "Published January 2026"),
+        edition_of("p26", "Strategic Plan 2026", "plan-2026.pdf", "Published March 2026"),
+    ]
+    about = {e.doc_id: 1.0 for e in plans}
+    assert resolve("last year", plans, about, today=date(2026, 6, 1)) == "p25"
+    assert resolve("latest", plans, about, today=date(2026, 6, 1)) == "p26"
+    assert resolve("last year", plans, about, today=date(2031, 2, 1)) == "p26"  # the newest held is the last one
+    assert resolve("last year", plans, about, today=date(2024, 6, 1)) is None  # nothing before this year
+    assert resolve("last year", plans, about) == "p26"  # no date known: the latest
+
+
+def test_last_quarters_edition_is_the_latest_dated_before_this_quarter() -> None:
+    filings = [
+        edition_of("q1", "Quarterly report", "acme-a.pdf", "For the quarterly period ended March 31, 2026"),
+        edition_of("q2", "Quarterly report", "acme-b.pdf", "For the quarterly period ended June 30, 2026"),
+        edition_of("q3", "Quarterly report", "acme-c.pdf", "For the quarterly period ended September 30, 2026"),
+    ]
+    about = {e.doc_id: 1.0 for e in filings}
+    assert resolve("last quarter", filings, about, today=date(2026, 8, 14)) == "q2"
+    assert resolve("last quarter", filings, about, today=date(2026, 11, 2)) == "q3"
+    assert resolve("last month", filings, about, today=date(2026, 7, 20)) == "q2"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,32 @@ def test_the_latest_release_is_read_from_the_documents_own_numbers(tmp_path: Pat
     assert earliest.hits[0].chunk.source == "Widget 1.9.0 Release Notes.md"
     before = retriever.retrieve("Which Python versions did the release before the latest support?", top_k=3)
     assert before.hits[0].chunk.source == "Widget 1.17.0 Release Notes.md"
+
+
+PLANS = {
+    f"Strategic Plan {year}.md": f"# Strategic Plan {year}\n\nPublished by the agency in {year}.\n\n"
+    f"## Goals\n\nThis plan's main goal is to {goal}.\n"
+    for year, goal in (
+        (2024, "reduce processing times by a third"),
+        (2025, "open four regional offices"),
+        (2026, "move every service online"),
+    )
+}
+
+
+def test_last_years_plan_is_the_one_labelled_with_last_years_number(tmp_path: Path, embedder: Embedder) -> None:
+    store = knowledge_base(tmp_path, embedder, PLANS)
+    question = "What was the main goal of last year's plan?"
+    result = Retriever(store, embedder, today=lambda: date(2026, 5, 4)).retrieve(question, top_k=3)
+    assert result.hits[0].chunk.source == "Strategic Plan 2025.md"
+    assert "regional offices" in result.selected[0].chunk.text
+    assert next(s for s in result.stages if s.stage == "focus").note.startswith("last year's of the documents alike")
+    later = Retriever(store, embedder, today=lambda: date(2027, 1, 10)).retrieve(question, top_k=3)
+    assert later.hits[0].chunk.source == "Strategic Plan 2026.md"
+    this_year = Retriever(store, embedder, today=lambda: date(2026, 5, 4)).retrieve(
+        "What is the main goal of this year's plan?", top_k=3
+    )
+    assert this_year.hits[0].chunk.source == "Strategic Plan 2026.md"
 
 
 def test_a_document_filter_leaves_the_focus_to_the_user(reports: Store, embedder: Embedder) -> None:
