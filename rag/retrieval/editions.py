@@ -162,7 +162,13 @@ def resolve(
     about = [e for e in family if relevance.get(e.doc_id, 0.0) >= share * top]
     if share > 0 and len(about) >= 2 and len(about) < len(family) / 2:
         family = about
-    by_numbers = len(family) >= 2 and len({e.numbers for e in family}) == len(family)
+    numbered = len(family) >= 2 and len({e.numbers for e in family}) == len(family)
+    # Numbers order a series when they carry a year ("Plan 2024", "MO-2013-204") or when its members print no
+    # dates (release notes "1.17.0", "2.4.0"); files numbered as someone saved them ("scan-07.pdf",
+    # "filing-3.pdf") that print dates are ordered by those dates.
+    by_numbers = numbered and (
+        all(e.numbers and 1900 <= e.numbers[0] <= 2099 for e in family) or not all(e.date != (0, 0, 0) for e in family)
+    )
     if by_numbers:
         ordered = sorted(family, key=lambda e: e.numbers)
     else:

@@ -102,3 +102,23 @@ def test_last_quarters_edition_is_the_latest_dated_before_this_quarter() -> None
     assert resolve("last quarter", filings, about, today=date(2026, 8, 14)) == "q2"
     assert resolve("last quarter", filings, about, today=date(2026, 11, 2)) == "q3"
     assert resolve("last month", filings, about, today=date(2026, 7, 20)) == "q2"
+
+
+def test_files_numbered_as_they_were_saved_are_ordered_by_the_dates_they_print() -> None:
+    """"scan-1.pdf" … "scan-3.pdf" look like a series, but their numbers say only the order someone saved them
+    in: the reports print their dates, and those decide which is the latest."""
+    scans = [
+        edition_of("s1", "", "scan-1.pdf", "Annual inspection report. Published 12 June 2023."),
+        edition_of("s2", "", "scan-2.pdf", "Annual inspection report. Published 3 March 2021."),
+        edition_of("s3", "", "scan-3.pdf", "Annual inspection report. Published 20 January 2022."),
+    ]
+    about = {e.doc_id: 1.0 for e in scans}
+    assert resolve("latest", scans, about) == "s1"
+    assert resolve("earliest", scans, about) == "s2"
+    assert resolve("previous", scans, about) == "s3"
+    # A series whose numbers carry its years is ordered by them, whatever dates the covers print.
+    plans = [
+        edition_of("p1", "Plan 2025", "plan-2025.pdf", "Adopted 5 January 2026."),
+        edition_of("p2", "Plan 2026", "plan-2026.pdf", "Adopted 30 December 2025."),
+    ]
+    assert resolve("latest", plans, {"p1": 1.0, "p2": 1.0}) == "p2"
