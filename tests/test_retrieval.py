@@ -299,6 +299,86 @@ def test_the_passage_inside_the_document_in_focus_is_found_by_what_the_question_
     assert "within" not in {s.stage for s in off.stages}
 
 
+def test_within_the_document_in_focus_the_question_also_moves_towards_its_best_passages(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Pseudo-relevance feedback: the log the question is about is searched by meaning again with the question
+    moved towards the mean of its three best passages — computed here from the stored vectors, alike whether
+    every vector is kept in memory or only the document's; the other logs' passages keep their places, and
+    `--without feedback` turns it off."""
+    from rag.retrieval.candidates import KeptVectors
+    from rag.retrieval.fusion import fuse_within
+    from rag.retrieval.pipeline import FEEDBACK_PASSAGES, FEEDBACK_WEIGHT, within_share
+
+    details = (
+        "it was found frayed near the end and cut back",
+        "it was tarred against the rain",
+        "a new splice was made at the bow",
+        "it was stored coiled in the dry locker",
+        "its length was measured at forty metres",
+        "its colour had faded in the sun",
+        "the supplier sent a replacement coil",
+        "it cost twelve pounds to replace",
+        "it was weighed wet and dry",
+        "a bowline knot was tied and tested",
+        "salt crystals were washed off with fresh water",
+        "it was worn thin where it crossed the rail",
+    )
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for topic in ("rope", "sail", "mast"):
+        entries = [f"The {topic} log, entry {n}: on inspection of the {topic}, {d}." for n, d in enumerate(details)]
+        (docs / f"{topic}s.txt").write_text("\n\n".join(entries))
+    store = Store(tmp_path / "kb")
+    Ingestor(store, embedder, 120, 0).ingest_paths([docs])
+    ropes = store.find("ropes.txt")
+    assert ropes is not None
+    question = "Which entry of the rope log says the rope was worn or damaged?"
+    retriever = Retriever(store, embedder)
+    result = retriever.retrieve(question, top_k=6, depth=40)
+    within = next(s for s in result.stages if s.stage == "within")
+    assert within.note == "ranked within ropes.txt"
+    query = retriever.candidates.query(question)
+    inside = retriever.candidates.search(query, 50, [ropes.doc_id])
+    assert query.keywords is not None
+    share = within_share(query.keywords.passages_in(ropes.doc_id))
+    fused = fuse_within(inside.dense, inside.keyword, query.keywords.ranking_within(ropes.doc_id, 50), "convex", share)
+    best = [cid for cid, _ in fused[:FEEDBACK_PASSAGES]]
+    stored = {cid: vector for cid, (_, vector) in store.fetch(best).items()}
+    moved = query.vectors[0] + FEEDBACK_WEIGHT * np.mean([stored[cid] for cid in best], axis=0)
+    moved /= np.linalg.norm(moved)
+    chunks = {c.id: vector for c, vector in store.chunks_with_vectors(ropes.doc_id)}
+    expected = sorted(chunks, key=lambda cid: -float(chunks[cid] @ moved))[:10]
+    assert [cid for cid, _ in retriever._feedback(ropes.doc_id, query, fused, 10)] == expected
+    # The log's passages, as the within stage ranked them: both meanings share dense search's weight.
+    moved_ranking = retriever._feedback(ropes.doc_id, query, fused, 50)
+    refused = fuse_within(inside.dense, inside.keyword, query.keywords.ranking_within(ropes.doc_id, 50), "convex",
+                          share, moved_ranking)  # fmt: skip
+    assert [cid for cid, _ in within.ranking if cid.startswith(ropes.doc_id)] == [cid for cid, _ in refused]
+    partly = Retriever(store, embedder)
+    partly.candidates.kept = KeptVectors(store, limit=store.chunk_count() - 1)  # only the documents searched are kept
+    assert [cid for cid, _ in partly._feedback(ropes.doc_id, query, fused, 10)] == expected
+
+    off = Retriever(store, embedder, without(RetrievalOptions(), ["feedback"])).retrieve(question, top_k=6, depth=40)
+    off_within = next(s for s in off.stages if s.stage == "within")
+    others = [(i, cid) for i, (cid, _) in enumerate(within.ranking) if not cid.startswith(ropes.doc_id)]
+    assert others == [(i, cid) for i, (cid, _) in enumerate(off_within.ranking) if not cid.startswith(ropes.doc_id)]
+    assert {cid for cid, _ in within.ranking} == {cid for cid, _ in off_within.ranking}
+
+
+def test_feedback_shares_the_weight_of_meaning_within_a_document() -> None:
+    from rag.retrieval.fusion import DENSE_WEIGHT, fuse_within
+
+    dense = [("a", 0.9), ("b", 0.5)]
+    words = [("b", 3.0), ("a", 1.0)]
+    alone = dict(fuse_within(dense, words, words, "convex", 0.5))
+    assert alone == {"a": DENSE_WEIGHT, "b": 1 - DENSE_WEIGHT}
+    moved = [("c", 0.8), ("b", 0.7)]  # the question moved towards the best passages finds "c"
+    fed = dict(fuse_within(dense, words, words, "convex", 0.5, moved))
+    assert fed == {"a": DENSE_WEIGHT / 2, "b": 1 - DENSE_WEIGHT, "c": DENSE_WEIGHT / 2}
+    assert [cid for cid, _ in fuse_within(dense, words, words, "rrf", 0.5, moved)] == ["b", "a", "c"]
+
+
 def three_notebooks(tmp_path: Path, embedder: Embedder) -> tuple[Store, Ingestor]:
     """A knowledge base of three look-alike notebooks (ropes, sails, masts) of 30 notes each, and its ingestor."""
     docs = tmp_path / "docs"

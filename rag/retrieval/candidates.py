@@ -229,6 +229,11 @@ class CandidateSearch:
         keyword = query.keywords.ranking(depth, doc_ids) if query.keywords is not None else []
         return Candidates(dense, keyword)
 
+    def nearest_within(self, vectors: Sequence[np.ndarray], depth: int, doc_id: str) -> list[tuple[str, float]]:
+        """One document's `depth` passages nearest to any of the vectors (a question moved towards its best
+        passages, `Retriever._within`), from its kept vectors."""
+        return self._dense_within(vectors, depth, [doc_id])
+
     def _dense(
         self, vectors: Sequence[np.ndarray], depth: int, doc_ids: Sequence[str] | None
     ) -> list[tuple[str, float]]:

@@ -65,12 +65,15 @@ def fuse_within(
     keyword_within: Sequence[tuple[str, float]],
     fusion: Fusion,
     within_share: float = 0.5,
+    dense_feedback: Sequence[tuple[str, float]] = (),
 ) -> list[tuple[str, float]]:
     """One document's passages: by meaning, and by words, `within_share` of the words' weight by their rarity
-    among the document's passages (`keyword_within`) and the rest by their rarity in the knowledge base."""
+    among the document's passages (`keyword_within`) and the rest by their rarity in the knowledge base. With
+    `dense_feedback` (by meaning to the question moved towards its best passages), meaning's weight is shared
+    equally between the two."""
+    rankings = [dense, *([dense_feedback] if dense_feedback else []), keyword, keyword_within]
     if fusion == "rrf":
-        return reciprocal_rank_fusion([[cid for cid, _ in ranking] for ranking in (dense, keyword, keyword_within)])
+        return reciprocal_rank_fusion([[cid for cid, _ in ranking] for ranking in rankings])
+    meaning = [DENSE_WEIGHT / 2] * 2 if dense_feedback else [DENSE_WEIGHT]
     words = 1.0 - DENSE_WEIGHT
-    return convex_fusion(
-        [dense, keyword, keyword_within], [DENSE_WEIGHT, words * (1 - within_share), words * within_share]
-    )
+    return convex_fusion(rankings, [*meaning, words * (1 - within_share), words * within_share])
