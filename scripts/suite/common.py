@@ -2,7 +2,7 @@
 
 Every builder reads fetched git snapshots (bare git dirs under /work/.mirror/<owner>+<name>/repo),
 writes /work/suite/<domain>/docs/ and /work/suite/<domain>/qa.jsonl, and verifies each gold answer
-against the text the app extracts (extract_text.py run with the app's virtual environment).
+against the text the app extracts (scripts/suite/extract_text.py, run with the app's virtual environment).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 SUITE = Path(os.environ.get("SUITE_DIR", "/work/suite"))
 MIRROR = Path(os.environ.get("MIRROR_DIR", "/work/.mirror"))
-VENV_PY = Path(os.environ.get("SUITE_PYTHON", "/work/main/.venv/bin/python"))
-EXTRACT = Path(os.environ.get("SUITE_EXTRACT", "/work/tools/extract_text.py"))
+VENV_PY = Path(os.environ.get("SUITE_PYTHON", Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"))
+EXTRACT = Path(os.environ.get("SUITE_EXTRACT", Path(__file__).resolve().parent / "extract_text.py"))
 QUESTIONS = Path(__file__).resolve().parent / "questions"
 
 PAGE_RE = re.compile(r"^\[page (\d+|None)(?: · heading: .*)?\]$")
