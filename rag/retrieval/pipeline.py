@@ -311,9 +311,9 @@ class Retriever:
         """The document's passages by meaning to the question moved towards its best ones so far (their mean
         vector, FEEDBACK_WEIGHT of it); [] when there is nothing to move towards."""
         best = [cid for cid, _ in fused[:FEEDBACK_PASSAGES]]
-        vectors = self.candidates.kept.vectors(best)
         if len(best) < FEEDBACK_PASSAGES or not query.vectors:
             return []
+        vectors = self.candidates.kept.vectors(best)
         if len(vectors) < len(best):  # not every vector is kept in memory: the document's are
             ids, matrix = self.candidates.kept.of(doc)
             rows = {cid: row for row, cid in enumerate(ids)}
