@@ -357,6 +357,7 @@ def test_within_the_document_in_focus_the_question_also_moves_towards_its_best_p
     assert [cid for cid, _ in within.ranking if cid.startswith(ropes.doc_id)] == [cid for cid, _ in refused]
     partly = Retriever(store, embedder)
     partly.candidates.kept = KeptVectors(store, limit=store.chunk_count() - 1)  # only the documents searched are kept
+    partly.candidates.search(query, 50, [ropes.doc_id])  # as the within stage does before its feedback
     assert [cid for cid, _ in partly._feedback(ropes.doc_id, query, fused, 10)] == expected
 
     off = Retriever(store, embedder, without(RetrievalOptions(), ["feedback"])).retrieve(question, top_k=6, depth=40)

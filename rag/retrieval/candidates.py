@@ -113,11 +113,16 @@ class KeptVectors:
         return _best(*whole, vectors, depth)
 
     def vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The kept vectors of these chunks (those not kept are left out: read them from the store)."""
+        """The kept vectors of these chunks: every one while all are kept, else those of the documents searched
+        on their own lately (those not kept are left out: read them from the store)."""
         with self._lock:
             self._refresh()
             if self._whole is None:
-                return {}
+                kept: dict[str, np.ndarray] = {}
+                for doc_id in {cid.rpartition(":")[0] for cid in chunk_ids} & self._kept.keys():
+                    ids, matrix = self._kept[doc_id]
+                    kept.update(zip(ids, matrix, strict=True))
+                return {cid: kept[cid] for cid in chunk_ids if cid in kept}
             if self._row_of is None:
                 self._row_of = {cid: row for row, cid in enumerate(self._whole[0])}
             row_of, matrix = self._row_of, self._whole[1]

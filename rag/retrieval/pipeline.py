@@ -313,13 +313,9 @@ class Retriever:
         best = [cid for cid, _ in fused[:FEEDBACK_PASSAGES]]
         if len(best) < FEEDBACK_PASSAGES or not query.vectors:
             return []
-        vectors = self.candidates.kept.vectors(best)
-        if len(vectors) < len(best):  # not every vector is kept in memory: the document's are
-            ids, matrix = self.candidates.kept.of(doc)
-            rows = {cid: row for row, cid in enumerate(ids)}
-            vectors = {cid: matrix[rows[cid]] for cid in best if cid in rows}
-            if len(vectors) < len(best):
-                return []
+        vectors = self.candidates.kept.vectors(best)  # the document's are kept: it was just searched on its own
+        if len(vectors) < len(best):
+            return []
         moved = query.vectors[0] + FEEDBACK_WEIGHT * np.mean([vectors[cid] for cid in best], axis=0)
         return self.candidates.nearest_within([moved / np.linalg.norm(moved)], breadth, doc)
 
