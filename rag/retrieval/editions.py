@@ -167,7 +167,7 @@ def resolve(
     # dates (release notes "1.17.0", "2.4.0"); files numbered as someone saved them ("scan-07.pdf",
     # "filing-3.pdf") that print dates are ordered by those dates.
     by_numbers = numbered and (
-        all(e.numbers and 1900 <= e.numbers[0] <= 2099 for e in family) or not all(e.date != (0, 0, 0) for e in family)
+        all(_labelled_year(e) for e in family) or not all(e.date != (0, 0, 0) for e in family)
     )
     if by_numbers:
         ordered = sorted(family, key=lambda e: e.numbers)
@@ -200,9 +200,15 @@ def _period_end(edition: Edition, by_numbers: bool) -> tuple[int, int, int] | No
     """The last day an edition speaks of, as far as it says: the end of the year a series labels it with
     ("Plan 2024", "2023 Annual Report"), else the latest date it prints (a month or day not given: its end);
     None when neither is known."""
-    if by_numbers and edition.numbers and 1900 <= edition.numbers[0] <= 2099:
-        return (edition.numbers[0], 12, 31)
+    if by_numbers and (year := _labelled_year(edition)):
+        return (year, 12, 31)
     if edition.date == (0, 0, 0):
         return None
     year, month, day = edition.date
     return (year, month or 12, day or 31)
+
+
+def _labelled_year(edition: Edition) -> int | None:
+    """The year an edition's title or file name labels it with (`edition_of` puts it first), if any."""
+    first = edition.numbers[0] if edition.numbers else 0
+    return first if 1900 <= first <= 2099 else None
