@@ -44,6 +44,11 @@ def chunk_id(doc_id: str, position: int) -> str:
     return f"{doc_id}:{position:05d}"
 
 
+def doc_of(chunk_id_: str) -> str:
+    """The document id of a chunk id (the inverse of `chunk_id`'s first part)."""
+    return chunk_id_.rpartition(":")[0]
+
+
 def chunk_header(doc: LoadedDocument, heading: str, page: int | None) -> str:
     """ "<title> · <file name> · <heading> · page N": what the chunk's own text may not say. The title is
     left out when it only repeats the file name."""

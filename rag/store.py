@@ -39,6 +39,7 @@ from filelock import FileLock, Timeout
 
 from rag import keyword_index
 from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection, collection_owner, this_place
+from rag.chunking import doc_of
 from rag.errors import DamagedKnowledgeBase, DiskFull, StoreError
 from rag.keyword_index import NO_PAGE, KeywordIndex, KeywordQuery
 from rag.schema import Chunk, RetrievedChunk
@@ -617,9 +618,9 @@ class Store:
             ids = result["ids"][0]
             dists = (result["distances"] or [[]])[0]
             pairs = [(cid, round(1.0 - float(dist), 4)) for cid, dist in zip(ids, dists, strict=True)]
-            # Read after the search: a document deleted meanwhile is left out. Chunk ids are "<doc_id>:<position>".
+            # Read after the search: a document deleted meanwhile is left out.
             ready = {str(r[0]) for r in self._db.execute("SELECT doc_id FROM documents WHERE status = 'ready'")}
-            kept = [(cid, score) for cid, score in pairs if cid.rpartition(":")[0] in ready]
+            kept = [(cid, score) for cid, score in pairs if doc_of(cid) in ready]
             if len(kept) >= k or len(pairs) < n_results:  # enough, or nothing more to find
                 return kept[:k]
             n_results *= 2  # strays the registry does not count took places: look further

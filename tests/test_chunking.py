@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 
-from rag.chunking import chunk_document, chunk_id
+from rag.chunking import chunk_document, chunk_id, doc_of
 from rag.schema import LoadedDocument, Section
 
 
@@ -18,7 +18,7 @@ def test_chunks_keep_source_page_and_order_with_stable_ids() -> None:
     assert len(chunks) > 3
     assert [c.position for c in chunks] == list(range(len(chunks)))
     assert [c.id for c in chunks] == [chunk_id("abc123", i) for i in range(len(chunks))]
-    assert all(c.source == "manual.pdf" and c.doc_id == "abc123" for c in chunks)
+    assert all(c.source == "manual.pdf" and c.doc_id == "abc123" and doc_of(c.id) == "abc123" for c in chunks)
     assert all(len(c.text) <= 300 for c in chunks)
     assert chunks[-1].page == 2 and chunks[-1].text == page2
     assert {c.page for c in chunks[:-1]} == {1}  # a chunk never spans two pages

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from rag.chunking import doc_of
 from rag.embeddings import Embedder
 from rag.keyword_index import KeywordQuery, query_terms
 from rag.profiles import NO_EXPANSION, Expansion
@@ -119,7 +120,7 @@ class KeptVectors:
             self._refresh()
             if self._whole is None:
                 kept: dict[str, np.ndarray] = {}
-                for doc_id in {cid.rpartition(":")[0] for cid in chunk_ids} & self._kept.keys():
+                for doc_id in {doc_of(cid) for cid in chunk_ids} & self._kept.keys():
                     ids, matrix = self._kept[doc_id]
                     kept.update(zip(ids, matrix, strict=True))
                 return {cid: kept[cid] for cid in chunk_ids if cid in kept}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from rag.chunking import chunk_id
+from rag.chunking import chunk_id, doc_of
 from rag.keyword_index import STOPWORDS
 from rag.retrieval.editions import Edition, edition_of, resolve, time_reference
 from rag.routing import DocumentCard, DocumentRouter
@@ -124,14 +124,10 @@ class DocumentFocus:
             return self._state
 
 
-def _doc_of(chunk_id_: str) -> str:
-    return chunk_id_.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
-
-
 def _best_per_document(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
     best: dict[str, float] = {}
     for cid, score in ranking:
-        doc = _doc_of(cid)
+        doc = doc_of(cid)
         best[doc] = max(best.get(doc, float("-inf")), score)
     return best
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.chunking import chunk_id
+from rag.chunking import chunk_id, doc_of
 from rag.embeddings import Embedder
 from rag.keyword_index import query_terms
 from rag.profiles import Profile, ProfileName, choose_profile
@@ -158,7 +158,7 @@ class RetrievalResult:
         for report in self.stages:
             counts: dict[str, int] = {}
             for cid, _ in report.ranking[:top]:
-                name = names.get(_doc_of(cid), _doc_of(cid))
+                name = names.get(doc_of(cid), doc_of(cid))
                 counts[name] = counts.get(name, 0) + 1
             documents = ", ".join(f"{name} ×{n}" for name, n in counts.items())
             rows.append(StageSummary(report.stage, round(1000 * report.seconds, 1), report.note, documents))
@@ -246,7 +246,7 @@ class Retriever:
                 order = fuse(candidates.dense, candidates.keyword, self.options.fusion)
             if focus.weights:
                 weight = self.options.doc_weight
-                order = _raised(order, {cid: weight * focus.weights.get(_doc_of(cid), 0.0) for cid, _ in order})
+                order = _raised(order, {cid: weight * focus.weights.get(doc_of(cid), 0.0) for cid, _ in order})
         report("focus", order, focus.note)
         if focus.weights and self.options.within and self.options.mode != "dense":
             order, inside = self._within(order, query, focus, breadth)
@@ -288,7 +288,7 @@ class Retriever:
         scores = dict(order)
         done = []
         for doc in leads[:WITHIN_DOCUMENTS]:
-            mine = [cid for cid in scores if _doc_of(cid) == doc]
+            mine = [cid for cid in scores if doc_of(cid) == doc]
             rare_inside = query.keywords.ranking_within(doc, breadth)
             if not mine or not rare_inside:
                 continue
@@ -361,7 +361,7 @@ class Retriever:
         chunks = self.store.passages([cid for cid, _ in pool])
         weight = self.options.prefer_weight
         boosts = {
-            cid: weight * (in_focus.get(_doc_of(cid), 0.0) if in_focus else 1.0)
+            cid: weight * (in_focus.get(doc_of(cid), 0.0) if in_focus else 1.0)
             for cid, _ in pool
             if cid in chunks and profile.preferred(chunks[cid], query.expansion)
         }
@@ -384,7 +384,3 @@ def _opening_first(order: Ranking, focus: Focus) -> tuple[Ranking, str]:
 
 def _raised(order: Ranking, boosts: dict[str, float]) -> Ranking:
     return sorted(((cid, score + boosts.get(cid, 0.0)) for cid, score in order), key=lambda pair: -pair[1])
-
-
-def _doc_of(chunk_id: str) -> str:
-    return chunk_id.rpartition(":")[0]  # chunk ids are "<doc_id>:<position>"
