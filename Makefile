@@ -39,12 +39,25 @@ build-tools:
 browser:
 	$(call need_debian,/usr/bin/chromium=chromium,The browser tests need Debian's chromium)
 
+# llama.cpp built for the machine it is built on (-march=native) uses Intel AMX where the CPU has it (Xeon
+# Sapphire Rapids and later), and that code crashes the first answer with a segmentation fault (llama.cpp issue
+# 20824, seen here 2026-12-07). On x86-64 it is built for AVX2 instead, without AMX; never from pip's cache,
+# which may hold a wheel built the other way.
+LLAMA_CPP := $(shell grep -o '^llama-cpp-python[^ #]*' requirements.txt)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# What llama-cpp-python was built as: rebuilt when that changes (a venv set up before this rule included).
+LLAMA_BUILT := $(VENV)/.llama-cpp-built
+
 # torch is installed first from its pinned CPU build; unpinned, sentence-transformers would pull CUDA (GBs).
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt Makefile
 	@$(MAKE) --no-print-directory build-tools
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet pip==26.3
 	$(BIN)/pip install --quiet torch==2.13.0
+	if [ "$$(uname -m)" = x86_64 ] && [ "$$(cat $(LLAMA_BUILT) 2>/dev/null)" != "$(LLAMA_CPP) $(LLAMA_CMAKE_ARGS)" ]; then \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir --force-reinstall --no-deps "$(LLAMA_CPP)" \
+	  && echo "$(LLAMA_CPP) $(LLAMA_CMAKE_ARGS)" > $(LLAMA_BUILT); \
+	fi
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
