@@ -11,6 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --quiet rag app.py ui_common.py ui_sources.py pages tests scripts
 	$(BIN)/mypy rag app.py ui_common.py pages tests
 	$(BIN)/python -m pytest
 
@@ -63,6 +64,7 @@ $(STAMP): requirements.txt requirements-dev.txt Makefile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check rag app.py ui_common.py ui_sources.py pages tests scripts
 	$(BIN)/mypy rag app.py ui_common.py pages tests
 
 clean:

@@ -260,7 +260,6 @@ with st.form("settings"):
     )
     edit("model_prices")
 
-
     st.subheader("Folder and web sources")
     edit("watch")
     edit("url_allow")

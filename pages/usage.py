@@ -45,9 +45,7 @@ def _number(value: float | None) -> str:
 
 
 def period_frame(report: UsageReport) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"period": pd.Timestamp(row.label), **vars(row.figures)} for row in report.periods]
-    )
+    return pd.DataFrame([{"period": pd.Timestamp(row.label), **vars(row.figures)} for row in report.periods])
 
 
 def charts(report: UsageReport) -> None:

@@ -525,9 +525,7 @@ def test_a_write_that_fails_for_lack_of_space_aborts_its_document_and_loses_noth
     assert [r.status for r in Ingestor(reopened, embedder, 400, 50).ingest_paths(others)] == ["added", "added"]
 
 
-def test_every_command_says_the_disk_is_full_and_reads_go_on(
-    tmp_path: Path, small_disk: Callable[[str], Path]
-) -> None:
+def test_every_command_says_the_disk_is_full_and_reads_go_on(tmp_path: Path, small_disk: Callable[[str], Path]) -> None:
     disk = small_disk("24m")
     data_dir = disk / "kb"
     files = notes(tmp_path / "notes", 3, paragraphs=10)

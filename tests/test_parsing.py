@@ -172,4 +172,3 @@ def test_the_budget_comes_from_the_settings() -> None:
     limits = IngestLimits.from_settings(Settings(parse_seconds=30, parse_memory_mb=700))
     assert limits.parse_budget == ParseBudget(30, 700)
     assert IngestLimits().parse_budget == ParseBudget(120, 2048)
-

@@ -105,7 +105,7 @@ def test_last_quarters_edition_is_the_latest_dated_before_this_quarter() -> None
 
 
 def test_files_numbered_as_they_were_saved_are_ordered_by_the_dates_they_print() -> None:
-    """"scan-1.pdf" … "scan-3.pdf" look like a series, but their numbers say only the order someone saved them
+    """ "scan-1.pdf" … "scan-3.pdf" look like a series, but their numbers say only the order someone saved them
     in: the reports print their dates, and those decide which is the latest."""
     scans = [
         edition_of("s1", "", "scan-1.pdf", "Annual inspection report. Published 12 June 2023."),

@@ -313,4 +313,3 @@ def test_the_knowledge_base_is_exported_as_an_archive_to_download_that_imports_w
     there = KnowledgeBases(Settings(data_dir=tmp_path / "there"), env={})
     imported = import_kb(there, archive, "Copy")
     assert (imported.documents, imported.chunks) == (2, 2)
-
