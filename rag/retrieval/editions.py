@@ -166,7 +166,7 @@ def resolve(
     # Numbers order a series when they carry a year ("Plan 2024", "MO-2013-204") or when its members print no
     # dates (release notes "1.17.0", "2.4.0"); files numbered as someone saved them ("scan-07.pdf",
     # "filing-3.pdf") that print dates are ordered by those dates.
-    by_numbers = numbered and (all(_labelled_year(e) for e in family) or not all(e.date != (0, 0, 0) for e in family))
+    by_numbers = numbered and (all(_labelled_year(e) for e in family) or any(e.date == (0, 0, 0) for e in family))
     if by_numbers:
         ordered = sorted(family, key=lambda e: e.numbers)
     else:

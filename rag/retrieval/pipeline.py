@@ -158,7 +158,8 @@ class RetrievalResult:
         for report in self.stages:
             counts: dict[str, int] = {}
             for cid, _ in report.ranking[:top]:
-                name = names.get(doc_of(cid), doc_of(cid))
+                doc = doc_of(cid)
+                name = names.get(doc, doc)
                 counts[name] = counts.get(name, 0) + 1
             documents = ", ".join(f"{name} ×{n}" for name, n in counts.items())
             rows.append(StageSummary(report.stage, round(1000 * report.seconds, 1), report.note, documents))
