@@ -9,6 +9,7 @@ both are saved with it. A turn runs in rag/turn.py; this page shows it as it str
 from __future__ import annotations
 
 import logging
+import threading
 
 import streamlit as st
 
@@ -25,7 +26,7 @@ from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown, export_file_name
 from rag.formatting import plural, safe_markdown
-from rag.turn import Chat, asks_for_whole_document, whole_document_plan
+from rag.turn import Chat, Turn, asks_for_whole_document, whole_document_plan
 from ui_common import escape_markdown, render_markdown, require_engine, show_error, show_unexpected
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,14 @@ WHOLE_NOT_SAVED = "whole_document_not_saved"
 # Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
 STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
 WHOLE_STOPPED = "stopped before every part was read; what the parts read so far found is kept above."
+# The answer this tab streams: an event set once it is saved. At a click, Streamlit starts the new run at once
+# (runner.fastReruns) while the run that streams learns of the click only at its next piece, then saves what
+# arrived; a run that read or added to the conversation before that would show it without the answer, or put
+# a new question before it.
+ANSWER_IN_FLIGHT = "answer_in_flight"
+# Long enough for a stopped run to reach its next piece (a prompt read on a laptop CPU, one part of a
+# whole-document answer); a run that takes longer is shown as saved so far, and appears when reopened.
+STOPPED_SAVE_WAIT_SECONDS = 300
 
 
 def render_usage(message: StoredMessage) -> None:
@@ -193,35 +202,55 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
     """
     conversation_id = st.session_state.get("conversation_id")
     stopped = WHOLE_STOPPED if whole else STOPPED
-    # A new conversation is saved with `whole`: it goes on reading the chosen documents whole.
-    with Chat(engine, "app").ask(question, conversation_id, selection, stopped=stopped, whole_document=whole) as turn:
-        st.session_state.conversation_id = turn.conversation_id
-        st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
-        with st.chat_message("user"):
-            st.text(question)
-        with st.chat_message("assistant"):
-            progress = None
-            if whole:
-                with st.spinner("Measuring the model's speed…"):
-                    plan = turn.make_plan()
-                names = escape_markdown(", ".join(d.name for d in turn.documents))
-                st.caption(f"Reading the whole of {names}: {plan.describe()}.")
-                st.button("Stop (keep what is read)", key="stop_whole", icon=":material/stop_circle:")
-                progress = st.progress(0.0, text=f"part 0 of {len(plan.parts)}")
-            placeholder = st.empty()
-            placeholder.markdown("_Thinking…_" if not whole else "_Reading…_")
-            for _piece in turn:  # the turn keeps the text so far in turn.text
-                step = turn.progress
-                if progress is not None and step is not None:
-                    progress.progress(min(step.done / max(step.total, 1), 1.0), text=step.describe())
-                    if step.note is not None and not turn.text:
-                        with placeholder.container():
-                            st.caption(f"Read {escape_markdown(step.note.part.label)}; its note:")
-                            st.text(step.note.text or "(nothing about the question)")
-                        continue
-                with placeholder.container():
-                    render_markdown(turn.text + " ▌")
+    saved = threading.Event()
+    st.session_state[ANSWER_IN_FLIGHT] = saved
+    try:
+        # A new conversation is saved with `whole`: it goes on reading the chosen documents whole.
+        with Chat(engine, "app").ask(
+            question, conversation_id, selection, stopped=stopped, whole_document=whole
+        ) as turn:
+            show_turn(turn, question, whole)
+    finally:
+        saved.set()
     st.rerun()
+
+
+def wait_for_stopped_answer() -> None:
+    """An answer this tab streamed, stopped by the click that started this run: its save comes first."""
+    saved: threading.Event | None = st.session_state.get(ANSWER_IN_FLIGHT)
+    if saved is not None and not saved.is_set():
+        with st.spinner("Saving the answer that was stopped…"):
+            saved.wait(STOPPED_SAVE_WAIT_SECONDS)
+
+
+def show_turn(turn: Turn, question: str, whole: bool) -> None:
+    """The question and its answer as it streams."""
+    st.session_state.conversation_id = turn.conversation_id
+    st.session_state.pop(NEW_FILTER, None)  # now saved with the conversation
+    with st.chat_message("user"):
+        st.text(question)
+    with st.chat_message("assistant"):
+        progress = None
+        if whole:
+            with st.spinner("Measuring the model's speed…"):
+                plan = turn.make_plan()
+            names = escape_markdown(", ".join(d.name for d in turn.documents))
+            st.caption(f"Reading the whole of {names}: {plan.describe()}.")
+            st.button("Stop (keep what is read)", key="stop_whole", icon=":material/stop_circle:")
+            progress = st.progress(0.0, text=f"part 0 of {len(plan.parts)}")
+        placeholder = st.empty()
+        placeholder.markdown("_Thinking…_" if not whole else "_Reading…_")
+        for _piece in turn:  # the turn keeps the text so far in turn.text
+            step = turn.progress
+            if progress is not None and step is not None:
+                progress.progress(min(step.done / max(step.total, 1), 1.0), text=step.describe())
+                if step.note is not None and not turn.text:
+                    with placeholder.container():
+                        st.caption(f"Read {escape_markdown(step.note.part.label)}; its note:")
+                        st.text(step.note.text or "(nothing about the question)")
+                    continue
+            with placeholder.container():
+                render_markdown(turn.text + " ▌")
 
 
 def conversations_sidebar(engine: Engine) -> None:
@@ -395,6 +424,7 @@ st.caption(
     "and its conversations are kept with it (switch knowledge base in the sidebar)."
 )
 try:
+    wait_for_stopped_answer()
     conversations_sidebar(engine)
     chat(engine)
 except RagError as exc:  # e.g. the knowledge base or the conversation store failing after the start

@@ -19,12 +19,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rag.config import PROJECT_ROOT
 from tests.servers import free_port
 from tests.test_ingest import make_pdf
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -292,7 +296,8 @@ def test_a_rebound_host_name_cannot_open_the_app(server: str) -> None:
 
 
 class SlowPieces:
-    """Answer pieces the fake Ollama sends one a second: time for a person to click while the answer streams."""
+    """Answer pieces the fake Ollama sends a few seconds apart: time for a person to click while the answer streams,
+    and a run stopped by the click stays stopped a while (it learns of the click when its next piece arrives)."""
 
     def __init__(self, pieces: list[str], delay: float) -> None:
         self.pieces, self.delay = pieces, delay
@@ -306,16 +311,19 @@ class SlowPieces:
             time.sleep(self.delay)
 
 
-@pytest.mark.slow
-def test_a_click_during_the_answer_keeps_the_partial_answer(
+@contextmanager
+def slow_answer_app(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[Page]:
+    """The app answering from a fake Ollama that sends "Ana waters ", "them on Tuesday. ", then "More " every 6 s;
+    the page has asked "When are the tomatoes watered?" and shows the answer's first sentence."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests import fake_ollama
 
-    pieces = SlowPieces(["Ana waters ", "them on Tuesday. "] + ["More "] * 60, delay=1.0)
-    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", pieces)
+    monkeypatch.setattr(
+        fake_ollama, "ANSWER_PIECES", SlowPieces(["Ana waters ", "them on Tuesday. "] + ["More "] * 20, 6.0)
+    )
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
@@ -332,18 +340,46 @@ def test_a_click_during_the_answer_keeps_the_partial_answer(
             box.wait_for(timeout=120_000)
             box.fill("When are the tomatoes watered?")
             box.press("Enter")
-            messages = page.get_by_test_id("stChatMessage")
-            expect(messages.nth(1)).to_contain_text("them on Tuesday.", timeout=180_000)
-            page.get_by_role("button", name="New conversation").click()  # while the answer still streams
-            expect(messages).to_have_count(0, timeout=60_000)
-
-            page.get_by_role("button", name="When are the tomatoes watered?").click()  # reopen it
-            answer = page.get_by_test_id("stChatMessage").nth(1)
-            expect(answer).to_contain_text("Ana waters them on Tuesday.", timeout=60_000)
-            expect(answer).to_contain_text("stopped when the page was used before the answer finished")
-            expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+            expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("them on Tuesday.", timeout=180_000)
+            yield page
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_a_click_during_the_answer_keeps_the_partial_answer(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    with slow_answer_app(tmp_path_factory, tmp_path, monkeypatch) as page:
+        messages = page.get_by_test_id("stChatMessage")
+        page.get_by_role("button", name="New conversation").click()  # while the answer still streams
+        expect(messages).to_have_count(0, timeout=60_000)
+
+        page.get_by_role("button", name="When are the tomatoes watered?").click()  # reopen it at once
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        expect(answer).to_contain_text("Ana waters them on Tuesday.", timeout=60_000)
+        expect(answer).to_contain_text("stopped when the page was used before the answer finished")
+        expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+
+
+@pytest.mark.slow
+def test_a_question_asked_during_an_answer_comes_after_it(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    with slow_answer_app(tmp_path_factory, tmp_path, monkeypatch) as page:
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.fill("Who waters the tomatoes in the garden?")
+        box.press("Enter")  # while the first answer still streams
+        messages = page.get_by_test_id("stChatMessage")
+        expect(messages.nth(2)).to_contain_text("Who waters the tomatoes in the garden?", timeout=60_000)
+        expect(messages.nth(0)).to_contain_text("When are the tomatoes watered?")
+        expect(messages.nth(1)).to_contain_text("Ana waters them on Tuesday.")
+        expect(messages.nth(1)).to_contain_text("stopped when the page was used before the answer finished")
+        expect(messages.nth(3)).to_contain_text("Ana waters", timeout=60_000)  # the second answer streams
 
 
 @pytest.mark.slow
@@ -432,7 +468,7 @@ def test_a_second_knowledge_base_answers_from_its_own_documents_and_travels_as_a
 ) -> None:
     """Create a knowledge base in the sidebar, upload into it, ask: its sources only; switch back to 'default',
     ask: the other's only. Then export it (a download) and import the archive (an upload) under another name."""
-    from playwright.sync_api import Page, expect, sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     from tests import fake_ollama
 
