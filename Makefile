@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint clean build-tools browser
+.PHONY: llama-flags run test setup lint clean build-tools browser
 
 run: $(STAMP)
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
@@ -45,12 +45,14 @@ browser:
 # 20824, seen here 2026-12-07). On x86-64 it is built for AVX2 instead, without AMX; never from pip's cache,
 # which may hold a wheel built the other way.
 LLAMA_CPP := $(shell grep -o '^llama-cpp-python[^ #]*' requirements.txt)
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# The flags live in one file, which the app's message on such a crash also reads.
+LLAMA_FLAGS_FILE := rag/backends/llama_cpp_flags.txt
+LLAMA_CMAKE_ARGS := $(shell cat $(LLAMA_FLAGS_FILE))
 # What llama-cpp-python was built as: rebuilt when that changes (a venv set up before this rule included).
 LLAMA_BUILT := $(VENV)/.llama-cpp-built
 
 # torch is installed first from its pinned CPU build; unpinned, sentence-transformers would pull CUDA (GBs).
-$(STAMP): requirements.txt requirements-dev.txt Makefile
+$(STAMP): requirements.txt requirements-dev.txt Makefile $(LLAMA_FLAGS_FILE)
 	@$(MAKE) --no-print-directory build-tools
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet pip==26.3
@@ -69,3 +71,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# The flags llama-cpp-python is built with (tests check that the Makefile reads them).
+llama-flags:
+	@echo "$(LLAMA_CMAKE_ARGS)"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from rag.backends.base import GenerationOptions
 from rag.backends.embedded import EmbeddedBackend, check_llama_cpp_runs, packaged_gguf_path
+from rag.config import PROJECT_ROOT
 from rag.errors import BackendError
 from rag.schema import Message
 
@@ -39,8 +42,18 @@ def test_a_llama_cpp_that_crashes_the_process_is_an_error_that_says_how_to_fix_i
     """A build that dies by a signal at the first token (llama.cpp's AMX code on recent Xeons) would end the app with
     no message; the test run in a child turns it into an error. The child here really segfaults."""
     crashes = "import faulthandler, sys\nfaulthandler.disable()\nfaulthandler._sigsegv()\n"
-    with pytest.raises(BackendError, match=r"crashed \(SIGSEGV\).*--no-cache-dir.*RAG_BACKEND=ollama"):
+    with pytest.raises(BackendError, match=r"crashed \(SIGSEGV\).*--no-cache-dir.*RAG_BACKEND=ollama") as raised:
         check_llama_cpp_runs(packaged_gguf_path(), code=crashes)
+    # The command it gives builds as `make setup` does: the Makefile's flags, read from the same file.
+    makefile_flags = subprocess.run(
+        ["make", "-s", "--no-print-directory", "llama-flags"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert "-DGGML_NATIVE=OFF" in makefile_flags
+    assert f'CMAKE_ARGS="{makefile_flags}"' in str(raised.value)
     # The real build here generates its token; a Python error in the child is left to the load to report.
     check_llama_cpp_runs(packaged_gguf_path())
     check_llama_cpp_runs(packaged_gguf_path(), code="raise SystemExit('no llama_cpp')")

@@ -36,9 +36,11 @@ PROBE_CODE = (
     "llm = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=False)\n"
     "llm.create_completion('The passages below answer the question. Say what they say, briefly.', max_tokens=2)\n"
 )
-# The Makefile's build (LLAMA_CMAKE_ARGS), of the version installed.
+# How the Makefile builds llama-cpp-python (one file for both), and the command that rebuilds the version
+# installed that way.
+LLAMA_CPP_FLAGS = Path(__file__).with_name("llama_cpp_flags.txt")
 REBUILD = (
-    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" '
+    'CMAKE_ARGS="{flags}" '
     ".venv/bin/pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python[server]=={version}'"
 )
 _probe_lock = threading.Lock()
@@ -86,7 +88,8 @@ def _probe(model_path: Path, python: str, code: str) -> str:
         name = signal.Signals(-done.returncode).name
     except ValueError:
         name = f"signal {-done.returncode}"
-    rebuild = REBUILD.format(version=importlib.metadata.version("llama-cpp-python"))
+    flags = LLAMA_CPP_FLAGS.read_text(encoding="utf-8").strip()
+    rebuild = REBUILD.format(flags=flags, version=importlib.metadata.version("llama-cpp-python"))
     return (
         f"The built-in model cannot run here: llama.cpp crashed ({name}) generating a token in a test run, so "
         "this build of llama-cpp-python does not run on this CPU (on Intel CPUs with AMX, its AMX code crashes). "
