@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
 import streamlit as st
 
@@ -40,14 +41,23 @@ WHOLE_NOT_SAVED = "whole_document_not_saved"
 # Saved as the error of an answer cut off by a rerun (a click elsewhere, a new question, a reload).
 STOPPED = "it stopped when the page was used before the answer finished; what had arrived is kept above."
 WHOLE_STOPPED = "stopped before every part was read; what the parts read so far found is kept above."
-# The answer this tab streams: an event set once it is saved. At a click, Streamlit starts the new run at once
+# The answer this tab streams (`AnswerInFlight`). At a click, Streamlit starts the new run at once
 # (runner.fastReruns) while the run that streams learns of the click only at its next piece, then saves what
-# arrived; a run that read or added to the conversation before that would show it without the answer, or put
-# a new question before it.
+# arrived; a run that read or added to that conversation before would show it without the answer, or put a
+# new question before it.
 ANSWER_IN_FLIGHT = "answer_in_flight"
 # Long enough for a stopped run to reach its next piece (a prompt read on a laptop CPU, one part of a
 # whole-document answer); a run that takes longer is shown as saved so far, and appears when reopened.
 STOPPED_SAVE_WAIT_SECONDS = 300
+
+
+@dataclass
+class AnswerInFlight:
+    """An answer this tab streams: the conversation it goes to (None until the turn has made it), and an
+    event set once the turn is saved, whatever ended it."""
+
+    conversation_id: str | None = None
+    saved: threading.Event = field(default_factory=threading.Event)
 
 
 def render_usage(message: StoredMessage) -> None:
@@ -202,25 +212,29 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
     """
     conversation_id = st.session_state.get("conversation_id")
     stopped = WHOLE_STOPPED if whole else STOPPED
-    saved = threading.Event()
-    st.session_state[ANSWER_IN_FLIGHT] = saved
+    in_flight = AnswerInFlight(conversation_id)
+    st.session_state[ANSWER_IN_FLIGHT] = in_flight
     try:
         # A new conversation is saved with `whole`: it goes on reading the chosen documents whole.
         with Chat(engine, "app").ask(
             question, conversation_id, selection, stopped=stopped, whole_document=whole
         ) as turn:
+            in_flight.conversation_id = turn.conversation_id
             show_turn(turn, question, whole)
     finally:
-        saved.set()
+        in_flight.saved.set()
     st.rerun()
 
 
-def wait_for_stopped_answer() -> None:
-    """An answer this tab streamed, stopped by the click that started this run: its save comes first."""
-    saved: threading.Event | None = st.session_state.get(ANSWER_IN_FLIGHT)
-    if saved is not None and not saved.is_set():
+def wait_for_stopped_answer(conversation_id: str | None) -> None:
+    """An answer to this conversation that this tab streamed, stopped by the click that started this run: its
+    save comes before the conversation is read (another conversation, or a new one, does not wait)."""
+    in_flight: AnswerInFlight | None = st.session_state.get(ANSWER_IN_FLIGHT)
+    if in_flight is None or in_flight.saved.is_set() or conversation_id is None:
+        return
+    if in_flight.conversation_id in (conversation_id, None):  # None: its turn had not made the conversation yet
         with st.spinner("Saving the answer that was stopped…"):
-            saved.wait(STOPPED_SAVE_WAIT_SECONDS)
+            in_flight.saved.wait(STOPPED_SAVE_WAIT_SECONDS)
 
 
 def show_turn(turn: Turn, question: str, whole: bool) -> None:
@@ -278,6 +292,7 @@ def conversations_sidebar(engine: Engine) -> None:
                 st.rerun()
         if current is None:
             return
+        wait_for_stopped_answer(current)
         try:
             this_conversation(store, current, engine.settings.kb)
         except ConversationNotFound:
@@ -336,6 +351,7 @@ def chat(engine: Engine) -> None:
     """The open conversation, the document selector and the question box; a question is answered at once."""
     conversation: Conversation | None = None
     if (current_id := st.session_state.get("conversation_id")) is not None:
+        wait_for_stopped_answer(current_id)
         try:
             conversation = engine.conversations.get(current_id)
         except ConversationNotFound as exc:
@@ -424,7 +440,6 @@ st.caption(
     "and its conversations are kept with it (switch knowledge base in the sidebar)."
 )
 try:
-    wait_for_stopped_answer()
     conversations_sidebar(engine)
     chat(engine)
 except RagError as exc:  # e.g. the knowledge base or the conversation store failing after the start
