@@ -29,6 +29,7 @@ from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
 from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
+from rag.ingest import IngestProgress, IngestResult, Reader
 from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
 from rag.retrieval import RetrievalOptions, Retriever
@@ -479,6 +480,37 @@ def render_markdown(text: str) -> None:
             st.code(block.text, language=block.language or None)
         elif block.text.strip():
             st.markdown(block.text)
+
+
+class UploadJob:
+    """Files going into the knowledge base in a thread of their own. A click anywhere stops the page's run
+    (Streamlit raises inside it at its next call); an ingest run by the page would stop with it, the batch
+    left half done. The job goes on; whichever run of the page comes next shows how far it got, then what
+    went in. Nothing here calls Streamlit: the page reads `progress`, `results` and `error`."""
+
+    def __init__(self, engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> None:
+        self.names = [name for name, _ in uploads]
+        self.progress: IngestProgress | None = None
+        self.results: list[IngestResult] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(engine, uploads), name="upload", daemon=True)
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, seconds: float) -> None:
+        self._thread.join(seconds)
+
+    def _run(self, engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> None:
+        try:
+            self.results = engine.ingest_uploads(uploads, self._update)
+        except Exception as exc:  # shown by the page; the files reported as indexed before it are kept
+            self.error = exc
+
+    def _update(self, progress: IngestProgress) -> None:
+        self.progress = progress
 
 
 def show_error(exc: RagError) -> None:

@@ -3,7 +3,8 @@ sources (folders kept in sync, web pages) with "Sync now" and the sync history; 
 its index was built by another chunker or embedding model, re-index it in place.
 
 Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
-`documents_uploader` (bumped to clear the uploader), `documents_pending_delete` (doc_id awaiting
+`documents_upload_job` (an upload still going in, in the background), `documents_uploader` (bumped to clear
+the uploader), `documents_pending_delete` (doc_id awaiting
 confirmation), `documents_flash` (a message shown once after a delete), `documents_sync_report` (the last
 sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_exported` (the
 archive last prepared: name and bytes).
@@ -21,7 +22,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 import ui_sources
 from rag.archive import ArchiveProgress, export_kb, import_kb
-from rag.engine import Chunk, DocumentRecord, Engine, IngestProgress, IngestResult, Reader
+from rag.engine import Chunk, DocumentRecord, Engine, IngestResult
 from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.kb import check_versions
@@ -30,6 +31,7 @@ from rag.sources import Source, SourceStore, SyncReport
 from rag.sync import Syncer, SyncProgress
 from ui_common import (
     KB_FLASH,
+    UploadJob,
     catalog,
     escape_markdown,
     require_engine,
@@ -41,6 +43,8 @@ from ui_common import (
 )
 
 RESULTS = "documents_results"
+UPLOAD_JOB = "documents_upload_job"
+UPLOAD_POLL_SECONDS = 0.25
 UPLOADER = "documents_uploader"
 PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
@@ -59,18 +63,34 @@ def local_time(iso: str) -> str:
         return iso
 
 
-def ingest(engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> list[IngestResult]:
-    overall = st.progress(0.0, text=f"File 1 of {len(uploads)}")
-    current = st.progress(0.0, text=f"Reading {escape_markdown(uploads[0][0])}…")
-
-    def update(p: IngestProgress) -> None:
-        overall.progress(p.overall, text=p.files)
-        text = escape_markdown(p.detail)
-        if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
-            text += f" · reading {escape_markdown(uploads[p.last_file_index + 1][0])}…"
-        current.progress(p.fraction, text=text)
-
-    return engine.ingest_uploads(uploads, update)
+def follow_upload(job: UploadJob) -> None:
+    """The upload's progress until it is done (a click ends this run, not the upload: the next run shows it
+    again), then what went in; the uploader is emptied once every file is in."""
+    first = escape_markdown(job.names[0])
+    overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
+    current = st.progress(0.0, text=f"Reading {first}…")
+    while not job.done:
+        if (p := job.progress) is not None:
+            overall.progress(p.overall, text=p.files)
+            text = escape_markdown(p.detail)
+            if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
+                text += f" · reading {escape_markdown(job.names[p.last_file_index + 1])}…"
+            current.progress(p.fraction, text=text)
+        job.wait(UPLOAD_POLL_SECONDS)
+    st.session_state.pop(UPLOAD_JOB, None)
+    st.session_state[RESULTS] = job.results
+    if isinstance(job.error, RagError):
+        show_error(job.error)
+    elif job.error is not None:  # e.g. sqlite3's "database is locked" while another program writes
+        show_unexpected(
+            job.error,
+            "adding the files",
+            "Files reported as indexed below are kept; add the others again in a moment (another program "
+            "may be writing to the knowledge base).",
+        )
+    else:
+        st.session_state[UPLOADER] = st.session_state.get(UPLOADER, 0) + 1
+        st.rerun()
 
 
 def show_result(r: IngestResult) -> None:
@@ -455,27 +475,24 @@ with st.form("documents_upload"):
         help="Files already indexed are skipped; a changed file with the same name replaces its old version.",
     )
     submitted = st.form_submit_button("Add to knowledge base", type="primary")
+job: UploadJob | None = st.session_state.get(UPLOAD_JOB)
 if submitted:
-    if not files:
+    if job is not None:
+        st.warning("Files are still going in (below): add these when they are done.")
+    elif not files:
         st.warning("Choose one or more files first.")
     else:
         try:
             # Refused before anything is read when over the upload limits; then each file's bytes are taken
             # when its turn comes (getvalue copies them), not the whole batch at once.
             engine.check_upload([f.size for f in files])
-            st.session_state[RESULTS] = ingest(engine, [(f.name, f.getvalue) for f in files])
         except RagError as exc:
             show_error(exc)
-        except Exception as exc:  # e.g. sqlite3's "database is locked" while another program writes
-            show_unexpected(
-                exc,
-                "adding the files",
-                "Files reported as indexed above are kept; add the others again in a moment (another program "
-                "may be writing to the knowledge base).",
-            )
         else:
-            st.session_state[UPLOADER] = st.session_state.get(UPLOADER, 0) + 1
-            st.rerun()
+            job = st.session_state[UPLOAD_JOB] = UploadJob(engine, [(f.name, f.getvalue) for f in files])
+            st.session_state.pop(RESULTS, None)
+if job is not None:
+    follow_upload(job)
 for result in st.session_state.get(RESULTS, []):
     show_result(result)
 

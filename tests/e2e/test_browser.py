@@ -572,3 +572,46 @@ def test_a_second_knowledge_base_answers_from_its_own_documents_and_travels_as_a
             page.screenshot(path=str(ARTIFACTS / "documents-imported-knowledge-base.png"), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_files_keep_going_in_when_the_page_is_left_during_an_upload(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A click elsewhere stops the page's run; the files being added go on in the background, and the
+    Documents page, opened again, shows how far they got and then what went in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    long_notes = tmp_path / "long-notes.md"
+    rows = (
+        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(30_000)
+    )
+    long_notes.write_text("# Shipping log\n\n" + "\n".join(rows) + "\n")
+    short_note = tmp_path / "visitor-note.md"
+    short_note.write_text("# Visitors\n\nThe greenhouse opens to visitors on the first Sunday of each month.\n")
+    with (
+        streamlit_app(tmp_path_factory, corpus) as url,
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            nav = page.get_by_test_id("stSidebarNav")
+            nav.get_by_text("Documents").click()
+            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")
+            upload_form.locator("input[type=file]").set_input_files([str(long_notes), str(short_note)])
+            expect(page.get_by_role("button", name=f"Remove {short_note.name}")).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Add to knowledge base").click()
+            expect(page.get_by_text("long-notes.md —", exact=False).first).to_be_visible(timeout=120_000)
+
+            nav.get_by_text("Chat").click()  # while the long file is still being embedded
+            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=60_000)
+            nav.get_by_text("Documents").click()
+            expect(page.get_by_text(f"{short_note.name}: indexed", exact=False)).to_be_visible(timeout=300_000)
+            expect(page.get_by_text(f"{long_notes.name}: indexed", exact=False)).to_be_visible()
+        finally:
+            browser.close()
