@@ -490,6 +490,7 @@ class UploadJob:
 
     def __init__(self, engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> None:
         self.names = [name for name, _ in uploads]
+        self.kb = engine.settings.kb  # the knowledge base they go into, whichever the page shows next
         self.progress: IngestProgress | None = None
         self.results: list[IngestResult] = []
         self.error: BaseException | None = None

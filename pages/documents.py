@@ -67,6 +67,7 @@ def follow_upload(job: UploadJob) -> None:
     """The upload's progress until it is done (a click ends this run, not the upload: the next run shows it
     again), then what went in; the uploader is emptied once every file is in."""
     first = escape_markdown(job.names[0])
+    st.caption(f"Adding {plural(len(job.names), 'file')} to the knowledge base {escape_markdown(repr(job.kb))}…")
     overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
     current = st.progress(0.0, text=f"Reading {first}…")
     while not job.done:
