@@ -11,6 +11,11 @@ rather than by its title. Each document's place is read from the document itself
 - else its **dates**: the latest date printed in its title, file name or opening text (a cover's "For the
   quarterly period ended July 1, 2023", a report's "Published March 2022", a header's "Created: 12-Sep-2022").
 
+A question may also name the period it is about ("Q2 2023", "the second quarter of 2023", "FY2022", "fiscal
+2023"): `asked_period` reads it, and `covered_period` reads the period a document reports on from its cover
+("For the quarterly period ended July 2, 2023", "for the fiscal year ended January 1, 2023"), so that
+filings saved under any name are told apart by what they print.
+
 `time_reference` reads what the question asks for; `resolve` picks the edition among the documents the
 question is about (those it names, else those whose passages it matched best). "Last year's" (quarter's,
 month's) is the latest edition of a period before the current one, as of today: the edition a series labels
@@ -22,9 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 
+# (year, quarter) a question names or a document reports on; quarter 0: a whole (fiscal) year.
+Period = tuple[int, int]
 TimeReference = Literal["latest", "earliest", "previous", "last year", "last quarter", "last month"]
 
 _LATEST = re.compile(r"\b(?:latest|most[\s-]+recent(?:ly)?|newest|most[\s-]+current)\b", re.I)
@@ -85,6 +92,33 @@ _DATES = (
     # a year alone: FY2023, 2023Q4, "Annual Report 2021"
     (re.compile(rf"(?<!\d){_YEAR}(?!\d)"), ("y",)),
 )
+# A period a document reports on, as its cover says: "quarterly period ended July 2, 2023", "fiscal year ended
+# 31 March 2019". A bare "period ended" says neither a quarter nor a year: not read.
+_PERIOD_END = re.compile(
+    rf"\b(quarterly\s+period|quarter|three\s+months|(?:fiscal\s+)?year|twelve\s+months|5[23]\s+weeks)\s+ended:?\s+"
+    rf"(?:{_MONTH}\s+(\d{{1,2}}),?\s+{_YEAR}|(\d{{1,2}})\s+{_MONTH},?\s+{_YEAR})",
+    re.I,
+)
+# A fiscal period that ends in the first days of a month (52-53-week years: "year ended January 1, 2023") is
+# named after the period before: its end is read this many days earlier.
+PERIOD_END_SLACK = 15
+_ORDINAL_QUARTERS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+_FISCAL = r"(?:FY|fiscal(?:\s+year)?)"
+_ASKED_YEAR = r"'?((?:19|20)?\d\d)"
+_ASKED = (
+    # Q2 2023, Q2'2023, Q22023, Q2 of FY2024, Q2 FY23
+    re.compile(rf"\bQ([1-4])\s*(?:of\s+|in\s+)?(?:{_FISCAL}\s*)?{_ASKED_YEAR}(?!\d)", re.I),
+    # the second quarter of 2023, the 2nd fiscal quarter of fiscal 2023
+    re.compile(
+        rf"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)?"
+        rf"(?:{_FISCAL}\s*)?{_ASKED_YEAR}(?!\d)",
+        re.I,
+    ),
+    # 2023Q2, 2023 Q2
+    re.compile(r"(?<!\d)((?:19|20)\d\d)\s*Q([1-4])\b", re.I),
+    # FY2022, FY 2022, FY'22, fiscal 2022, fiscal year 2022
+    re.compile(rf"\b{_FISCAL}\s*{_ASKED_YEAR}(?!\d)", re.I),
+)
 _NUMBER = re.compile(r"\d+")
 # How much of a document's opening is read for its dates: the cover, not the history it recounts.
 COVER_CHARS = 1500
@@ -98,6 +132,7 @@ class Edition:
     series: str  # its title and file name with every number blanked: editions of one series share it
     numbers: tuple[int, ...]  # the numbers of its title and file name, a year first when there is one
     date: tuple[int, int, int]  # the latest (year, month, day) printed on it; (0, 0, 0) when none
+    period: Period | None = None  # the period it reports on, as its cover says (`covered_period`)
 
 
 def time_reference(question: str) -> TimeReference | None:
@@ -114,14 +149,59 @@ def time_reference(question: str) -> TimeReference | None:
     return None
 
 
-def edition_of(doc_id: str, title: str, name: str, opening: str) -> Edition:
+def asked_period(question: str) -> Period | None:
+    """The period a question names (the latest, when it compares several: "FY2023 vs FY2022" → FY2023), if any.
+    Two-digit years are of this century."""
+    asked: list[Period] = []
+    taken: list[tuple[int, int]] = []  # the spans of quarters read: "Q2 of FY2024" is not FY2024 as well
+    for pattern in _ASKED:
+        for match in pattern.finditer(question):
+            if any(start < match.end() and match.start() < end for start, end in taken):
+                continue
+            taken.append(match.span())
+            groups = match.groups()
+            if pattern is _ASKED[2]:
+                year, quarter = groups[0], int(groups[1])
+            elif pattern is _ASKED[3]:
+                year, quarter = groups[0], 0
+            else:
+                quarter = int(groups[0]) if groups[0].isdigit() else _ORDINAL_QUARTERS[groups[0].lower()]
+                year = groups[1]
+            asked.append((int(year) + (2000 if len(year) == 2 else 0), quarter))
+    # A year reaches past its quarters: "FY2023 and Q4 of FY2023" is about FY2023.
+    return max(asked, key=lambda p: (p[0], p[1] or 5)) if asked else None
+
+
+def covered_period(cover: str) -> Period | None:
+    """The period a document reports on, from the first "… ended <date>" of its cover that says a quarter or a
+    year; None when it says neither."""
+    for match in _PERIOD_END.finditer(cover):
+        kind, month, day, year, day2, month2, year2 = match.groups()
+        try:
+            end = date(int(year or year2), _MONTHS[(month or month2).lower().rstrip(".")], int(day or day2))
+        except (KeyError, ValueError):
+            continue
+        named = end - timedelta(days=PERIOD_END_SLACK)
+        quarterly = re.search(r"quarter|three", kind, re.I) is not None
+        return (named.year, (named.month - 1) // 3 + 1 if quarterly else 0)
+    return None
+
+
+def period_matches(covered: Period, asked: Period) -> bool:
+    """A document of the period asked for; a year's report also answers for its fourth quarter."""
+    return covered == asked or (covered == (asked[0], 0) and asked[1] == 4)
+
+
+def edition_of(doc_id: str, title: str, name: str, opening: str, cover: str = "") -> Edition:
+    """A document's place among its kind; `opening` is its first passage, `cover` its first few (for the
+    period it reports on)."""
     label = f"{title} {name.rsplit('.', 1)[0]}"
     series = _NUMBER.sub("#", re.sub(r"[\W_]+", " ", label.lower())).strip()
     numbers = [int(n) for n in _NUMBER.findall(label)]
     years = [n for n in numbers if 1900 <= n <= 2099]
     ordered = ([years[0]] if years else []) + [n for n in numbers if not years or n != years[0]]
     dates = latest_date(f"{label}\n{opening[:COVER_CHARS]}")
-    return Edition(doc_id, series, tuple(ordered), dates)
+    return Edition(doc_id, series, tuple(ordered), dates, covered_period(cover[: 2 * COVER_CHARS]))
 
 
 def latest_date(text: str) -> tuple[int, int, int]:

@@ -9,6 +9,8 @@ points to, and retrieval then raises their passages (and searches within them). 
    documents' texts hold ("Acme's FY2023 report");
 2. **by its place in time** (rag/retrieval/editions.py): "the latest report", "the earliest accident",
    "last year's plan" — among the documents named, or else among those the question's passages come from;
+   and **by the period it names** ("Q2 2023", "FY2022"): among those same documents, when each says on its
+   cover which period it reports on, the ones of that period;
 3. **by content**: otherwise, the document whose passages match the question best stands out from the
    others; each document counts as much as its best passage, relative to the best document's, raised to a
    steep power, so that a document well ahead gets nearly all the weight and near ties share it.
@@ -23,7 +25,7 @@ from datetime import date
 
 from rag.chunking import chunk_id, doc_of
 from rag.keyword_index import STOPWORDS
-from rag.retrieval.editions import Edition, edition_of, resolve, time_reference
+from rag.retrieval.editions import Edition, asked_period, edition_of, period_matches, resolve, time_reference
 from rag.routing import DocumentCard, DocumentRouter
 from rag.store import Store
 
@@ -36,8 +38,10 @@ EDITION_WEIGHT = 1.0
 # By content: a document's weight is (its best passage's score / the best document's) ** FOCUS_SHARPNESS.
 FOCUS_SHARPNESS = 4.0
 # "The latest …", among documents of no series, picks among those whose best passage scores at least this
-# share of the best one's.
+# share of the best one's (a period named, likewise).
 EDITION_RELEVANCE = 0.6
+# The passages that say which period a document reports on: its cover (a filing's first page).
+COVER_PASSAGES = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,20 @@ class DocumentFocus:
                 said = f"{reference}'s" if reference.startswith("last ") else f"the {reference}"
                 note = f"{said} of the documents alike: {names.get(chosen, chosen)}"
                 return Focus({chosen: EDITION_WEIGHT / DOC_WEIGHT}, "edition", (chosen,), note)
+        if (asked := asked_period(question) if by_time else None) is not None:
+            pool = named or {d: r for d, r in _relevant(ranking).items() if r >= EDITION_RELEVANCE}
+            periods = {e.doc_id: e.period for e in editions}
+            covered = {d: p for d in pool if (p := periods.get(d)) is not None}
+            # Only when every one of them says its period (one that does not may be the one asked about).
+            if len(pool) >= 2 and len(covered) == len(pool):
+                of_period = {d: w for d, w in pool.items() if period_matches(covered[d], asked)}
+                if of_period and len(of_period) < len(pool):
+                    top = max(of_period.values())
+                    weights = {d: round(w / top, 4) for d, w in of_period.items()}
+                    year, quarter = asked
+                    said = f"Q{quarter} {year}" if quarter else f"fiscal {year}"
+                    note = f"of {said}: " + ", ".join(names.get(d, d) for d in weights)
+                    return Focus(weights, "period", tuple(weights), note)
         if named:
             note = "named: " + ", ".join(f"{names.get(d, d)} ({w:.2f})" for d, w in named.items())
             return Focus(named, "named", tuple(named), note)
@@ -117,9 +135,15 @@ class DocumentFocus:
                 documents = self.store.documents()
                 cards = [DocumentCard(d.doc_id, f"{d.title} {d.name}") for d in documents]
                 router = DocumentRouter(cards, self.store.document_frequency)
-                openings = self.store.fetch([chunk_id(d.doc_id, 0) for d in documents])
-                first = {chunk.doc_id: chunk.text for chunk, _ in openings.values()}
-                editions = [edition_of(d.doc_id, d.title, d.name, first.get(d.doc_id, "")) for d in documents]
+                openings = self.store.fetch([chunk_id(d.doc_id, i) for d in documents for i in range(COVER_PASSAGES)])
+                first = {chunk.doc_id: chunk.text for chunk, _ in openings.values() if chunk.position == 0}
+                covers: dict[str, list[str]] = {}
+                for chunk, _ in sorted(openings.values(), key=lambda pair: pair[0].position):
+                    covers.setdefault(chunk.doc_id, []).append(chunk.text)
+                editions = [
+                    edition_of(d.doc_id, d.title, d.name, first.get(d.doc_id, ""), "\n".join(covers.get(d.doc_id, [])))
+                    for d in documents
+                ]
                 self._state = (generation, router, editions, {d.doc_id: d.name for d in documents})
             return self._state
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from rag.retrieval.editions import edition_of, latest_date, resolve, time_reference
+from rag.retrieval.editions import (
+    asked_period,
+    covered_period,
+    edition_of,
+    latest_date,
+    period_matches,
+    resolve,
+    time_reference,
+)
 
 
 def test_a_question_asks_for_an_edition_by_its_place_in_time() -> None:
@@ -122,3 +130,37 @@ def test_files_numbered_as_they_were_saved_are_ordered_by_the_dates_they_print()
         edition_of("p2", "Plan 2026", "plan-2026.pdf", "Adopted 30 December 2025."),
     ]
     assert resolve("latest", plans, {"p1": 1.0, "p2": 1.0}) == "p2"
+
+
+def test_a_question_names_the_period_it_is_about_in_the_forms_people_write() -> None:
+    assert asked_period("As of Q2'2023, is the company spinning off a business?") == (2023, 2)
+    assert asked_period("Which region dropped most in Q22023 year over year?") == (2023, 2)
+    assert asked_period("What were sales in the second quarter of 2023?") == (2023, 2)
+    assert asked_period("Results for 2023Q4") == (2023, 4)
+    assert asked_period("Is it capital-intensive based on FY2022 data?") == (2022, 0)
+    assert asked_period("What was the margin in fiscal year 2021?") == (2021, 0)
+    assert asked_period("Did it grow between FY20 and FY21?") == (2021, 0)  # the latest of a comparison
+    assert asked_period("Any drop in cash between FY 2023 and Q2 of FY2024?") == (2024, 2)  # not FY2024 too
+    assert asked_period("What share of FY 2023's buybacks came in Q4 of FY2023?") == (2023, 0)
+    assert asked_period("How did revenue change in 2022?") is None  # a year alone may be a column of any report
+    assert asked_period("How many Q-tips were sold?") is None
+
+
+def test_a_document_says_the_period_it_reports_on_on_its_cover() -> None:
+    assert covered_period("FORM 10-Q ... For the quarterly period ended July 2, 2023 ... Commission file") == (2023, 2)
+    assert covered_period("Condensed statements for the three months ended March 31, 2024") == (2024, 1)
+    assert covered_period("Annual report for the fiscal year ended December 31, 2022") == (2022, 0)
+    # A 52-53-week year that ends on the first days of January is named after the year before.
+    assert covered_period("For the fiscal year ended January 1, 2023") == (2022, 0)
+    assert covered_period("Report and accounts for the year ended 31 March 2019") == (2019, 0)
+    assert covered_period("For the period ended July 29, 2023") is None  # neither a quarter nor a year
+    assert covered_period("Minutes of the meeting of 3 May 2022") is None
+
+
+def test_a_years_report_answers_for_the_year_and_its_fourth_quarter() -> None:
+    assert period_matches((2023, 0), (2023, 0))
+    assert period_matches((2023, 0), (2023, 4))
+    assert not period_matches((2023, 0), (2023, 2))
+    assert not period_matches((2023, 2), (2023, 0))
+    assert period_matches((2023, 2), (2023, 2))
+    assert not period_matches((2022, 2), (2023, 2))

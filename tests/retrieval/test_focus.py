@@ -119,3 +119,40 @@ def test_a_document_filter_leaves_the_focus_to_the_user(reports: Store, embedder
     result = Retriever(reports, embedder).retrieve(question, top_k=4, doc_ids=[b.doc_id])
     assert {h.chunk.source for h in result.hits} == {"report-b.txt"}
     assert next(s for s in result.stages if s.stage == "focus").note == ""
+
+
+# One organisation's quarterly reports saved under numbers: only their covers say which quarter each covers.
+QUARTERLIES = {
+    f"report-{n}.md": f"# Quarterly report\n\nFor the quarterly period ended {end}\n\nHarbor Foods Cooperative\n\n"
+    f"## Results\n\nThe cooperative sold {tons} tons of produce this quarter and opened {stores} new stores.\n"
+    for n, end, tons, stores in (
+        (1, "April 1, 2023", "1,200", "two"),
+        (2, "July 1, 2023", "1,450", "three"),
+        (3, "September 30, 2023", "1,610", "five"),
+    )
+}
+
+
+def test_a_quarter_named_in_the_question_picks_the_report_whose_cover_prints_it(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    store = knowledge_base(tmp_path, embedder, QUARTERLIES)
+    retriever = Retriever(store, embedder)
+    missed = 0
+    for question, source, figure in (
+        ("How many tons of produce were sold in Q2 2023?", "report-2.md", "1,450"),
+        ("How many new stores were opened in the third quarter of 2023?", "report-3.md", "five"),
+        ("Tons of produce sold in Q1'2023?", "report-1.md", "1,200"),
+    ):
+        result = retriever.retrieve(question, top_k=2)
+        focus = next(s for s in result.stages if s.stage == "focus")
+        assert focus.note.startswith("of Q") and focus.note.endswith(f": {source}")
+        assert result.selected[0].chunk.source == source
+        assert figure in result.selected[0].chunk.text
+        # Without the periods read from the covers, the three reports are alike: another one may come first.
+        unfocused = Retriever(store, embedder, RetrievalOptions(by_time=False)).retrieve(question, top_k=2)
+        missed += unfocused.selected[0].chunk.source != source
+    assert missed >= 1
+    # A period no report covers leaves the focus as it was.
+    other = retriever.retrieve("How many tons were sold in Q4 2023?", top_k=2)
+    assert not next(s for s in other.stages if s.stage == "focus").note.startswith("of Q4")
