@@ -3,7 +3,8 @@ sources (folders kept in sync, web pages) with "Sync now" and the sync history; 
 its index was built by another chunker or embedding model, re-index it in place.
 
 Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
-`documents_upload_job` (an upload still going in, in the background), `documents_uploader` (bumped to clear
+`documents_upload_job` (an upload still going in, in the background), `documents_upload_stopped` (what a
+stopped upload left out), `documents_uploader` (bumped to clear
 the uploader), `documents_pending_delete` (doc_id awaiting
 confirmation), `documents_flash` (a message shown once after a delete), `documents_sync_report` (the last
 sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_exported` (the
@@ -44,6 +45,7 @@ from ui_common import (
 
 RESULTS = "documents_results"
 UPLOAD_JOB = "documents_upload_job"
+UPLOAD_STOPPED = "documents_upload_stopped"  # what a stopped upload left out, shown until the next upload
 UPLOAD_POLL_SECONDS = 0.25
 UPLOADER = "documents_uploader"
 PENDING_DELETE = "documents_pending_delete"
@@ -68,6 +70,8 @@ def follow_upload(job: UploadJob) -> None:
     again), then what went in; the uploader is emptied once every file is in."""
     first = escape_markdown(job.names[0])
     st.caption(f"Adding {plural(len(job.names), 'file')} to the knowledge base {escape_markdown(repr(job.kb))}…")
+    if st.button("Stop adding files", key="stop_upload", icon=":material/stop_circle:"):
+        job.stop()
     overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
     current = st.progress(0.0, text=f"Reading {first}…")
     while not job.done:
@@ -80,7 +84,15 @@ def follow_upload(job: UploadJob) -> None:
         job.wait(UPLOAD_POLL_SECONDS)
     st.session_state.pop(UPLOAD_JOB, None)
     st.session_state[RESULTS] = job.results
-    if isinstance(job.error, RagError):
+    if job.stopped:
+        left = [name for name in job.names if name not in job.added]
+        went_in = ", ".join(job.added) if job.added else "none"
+        st.session_state[UPLOAD_STOPPED] = (
+            f"Stopped. Added before the stop: {escape_markdown(went_in)}. Not added: "
+            f"{escape_markdown(', '.join(left))} (a file already in the knowledge base stays as it was). Press "
+            "**Add to knowledge base** again to add them: the files already in are skipped."
+        )
+    elif isinstance(job.error, RagError):
         show_error(job.error)
     elif job.error is not None:  # e.g. sqlite3's "database is locked" while another program writes
         show_unexpected(
@@ -492,8 +504,11 @@ if submitted:
         else:
             job = st.session_state[UPLOAD_JOB] = UploadJob(engine, [(f.name, f.getvalue) for f in files])
             st.session_state.pop(RESULTS, None)
+            st.session_state.pop(UPLOAD_STOPPED, None)
 if job is not None:
     follow_upload(job)
+if stopped_note := st.session_state.get(UPLOAD_STOPPED):
+    st.warning(stopped_note, icon=":material/stop_circle:")
 for result in st.session_state.get(RESULTS, []):
     show_result(result)
 
