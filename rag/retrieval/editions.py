@@ -103,21 +103,19 @@ _PERIOD_END = re.compile(
 # named after the period before: its end is read this many days earlier.
 PERIOD_END_SLACK = 15
 _ORDINAL_QUARTERS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
-_FISCAL = r"(?:FY|fiscal(?:\s+year)?)"
-_ASKED_YEAR = r"'?((?:19|20)?\d\d)"
+# A fiscal year: FY2022, FY 2022, FY'22, FY22, fiscal 2022, fiscal year 2022 (two digits only after "FY").
+_FISCAL_YEAR = r"(?:FY\s*'?(?P<fy>\d\d(?:\d\d)?)|fiscal(?:\s+year)?\s+(?P<fy4>(?:19|20)\d\d))"
+# A year after a quarter: four digits, two after an apostrophe, or a fiscal year ("Q2'23", "Q2 of FY2024");
+# "Q4 10 new stores" names no year.
+_YEAR_AFTER = rf"(?:of\s+|in\s+)?(?:{_FISCAL_YEAR}|'?(?P<y>(?:19|20)\d\d)|'(?P<yy>\d\d))(?!\d)"
 _ASKED = (
-    # Q2 2023, Q2'2023, Q22023, Q2 of FY2024, Q2 FY23
-    re.compile(rf"\bQ([1-4])\s*(?:of\s+|in\s+)?(?:{_FISCAL}\s*)?{_ASKED_YEAR}(?!\d)", re.I),
+    # Q2 2023, Q2'2023, Q22023, Q2'23, Q2 of FY2024, Q2 FY23
+    re.compile(rf"\bQ(?P<q>[1-4])\s*{_YEAR_AFTER}", re.I),
     # the second quarter of 2023, the 2nd fiscal quarter of fiscal 2023
-    re.compile(
-        rf"\b(first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+(?:of\s+|in\s+)?"
-        rf"(?:{_FISCAL}\s*)?{_ASKED_YEAR}(?!\d)",
-        re.I,
-    ),
+    re.compile(rf"\b(?P<nth>first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+{_YEAR_AFTER}", re.I),
     # 2023Q2, 2023 Q2
-    re.compile(r"(?<!\d)((?:19|20)\d\d)\s*Q([1-4])\b", re.I),
-    # FY2022, FY 2022, FY'22, fiscal 2022, fiscal year 2022
-    re.compile(rf"\b{_FISCAL}\s*{_ASKED_YEAR}(?!\d)", re.I),
+    re.compile(r"(?<!\d)(?P<y>(?:19|20)\d\d)\s*Q(?P<q>[1-4])\b", re.I),
+    re.compile(rf"\b{_FISCAL_YEAR}(?!\d)", re.I),
 )
 _NUMBER = re.compile(r"\d+")
 # How much of a document's opening is read for its dates: the cover, not the history it recounts.
@@ -159,14 +157,9 @@ def asked_period(question: str) -> Period | None:
             if any(start < match.end() and match.start() < end for start, end in taken):
                 continue
             taken.append(match.span())
-            groups = match.groups()
-            if pattern is _ASKED[2]:
-                year, quarter = groups[0], int(groups[1])
-            elif pattern is _ASKED[3]:
-                year, quarter = groups[0], 0
-            else:
-                quarter = int(groups[0]) if groups[0].isdigit() else _ORDINAL_QUARTERS[groups[0].lower()]
-                year = groups[1]
+            found = {k: v for k, v in match.groupdict().items() if v is not None}
+            year = found.get("y") or found.get("fy") or found.get("fy4") or found["yy"]
+            quarter = int(found["q"]) if "q" in found else _ORDINAL_QUARTERS.get(found.get("nth", "").lower(), 0)
             asked.append((int(year) + (2000 if len(year) == 2 else 0), quarter))
     # A year reaches past its quarters: "FY2023 and Q4 of FY2023" is about FY2023.
     return max(asked, key=lambda p: (p[0], p[1] or 5)) if asked else None

@@ -574,47 +574,58 @@ def test_a_second_knowledge_base_answers_from_its_own_documents_and_travels_as_a
             browser.close()
 
 
+LONG_FILE = "long-notes.md"
+SHORT_FILE = "visitor-note.md"
+
+
+@contextmanager
+def uploading_a_long_file(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[Page]:
+    """The app's Documents page adding a long file (about 1,300 chunks to embed) and a short one after it; yields
+    once the long file's progress shows."""
+    from playwright.sync_api import expect, sync_playwright
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
+    long_notes = tmp_path / LONG_FILE
+    rows = (
+        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(12_000)
+    )
+    long_notes.write_text("# Shipping log\n\n" + "\n".join(rows) + "\n")
+    short_note = tmp_path / SHORT_FILE
+    short_note.write_text("# Visitors\n\nThe greenhouse opens to visitors on the first Sunday of each month.\n")
+    with streamlit_app(tmp_path_factory, corpus) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
+            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")
+            upload_form.wait_for(timeout=120_000)
+            upload_form.locator("input[type=file]").set_input_files([str(long_notes), str(short_note)])
+            expect(page.get_by_role("button", name=f"Remove {SHORT_FILE}")).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Add to knowledge base").click()
+            expect(page.get_by_text(f"{LONG_FILE} —", exact=False).first).to_be_visible(timeout=120_000)
+            yield page
+        finally:
+            browser.close()
+
+
 @pytest.mark.slow
 def test_files_keep_going_in_when_the_page_is_left_during_an_upload(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     """A click elsewhere stops the page's run; the files being added go on in the background, and the
     Documents page, opened again, shows how far they got and then what went in."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
-    long_notes = tmp_path / "long-notes.md"
-    rows = (
-        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(12_000)
-    )
-    long_notes.write_text("# Shipping log\n\n" + "\n".join(rows) + "\n")
-    short_note = tmp_path / "visitor-note.md"
-    short_note.write_text("# Visitors\n\nThe greenhouse opens to visitors on the first Sunday of each month.\n")
-    with (
-        streamlit_app(tmp_path_factory, corpus) as url,
-        sync_playwright() as p,
-    ):
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url)
-            nav = page.get_by_test_id("stSidebarNav")
-            nav.get_by_text("Documents").click()
-            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")
-            upload_form.locator("input[type=file]").set_input_files([str(long_notes), str(short_note)])
-            expect(page.get_by_role("button", name=f"Remove {short_note.name}")).to_be_visible(timeout=60_000)
-            page.get_by_role("button", name="Add to knowledge base").click()
-            expect(page.get_by_text("long-notes.md —", exact=False).first).to_be_visible(timeout=120_000)
-
-            nav.get_by_text("Chat").click()  # while the long file is still being embedded
-            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=60_000)
-            nav.get_by_text("Documents").click()
-            expect(page.get_by_text(f"{short_note.name}: indexed", exact=False)).to_be_visible(timeout=300_000)
-            expect(page.get_by_text(f"{long_notes.name}: indexed", exact=False)).to_be_visible()
-        finally:
-            browser.close()
+    with uploading_a_long_file(tmp_path_factory, tmp_path) as page:
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_text("Chat").click()  # while the long file is still being embedded
+        expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=60_000)
+        nav.get_by_text("Documents").click()
+        expect(page.get_by_text(f"{SHORT_FILE}: indexed", exact=False)).to_be_visible(timeout=300_000)
+        expect(page.get_by_text(f"{LONG_FILE}: indexed", exact=False)).to_be_visible()
 
 
 @pytest.mark.slow
@@ -623,34 +634,12 @@ def test_an_upload_can_be_stopped_and_says_what_went_in(
 ) -> None:
     """Stop, during a long file: nothing of it is left half-indexed, the files after it are not added, and the
     page says which went in and which did not."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
-    long_notes = tmp_path / "long-notes.md"
-    rows = (
-        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(12_000)
-    )
-    long_notes.write_text("# Shipping log\n\n" + "\n".join(rows) + "\n")
-    last = tmp_path / "visitor-note.md"
-    last.write_text("# Visitors\n\nThe greenhouse opens to visitors on the first Sunday of each month.\n")
-    with streamlit_app(tmp_path_factory, corpus) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url)
-            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
-            upload_form = page.get_by_test_id("stForm").filter(has_text="Add files")
-            upload_form.locator("input[type=file]").set_input_files([str(long_notes), str(last)])
-            expect(page.get_by_role("button", name=f"Remove {last.name}")).to_be_visible(timeout=60_000)
-            page.get_by_role("button", name="Add to knowledge base").click()
-            expect(page.get_by_text("long-notes.md —", exact=False).first).to_be_visible(timeout=120_000)
-            page.get_by_role("button", name="Stop adding files").click()
-            stopped = page.get_by_text("Stopped. Added before the stop:", exact=False)
-            expect(stopped).to_be_visible(timeout=120_000)
-            expect(stopped).to_contain_text(f"Added before the stop: none. Not added: {long_notes.name}, {last.name}")
-            page.reload()  # the count of documents, drawn again: only the one it started with
-            expect(page.get_by_text("Knowledge base 'default': 1 document · 1 chunk")).to_be_visible(timeout=60_000)
-        finally:
-            browser.close()
+    with uploading_a_long_file(tmp_path_factory, tmp_path) as page:
+        page.get_by_role("button", name="Stop adding files").click()
+        stopped = page.get_by_text("Stopped. Added before the stop:", exact=False)
+        expect(stopped).to_be_visible(timeout=120_000)
+        expect(stopped).to_contain_text(f"Added before the stop: none. Not added: {LONG_FILE}, {SHORT_FILE}")
+        page.reload()  # the count of documents, drawn again: only the one it started with
+        expect(page.get_by_text("Knowledge base 'default': 1 document · 1 chunk")).to_be_visible(timeout=60_000)

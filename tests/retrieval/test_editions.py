@@ -144,6 +144,9 @@ def test_a_question_names_the_period_it_is_about_in_the_forms_people_write() -> 
     assert asked_period("What share of FY 2023's buybacks came in Q4 of FY2023?") == (2023, 0)
     assert asked_period("How did revenue change in 2022?") is None  # a year alone may be a column of any report
     assert asked_period("How many Q-tips were sold?") is None
+    assert asked_period("What was the margin in Q2'23?") == (2023, 2)
+    assert asked_period("In Q4 10 new stores opened; where?") is None  # a count, not a year
+    assert asked_period("Which items does the fiscal 10-K list?") is None
 
 
 def test_a_document_says_the_period_it_reports_on_on_its_cover() -> None:
