@@ -19,13 +19,13 @@ points to, and retrieval then raises their passages (and searches within them). 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 from rag.chunking import chunk_id, doc_of
 from rag.keyword_index import STOPWORDS
-from rag.retrieval.editions import Edition, asked_period, edition_of, period_matches, resolve, time_reference
+from rag.retrieval.editions import Edition, Period, asked_period, edition_of, period_matches, resolve, time_reference
 from rag.routing import DocumentCard, DocumentRouter
 from rag.store import Store
 
@@ -92,18 +92,8 @@ class DocumentFocus:
                 return Focus({chosen: EDITION_WEIGHT / DOC_WEIGHT}, "edition", (chosen,), note)
         if (asked := asked_period(question) if by_time else None) is not None:
             pool = named or {d: r for d, r in _relevant(ranking).items() if r >= EDITION_RELEVANCE}
-            periods = {e.doc_id: e.period for e in editions}
-            covered = {d: p for d in pool if (p := periods.get(d)) is not None}
-            # Only when every one of them says its period (one that does not may be the one asked about).
-            if len(pool) >= 2 and len(covered) == len(pool):
-                of_period = {d: w for d, w in pool.items() if period_matches(covered[d], asked)}
-                if of_period and len(of_period) < len(pool):
-                    top = max(of_period.values())
-                    weights = {d: round(w / top, 4) for d, w in of_period.items()}
-                    year, quarter = asked
-                    said = f"Q{quarter} {year}" if quarter else f"fiscal {year}"
-                    note = f"of {said}: " + ", ".join(names.get(d, d) for d in weights)
-                    return Focus(weights, "period", tuple(weights), note)
+            if (of_period := _of_period(asked, pool, editions, names)) is not None:
+                return of_period
         if named:
             note = "named: " + ", ".join(f"{names.get(d, d)} ({w:.2f})" for d, w in named.items())
             return Focus(named, "named", tuple(named), note)
@@ -136,16 +126,36 @@ class DocumentFocus:
                 cards = [DocumentCard(d.doc_id, f"{d.title} {d.name}") for d in documents]
                 router = DocumentRouter(cards, self.store.document_frequency)
                 openings = self.store.fetch([chunk_id(d.doc_id, i) for d in documents for i in range(COVER_PASSAGES)])
-                first = {chunk.doc_id: chunk.text for chunk, _ in openings.values() if chunk.position == 0}
-                covers: dict[str, list[str]] = {}
-                for chunk, _ in sorted(openings.values(), key=lambda pair: pair[0].position):
-                    covers.setdefault(chunk.doc_id, []).append(chunk.text)
-                editions = [
-                    edition_of(d.doc_id, d.title, d.name, first.get(d.doc_id, ""), "\n".join(covers.get(d.doc_id, [])))
-                    for d in documents
-                ]
+                covers: dict[str, dict[int, str]] = {}  # doc id → position → text, of its first passages
+                for chunk, _ in openings.values():
+                    covers.setdefault(chunk.doc_id, {})[chunk.position] = chunk.text
+                editions = []
+                for d in documents:
+                    cover = covers.get(d.doc_id, {})
+                    text = "\n".join(cover[p] for p in sorted(cover))
+                    editions.append(edition_of(d.doc_id, d.title, d.name, cover.get(0, ""), text))
                 self._state = (generation, router, editions, {d.doc_id: d.name for d in documents})
             return self._state
+
+
+def _of_period(
+    asked: Period, pool: Mapping[str, float], editions: Sequence[Edition], names: Mapping[str, str]
+) -> Focus | None:
+    """Among the documents a question is about (`pool`: doc id → weight), those of the period it names, when
+    every one of them says its period on its cover (one that does not may be the one asked about) and some, not
+    all, are of that period."""
+    periods = {e.doc_id: e.period for e in editions}
+    covered = {d: p for d in pool if (p := periods.get(d)) is not None}
+    if len(pool) < 2 or len(covered) < len(pool):
+        return None
+    of_period = {d: w for d, w in pool.items() if period_matches(covered[d], asked)}
+    if not of_period or len(of_period) == len(pool):
+        return None
+    top = max(of_period.values())
+    weights = {d: round(w / top, 4) for d, w in of_period.items()}
+    year, quarter = asked
+    said = f"Q{quarter} {year}" if quarter else f"fiscal {year}"
+    return Focus(weights, "period", tuple(weights), f"of {said}: " + ", ".join(names.get(d, d) for d in weights))
 
 
 def _best_per_document(ranking: Sequence[tuple[str, float]]) -> dict[str, float]:
