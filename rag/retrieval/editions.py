@@ -95,7 +95,8 @@ _DATES = (
 # A period a document reports on, as its cover says: "quarterly period ended July 2, 2023", "fiscal year ended
 # 31 March 2019". A bare "period ended" says neither a quarter nor a year: not read.
 _PERIOD_END = re.compile(
-    rf"\b(quarterly\s+period|quarter|three\s+months|(?:fiscal\s+)?year|twelve\s+months|5[23]\s+weeks)\s+ended:?\s+"
+    rf"\b(quarterly\s+period|quarter|(?:three|six|nine)\s+months|half[\s-]+year|(?:fiscal\s+)?year|twelve\s+months|"
+    rf"5[23]\s+weeks)\s+ended:?\s+"
     rf"(?:{_MONTH}\s+(\d{{1,2}}),?\s+{_YEAR}|(\d{{1,2}})\s+{_MONTH},?\s+{_YEAR})",
     re.I,
 )
@@ -103,6 +104,9 @@ _PERIOD_END = re.compile(
 # named after the period before: its end is read this many days earlier.
 PERIOD_END_SLACK = 15
 _ORDINAL_QUARTERS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4}
+# A half year is named by its last quarter: the first half's figures are in the report of the second quarter (or
+# a half-year report), the second half's in the year's.
+_HALF_QUARTERS = {"1": 2, "first": 2, "2": 4, "second": 4}
 # A fiscal year: FY2022, FY 2022, FY'22, FY22, fiscal 2022, fiscal year 2022 (two digits only after "FY").
 _FISCAL_YEAR = r"(?:FY\s*'?(?P<fy>\d\d(?:\d\d)?)|fiscal(?:\s+year)?\s+(?P<fy4>(?:19|20)\d\d))"
 # A year after a quarter: four digits, two after an apostrophe, or a fiscal year ("Q2'23", "Q2 of FY2024");
@@ -115,6 +119,10 @@ _ASKED = (
     re.compile(rf"\b(?P<nth>first|second|third|fourth|1st|2nd|3rd|4th)\s+(?:fiscal\s+)?quarter\s+{_YEAR_AFTER}", re.I),
     # 2023Q2, 2023 Q2
     re.compile(r"(?<!\d)(?P<y>(?:19|20)\d\d)\s*Q(?P<q>[1-4])\b", re.I),
+    # H1 2023, H1 FY2024, H1'23, 1H 2023, 1H23, the first half of (fiscal) 2023
+    re.compile(rf"\b(?:H(?P<h>[12])|(?P<hh>[12])H)\s*{_YEAR_AFTER}", re.I),
+    re.compile(r"\b(?P<hh>[12])H(?P<yy>\d\d)\b", re.I),
+    re.compile(rf"\b(?P<half>first|second)\s+half\s+(?:of\s+)?(?:the\s+)?{_YEAR_AFTER}", re.I),
     re.compile(rf"\b{_FISCAL_YEAR}(?!\d)", re.I),
 )
 _NUMBER = re.compile(r"\d+")
@@ -159,7 +167,14 @@ def asked_period(question: str) -> Period | None:
             taken.append(match.span())
             found = {k: v for k, v in match.groupdict().items() if v is not None}
             year = found.get("y") or found.get("fy") or found.get("fy4") or found["yy"]
-            quarter = int(found["q"]) if "q" in found else _ORDINAL_QUARTERS.get(found.get("nth", "").lower(), 0)
+            half = found.get("h") or found.get("hh") or found.get("half", "")
+            quarter = (
+                int(found["q"])
+                if "q" in found
+                else _HALF_QUARTERS[half.lower()]
+                if half
+                else _ORDINAL_QUARTERS.get(found.get("nth", "").lower(), 0)
+            )
             asked.append((int(year) + (2000 if len(year) == 2 else 0), quarter))
     # A year reaches past its quarters: "FY2023 and Q4 of FY2023" is about FY2023.
     return max(asked, key=lambda p: (p[0], p[1] or 5)) if asked else None
@@ -175,7 +190,7 @@ def covered_period(cover: str) -> Period | None:
         except (KeyError, ValueError):
             continue
         named = end - timedelta(days=PERIOD_END_SLACK)
-        quarterly = re.search(r"quarter|three", kind, re.I) is not None
+        quarterly = re.search(r"quarter|months|half", kind, re.I) is not None and not kind.lower().startswith("twelve")
         return (named.year, (named.month - 1) // 3 + 1 if quarterly else 0)
     return None
 

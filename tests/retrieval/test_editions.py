@@ -149,6 +149,19 @@ def test_a_question_names_the_period_it_is_about_in_the_forms_people_write() -> 
     assert asked_period("Which items does the fiscal 10-K list?") is None
 
 
+def test_a_half_year_is_named_by_its_last_quarter() -> None:
+    # The first half's figures are in the second quarter's report (or a half-year report), the second half's in
+    # the year's: a question about H1 goes to the report of the second quarter.
+    assert asked_period("Which debt got the most investment in H1 FY2023?") == (2023, 2)
+    assert asked_period("What were 1H23 sales?") == (2023, 2)
+    assert asked_period("What was the margin in 2H22?") == (2022, 4)
+    assert asked_period("How did orders develop in the first half of 2023?") == (2023, 2)
+    assert asked_period("Guidance for the second half of fiscal 2022") == (2022, 4)
+    assert asked_period("What happened in the first half of the year?") is None  # no year named
+    assert asked_period("Cases of H1N1 in 2009") is None
+    assert asked_period("Which H120 model was recalled?") is None
+
+
 def test_a_document_says_the_period_it_reports_on_on_its_cover() -> None:
     assert covered_period("FORM 10-Q ... For the quarterly period ended July 2, 2023 ... Commission file") == (2023, 2)
     assert covered_period("Condensed statements for the three months ended March 31, 2024") == (2024, 1)
@@ -156,6 +169,10 @@ def test_a_document_says_the_period_it_reports_on_on_its_cover() -> None:
     # A 52-53-week year that ends on the first days of January is named after the year before.
     assert covered_period("For the fiscal year ended January 1, 2023") == (2022, 0)
     assert covered_period("Report and accounts for the year ended 31 March 2019") == (2019, 0)
+    assert covered_period("Interim report for the six months ended June 30, 2023") == (2023, 2)
+    assert covered_period("Half-year report for the half year ended 30 June 2023") == (2023, 2)
+    assert covered_period("Results for the nine months ended September 30, 2022") == (2022, 3)
+    assert covered_period("For the twelve months ended December 31, 2022") == (2022, 0)
     assert covered_period("For the period ended July 29, 2023") is None  # neither a quarter nor a year
     assert covered_period("Minutes of the meeting of 3 May 2022") is None
 

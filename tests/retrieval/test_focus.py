@@ -143,6 +143,8 @@ def test_a_quarter_named_in_the_question_picks_the_report_whose_cover_prints_it(
         ("How many tons of produce were sold in Q2 2023?", "report-2.md", "1,450"),
         ("How many new stores were opened in the third quarter of 2023?", "report-3.md", "five"),
         ("Tons of produce sold in Q1'2023?", "report-1.md", "1,200"),
+        # The first half of a year is reported with its second quarter.
+        ("How many new stores were opened in the first half of 2023?", "report-2.md", "three"),
     ):
         result = retriever.retrieve(question, top_k=2)
         focus = next(s for s in result.stages if s.stage == "focus")
