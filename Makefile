@@ -11,8 +11,8 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check --quiet rag app.py ui_common.py ui_sources.py pages tests scripts
-	$(BIN)/mypy rag app.py ui_common.py pages tests
+	$(BIN)/ruff format --check --quiet rag app.py ui_common.py ui_jobs.py ui_sources.py pages tests scripts
+	$(BIN)/mypy rag app.py ui_common.py ui_jobs.py pages tests
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -66,8 +66,8 @@ $(STAMP): requirements.txt requirements-dev.txt Makefile $(LLAMA_FLAGS_FILE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check rag app.py ui_common.py ui_sources.py pages tests scripts
-	$(BIN)/mypy rag app.py ui_common.py pages tests
+	$(BIN)/ruff format --check rag app.py ui_common.py ui_jobs.py ui_sources.py pages tests scripts
+	$(BIN)/mypy rag app.py ui_common.py ui_jobs.py pages tests
 
 clean:
 	rm -rf $(VENV)

@@ -29,7 +29,6 @@ from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
 from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
-from rag.ingest import IngestProgress, IngestResult, Reader
 from rag.kb import KnowledgeBase, KnowledgeBases, index_location
 from rag.logs import configure_logging
 from rag.retrieval import RetrievalOptions, Retriever
@@ -46,7 +45,8 @@ KB_PENDING_DELETE = "knowledge_base_pending_delete"
 # Per-tab state that belongs to one knowledge base: forgotten when the tab switches to another.
 KB_BOUND_STATE = (
     "conversation_id", "pending", "confirm_delete", "new_conversation_doc_filter", "doc_filter_new",
-    "documents_results", "documents_pending_delete", "documents_preview_pick", "documents_delete_pick",
+    "documents_results", "documents_upload_stopped", "documents_pending_delete", "documents_preview_pick",
+    "documents_delete_pick",
 )  # fmt: skip
 
 
@@ -480,58 +480,6 @@ def render_markdown(text: str) -> None:
             st.code(block.text, language=block.language or None)
         elif block.text.strip():
             st.markdown(block.text)
-
-
-class UploadStopped(Exception):
-    """Raised from an upload's progress report once the person stopped it: the ingest ends there, the document
-    being embedded taken out again (not a RagError: those become one file's failure and the batch goes on)."""
-
-
-class UploadJob:
-    """Files going into the knowledge base in a thread of their own. A click anywhere stops the page's run
-    (Streamlit raises inside it at its next call); an ingest run by the page would stop with it, the batch
-    left half done. The job goes on until it is done or `stop` is called; whichever run of the page comes
-    next shows how far it got, then what went in. Nothing here calls Streamlit: the page reads `progress`,
-    then `results`, or `stopped` with `added`, or `error`."""
-
-    def __init__(self, engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> None:
-        self.names = [name for name, _ in uploads]
-        self.kb = engine.settings.kb  # the knowledge base they go into, whichever the page shows next
-        self.progress: IngestProgress | None = None
-        self.results: list[IngestResult] = []
-        self.error: BaseException | None = None
-        self.stopped = False
-        self.added: list[str] = []  # when stopped: the files that went in before the stop
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(engine, uploads), name="upload", daemon=True)
-        self._thread.start()
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def wait(self, seconds: float) -> None:
-        self._thread.join(seconds)
-
-    def stop(self) -> None:
-        """End the upload at its next progress report (between two batches of chunks, or two scanned pages)."""
-        self._stop.set()
-
-    def _run(self, engine: Engine, uploads: Sequence[tuple[str, Reader]]) -> None:
-        try:
-            before = {d.name: d.doc_id for d in engine.documents()}
-            self.results = engine.ingest_uploads(uploads, self._update)
-        except UploadStopped:
-            after = {d.name: d.doc_id for d in engine.documents()}
-            self.added = [name for name in self.names if name in after and after[name] != before.get(name)]
-            self.stopped = True
-        except Exception as exc:  # shown by the page; the files reported as indexed before it are kept
-            self.error = exc
-
-    def _update(self, progress: IngestProgress) -> None:
-        if self._stop.is_set():
-            raise UploadStopped
-        self.progress = progress
 
 
 def show_error(exc: RagError) -> None:

@@ -2,37 +2,39 @@
 sources (folders kept in sync, web pages) with "Sync now" and the sync history; export and import; and, when
 its index was built by another chunker or embedding model, re-index it in place.
 
-Session state: `documents_results` (the last upload's list[IngestResult], shown until the next upload),
-`documents_upload_job` (an upload still going in, in the background), `documents_upload_stopped` (what a
-stopped upload left out), `documents_uploader` (bumped to clear
-the uploader), `documents_pending_delete` (doc_id awaiting
+Adding files, re-indexing, syncing, exporting and importing run in the background (ui_jobs.py), one at a time: a
+click or another page stops the page's run, not the job; the page, whenever drawn, shows the job's progress under
+the upload form, then what it did.
+
+Session state: `documents_job` (the job in the background, or done and not yet shown: its knowledge base is not
+the one open), `documents_job_flash` (a finished re-index's message, shown once), `documents_results` (the last
+upload's list[IngestResult], shown until the next upload), `documents_upload_stopped` (what a stopped upload left
+out), `documents_uploader` (bumped to clear the uploader), `documents_pending_delete` (doc_id awaiting
 confirmation), `documents_flash` (a message shown once after a delete), `documents_sync_report` (the last
 sync's report), `documents_sources_flash`, `documents_pending_source_removal`, `documents_exported` (the
-archive last prepared: name and bytes).
+archive last prepared: name and bytes), `documents_tab` (the tab open).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 import ui_sources
-from rag.archive import ArchiveProgress, export_kb, import_kb
+from rag.archive import ArchiveProgress
 from rag.engine import Chunk, DocumentRecord, Engine, IngestResult
 from rag.errors import RagError
 from rag.formatting import human_size, plural
 from rag.kb import check_versions
-from rag.reindex import ReindexProgress, reindex
+from rag.reindex import ReindexProgress
 from rag.sources import Source, SourceStore, SyncReport
 from rag.sync import Syncer, SyncProgress
 from ui_common import (
     KB_FLASH,
-    UploadJob,
     catalog,
     escape_markdown,
     require_engine,
@@ -40,13 +42,14 @@ from ui_common import (
     show_error,
     show_unexpected,
     switch_kb,
-    sync_kb,
 )
+from ui_jobs import ExportJob, ImportJob, Job, ReindexJob, SyncJob, UploadJob
 
 RESULTS = "documents_results"
-UPLOAD_JOB = "documents_upload_job"
+JOB = "documents_job"
+JOB_FLASH = "documents_job_flash"
 UPLOAD_STOPPED = "documents_upload_stopped"  # what a stopped upload left out, shown until the next upload
-UPLOAD_POLL_SECONDS = 0.25
+POLL_SECONDS = 0.25
 UPLOADER = "documents_uploader"
 PENDING_DELETE = "documents_pending_delete"
 FLASH = "documents_flash"
@@ -55,6 +58,8 @@ SYNC_REPORT = "documents_sync_report"
 SOURCES_FLASH = "documents_sources_flash"
 PENDING_SOURCE_REMOVAL = "documents_pending_source_removal"
 EXPORTED = "documents_exported"
+TAB = "documents_tab"
+SOURCES_TAB, ARCHIVE_TAB = "Sources and sync", "Export / import"
 SYNC_LINES_SHOWN = 50
 
 
@@ -65,24 +70,27 @@ def local_time(iso: str) -> str:
         return iso
 
 
-def follow_upload(job: UploadJob) -> None:
+def follow_upload(job: UploadJob, kb: str) -> None:
     """The upload's progress until it is done (a click ends this run, not the upload: the next run shows it
     again), then what went in; the uploader is emptied once every file is in."""
-    first = escape_markdown(job.names[0])
-    st.caption(f"Adding {plural(len(job.names), 'file')} to the knowledge base {escape_markdown(repr(job.kb))}…")
-    if st.button("Stop adding files", key="stop_upload", icon=":material/stop_circle:"):
-        job.stop()
-    overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
-    current = st.progress(0.0, text=f"Reading {first}…")
-    while not job.done:
-        if (p := job.progress) is not None:
-            overall.progress(p.overall, text=p.files)
-            text = escape_markdown(p.detail)
-            if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
-                text += f" · reading {escape_markdown(job.names[p.last_file_index + 1])}…"
-            current.progress(p.fraction, text=text)
-        job.wait(UPLOAD_POLL_SECONDS)
-    st.session_state.pop(UPLOAD_JOB, None)
+    if not job.done:
+        first = escape_markdown(job.names[0])
+        st.caption(f"{escape_markdown(doing(job))}…")
+        if st.button("Stop adding files", key="stop_upload", icon=":material/stop_circle:"):
+            job.stop()
+        overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
+        current = st.progress(0.0, text=f"Reading {first}…")
+        while not job.done:
+            if (p := job.progress) is not None:
+                overall.progress(p.overall, text=p.files)
+                text = escape_markdown(p.detail)
+                if p.fraction == 1.0 and p.last_file_index + 1 < p.file_count:
+                    text += f" · reading {escape_markdown(job.names[p.last_file_index + 1])}…"
+                current.progress(p.fraction, text=text)
+            job.wait(POLL_SECONDS)
+    if not shown_here(job, kb):
+        return
+    st.session_state.pop(JOB, None)
     st.session_state[RESULTS] = job.results
     if job.stopped:
         left = [name for name in job.names if name not in job.added]
@@ -104,6 +112,126 @@ def follow_upload(job: UploadJob) -> None:
     else:
         st.session_state[UPLOADER] = st.session_state.get(UPLOADER, 0) + 1
         st.rerun()
+
+
+def doing(job: Job[Any, Any]) -> str:
+    """What the job does, and in which knowledge base (plain text)."""
+    where = f"the knowledge base {job.kb!r}"
+    if isinstance(job, UploadJob):
+        return f"Adding {plural(len(job.names), 'file')} to {where}"
+    if isinstance(job, ReindexJob):
+        return f"Re-indexing {where}"
+    if isinstance(job, SyncJob):
+        return f"Syncing the sources of {where}"
+    if isinstance(job, ExportJob):
+        return f"Preparing the archive of {where}"
+    if isinstance(job, ImportJob):
+        return f"Importing the archive {job.name}"
+    raise TypeError(f"no description for {type(job).__name__}")
+
+
+def shown_here(job: Job[Any, Any], kb: str) -> bool:
+    """Whether a finished job's outcome is shown on this page, open on the knowledge base `kb`: only on its own
+    knowledge base's (an import makes a new one: anywhere). Elsewhere the page says so, and keeps the job."""
+    if isinstance(job, ImportJob) or job.kb == kb:
+        return True
+    st.info(
+        f"{escape_markdown(doing(job))} has ended: choose {escape_markdown(repr(job.kb))} in the sidebar to see how "
+        "it went.",
+        icon=":material/info:",
+    )
+    return False
+
+
+# Per job: the progress bar's text until its first report (today's), the stop button and its help, and what
+# the page says once it stopped.
+STARTING = {ReindexJob: "Re-indexing…", SyncJob: "Looking at the sources…", ExportJob: "Exporting…",
+            ImportJob: "Checking the archive…"}  # fmt: skip
+STOP = {
+    ReindexJob: ("Stop re-indexing", "The old index keeps answering; Re-index now goes on from where it stopped."),
+    SyncJob: ("Stop the sync", "What went in stays in; the file being indexed is taken out again."),
+    ExportJob: ("Stop the export", "No archive is made."),
+    ImportJob: ("Stop the import", "The knowledge base it was making is deleted."),
+}
+
+
+def stop_note(job: Job[Any, Any]) -> str:
+    if isinstance(job, ReindexJob):
+        p = job.progress
+        how_far = f" ({p.done:,} of {p.total:,} documents are in the new one)" if p is not None else ""
+        return (
+            f"Re-indexing stopped: the knowledge base keeps answering from its old index{how_far}. Press "
+            "**Re-index now** to go on from where it stopped."
+        )
+    if isinstance(job, SyncJob):
+        return (
+            "Sync stopped: what went in before the stop stays in (the sync history lists it). Press **Sync now** to "
+            "do the rest."
+        )
+    if isinstance(job, ExportJob):
+        return "Export stopped: no archive was made."
+    return "Import stopped: nothing was imported."
+
+
+def progress_text(p: ReindexProgress | SyncProgress | ArchiveProgress) -> str:
+    if isinstance(p, ArchiveProgress):
+        return f"{p.stage} {p.done:,} of {p.total:,}"
+    return escape_markdown(p.describe())
+
+
+def follow_job(job: Job[Any, Any], kb: str) -> None:
+    """A re-index's, sync's, export's or import's progress until it is done (a click ends this run, not the job:
+    the next run shows it again), then what it did, said as when the page ran it itself."""
+    if not job.done:
+        running = st.empty()
+        with running.container():
+            st.caption(f"{escape_markdown(doing(job))}…")
+            label, why = STOP[type(job)]
+            if st.button(label, key="documents_stop_job", icon=":material/stop_circle:", help=why):
+                job.stop()
+            bar = st.progress(0.0, text=STARTING[type(job)])
+        while not job.done:
+            if (p := job.progress) is not None:
+                bar.progress(min(1.0, p.fraction), text=progress_text(p))
+            job.wait(POLL_SECONDS)
+        running.empty()
+    if not shown_here(job, kb):
+        return
+    st.session_state.pop(JOB, None)
+    if job.stopped:
+        st.warning(stop_note(job), icon=":material/stop_circle:")
+    elif isinstance(job.error, RagError):
+        show_error(job.error)
+    elif job.error is not None:
+        show_unexpected(job.error, "reading the knowledge base", "Try again in a moment, or reload the page.")
+    else:
+        finished(job)
+
+
+def finished(job: Job[Any, Any]) -> None:
+    """A job done: its outcome where the page has always shown it (the tab it belongs to opened), from a new run."""
+    if isinstance(job, ReindexJob) and job.result is not None:
+        shared_store.clear()  # the new index serves: open it (the old one is gone)
+        st.session_state[JOB_FLASH] = f"Re-indexed: {job.result.summary()}"  # it ends with a full stop
+    elif isinstance(job, SyncJob):
+        st.session_state[SYNC_REPORT] = job.result
+        st.session_state[TAB] = SOURCES_TAB
+    elif isinstance(job, ExportJob) and job.result is not None:
+        exported = job.result
+        st.session_state[EXPORTED] = (job.kb, exported.data, exported.summary.describe().split(" (")[0])
+        st.session_state[TAB] = ARCHIVE_TAB
+    elif isinstance(job, ImportJob) and job.result is not None:
+        summary = job.result
+        switch_kb(summary.name)
+        st.session_state[KB_FLASH] = (
+            f"Imported and opened the knowledge base {summary.name!r}: {plural(summary.documents, 'document')}, "
+            f"{plural(summary.chunks, 'chunk')}, nothing embedded again."
+        )
+    st.rerun()
+
+
+def running(job: Job[Any, Any] | None) -> bool:
+    return job is not None and not job.done
 
 
 def show_result(r: IngestResult) -> None:
@@ -227,9 +355,10 @@ def delete(engine: Engine, docs: dict[str, DocumentRecord]) -> None:
 # -- the index's versions ------------------------------------------------------------------------------------
 
 
-def version_notice(engine: Engine) -> None:
+def version_notice(engine: Engine, busy: bool) -> None:
     """When the index was built with another chunker, embedding model or chunk settings: say how, and offer to
-    re-index in place (the old index answers until the new one is complete; stopped, it goes on next time)."""
+    re-index in place (the old index answers until the new one is complete; stopped, it goes on next time). The
+    re-index runs in the background (followed under the upload form); not while another job runs (`busy`)."""
     check = check_versions(engine.store, engine.settings, engine.embedder.name)
     if not check.outdated:
         return
@@ -240,21 +369,14 @@ def version_notice(engine: Engine) -> None:
         "the new one is complete; stopped, it goes on from where it was the next time.",
         icon=":material/update:",
     )
-    if not st.button("Re-index now", key="documents_reindex", icon=":material/autorenew:"):
-        return
-    bar = st.progress(0.0, text="Re-indexing…")
-
-    def show(p: ReindexProgress) -> None:
-        bar.progress(min(1.0, p.fraction), text=escape_markdown(p.describe()))
-
-    try:
-        report = reindex(engine.settings, engine.embedder, show)
-    except RagError as exc:
-        show_error(exc)
-        return
-    shared_store.clear()  # the new index serves: open it (the old one is gone)
-    st.session_state[SOURCES_FLASH] = f"Re-indexed: {report.summary()}."
-    st.rerun()
+    if st.button(
+        "Re-index now",
+        key="documents_reindex",
+        icon=":material/autorenew:",
+        disabled=busy,
+        help="Another job is running (below): re-index when it is done." if busy else None,
+    ):
+        st.session_state[JOB] = ReindexJob(engine.settings, engine.embedder)
 
 
 # -- sources: folders kept in sync, web pages ----------------------------------------------------------------
@@ -272,18 +394,9 @@ def show_sync_report(report: SyncReport) -> None:
                 st.caption(f"… and {len(notable) - SYNC_LINES_SHOWN} more (the sync history keeps them).")
 
 
-def sync_now(engine: Engine) -> None:
-    bar = st.progress(0.0, text="Looking at the sources…")
-
-    def show(p: SyncProgress) -> None:
-        bar.progress(min(1.0, p.fraction), text=escape_markdown(p.describe()))
-
-    try:
-        st.session_state[SYNC_REPORT] = sync_kb(engine.settings, engine, show)
-    except RagError as exc:
-        bar.empty()
-        show_error(exc)
-        return
+def start(job: Job[Any, Any]) -> None:
+    """A job started from a tab: followed under the upload form, from a new run."""
+    st.session_state[JOB] = job
     st.rerun()
 
 
@@ -302,7 +415,7 @@ def sources_section(engine: Engine) -> None:
         else:
             st.caption("No sources yet: add a folder (kept in sync with it) or a web page below, then press Sync now.")
         if st.button("Sync now", type="primary", icon=":material/sync:", key="documents_sync", disabled=not listed):
-            sync_now(engine)
+            start(SyncJob(engine))
         if (report := st.session_state.get(SYNC_REPORT)) is not None and report.kb == settings.kb:
             show_sync_report(report)
         if history := sources.history(20):
@@ -387,13 +500,6 @@ def _patterns(text: str) -> list[str]:
 # -- export and import ---------------------------------------------------------------------------------------
 
 
-def archive_progress(bar: DeltaGenerator) -> Callable[[ArchiveProgress], None]:
-    def show(p: ArchiveProgress) -> None:
-        bar.progress(min(1.0, p.fraction), text=f"{p.stage} {p.done:,} of {p.total:,}")
-
-    return show
-
-
 def export_import(engine: Engine) -> None:
     settings = engine.settings
     st.markdown("**Export this knowledge base**")
@@ -403,16 +509,7 @@ def export_import(engine: Engine) -> None:
     )
     conversations = st.checkbox("With its conversations", value=True, key="documents_export_conversations")
     if st.button("Prepare the archive", key="documents_export", icon=":material/archive:"):
-        bar = st.progress(0.0, text="Exporting…")
-        with tempfile.TemporaryDirectory(prefix="kb-download-") as work:
-            target = Path(work) / "kb.zip"
-            try:
-                summary = export_kb(settings, engine.store, target, conversations, archive_progress(bar))
-            except RagError as exc:
-                show_error(exc)
-                return
-            st.session_state[EXPORTED] = (settings.kb, target.read_bytes(), summary.describe().split(" (")[0])
-        bar.empty()
+        start(ExportJob(settings, engine.store, conversations))
     exported = st.session_state.get(EXPORTED)
     if exported is not None and exported[0] == settings.kb:
         name, data, described = exported
@@ -437,22 +534,8 @@ def export_import(engine: Engine) -> None:
     if upload is None:
         st.warning("Choose an archive first.")
         return
-    bar = st.progress(0.0, text="Checking the archive…")
-    with tempfile.TemporaryDirectory(prefix="kb-upload-") as work:
-        path = Path(work) / Path(upload.name).name
-        path.write_bytes(upload.getvalue())
-        try:
-            summary = import_kb(catalog(), path, as_name.strip() or None, with_conversations, archive_progress(bar))
-        except RagError as exc:
-            bar.empty()
-            show_error(exc)
-            return
-    switch_kb(summary.name)
-    st.session_state[KB_FLASH] = (
-        f"Imported and opened the knowledge base {summary.name!r}: {plural(summary.documents, 'document')}, "
-        f"{plural(summary.chunks, 'chunk')}, nothing embedded again."
-    )
-    st.rerun()
+    archive = upload.getvalue()  # read now: the form lets go of the file after this run
+    start(ImportJob(settings.kb, catalog(), upload.name, archive, as_name.strip() or None, with_conversations))
 
 
 def _file_name(name: str) -> str:
@@ -477,7 +560,10 @@ st.caption(
     f"What the assistant knows in the knowledge base {escape_markdown(repr(engine.settings.kb))}: add files or "
     "folders, look inside them, and check what a question retrieves."
 )
-guarded(lambda: version_notice(engine))()
+job: Job[Any, Any] | None = st.session_state.get(JOB)
+guarded(lambda: version_notice(engine, running(job)))()
+if flash := st.session_state.pop(JOB_FLASH, None):
+    st.success(escape_markdown(flash), icon=":material/check_circle:")
 
 with st.form("documents_upload"):
     files = st.file_uploader(
@@ -488,10 +574,12 @@ with st.form("documents_upload"):
         help="Files already indexed are skipped; a changed file with the same name replaces its old version.",
     )
     submitted = st.form_submit_button("Add to knowledge base", type="primary")
-job: UploadJob | None = st.session_state.get(UPLOAD_JOB)
+job = st.session_state.get(JOB)  # a re-index started above, maybe
 if submitted:
-    if job is not None:
+    if isinstance(job, UploadJob) and not job.done:
         st.warning("Files are still going in (below): add these when they are done.")
+    elif job is not None and not job.done:
+        st.warning(f"{escape_markdown(doing(job))} (below): add these files when it is done.")
     elif not files:
         st.warning("Choose one or more files first.")
     else:
@@ -502,11 +590,13 @@ if submitted:
         except RagError as exc:
             show_error(exc)
         else:
-            job = st.session_state[UPLOAD_JOB] = UploadJob(engine, [(f.name, f.getvalue) for f in files])
+            job = st.session_state[JOB] = UploadJob(engine, [(f.name, f.getvalue) for f in files])
             st.session_state.pop(RESULTS, None)
             st.session_state.pop(UPLOAD_STOPPED, None)
-if job is not None:
-    follow_upload(job)
+if isinstance(job, UploadJob):
+    follow_upload(job, engine.settings.kb)
+elif job is not None:
+    follow_job(job, engine.settings.kb)
 if stopped_note := st.session_state.get(UPLOAD_STOPPED):
     st.warning(stopped_note, icon=":material/stop_circle:")
 for result in st.session_state.get(RESULTS, []):
@@ -535,9 +625,9 @@ else:
         "(PNG, JPEG: read by OCR) above, or a folder or web page under Sources, "
         "then ask about them on the Chat page."
     )
-sections["Sources and sync"] = lambda: sources_section(engine)
-sections["Export / import"] = lambda: export_import(engine)
-tabs = st.tabs(list(sections), key="documents_tab", on_change="rerun")
+sections[SOURCES_TAB] = lambda: sources_section(engine)
+sections[ARCHIVE_TAB] = lambda: export_import(engine)
+tabs = st.tabs(list(sections), key=TAB, on_change="rerun")
 for tab, section in zip(tabs, sections.values(), strict=True):
     with tab:
         guarded(section)()

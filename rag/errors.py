@@ -5,6 +5,11 @@ class RagError(Exception):
     """Base class for errors shown to the user as they are."""
 
 
+class Stopped(Exception):
+    """Raised from a progress callback to end the work there, as the person asked. Not a RagError: those are one
+    file's failure and the work goes on; this ends it, each step cleaning up after itself on the way out."""
+
+
 class SettingsError(RagError):
     """A setting has a value the app cannot use."""
 

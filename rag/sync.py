@@ -35,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from rag.chunking import renamed_header
 from rag.config import Settings
-from rag.errors import RagError
+from rag.errors import RagError, Stopped
 from rag.formatting import clean_name
 from rag.ingest import Ingestor, IngestProgress, IngestResult, Reader
 from rag.kb import SYNC_LOCK
@@ -279,6 +279,9 @@ class Syncer:
                     if source.kind in kinds:
                         self._sync_source(source, report, progress)
                 status = "done"
+            except Stopped:  # the person stopped it (from the progress callback): not a failure
+                status = "interrupted"
+                raise
             finally:
                 report.seconds = round(time.monotonic() - started, 3)
                 self.sources.finish_run(report.run_id, report, status)

@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from rag.config import PROJECT_ROOT
+from rag.config import PROJECT_ROOT, Settings
+from rag.embeddings import Embedder
+from rag.ingest import Ingestor
+from rag.kb import open_store
+from rag.sources import SourceStore
+from rag.sync import Syncer
 from tests.servers import free_port
 from tests.test_ingest import make_pdf
 
@@ -578,6 +583,14 @@ LONG_FILE = "long-notes.md"
 SHORT_FILE = "visitor-note.md"
 
 
+def shipping_log(rows: int) -> str:
+    """A long Markdown file: about a chunk every ten rows (at the default chunk size)."""
+    lines = (
+        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(rows)
+    )
+    return "# Shipping log\n\n" + "\n".join(lines) + "\n"
+
+
 @contextmanager
 def uploading_a_long_file(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Iterator[Page]:
     """The app's Documents page adding a long file (about 1,300 chunks to embed) and a short one after it; yields
@@ -588,10 +601,7 @@ def uploading_a_long_file(tmp_path_factory: pytest.TempPathFactory, tmp_path: Pa
     corpus.mkdir()
     (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
     long_notes = tmp_path / LONG_FILE
-    rows = (
-        f"Entry {i}: crate {i * 7 % 1000} left bay {i % 40} for dock {i % 17} at {i % 24}:00." for i in range(12_000)
-    )
-    long_notes.write_text("# Shipping log\n\n" + "\n".join(rows) + "\n")
+    long_notes.write_text(shipping_log(12_000))
     short_note = tmp_path / SHORT_FILE
     short_note.write_text("# Visitors\n\nThe greenhouse opens to visitors on the first Sunday of each month.\n")
     with streamlit_app(tmp_path_factory, corpus) as url, sync_playwright() as p:
@@ -643,3 +653,51 @@ def test_an_upload_can_be_stopped_and_says_what_went_in(
         expect(stopped).to_contain_text(f"Added before the stop: none. Not added: {LONG_FILE}, {SHORT_FILE}")
         page.reload()  # the count of documents, drawn again: only the one it started with
         expect(page.get_by_text("Knowledge base 'default': 1 document · 1 chunk")).to_be_visible(timeout=60_000)
+
+
+@pytest.mark.slow
+def test_a_reindex_goes_on_to_its_end_when_the_page_is_left_during_it(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, embedder: Embedder
+) -> None:
+    """Re-index now, then another page while it runs (a click elsewhere stops the page's run): the re-index goes on
+    in the background, and the Documents page, opened again, says it is done and no longer that the index is
+    outdated."""
+    from playwright.sync_api import expect, sync_playwright
+
+    folder = tmp_path / "shipping"
+    folder.mkdir()
+    (folder / LONG_FILE).write_text(shipping_log(6_000))  # about 650 chunks to embed again
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    store, sources = open_store(settings), SourceStore(settings.kb_dir)
+    try:  # built with chunks of 4,000 characters (few to embed); the app's settings say 600: re-index to use them
+        sources.add_folder(folder, label="shipping")
+        assert Syncer(settings, store, Ingestor(store, embedder, 4000, 0), sources).sync().counts["added"] == 1
+    finally:
+        store.close()
+        sources.close()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    ARTIFACTS.mkdir(exist_ok=True)
+    outdated = "This knowledge base was built with another chunker or embedding version"
+    with streamlit_app(tmp_path_factory, corpus, RAG_DATA_DIR=str(data)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            nav = page.get_by_test_id("stSidebarNav")
+            nav.get_by_text("Documents").click()
+            expect(page.get_by_text(outdated, exact=False)).to_be_visible(timeout=120_000)
+            page.get_by_role("button", name="Re-index now").click()
+            expect(page.get_by_text("re-indexing: 0 of 1 documents · shipping/", exact=False).first).to_be_visible(
+                timeout=120_000
+            )
+            nav.get_by_text("Chat").click()  # while the long file is being embedded again
+            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=60_000)
+            nav.get_by_text("Documents").click()
+            done = page.get_by_text("Re-indexed: re-indexed 1 document: 1 read again from their files", exact=False)
+            expect(done).to_be_visible(timeout=300_000)
+            expect(page.get_by_text(outdated, exact=False)).to_have_count(0)
+            page.screenshot(path=str(ARTIFACTS / "documents-reindexed.png"), full_page=True)
+        finally:
+            browser.close()

@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from rag.archive import import_kb
 from rag.config import PROJECT_ROOT, Settings
+from rag.embeddings import Embedder
+from rag.engine import Engine
 from rag.errors import LoaderError
 from rag.ingest import IngestResult
 from rag.kb import KnowledgeBases
@@ -25,6 +27,7 @@ from tests.servers import Site, free_port
 from tests.test_reindex import previous_chunker_kb
 from tests.test_web import PAGE
 from ui_common import shared_store
+from ui_jobs import ReindexJob, SyncJob
 
 pytestmark = pytest.mark.slow
 
@@ -257,6 +260,34 @@ def test_a_folder_source_is_synced_with_a_summary_and_kept_in_the_history(data_d
     assert not {"handbook/hives.md", "handbook/pond.txt"} & set(at.dataframe[0].value["Name"])
 
 
+def test_a_sync_of_another_knowledge_base_is_shown_with_it_not_with_the_one_open(
+    data_dir: Path, tmp_path: Path, embedder: Embedder
+) -> None:
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "bees.md").write_text("# Bees\n\nThe hives are opened in May by Ines.\n")
+    (folder / "pond.txt").write_text("The pond is cleaned every autumn.\n")
+    at = open_page()
+    add_folder(at, folder)
+    KnowledgeBases(Settings.load()).create("Orchard")
+    job = SyncJob(Engine(Settings.load(), store=store(data_dir), embedder=embedder))  # Sync now, in 'default'
+    job.wait(300)
+    at.session_state["documents_job"] = job
+    at.session_state["knowledge_base"] = "Orchard"  # the person switched while it ran
+    at.run()
+    assert not at.exception, at.exception
+    assert (
+        "Syncing the sources of the knowledge base 'default' has ended: choose 'default' in the sidebar to see how "
+        "it went." in [shown(i.value) for i in at.info]
+    )
+    assert not [text for text in markdown_values(at) if "Sync of" in text]
+
+    at.session_state["knowledge_base"] = "default"
+    at.run()
+    assert "Sync of default: 2 added, 0 unchanged" in [shown(s.value) for s in at.success]
+    assert list(at.dataframe[-1].value["Status"]) == ["done"]  # the sync history
+
+
 def test_a_folder_that_does_not_exist_is_refused_with_the_reason(data_dir: Path, tmp_path: Path) -> None:
     at = open_page()
     add_folder(at, tmp_path / "nowhere")
@@ -280,7 +311,7 @@ def test_a_web_page_is_added_by_address_and_fetched_on_sync(
 
 
 def test_an_index_of_the_previous_chunker_is_flagged_and_reindexed_from_the_page(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder
 ) -> None:
     settings, _docs = previous_chunker_kb(tmp_path)
     empty = tmp_path / "empty"
@@ -291,6 +322,19 @@ def test_an_index_of_the_previous_chunker_is_flagged_and_reindexed_from_the_page
     at = open_page()
     [notice] = [shown(w.value) for w in at.warning if "another chunker" in w.value]
     assert "its chunks were cut by chunker version 2" in notice and "keeps answering from the old index" in notice
+
+    stopped = ReindexJob(settings, embedder)  # as if the person had pressed Re-index now, then its stop button
+    stopped.stop()
+    stopped.wait(300)
+    at.session_state["documents_job"] = stopped
+    at.run()
+    assert any(
+        shown(w.value).startswith("Re-indexing stopped: the knowledge base keeps answering from its old index")
+        for w in at.warning
+    )
+    assert [w for w in at.warning if "another chunker" in w.value]  # still to do
+    assert not at.button(key="documents_reindex").disabled
+
     at.button(key="documents_reindex").click().run()
     assert not at.exception, at.exception
     assert any(shown(s.value).startswith("Re-indexed: re-indexed 3 documents") for s in at.success)
