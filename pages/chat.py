@@ -44,20 +44,20 @@ WHOLE_STOPPED = "stopped before every part was read; what the parts read so far 
 # The answer this tab streams (`AnswerInFlight`). At a click, Streamlit starts the new run at once
 # (runner.fastReruns) while the run that streams learns of the click only at its next piece, then saves what
 # arrived; a run that read or added to that conversation before would show it without the answer, or put a
-# new question before it.
+# new question before it. So the new run saves the stopped answer itself first (`Turn.save_stopped`).
 ANSWER_IN_FLIGHT = "answer_in_flight"
-# Long enough for a stopped run to reach its next piece (a prompt read on a laptop CPU, one part of a
-# whole-document answer); a run that takes longer is shown as saved so far, and appears when reopened.
+# A stopped run whose turn had not started yet ends at its next call to the page; this bounds the wait for it.
 STOPPED_SAVE_WAIT_SECONDS = 300
 
 
 @dataclass
 class AnswerInFlight:
-    """An answer this tab streams: the conversation it goes to (None until the turn has made it), and an
-    event set once the turn is saved, whatever ended it."""
+    """An answer this tab streams: the conversation it goes to (None until the turn has made it), its turn (None
+    until made), and an event set once the turn is saved, whatever ended it."""
 
     conversation_id: str | None = None
     saved: threading.Event = field(default_factory=threading.Event)
+    turn: Turn | None = None
 
 
 def render_usage(message: StoredMessage) -> None:
@@ -219,7 +219,7 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
         with Chat(engine, "app").ask(
             question, conversation_id, selection, stopped=stopped, whole_document=whole
         ) as turn:
-            in_flight.conversation_id = turn.conversation_id
+            in_flight.conversation_id, in_flight.turn = turn.conversation_id, turn
             show_turn(turn, question, whole)
     finally:
         in_flight.saved.set()
@@ -228,11 +228,15 @@ def answer(engine: Engine, question: str, selection: list[SelectedDocument], who
 
 def wait_for_stopped_answer(conversation_id: str | None) -> None:
     """An answer to this conversation that this tab streamed, stopped by the click that started this run: its
-    save comes before the conversation is read (another conversation, or a new one, does not wait)."""
+    save comes before the conversation is read (another conversation, or a new one, does not wait). Saved from
+    here at once when its question is (the stopped run learns of the click only at the model's next piece);
+    else its turn had not started, and the stopped run ends at its next call to the page."""
     in_flight: AnswerInFlight | None = st.session_state.get(ANSWER_IN_FLIGHT)
     if in_flight is None or in_flight.saved.is_set() or conversation_id is None:
         return
     if in_flight.conversation_id in (conversation_id, None):  # None: its turn had not made the conversation yet
+        if in_flight.turn is not None and in_flight.turn.save_stopped():
+            return
         with st.spinner("Saving the answer that was stopped…"):
             in_flight.saved.wait(STOPPED_SAVE_WAIT_SECONDS)
 

@@ -27,6 +27,7 @@ parts a turn uses: settings, store, retriever, backend, saved conversations.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
@@ -364,7 +365,10 @@ class Turn:
 
     A whole-document turn yields "" at each step of its progress (``progress``: "part 12 of 40"); ``plan``
     says before it starts how many model calls it takes and about how long. Stopped, it saves what the parts
-    read so far found."""
+    read so far found.
+
+    The answer is saved once: by the turn's own thread when it ends, or before that by ``save_stopped`` from
+    another thread (a reader gone while the model is silent)."""
 
     def __init__(
         self,
@@ -394,6 +398,9 @@ class Turn:
         self._conversations = engine.conversations
         self._conversation = conversation
         self._stopped = stopped
+        self._save_lock = threading.Lock()  # the turn's thread and `save_stopped` save once between them
+        self._asked = False  # the question is saved: an answer saved now comes after it
+        self._whole_run: WholeDocumentAnswer | None = None
         self._pieces = self._run()
 
     def __iter__(self) -> Iterator[str]:
@@ -417,10 +424,29 @@ class Turn:
         """Stop the answer (the model stops generating) and save what arrived; nothing if it never started."""
         self._pieces.close()
 
+    def save_stopped(self) -> bool:
+        """Save the answer as it stands, as stopped, from another thread than the one reading it: for a reader that
+        has gone (a click in the app) while the model is silent (reading a long prompt, or one part of a
+        whole-document answer), the reading thread learning of it only at the model's next piece. Whoever opens
+        the conversation next sees the answer at once; what arrives afterwards is not saved. True once the answer
+        is saved (now or before); False while the question is not saved yet (nothing to answer: the turn has
+        not started)."""
+        with self._save_lock:
+            if self.saved is not None:
+                return True
+            if not self._asked:
+                return False
+            self.error = self._stopped
+            if self._whole_run is not None:
+                self._take_whole(self._whole_run)
+            self.saved = self._save()
+            return True
+
     def _run(self) -> Generator[str, None, None]:
         conversation = self._conversation
         history = conversation.history(after=conversation.summarized_through)
         self._conversations.add_message(conversation.id, "user", self.question, channel=self.channel)
+        self._asked = True
         stream: AnswerStream | None = None
         pieces: Iterator[str] | None = None
         try:
@@ -453,12 +479,15 @@ class Turn:
             close = getattr(pieces, "close", None)
             if close is not None:
                 close()  # stop the model generating an answer nobody reads
-            self.saved = self._save()
+            with self._save_lock:
+                if self.saved is None:  # else `save_stopped` saved it, stopped, from another thread
+                    self.saved = self._save()
 
     def _whole(self) -> Generator[str, None, None]:
         """Every chunk of the chosen documents read in order (map), the notes combined (reduce)."""
         backend = self._engine.chosen.backend
         run = WholeDocumentAnswer(self.make_plan(), backend, temperature=self._engine.settings.temperature)
+        self._whole_run = run
         events = iter(run)
         try:
             for event in events:
@@ -474,9 +503,14 @@ class Turn:
             close = getattr(events, "close", None)
             if close is not None:
                 close()  # a stopped run keeps the notes read so far as its text
-            self.text = run.text
-            usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.answer_tokens, seconds=run.seconds)
-            self.answer = Answer(run.text, [], usage, backend.name, backend.model)
+            self._take_whole(run)
+
+    def _take_whole(self, run: WholeDocumentAnswer) -> None:
+        """A whole-document run's text and usage so far, as the turn's answer."""
+        backend = self._engine.chosen.backend
+        self.text = run.text
+        usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.answer_tokens, seconds=run.seconds)
+        self.answer = Answer(run.text, [], usage, backend.name, backend.model)
 
     def _checkable(self, prepared: PreparedTurn) -> list[SavedSource] | list[RetrievedChunk]:
         """The sources as saved: in the order the model read them, each with the score that ranked it and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,6 +21,24 @@ ANSWER_PIECES = ["Llama 2 ", "uses a ", "4096-token ", "context [1]."]
 # (digest, size) of the layers a pull reports; each is reported in PULL_STEPS increments.
 PULL_LAYERS = [("sha256:" + "a" * 64, 3_800_000_000), ("sha256:" + "b" * 64, 7_000)]
 PULL_STEPS = 4
+
+
+class PausedPieces:
+    """Answer pieces (for ANSWER_PIECES) sent as a model that goes silent sends them: the first ones, then nothing
+    until `go_on` is set (a model reading a long prompt, or between two parts of a whole-document answer; at
+    most `pause` seconds), then the rest."""
+
+    def __init__(self, first: list[str], rest: list[str], pause: float = 120.0) -> None:
+        self.first, self.rest, self.pause = first, rest, pause
+        self.go_on = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.rest)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.first
+        self.go_on.wait(self.pause)
+        yield from self.rest
 
 
 class FakeOllama:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from rag.retrieval import RetrievalResult
 from rag.schema import Message, Usage
 from rag.turn import STOPPED, Chat, prepare, stream_answer
 from rag.whole_document import WholeDocumentError
-from tests.fake_ollama import ANSWER_PIECES, FakeOllama
+from tests import fake_ollama
+from tests.fake_ollama import ANSWER_PIECES, FakeOllama, PausedPieces
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -176,6 +178,51 @@ def test_a_backend_failing_mid_answer_is_saved_with_its_message_and_the_conversa
     ]
     assert messages[1].error == turn.error and messages[1].usage is None
     assert messages[3].error is None and messages[3].content == "".join(ANSWER_PIECES).strip()
+
+
+@pytest.mark.slow
+def test_an_answer_stopped_while_the_model_is_silent_is_saved_at_once_from_another_thread(
+    engine: Engine, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's case: a click ends the page's run, but the thread reading the answer learns of it only at the
+    model's next piece; the run the click started saves the answer as it stands, and nothing more is saved."""
+    model = PausedPieces(["Llama 2 ", "uses a "], ["4096-token ", "context [1]."])
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", model)
+    with FakeOllama(models=["llama2:latest"]) as server:
+        settings = Settings(data_dir=engine.settings.data_dir, backend="ollama", ollama_host=server.host)
+        ollama_engine = Engine(settings, store=engine.store, embedder=embedder, chosen=choose_backend(settings))
+        service = Chat(ollama_engine, "app")
+        turn = service.ask("What context length does Llama 2 use?")
+        first_pieces = threading.Event()
+
+        def read() -> None:
+            with turn:
+                for _piece in turn:
+                    if turn.text == "Llama 2 uses a ":
+                        first_pieces.set()
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        assert first_pieces.wait(120)
+        assert turn.save_stopped()  # while the model sends nothing
+        question, answer = service.conversations.get(turn.conversation_id).messages
+        assert question.content == "What context length does Llama 2 use?"
+        assert answer.content == "Llama 2 uses a" and answer.error == STOPPED
+        assert answer.sources and answer.sources[0].source == "llama-2-overview.md"
+        model.go_on.set()
+        reader.join(120)
+    assert not reader.is_alive()
+    messages = service.conversations.get(turn.conversation_id).messages
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "What context length does Llama 2 use?"),
+        ("assistant", "Llama 2 uses a"),  # what arrived after the save is not saved again
+    ]
+
+
+def test_a_turn_not_started_has_no_answer_to_save(service: Chat) -> None:
+    turn = service.ask("What context length does Llama 2 use?")
+    assert not turn.save_stopped()
+    assert [m.role for m in service.conversations.get(turn.conversation_id).messages] == []
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -318,17 +318,20 @@ class SlowPieces:
 
 @contextmanager
 def slow_answer_app(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pieces: Iterable[str] | None = None,
 ) -> Iterator[Page]:
-    """The app answering from a fake Ollama that sends "Ana waters ", "them on Tuesday. ", then "More " every 6 s;
-    the page has asked "When are the tomatoes watered?" and shows the answer's first sentence."""
+    """The app answering from a fake Ollama that sends "Ana waters ", "them on Tuesday. ", then "More " every 6 s
+    (or `pieces`); the page has asked "When are the tomatoes watered?" and shows the answer's first sentence."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests import fake_ollama
 
-    monkeypatch.setattr(
-        fake_ollama, "ANSWER_PIECES", SlowPieces(["Ana waters ", "them on Tuesday. "] + ["More "] * 20, 6.0)
-    )
+    if pieces is None:
+        pieces = SlowPieces(["Ana waters ", "them on Tuesday. "] + ["More "] * 20, 6.0)
+    monkeypatch.setattr(fake_ollama, "ANSWER_PIECES", pieces)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "garden.md").write_text("# Garden\n\nThe tomatoes in the garden are watered every Tuesday by Ana.\n")
@@ -367,6 +370,31 @@ def test_a_click_during_the_answer_keeps_the_partial_answer(
         expect(answer).to_contain_text("Ana waters them on Tuesday.", timeout=60_000)
         expect(answer).to_contain_text("stopped when the page was used before the answer finished")
         expect(answer.get_by_role("button", name="Retry")).to_be_visible()
+
+
+@pytest.mark.slow
+def test_a_stopped_answer_shows_at_once_while_the_model_is_silent(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run streaming the answer learns of a click only at the model's next piece; a model reading a long
+    prompt sends none for a while. Reopening the conversation shows the answer saved so far all the same."""
+    from playwright.sync_api import expect
+
+    from tests.fake_ollama import PausedPieces
+
+    model = PausedPieces(["Ana waters ", "them on Tuesday. "], ["More "] * 3, pause=300)
+    try:
+        with slow_answer_app(tmp_path_factory, tmp_path, monkeypatch, model) as page:
+            messages = page.get_by_test_id("stChatMessage")
+            page.get_by_role("button", name="New conversation").click()  # the model is silent from now on
+            expect(messages).to_have_count(0, timeout=60_000)
+            page.get_by_role("button", name="When are the tomatoes watered?").click()
+            answer = messages.nth(1)
+            expect(answer).to_contain_text("Ana waters them on Tuesday.", timeout=60_000)
+            expect(answer).to_contain_text("stopped when the page was used before the answer finished")
+            assert not model.go_on.is_set()  # shown while the model still sends nothing
+    finally:
+        model.go_on.set()
 
 
 @pytest.mark.slow
