@@ -34,7 +34,7 @@ from rag.logs import configure_logging
 from rag.retrieval import RetrievalOptions, Retriever
 from rag.sources import SourceKind, SourceStore, SyncReport
 from rag.store import Store
-from rag.sync import FolderWatcher, Syncer, SyncProgressCallback, watched_paths
+from rag.sync import FolderWatcher, SyncProgressCallback, sync_sources, watched_paths
 
 logger = logging.getLogger(__name__)
 
@@ -228,11 +228,7 @@ def sync_kb(
 ) -> SyncReport:
     """Sync the sources of the settings' knowledge base (rag/sync.py) into its shared store."""
     engine = engine or engine_for(settings)
-    sources = SourceStore(settings.kb_dir)
-    try:
-        return Syncer(settings, engine.store, engine.ingestor, sources).sync(on_progress=on_progress, kinds=kinds)
-    finally:
-        sources.close()
+    return sync_sources(settings, engine.store, engine.ingestor, on_progress, kinds)
 
 
 @st.cache_resource

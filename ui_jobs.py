@@ -24,9 +24,9 @@ from rag.errors import Stopped
 from rag.ingest import IngestProgress, IngestResult, Reader
 from rag.kb import KnowledgeBases
 from rag.reindex import ReindexProgress, ReindexReport, reindex
-from rag.sources import SourceStore, SyncReport
+from rag.sources import SyncReport
 from rag.store import Store
-from rag.sync import Syncer, SyncProgress
+from rag.sync import SyncProgress, sync_sources
 
 P = TypeVar("P")  # what the work reports as it goes
 R = TypeVar("R")  # what it returns
@@ -122,11 +122,7 @@ class SyncJob(Job[SyncProgress, SyncReport]):
 
     def _sync(self, report: Callable[[SyncProgress], None]) -> SyncReport:
         engine = self._engine
-        sources = SourceStore(engine.settings.kb_dir)  # opened in this thread, which uses it
-        try:
-            return Syncer(engine.settings, engine.store, engine.ingestor, sources).sync(on_progress=report)
-        finally:
-            sources.close()
+        return sync_sources(engine.settings, engine.store, engine.ingestor, report)
 
 
 @dataclass(frozen=True)

@@ -481,6 +481,22 @@ class Syncer:
                 report.add(wanted.name, "unchanged")
 
 
+def sync_sources(
+    settings: Settings,
+    store: Store,
+    ingestor: Ingestor,
+    on_progress: SyncProgressCallback | None = None,
+    kinds: Sequence[SourceKind] = ("folder", "files", "web"),
+) -> SyncReport:
+    """Sync every source of the settings' knowledge base into `store`; the list of sources is opened and closed
+    here, in the calling thread (SQLite)."""
+    sources = SourceStore(settings.kb_dir)
+    try:
+        return Syncer(settings, store, ingestor, sources).sync(on_progress=on_progress, kinds=kinds)
+    finally:
+        sources.close()
+
+
 def _without_name(message: str, name: str) -> str:
     """The ingestor's message without the name the line already shows (nor a closing full stop)."""
     if message.startswith(f"{name}: "):
