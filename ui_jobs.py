@@ -21,6 +21,7 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.engine import Engine
 from rag.errors import Stopped
+from rag.formatting import plural
 from rag.ingest import IngestProgress, IngestResult, Reader
 from rag.kb import KnowledgeBases
 from rag.reindex import ReindexProgress, ReindexReport, reindex
@@ -60,6 +61,10 @@ class Job(Generic[P, R]):
     def wait(self, seconds: float | None = None) -> None:
         self._thread.join(seconds)
 
+    def describe(self) -> str:
+        """What it does, and in which knowledge base (plain text: "Re-indexing the knowledge base 'default'")."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         """End the work at its next progress report."""
         self._stop.set()
@@ -88,6 +93,9 @@ class UploadJob(Job[IngestProgress, list[IngestResult]]):
         self._engine, self._uploads = engine, uploads
         super().__init__(engine.settings.kb, self._ingest, "upload")
 
+    def describe(self) -> str:
+        return f"Adding {plural(len(self.names), 'file')} to the knowledge base {self.kb!r}"
+
     @property
     def results(self) -> list[IngestResult]:
         """One a file once done (none after a stop or an error: the files reported as indexed before it stay)."""
@@ -111,6 +119,9 @@ class ReindexJob(Job[ReindexProgress, ReindexReport]):
     def __init__(self, settings: Settings, embedder: Embedder) -> None:
         super().__init__(settings.kb, lambda report: reindex(settings, embedder, report), "reindex")
 
+    def describe(self) -> str:
+        return f"Re-indexing the knowledge base {self.kb!r}"
+
 
 class SyncJob(Job[SyncProgress, SyncReport]):
     """The knowledge base brought to its sources' state (rag/sync.py). Stopped, between two files or two batches of
@@ -119,6 +130,9 @@ class SyncJob(Job[SyncProgress, SyncReport]):
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         super().__init__(engine.settings.kb, self._sync, "sync")
+
+    def describe(self) -> str:
+        return f"Syncing the sources of the knowledge base {self.kb!r}"
 
     def _sync(self, report: Callable[[SyncProgress], None]) -> SyncReport:
         engine = self._engine
@@ -137,6 +151,9 @@ class ExportJob(Job[ArchiveProgress, ExportedArchive]):
 
     def __init__(self, settings: Settings, store: Store, conversations: bool) -> None:
         super().__init__(settings.kb, lambda report: self._export(settings, store, conversations, report), "export")
+
+    def describe(self) -> str:
+        return f"Preparing the archive of the knowledge base {self.kb!r}"
 
     def _export(
         self, settings: Settings, store: Store, conversations: bool, report: Callable[[ArchiveProgress], None]
@@ -158,6 +175,9 @@ class ImportJob(Job[ArchiveProgress, ArchiveSummary]):
     ) -> None:
         self.name = Path(name).name
         super().__init__(kb, lambda report: self._import(catalog, data, as_name, conversations), "import")
+
+    def describe(self) -> str:
+        return f"Importing the archive {self.name}"
 
     def _import(self, catalog: KnowledgeBases, data: bytes, as_name: str | None, conversations: bool) -> ArchiveSummary:
         with tempfile.TemporaryDirectory(prefix="kb-upload-") as work:

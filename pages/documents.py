@@ -75,7 +75,7 @@ def follow_upload(job: UploadJob, kb: str) -> None:
     again), then what went in; the uploader is emptied once every file is in."""
     if not job.done:
         first = escape_markdown(job.names[0])
-        st.caption(f"{escape_markdown(doing(job))}…")
+        st.caption(f"{escape_markdown(job.describe())}…")
         if st.button("Stop adding files", key="stop_upload", icon=":material/stop_circle:"):
             job.stop()
         overall = st.progress(0.0, text=f"File 1 of {len(job.names)}")
@@ -114,30 +114,14 @@ def follow_upload(job: UploadJob, kb: str) -> None:
         st.rerun()
 
 
-def doing(job: Job[Any, Any]) -> str:
-    """What the job does, and in which knowledge base (plain text)."""
-    where = f"the knowledge base {job.kb!r}"
-    if isinstance(job, UploadJob):
-        return f"Adding {plural(len(job.names), 'file')} to {where}"
-    if isinstance(job, ReindexJob):
-        return f"Re-indexing {where}"
-    if isinstance(job, SyncJob):
-        return f"Syncing the sources of {where}"
-    if isinstance(job, ExportJob):
-        return f"Preparing the archive of {where}"
-    if isinstance(job, ImportJob):
-        return f"Importing the archive {job.name}"
-    raise TypeError(f"no description for {type(job).__name__}")
-
-
 def shown_here(job: Job[Any, Any], kb: str) -> bool:
     """Whether a finished job's outcome is shown on this page, open on the knowledge base `kb`: only on its own
     knowledge base's (an import makes a new one: anywhere). Elsewhere the page says so, and keeps the job."""
     if isinstance(job, ImportJob) or job.kb == kb:
         return True
     st.info(
-        f"{escape_markdown(doing(job))} has ended: choose {escape_markdown(repr(job.kb))} in the sidebar to see how "
-        "it went.",
+        f"{escape_markdown(job.describe())} has ended: choose {escape_markdown(repr(job.kb))} in the sidebar to see "
+        "how it went.",
         icon=":material/info:",
     )
     return False
@@ -185,7 +169,7 @@ def follow_job(job: Job[Any, Any], kb: str) -> None:
     if not job.done:
         running = st.empty()
         with running.container():
-            st.caption(f"{escape_markdown(doing(job))}…")
+            st.caption(f"{escape_markdown(job.describe())}…")
             label, why = STOP[type(job)]
             if st.button(label, key="documents_stop_job", icon=":material/stop_circle:", help=why):
                 job.stop()
@@ -579,7 +563,7 @@ if submitted:
     if isinstance(job, UploadJob) and not job.done:
         st.warning("Files are still going in (below): add these when they are done.")
     elif job is not None and not job.done:
-        st.warning(f"{escape_markdown(doing(job))} (below): add these files when it is done.")
+        st.warning(f"{escape_markdown(job.describe())} (below): add these files when it is done.")
     elif not files:
         st.warning("Choose one or more files first.")
     else:

@@ -83,6 +83,7 @@ def test_files_go_in_in_the_background_and_the_job_says_what_went_in(tmp_path: P
     garden = b"# Garden\n\nThe tomatoes in the garden are watered every Tuesday morning.\n"
     job = UploadJob(engine, [("garden.md", reader(garden)), ("copy.md", reader(garden))])
     assert job.kb == "Harbour"  # the knowledge base they go into, whichever the page shows next
+    assert job.describe() == "Adding 2 files to the knowledge base 'Harbour'"  # what the page says runs
     finished(job)
     assert (job.error, job.stopped) == (None, False)
     assert [(r.name, r.status) for r in job.results] == [("garden.md", "added"), ("copy.md", "duplicate")]
@@ -132,6 +133,7 @@ def outdated_kb(tmp_path: Path, embedder: Embedder, count: int) -> Engine:
 def test_a_reindex_runs_to_its_end_in_the_background(tmp_path: Path, embedder: Embedder) -> None:
     engine = outdated_kb(tmp_path, embedder, 20)
     job = finished(ReindexJob(engine.settings, embedder))
+    assert job.describe() == f"Re-indexing the knowledge base {engine.settings.kb!r}"
     assert job.error is None and job.result is not None
     assert (job.result.documents, job.result.rechunked, job.result.resumed) == (20, 20, False)
     assert job.progress is not None and (job.progress.done, job.progress.total) == (20, 20)
