@@ -437,8 +437,10 @@ class Turn:
             if not self._asked:
                 return False
             self.error = self._stopped
-            if self._whole_run is not None:
-                self._take_whole(self._whole_run)
+            if (run := self._whole_run) is not None:
+                self._take_whole(run)
+                if not run.finished:
+                    self.text = run.partial()  # what the run itself keeps when stopped: the parts read so far
             self.saved = self._save()
             return True
 

@@ -516,6 +516,55 @@ def test_a_whole_document_turn_reads_every_part_saves_them_and_keeps_what_was_re
     assert len(kept.sources or []) == 1
 
 
+class PausingModel(ScriptedModel):
+    """A scripted model that goes silent at its `pause_at`-th call (counted from 1) until `go_on` is set."""
+
+    def __init__(self, replies: list[str], pause_at: int) -> None:
+        super().__init__(replies)
+        self.pause_at = pause_at
+        self.paused, self.go_on = threading.Event(), threading.Event()
+
+    def stream(
+        self, messages: Sequence[Message], options: GenerationOptions, rendered: str | None = None
+    ) -> TokenStream:
+        if len(self.calls) + 1 == self.pause_at:
+            self.paused.set()
+            self.go_on.wait(120)
+        return super().stream(messages, options, rendered)
+
+
+def test_a_whole_document_turn_saved_from_another_thread_keeps_the_parts_read_so_far(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    ottawa, lima = "- Ottawa is the capital of Canada.", "- Lima is the capital of Peru."
+    model = PausingModel(["Hello.", ottawa, lima, "Ottawa, Lima."], pause_at=3)  # silent while reading part 2
+    model.model = "scripted-whole-paused"
+    engine = scripted_engine(canada_engine_parts, embedder, model)
+    documents = [SelectedDocument(d.doc_id, d.name) for d in engine.documents()]
+    turn = Chat(engine, "app").ask("List every capital.", documents=documents, whole_document=True)
+    turn.make_plan()
+
+    def read() -> None:
+        with turn:
+            for _ in turn:
+                pass
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert model.paused.wait(120)
+        assert turn.save_stopped()  # a click while the model reads part 2
+    finally:
+        model.go_on.set()
+        reader.join(120)
+    messages = engine.conversations.get(turn.conversation_id).messages
+    assert [m.role for m in messages] == ["user", "assistant"]  # the turn's own end saved nothing more
+    kept = messages[1]
+    assert kept.error == STOPPED
+    assert kept.content.startswith("Stopped after part 1 of 2") and "Ottawa is the capital of Canada." in kept.content
+    assert [s.note for s in kept.sources or []] == [ottawa]
+
+
 def test_a_whole_document_turn_needs_chosen_documents(
     canada_engine_parts: tuple[Path, Path], embedder: Embedder
 ) -> None:
