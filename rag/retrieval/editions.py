@@ -167,14 +167,13 @@ def asked_period(question: str) -> Period | None:
             taken.append(match.span())
             found = {k: v for k, v in match.groupdict().items() if v is not None}
             year = found.get("y") or found.get("fy") or found.get("fy4") or found["yy"]
-            half = found.get("h") or found.get("hh") or found.get("half", "")
-            quarter = (
-                int(found["q"])
-                if "q" in found
-                else _HALF_QUARTERS[half.lower()]
-                if half
-                else _ORDINAL_QUARTERS.get(found.get("nth", "").lower(), 0)
-            )
+            half = found.get("h") or found.get("hh") or found.get("half")
+            if "q" in found:
+                quarter = int(found["q"])
+            elif half:
+                quarter = _HALF_QUARTERS[half.lower()]
+            else:
+                quarter = _ORDINAL_QUARTERS.get(found.get("nth", "").lower(), 0)
             asked.append((int(year) + (2000 if len(year) == 2 else 0), quarter))
     # A year reaches past its quarters: "FY2023 and Q4 of FY2023" is about FY2023.
     return max(asked, key=lambda p: (p[0], p[1] or 5)) if asked else None
@@ -190,7 +189,7 @@ def covered_period(cover: str) -> Period | None:
         except (KeyError, ValueError):
             continue
         named = end - timedelta(days=PERIOD_END_SLACK)
-        quarterly = re.search(r"quarter|months|half", kind, re.I) is not None and not kind.lower().startswith("twelve")
+        quarterly = re.match(r"quarter|three|six|nine|half", kind, re.I) is not None  # not a year, twelve months
         return (named.year, (named.month - 1) // 3 + 1 if quarterly else 0)
     return None
 

@@ -26,6 +26,16 @@ PAGE_RE = re.compile(r"^\[page (\d+|None)(?: · heading: .*)?\]$")
 HEAD_RE = re.compile(r"^=== (.+?) · title: .* · pages: (\d+|None)$")
 
 
+def link_or_copy(source: Path, destination: Path) -> None:
+    """`destination` made the same file as `source`: hard-linked, or copied across file systems (replacing it)."""
+    if destination.exists():
+        destination.unlink()
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
 def gitdir(repo: str) -> Path:
     """The bare git dir that `fetch github:<owner>/<name>` leaves on this machine."""
     d = MIRROR / repo.replace("/", "+") / "repo"

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
 from pathlib import Path
+
+from common import link_or_copy
 
 
 def rename_documents(source: Path, target: Path, prefix: str = "filing", seed: int = 7) -> dict[str, str]:
@@ -27,13 +27,7 @@ def rename_documents(source: Path, target: Path, prefix: str = "filing", seed: i
     mapping = {name: f"{prefix}-{i + 1:0{width}d}{Path(name).suffix.lower()}" for i, name in enumerate(shuffled)}
     (target / "docs").mkdir(parents=True, exist_ok=True)
     for old, new in mapping.items():
-        destination = target / "docs" / new
-        if destination.exists():
-            destination.unlink()
-        try:
-            os.link(source / "docs" / old, destination)
-        except OSError:
-            shutil.copy2(source / "docs" / old, destination)
+        link_or_copy(source / "docs" / old, target / "docs" / new)
     with (
         (source / "qa.jsonl").open(encoding="utf-8") as lines,
         (target / "qa.jsonl").open("w", encoding="utf-8") as out,

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 from pathlib import Path
+
+from common import link_or_copy
 
 
 def set_difference(every: Path, tuned: Path, target: Path) -> tuple[int, int]:
@@ -35,13 +35,7 @@ def set_difference(every: Path, tuned: Path, target: Path) -> tuple[int, int]:
     documents = sorted(asked | {e["doc"] for q in kept for e in q.get("evidence", [])})
     (target / "docs").mkdir(parents=True, exist_ok=True)
     for name in documents:
-        destination = target / "docs" / name
-        if destination.exists():
-            destination.unlink()
-        try:
-            os.link(every / "docs" / name, destination)
-        except OSError:
-            shutil.copy2(every / "docs" / name, destination)
+        link_or_copy(every / "docs" / name, target / "docs" / name)
     with (target / "qa.jsonl").open("w", encoding="utf-8") as out:
         for question in kept:
             out.write(json.dumps(question) + "\n")
