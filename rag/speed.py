@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.backends.base import GenerationOptions, LLMBackend
+from rag.backends.base import GenerationOptions, LLMBackend, StopSignal
 from rag.schema import Message, Usage
 
 PROBE_TEXT = (
@@ -91,10 +91,12 @@ def timed_complete(
     max_tokens: int,
     meter: SpeedMeter = METER,
     temperature: float = 0.0,
+    stop: StopSignal | None = None,
 ) -> tuple[str, Usage]:
-    """Run the model on `messages` to the end; the figures of its backend learn from the call."""
+    """Run the model on `messages` to the end (or until `stop` is set); the figures of its backend learn from the
+    call."""
     prompt_tokens = backend.count_tokens(messages)
-    options = GenerationOptions(backend.context_window, max_tokens, temperature)
+    options = GenerationOptions(backend.context_window, max_tokens, temperature, stop)
     started = time.perf_counter()
     stream = backend.stream(messages, options)
     pieces: list[str] = []
@@ -114,7 +116,7 @@ def timed_complete(
             prompt_seconds=first - started,
             generation_seconds=ended - first,
         )
-    meter.record(backend, usage.prompt_tokens or prompt_tokens, usage)
+    meter.record(backend, usage.prompt_tokens or prompt_tokens, usage)  # a call stopped before any word: not counted
     return "".join(pieces), usage
 
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from types import TracebackType
 
 from rag.answer_line import Ranking, checkable_sources, keyword_coverage, ranking_scores
-from rag.backends.base import GenerationOptions, LLMBackend, complete_with
+from rag.backends.base import GenerationOptions, LLMBackend, StopSignal, complete_with
 from rag.config import Settings
 from rag.conversations import (
     Channel,
@@ -256,13 +256,15 @@ class AnswerStream:
         return self.answer
 
 
-def stream_answer(engine: Engine, prepared: PreparedTurn) -> AnswerStream:
-    """The answer to a prepared turn from the engine's backend, at the settings' length and temperature."""
+def stream_answer(engine: Engine, prepared: PreparedTurn, stop: StopSignal | None = None) -> AnswerStream:
+    """The answer to a prepared turn from the engine's backend, at the settings' length and temperature; `stop`, set
+    from another thread, ends the model's work at once (see GenerationOptions)."""
     backend = engine.chosen.backend
     options = GenerationOptions(
         context_window=backend.context_window,
         max_tokens=engine.settings.max_answer_tokens,
         temperature=engine.settings.temperature,
+        stop=stop,
     )
     return AnswerStream(prepared, backend, options)
 
@@ -401,6 +403,7 @@ class Turn:
         self._save_lock = threading.Lock()  # the turn's thread and `save_stopped` save once between them
         self._asked = False  # the question is saved: an answer saved now comes after it
         self._whole_run: WholeDocumentAnswer | None = None
+        self._stop = StopSignal()  # set by `save_stopped`: the model stops at once, even in the middle of a prompt
         self._pieces = self._run()
 
     def __iter__(self) -> Iterator[str]:
@@ -428,9 +431,10 @@ class Turn:
         """Save the answer as it stands, as stopped, from another thread than the one reading it: for a reader that
         has gone (a click in the app) while the model is silent (reading a long prompt, or one part of a
         whole-document answer), the reading thread learning of it only at the model's next piece. Whoever opens
-        the conversation next sees the answer at once; what arrives afterwards is not saved. True once the answer
-        is saved (now or before); False while the question is not saved yet (nothing to answer: the turn has
-        not started)."""
+        the conversation next sees the answer at once; what arrives afterwards is not saved. The model's work then
+        ends at once with the built-in model (llama.cpp gives up even in the middle of reading the prompt, so the
+        next question does not wait for it), at its next piece with a server. True once the answer is saved (now or
+        before); False while the question is not saved yet (nothing to answer: the turn has not started)."""
         with self._save_lock:
             if self.saved is not None:
                 return True
@@ -442,6 +446,7 @@ class Turn:
                 if not run.finished:
                     self.text = run.partial()  # what the run itself keeps when stopped: the parts read so far
             self.saved = self._save()
+            self._stop.set()
             return True
 
     def _run(self) -> Generator[str, None, None]:
@@ -458,7 +463,7 @@ class Turn:
             else:
                 doc_ids = [d.doc_id for d in self.documents] or None  # None: every document
                 self.prepared = prepare(self._engine, self.question, history, doc_ids, conversation.summary)
-                stream = stream_answer(self._engine, self.prepared)
+                stream = stream_answer(self._engine, self.prepared, self._stop)
                 pieces = iter(stream)
                 for piece in pieces:
                     self.text += piece
@@ -488,7 +493,9 @@ class Turn:
     def _whole(self) -> Generator[str, None, None]:
         """Every chunk of the chosen documents read in order (map), the notes combined (reduce)."""
         backend = self._engine.chosen.backend
-        run = WholeDocumentAnswer(self.make_plan(), backend, temperature=self._engine.settings.temperature)
+        run = WholeDocumentAnswer(
+            self.make_plan(), backend, temperature=self._engine.settings.temperature, stop=self._stop
+        )
         self._whole_run = run
         events = iter(run)
         try:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from rag.backends.base import GenerationOptions, LLMBackend
+from rag.backends.base import GenerationOptions, LLMBackend, StopSignal
 from rag.errors import RagError
 from rag.left_out import asks_for_every_item, left_out, not_in_answer
 from rag.schema import Chunk, Message, Usage
@@ -208,6 +208,7 @@ class WholeDocumentAnswer:
     backend: LLMBackend
     temperature: float = 0.2
     meter: SpeedMeter = METER
+    stop: StopSignal | None = None  # set from another thread: the model call under way ends at once, no more follow
     notes: list[Note] = field(default_factory=list)
     text: str = ""
     finished: bool = False
@@ -220,6 +221,8 @@ class WholeDocumentAnswer:
         try:
             for part in self.plan.parts:
                 note = self._read(part)
+                if self._stopped:  # the note of a call cut short is not the part's: the parts read before are kept
+                    return
                 self.notes.append(note)
                 self._count(note.usage)
                 left = self._seconds_left(total_reads - part.number)
@@ -243,8 +246,12 @@ class WholeDocumentAnswer:
             while len(notes) > 1 and not self._fits(notes):
                 rounds += 1
                 notes = list(self._combine_round(notes))
+                if self._stopped:
+                    return
                 yield Progress("combine", rounds, max(rounds, self.plan.reduce_calls - 1))
             yield from self._final(notes)
+            if self._stopped:
+                return
             if self.plan.second_look:  # a list or a count: what the notes name and the combined answer dropped
                 dropped = not_in_answer(self.plan.question, [(n.part.label, n.text) for n in kept], self.text)
                 if dropped:
@@ -255,6 +262,10 @@ class WholeDocumentAnswer:
         finally:
             if not self.finished:
                 self.text = self.partial()
+
+    @property
+    def _stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def partial(self) -> str:
         """What a stopped run has: the notes of the parts read so far, with their pages."""
@@ -271,14 +282,20 @@ class WholeDocumentAnswer:
 
     def _read(self, part: Part) -> Note:
         """A part's note; for a question about every item, with a second look at the lines it left out."""
-        text, usage = timed_complete(self.backend, _map_messages(self.plan, part), NOTE_TOKENS, self.meter)
+        text, usage = timed_complete(
+            self.backend, _map_messages(self.plan, part), NOTE_TOKENS, self.meter, stop=self.stop
+        )
         text = tidy_note(text)
         if self.plan.second_look:
             missed = left_out(self.plan.question, part.text, "" if _says_nothing(text) else text)
             if missed:
                 logger.info("part %d: a second look at %d lines its note left out", part.number, len(missed))
                 again, more = timed_complete(
-                    self.backend, _map_messages(self.plan, part, "\n".join(missed)), NOTE_TOKENS, self.meter
+                    self.backend,
+                    _map_messages(self.plan, part, "\n".join(missed)),
+                    NOTE_TOKENS,
+                    self.meter,
+                    stop=self.stop,
                 )
                 usage = _added(usage, more)
                 if not _says_nothing(again):
@@ -287,7 +304,7 @@ class WholeDocumentAnswer:
 
     def _final(self, notes: Sequence[tuple[str, str]]) -> Iterator[str]:
         messages = _reduce_messages(self.plan.question, notes)
-        options = GenerationOptions(self.backend.context_window, NOTE_TOKENS * 2, self.temperature)
+        options = GenerationOptions(self.backend.context_window, NOTE_TOKENS * 2, self.temperature, self.stop)
         prompt_tokens = self.backend.count_tokens(messages)
         stream = self.backend.stream(messages, options)
         pieces = iter(stream)
@@ -319,7 +336,7 @@ class WholeDocumentAnswer:
         if len(group) == 1:
             return group[0]
         text, usage = timed_complete(
-            self.backend, _reduce_messages(self.plan.question, group), NOTE_TOKENS * 2, self.meter
+            self.backend, _reduce_messages(self.plan.question, group), NOTE_TOKENS * 2, self.meter, stop=self.stop
         )
         self._count(usage)
         return (f"{group[0][0]} to {group[-1][0]}", text.strip())

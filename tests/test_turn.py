@@ -219,6 +219,26 @@ def test_an_answer_stopped_while_the_model_is_silent_is_saved_at_once_from_anoth
     ]
 
 
+@pytest.mark.slow
+def test_a_stopped_answer_ends_the_built_in_models_work_while_it_reads_the_prompt(service: Chat) -> None:
+    """The click's save also stops the model: the built-in one gives up reading the prompt (seconds here, minutes
+    for a 7B model on a CPU), so the reading thread ends with no word and the next question need not wait for it.
+    Before, the model read the whole prompt and wrote its whole answer, which nobody would see."""
+    turn = service.ask("What context length does Llama 2 use, and how was it trained?")
+    reader = threading.Thread(target=lambda: [None for _ in turn])
+    reader.start()
+    while turn.prepared is None and reader.is_alive():  # retrieval done: the model starts reading the prompt
+        reader.join(0.01)
+    assert turn.save_stopped()
+    reader.join(120)
+    assert not reader.is_alive()
+    assert turn.text == ""
+    messages = service.conversations.get(turn.conversation_id).messages
+    assert [(m.role, m.error) for m in messages] == [("user", None), ("assistant", STOPPED)]
+    with service.ask("What context length does Llama 2 use?", conversation_id=turn.conversation_id) as next_turn:
+        assert "".join(next_turn).strip()
+
+
 def test_a_turn_not_started_has_no_answer_to_save(service: Chat) -> None:
     turn = service.ask("What context length does Llama 2 use?")
     assert not turn.save_stopped()
@@ -559,6 +579,8 @@ def test_a_whole_document_turn_saved_from_another_thread_keeps_the_parts_read_so
         reader.join(120)
     messages = engine.conversations.get(turn.conversation_id).messages
     assert [m.role for m in messages] == ["user", "assistant"]  # the turn's own end saved nothing more
+    # The stop ends the run: the part under way is the last call (no combining call after it).
+    assert len(model.calls) == 3 and "Lima" in model.calls[-1][-1].content
     kept = messages[1]
     assert kept.error == STOPPED
     assert kept.content.startswith("Stopped after part 1 of 2") and "Ottawa is the capital of Canada." in kept.content

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 
+from rag.backends.base import StopSignal
 from rag.backends.embedded import EmbeddedBackend
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
@@ -154,3 +156,35 @@ def test_stopping_midway_keeps_the_parts_read(
     assert run.text.startswith(f"Stopped after part 2 of {len(whole.parts)}")
     first_two = " ".join(c.text for n in run.notes for c in n.part.chunks)
     assert any(item.split()[0] in run.text for item in ITEMS if item in first_two)
+
+
+@pytest.mark.slow
+def test_a_stop_from_another_thread_ends_the_run_with_the_parts_read_and_no_more_calls(
+    collection: tuple[str, str, list[Chunk]], embedded_llm: EmbeddedBackend
+) -> None:
+    """The app's Stop: set from the page's thread while the run reads on in its own; the call under way ends at once
+    (rag.backends.embedded), a note it cut short is not kept as its part's, and no further call is made (no
+    combining call: its time would be the model's answer to nobody)."""
+    doc_id, name, chunks = collection
+    meter = SpeedMeter()
+    whole = plan(QUESTION, [(doc_id, name, chunks)], embedded_llm, meter.measure(embedded_llm), max_part_tokens=100)
+    stop = StopSignal()
+    run = WholeDocumentAnswer(whole, embedded_llm, meter=meter, stop=stop)
+    first_read, stop_set = threading.Event(), threading.Event()
+
+    def read() -> None:
+        for event in run:
+            if isinstance(event, Progress) and event.done == 1:
+                first_read.set()
+                stop_set.wait(120)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert first_read.wait(300)
+    stop.set()
+    stop_set.set()
+    reader.join(300)
+    assert not reader.is_alive()
+    assert not run.finished and len(run.notes) == 1
+    assert run.text.startswith(f"Stopped after part 1 of {len(whole.parts)}")
+    assert run.prompt_tokens == run.notes[0].usage.prompt_tokens  # the calls counted: part 1's alone

@@ -7,6 +7,7 @@ The backends, one module each: `rag.backends.ollama`, `rag.backends.embedded` (l
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
@@ -28,6 +29,33 @@ class GenerationOptions:
     context_window: int
     max_tokens: int
     temperature: float
+    # Set from another thread to end the generation early (a person stopped the answer): the backend stops as soon
+    # as it can (llama.cpp in the middle of reading the prompt; a server at its next piece) and the stream ends
+    # quietly with what had arrived.
+    stop: StopSignal | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+class StopSignal:
+    """A stop asked from another thread. Besides `is_set`, it is a byte in memory (`address`: 1 once set) that C
+    code can watch without Python: llama.cpp reads it between the steps of its computation (rag.backends.embedded),
+    where a Python callback would take the interpreter's lock at every step."""
+
+    def __init__(self) -> None:
+        self._byte = ctypes.create_string_buffer(2)  # b"\x00\x00": strlen 0; set: b"\x01\x00", strlen 1
+
+    def set(self) -> None:
+        self._byte[0] = b"\x01"
+
+    def is_set(self) -> bool:
+        return self._byte[0] != b"\x00"
+
+    @property
+    def address(self) -> int:
+        return ctypes.addressof(self._byte)
 
 
 class TokenStream:
