@@ -88,6 +88,7 @@ def follow_upload(job: UploadJob, kb: str) -> None:
                     text += f" · reading {escape_markdown(job.names[p.last_file_index + 1])}…"
                 current.progress(p.fraction, text=text)
             job.wait(POLL_SECONDS)
+        st.rerun()  # the page drawn again as it is when nothing runs (Re-index now no longer greyed), outcome below
     if not shown_here(job, kb):
         return
     st.session_state.pop(JOB, None)
@@ -167,18 +168,16 @@ def follow_job(job: Job[Any, Any], kb: str) -> None:
     """A re-index's, sync's, export's or import's progress until it is done (a click ends this run, not the job:
     the next run shows it again), then what it did, said as when the page ran it itself."""
     if not job.done:
-        running = st.empty()
-        with running.container():
-            st.caption(f"{escape_markdown(job.describe())}…")
-            label, why = STOP[type(job)]
-            if st.button(label, key="documents_stop_job", icon=":material/stop_circle:", help=why):
-                job.stop()
-            bar = st.progress(0.0, text=STARTING[type(job)])
+        st.caption(f"{escape_markdown(job.describe())}…")
+        label, why = STOP[type(job)]
+        if st.button(label, key="documents_stop_job", icon=":material/stop_circle:", help=why):
+            job.stop()
+        bar = st.progress(0.0, text=STARTING[type(job)])
         while not job.done:
             if (p := job.progress) is not None:
                 bar.progress(min(1.0, p.fraction), text=progress_text(p))
             job.wait(POLL_SECONDS)
-        running.empty()
+        st.rerun()  # the page drawn again as it is when nothing runs (its buttons no longer greyed), outcome below
     if not shown_here(job, kb):
         return
     st.session_state.pop(JOB, None)

@@ -11,6 +11,7 @@ Screenshots of the pages are saved under test-artifacts/ (git-ignored).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -727,5 +728,58 @@ def test_a_reindex_goes_on_to_its_end_when_the_page_is_left_during_it(
             expect(done).to_be_visible(timeout=300_000)
             expect(page.get_by_text(outdated, exact=False)).to_have_count(0)
             page.screenshot(path=str(ARTIFACTS / "documents-reindexed.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_a_reindex_stopped_from_its_button_keeps_the_old_index_and_goes_on_when_asked_again(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, embedder: Embedder
+) -> None:
+    """**Stop re-indexing** while the long file is embedded again: the page says the old index keeps answering
+    (still outdated, still one document) with **Re-index now** no longer greyed, and pressed again it finishes."""
+    from playwright.sync_api import expect, sync_playwright
+
+    folder = tmp_path / "shipping"
+    folder.mkdir()
+    (folder / LONG_FILE).write_text(shipping_log(6_000))  # about 650 chunks to embed again: a minute or more
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    store, sources = open_store(settings), SourceStore(settings.kb_dir)
+    try:  # built with chunks of 4,000 characters; the app's settings say 600: re-index to use them
+        sources.add_folder(folder, label="shipping")
+        assert Syncer(settings, store, Ingestor(store, embedder, 4000, 0), sources).sync().counts["added"] == 1
+    finally:
+        store.close()
+        sources.close()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    ARTIFACTS.mkdir(exist_ok=True)
+    outdated = "This knowledge base was built with another chunker or embedding version"
+    with streamlit_app(tmp_path_factory, corpus, RAG_DATA_DIR=str(data)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            page.get_by_test_id("stSidebarNav").get_by_text("Documents").click()
+            expect(page.get_by_text(outdated, exact=False)).to_be_visible(timeout=120_000)
+            page.get_by_role("button", name="Re-index now").click()
+            expect(page.get_by_text("re-indexing: 0 of 1 documents · shipping/", exact=False).first).to_be_visible(
+                timeout=120_000
+            )
+            page.get_by_role("button", name="Stop re-indexing").click()
+            stopped = page.get_by_text("Re-indexing stopped: the knowledge base keeps answering from its old index")
+            expect(stopped).to_be_visible(timeout=300_000)
+            # The page is drawn again once the job ends: the button the note names can be pressed (it was greyed).
+            expect(page.get_by_role("button", name="Re-index now")).to_be_enabled(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "documents-reindex-stopped.png"), full_page=True)
+            page.reload()  # drawn again from the knowledge base itself: the old index, one document, still outdated
+            count = page.get_by_text(re.compile(r"^Knowledge base 'default': 1 document · [\d,]+ chunks$"))
+            expect(count).to_be_visible(timeout=60_000)
+            expect(page.get_by_text(outdated, exact=False)).to_be_visible(timeout=60_000)
+            page.get_by_role("button", name="Re-index now").click()
+            done = page.get_by_text("Re-indexed: re-indexed 1 document: 1 read again from their files", exact=False)
+            expect(done).to_be_visible(timeout=600_000)
+            expect(page.get_by_text(outdated, exact=False)).to_have_count(0)
         finally:
             browser.close()
