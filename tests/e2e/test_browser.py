@@ -684,6 +684,27 @@ def test_an_upload_can_be_stopped_and_says_what_went_in(
         expect(page.get_by_text("Knowledge base 'default': 1 document · 1 chunk")).to_be_visible(timeout=60_000)
 
 
+def outdated_shipping_kb(tmp_path: Path, embedder: Embedder) -> tuple[Path, Path]:
+    """A data folder whose knowledge base holds one long synced file (about 650 chunks to embed again: a minute or
+    more), built with chunks of 4,000 characters where the app's settings say 600, so the app asks to re-index it;
+    and an empty default corpus. Returns (data folder, corpus folder)."""
+    folder = tmp_path / "shipping"
+    folder.mkdir()
+    (folder / LONG_FILE).write_text(shipping_log(6_000))
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    store, sources = open_store(settings), SourceStore(settings.kb_dir)
+    try:
+        sources.add_folder(folder, label="shipping")
+        assert Syncer(settings, store, Ingestor(store, embedder, 4000, 0), sources).sync().counts["added"] == 1
+    finally:
+        store.close()
+        sources.close()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    return data, corpus
+
+
 @pytest.mark.slow
 def test_a_reindex_goes_on_to_its_end_when_the_page_is_left_during_it(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, embedder: Embedder
@@ -693,20 +714,7 @@ def test_a_reindex_goes_on_to_its_end_when_the_page_is_left_during_it(
     outdated."""
     from playwright.sync_api import expect, sync_playwright
 
-    folder = tmp_path / "shipping"
-    folder.mkdir()
-    (folder / LONG_FILE).write_text(shipping_log(6_000))  # about 650 chunks to embed again
-    data = tmp_path / "data"
-    settings = Settings(data_dir=data)
-    store, sources = open_store(settings), SourceStore(settings.kb_dir)
-    try:  # built with chunks of 4,000 characters (few to embed); the app's settings say 600: re-index to use them
-        sources.add_folder(folder, label="shipping")
-        assert Syncer(settings, store, Ingestor(store, embedder, 4000, 0), sources).sync().counts["added"] == 1
-    finally:
-        store.close()
-        sources.close()
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    data, corpus = outdated_shipping_kb(tmp_path, embedder)
     ARTIFACTS.mkdir(exist_ok=True)
     outdated = "This knowledge base was built with another chunker or embedding version"
     with streamlit_app(tmp_path_factory, corpus, RAG_DATA_DIR=str(data)) as url, sync_playwright() as p:
@@ -740,20 +748,7 @@ def test_a_reindex_stopped_from_its_button_keeps_the_old_index_and_goes_on_when_
     (still outdated, still one document) with **Re-index now** no longer greyed, and pressed again it finishes."""
     from playwright.sync_api import expect, sync_playwright
 
-    folder = tmp_path / "shipping"
-    folder.mkdir()
-    (folder / LONG_FILE).write_text(shipping_log(6_000))  # about 650 chunks to embed again: a minute or more
-    data = tmp_path / "data"
-    settings = Settings(data_dir=data)
-    store, sources = open_store(settings), SourceStore(settings.kb_dir)
-    try:  # built with chunks of 4,000 characters; the app's settings say 600: re-index to use them
-        sources.add_folder(folder, label="shipping")
-        assert Syncer(settings, store, Ingestor(store, embedder, 4000, 0), sources).sync().counts["added"] == 1
-    finally:
-        store.close()
-        sources.close()
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    data, corpus = outdated_shipping_kb(tmp_path, embedder)
     ARTIFACTS.mkdir(exist_ok=True)
     outdated = "This knowledge base was built with another chunker or embedding version"
     with streamlit_app(tmp_path_factory, corpus, RAG_DATA_DIR=str(data)) as url, sync_playwright() as p:
