@@ -434,7 +434,9 @@ class Turn:
         the conversation next sees the answer at once; what arrives afterwards is not saved. The model's work then
         ends at once with the built-in model (llama.cpp gives up even in the middle of reading the prompt, so the
         next question does not wait for it), at its next piece with a server. True once the answer is saved (now or
-        before); False while the question is not saved yet (nothing to answer: the turn has not started)."""
+        before); False while the question is not saved yet: the turn then saves itself, stopped, as soon as it has
+        saved its question (the model is not called)."""
+        self._stop.set()  # first: a turn whose question is not saved yet then saves itself as stopped, at once
         with self._save_lock:
             if self.saved is not None:
                 return True
@@ -446,7 +448,6 @@ class Turn:
                 if not run.finished:
                     self.text = run.partial()  # what the run itself keeps when stopped: the parts read so far
             self.saved = self._save()
-            self._stop.set()
             return True
 
     def _run(self) -> Generator[str, None, None]:
@@ -457,6 +458,8 @@ class Turn:
         stream: AnswerStream | None = None
         pieces: Iterator[str] | None = None
         try:
+            if self._stop.is_set():  # stopped before its question was saved: the model is not called
+                return
             if self.whole_document:
                 pieces = self._whole()
                 yield from pieces
@@ -488,6 +491,8 @@ class Turn:
                 close()  # stop the model generating an answer nobody reads
             with self._save_lock:
                 if self.saved is None:  # else `save_stopped` saved it, stopped, from another thread
+                    if self._stop.is_set() and self.error is None:  # stopped before its question was saved
+                        self.error = self._stopped
                     self.saved = self._save()
 
     def _whole(self) -> Generator[str, None, None]:

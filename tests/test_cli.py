@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import date
@@ -269,6 +270,40 @@ def test_chat_through_stdin_is_saved_and_can_be_continued_shown_exported_and_del
     assert cid[:8] not in run(["conversations", "list"], kb).stdout
     gone = run(["ask", "--conversation", cid[:8], "--backend", "embedded", "Anything?"], kb)
     assert gone.returncode == 1 and "was not found" in gone.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(kb: Path) -> None:
+    """Ctrl-C while the built-in model works stops that answer (saved as it stood, marked stopped) and the chat takes
+    the next question. Before, the interrupt waited for the model's call under way to return (Python handles a
+    signal only between the main thread's calls into C: seconds for a prompt here, a minute with a 7B model) and
+    then ended the whole chat."""
+    env = {**os.environ, "RAG_DATA_DIR": str(kb), "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}"}
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "rag", "chat", "--backend", "embedded"],
+        cwd=PROJECT_ROOT,
+        env={**env, "PYTHONUNBUFFERED": "1", "RAG_MAX_ANSWER_TOKENS": "1024"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert chat.stdin is not None and chat.stdout is not None
+        chat.stdin.write("Tell me everything about the office cat, at length.\n")
+        chat.stdin.flush()
+        assert chat.stdout.readline().startswith("you> Tell me everything")
+        assert chat.stdout.read(1)  # the answer's first word: the model is at work
+        chat.send_signal(signal.SIGINT)
+        out, err = chat.communicate("Where is the team offsite?\n", timeout=300)
+    finally:
+        chat.kill()
+    assert chat.returncode == 0, err
+    assert "# stopped: what had arrived is saved" in err
+    assert "you> Where is the team offsite?" in out and "[1] travel.txt" in out
+    exported = json.loads(run(["conversations", "export", conversation_id(err)[:8], "--format", "json"], kb).stdout)
+    first, second = [m for m in exported["messages"] if m["role"] == "assistant"]
+    assert "stopped (Ctrl-C)" in (first["error"] or "") and second["error"] is None
 
 
 def test_verbose_logs_the_fallback_to_the_built_in_model(kb: Path) -> None:

@@ -239,10 +239,25 @@ def test_a_stopped_answer_ends_the_built_in_models_work_while_it_reads_the_promp
         assert "".join(next_turn).strip()
 
 
-def test_a_turn_not_started_has_no_answer_to_save(service: Chat) -> None:
-    turn = service.ask("What context length does Llama 2 use?")
+def test_a_turn_stopped_before_it_starts_saves_its_question_and_a_stopped_answer_without_the_model(
+    canada_engine_parts: tuple[Path, Path], embedder: Embedder
+) -> None:
+    """A stop that comes before the turn has saved its question (Ctrl-C at once in the terminal): nothing to save
+    yet, but the turn, when it runs, saves the question and an empty stopped answer without calling the model.
+    Before, such a stop was lost and the model answered in full."""
+    model = ScriptedModel(["Ottawa [1]."])
+    chat = Chat(scripted_engine(canada_engine_parts, embedder, model), "cli")
+    turn = chat.ask("What is the capital of Canada?", stopped=STOPPED)
     assert not turn.save_stopped()
-    assert [m.role for m in service.conversations.get(turn.conversation_id).messages] == []
+    assert [m.role for m in chat.conversations.get(turn.conversation_id).messages] == []
+    with turn:
+        assert list(turn) == []
+    messages = chat.conversations.get(turn.conversation_id).messages
+    assert [(m.role, m.content, m.error) for m in messages] == [
+        ("user", "What is the capital of Canada?", None),
+        ("assistant", "", STOPPED),
+    ]
+    assert model.calls == []
 
 
 @pytest.mark.slow

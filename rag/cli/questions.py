@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from rag.turn import Chat, Turn, asks_for_whole_document, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.
 CLI_STOPPED = "it was stopped (Ctrl-C) before the answer finished; what had arrived is kept."
+# After Ctrl-C, how long to wait for the answer's thread to end (the built-in model stops within milliseconds; a
+# server's answer ends at its next piece) before going on without it.
+STOP_WAIT_S = 10.0
 
 
 def add_commands(sub: Any) -> None:
@@ -244,9 +249,7 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
         print(f"# conversation {turn.conversation_id}", file=sys.stderr)
     if not args.json:
         return _run_turn(turn)
-    with turn:
-        for _ in turn:
-            pass
+    _read_turn(turn, lambda piece: None)
     message = turn.saved
     assert message is not None
     if args.conversation is not None:  # one more turn of a saved conversation: the answer as it was saved
@@ -329,13 +332,16 @@ def _selected(docs: Sequence[DocumentRecord]) -> list[SelectedDocument] | None:
 def _run_turn(turn: Turn) -> int:
     """Stream one saved turn to stdout, then its sources; 1 when the answer failed (saved with the error)."""
     shown = None
-    with turn:
-        for piece in turn:
-            if turn.progress is not None and turn.progress is not shown:  # whole documents: "part 12 of 40"
-                shown = turn.progress
-                print(f"# {shown.describe()}", file=sys.stderr)
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+
+    def show(piece: str) -> None:
+        nonlocal shown
+        if turn.progress is not None and turn.progress is not shown:  # whole documents: "part 12 of 40"
+            shown = turn.progress
+            print(f"# {shown.describe()}", file=sys.stderr)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    _read_turn(turn, show)
     if turn.error is not None:
         if turn.text:
             print("\n")
@@ -352,6 +358,45 @@ def _run_turn(turn: Turn) -> int:
         _print_sources(turn.answer.sources, turn.saved.sources or [] if turn.saved is not None else [])
     _print_usage(turn.answer)
     return 0
+
+
+def _read_turn(turn: Turn, show: Callable[[str], None]) -> None:
+    """Run the turn in a thread of its own and show its pieces as they arrive, so that Ctrl-C stops the model at
+    once: Python runs a signal handler only between the main thread's calls into C, and the built-in model reads a
+    long prompt in calls of seconds (a minute with a 7B model on a CPU). On Ctrl-C the answer is saved as it
+    stands, marked stopped, the model stops (`Turn.save_stopped`), and KeyboardInterrupt goes on once the turn's
+    thread has ended (or STOP_WAIT_S has passed)."""
+    arrived: queue.Queue[tuple[str | None, BaseException | None]] = queue.Queue()
+    interrupted = threading.Event()
+
+    def read() -> None:
+        try:
+            with turn:  # leaving it closes the answer: a server stops generating
+                for piece in turn:
+                    if interrupted.is_set():
+                        break
+                    arrived.put((piece, None))
+        except BaseException as exc:  # handed to the main thread, which raises it there
+            arrived.put((None, exc))
+        else:
+            arrived.put((None, None))
+
+    reader = threading.Thread(target=read, name="answer", daemon=True)
+    try:
+        reader.start()
+        while True:
+            piece, failure = arrived.get()
+            if failure is not None:
+                raise failure
+            if piece is None:
+                return
+            show(piece)
+    except KeyboardInterrupt:
+        interrupted.set()
+        turn.save_stopped()
+        if reader.is_alive():
+            reader.join(STOP_WAIT_S)
+        raise
 
 
 def _part_label(source: SavedSource) -> str:
@@ -409,7 +454,11 @@ def cmd_chat(engine: Engine, args: argparse.Namespace) -> int:
             print(f"you> {question}")
         if turn.whole_document:
             print(f"# reading the whole document: {turn.make_plan().describe()}", file=sys.stderr)
-        failed += _run_turn(turn)
+        try:
+            failed += _run_turn(turn)
+        except KeyboardInterrupt:  # Ctrl-C during an answer stops it; at the prompt it ends the chat
+            then = "ask on, or /quit" if interactive else "going on"
+            print(f"\n# stopped: what had arrived is saved; {then}", file=sys.stderr)
     if conversation_id is not None:
         print(f"# saved: `python -m rag conversations show {conversation_id[:8]}`", file=sys.stderr)
     return 1 if failed else 0
