@@ -2,7 +2,9 @@
 
 Endpoints: GET /api/tags, POST /api/generate, POST /api/chat, POST /api/pull (streamed NDJSON, chunked
 transfer encoding). Every request body is recorded. `mode` switches behaviour: "ok", "missing-model",
-"break-mid-stream", "busy-once" (a 503 on the first generation request, then ok).
+"break-mid-stream", "busy-once" (a 503 on the first generation request, then ok), "reading-prompt" (a generation
+request gets nothing, not even headers, until `go_on` is set, as Ollama while it reads a long prompt; a client that
+goes away meanwhile is noticed, `client_gone`, and nothing is generated for it).
 A pull streams Ollama's progress lines and adds the model (with ":latest" when untagged) to `models`
 before its final "success" line; a name containing "does-not-exist" gets a 500 with Ollama's error
 for an unknown model. Request headers are recorded too; with `required_headers` set, a request without
@@ -12,6 +14,8 @@ them gets the 401 a reverse proxy in front of Ollama would send.
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +53,7 @@ class FakeOllama:
         self.headers: list[dict[str, str]] = []
         self.required_headers: dict[str, str] = {}
         self._busy_left = 0
+        self.reading, self.go_on, self.client_gone = threading.Event(), threading.Event(), threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,7 +110,22 @@ class FakeOllama:
                 if fake.mode == "missing-model" or (name not in fake.models and f"{name}:latest" not in fake.models):
                     self._json(404, {"error": f"model '{name}' not found, try pulling it first"})
                     return
+                if fake.mode == "reading-prompt" and not self._read_prompt():
+                    return
                 self._stream(body, chat=self.path == "/api/chat")
+
+            def _read_prompt(self) -> bool:
+                """Silent until `go_on` (at most two minutes); False when the client went away meanwhile."""
+                fake.reading.set()
+                for _ in range(2400):
+                    if fake.go_on.wait(0.05):
+                        return True
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        fake.client_gone.set()
+                        self.close_connection = True
+                        return False
+                return True
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()

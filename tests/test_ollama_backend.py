@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 
 import pytest
 
-from rag.backends.base import GenerationOptions
+from rag.backends.base import GenerationOptions, StopSignal
 from rag.backends.ollama import OllamaBackend, probe_ollama
 from rag.config import auth_headers
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
@@ -112,6 +113,55 @@ def test_a_token_for_a_proxy_in_front_of_ollama_is_sent_with_every_call(fake_oll
     assert list(backend.stream(CONVERSATION, OPTIONS)) == ANSWER_PIECES
     assert probe_ollama(fake_ollama.host, headers=auth_headers("s3cret")).reachable
     assert fake_ollama.headers[-1]["authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.parametrize("model", ["llama2", "mistral"])
+def test_a_stop_while_ollama_reads_the_prompt_ends_the_answer_and_ollama_sees_its_client_gone(
+    fake_ollama: FakeOllama, model: str
+) -> None:
+    """Ollama sends nothing, not even headers, while it reads a long prompt (minutes for a 7B model on a CPU): a stop
+    then must not wait for the first word. The connection is shut, so the reading thread ends with nothing (no
+    error: the person stopped it) and Ollama, seeing its client gone, generates nothing for it. Before, the thread
+    waited for the first word, and Ollama went on."""
+    fake_ollama.mode = "reading-prompt"
+    fake_ollama.required_headers = {"Authorization": "Bearer s3cret"}  # the per-answer client keeps the headers
+    backend = OllamaBackend(fake_ollama.host, model, headers=auth_headers("s3cret"))
+    stop = StopSignal()
+    pieces: list[str] = []
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            pieces.extend(backend.stream(CONVERSATION, GenerationOptions(4096, 256, 0.1, stop)))
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert fake_ollama.reading.wait(60)
+        stop.set()
+        reader.join(60)
+        assert not reader.is_alive()
+        assert fake_ollama.client_gone.wait(60)
+    finally:
+        fake_ollama.go_on.set()
+        reader.join(60)
+    assert pieces == [] and failures == []
+    # The next answer, on the backend's own client, is whole.
+    fake_ollama.mode = "ok"
+    assert list(backend.stream(CONVERSATION, OPTIONS)) == ANSWER_PIECES
+
+
+def test_a_stop_between_words_ends_the_answer_with_what_arrived(fake_ollama: FakeOllama) -> None:
+    backend = OllamaBackend(fake_ollama.host, "llama2")
+    stop = StopSignal()
+    stream = backend.stream(CONVERSATION, GenerationOptions(4096, 256, 0.1, stop))
+    received = []
+    for piece in stream:
+        received.append(piece)
+        stop.set()
+    assert received and "".join(received) == "".join(ANSWER_PIECES[: len(received)])
 
 
 def test_a_token_setting_is_a_bearer_token_or_a_whole_header() -> None:

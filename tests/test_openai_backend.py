@@ -4,6 +4,8 @@ packaged SmolLM2 GGUF on a free port (started once per module, and once more wit
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.backends.base import GenerationOptions
+from rag.backends.base import GenerationOptions, StopSignal
 from rag.backends.openai import OpenAIBackend
 from rag.config import Settings
 from rag.embeddings import Embedder
@@ -260,3 +262,57 @@ def test_usage_reported_by_the_server_in_the_stream_is_used() -> None:
     finally:
         http.shutdown()
         http.server_close()
+
+
+def test_a_stop_while_the_server_is_silent_ends_the_answer_and_the_server_sees_its_client_gone() -> None:
+    """A server reading a long prompt sends nothing yet (this one not even its headers, like Ollama; some send
+    headers first): a stop then ends the answer at once, with nothing and no error, and shuts the connection, so the
+    server can stop generating. Replayed by a local HTTP server, which must hold its answer until the client has
+    stopped (the real llama.cpp server's silence cannot be timed from here)."""
+    arrived, go_on, client_gone = threading.Event(), threading.Event(), threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            while not go_on.wait(0.05):
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                    client_gone.set()
+                    return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            event = {"choices": [{"index": 0, "delta": {"content": "Blue."}, "finish_reason": "stop"}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode())
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    backend = OpenAIBackend(f"http://127.0.0.1:{http.server_address[1]}/v1", "mistral-7b-instruct", api_key="k")
+    stop = StopSignal()
+    pieces: list[str] = []
+    failures: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            pieces.extend(backend.stream(CONVERSATION, GenerationOptions(SERVER_WINDOW, 24, 0.0, stop)))
+        except BaseException as exc:
+            failures.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert arrived.wait(60)
+        stop.set()
+        reader.join(60)
+        assert not reader.is_alive()
+        assert client_gone.wait(60)
+    finally:
+        go_on.set()
+        reader.join(60)
+        http.shutdown()
+        http.server_close()
+    assert pieces == [] and failures == []

@@ -239,6 +239,35 @@ def test_a_stopped_answer_ends_the_built_in_models_work_while_it_reads_the_promp
         assert "".join(next_turn).strip()
 
 
+@pytest.mark.slow
+def test_a_stopped_answer_ends_ollamas_work_while_it_reads_the_prompt(engine: Engine, embedder: Embedder) -> None:
+    """The same with Ollama, which sends nothing while it reads the prompt: the click's save shuts the connection, so
+    Ollama sees its client gone (and stops), and the thread reading the answer ends at once instead of waiting for
+    a first word nobody will see."""
+    with FakeOllama(models=["llama2:latest"]) as server:
+        server.mode = "reading-prompt"
+        settings = Settings(data_dir=engine.settings.data_dir, backend="ollama", ollama_host=server.host)
+        ollama_engine = Engine(settings, store=engine.store, embedder=embedder, chosen=choose_backend(settings))
+        service = Chat(ollama_engine, "app")
+        turn = service.ask("What context length does Llama 2 use?")
+        reader = threading.Thread(target=lambda: [None for _ in turn])
+        reader.start()
+        try:
+            assert server.reading.wait(120)
+            assert turn.save_stopped()
+            reader.join(120)
+            assert not reader.is_alive()
+            assert server.client_gone.wait(60)
+        finally:
+            server.go_on.set()
+            reader.join(120)
+    messages = service.conversations.get(turn.conversation_id).messages
+    assert [(m.role, m.content, m.error) for m in messages] == [
+        ("user", "What context length does Llama 2 use?", None),
+        ("assistant", "", STOPPED),
+    ]
+
+
 def test_a_turn_stopped_before_it_starts_saves_its_question_and_a_stopped_answer_without_the_model(
     canada_engine_parts: tuple[Path, Path], embedder: Embedder
 ) -> None:

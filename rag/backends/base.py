@@ -7,15 +7,17 @@ The backends, one module each: `rag.backends.ollama`, `rag.backends.embedded` (l
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from rag.errors import BackendError, StreamInterrupted
 from rag.prompts import render_llama2, strip_bos
@@ -42,16 +44,34 @@ class GenerationOptions:
 class StopSignal:
     """A stop asked from another thread. Besides `is_set`, it is a byte in memory (`address`: 1 once set) that C
     code can watch without Python: llama.cpp reads it between the steps of its computation (rag.backends.embedded),
-    where a Python callback would take the interpreter's lock at every step."""
+    where a Python callback would take the interpreter's lock at every step. A server's stream registers what ends
+    it (`when_set`: its connection shut)."""
 
     def __init__(self) -> None:
         self._byte = ctypes.create_string_buffer(2)  # b"\x00\x00": strlen 0; set: b"\x01\x00", strlen 1
+        self._lock = threading.Lock()
+        self._actions: list[Callable[[], None]] = []
 
     def set(self) -> None:
-        self._byte[0] = b"\x01"
+        with self._lock:
+            self._byte[0] = b"\x01"
+            actions, self._actions = self._actions, []
+        for action in actions:
+            try:
+                action()
+            except Exception:  # a stop must not fail: what could not be ended ends at its next piece
+                logger.exception("a stop action failed")
 
     def is_set(self) -> bool:
         return self._byte[0] != b"\x00"
+
+    def when_set(self, action: Callable[[], None]) -> None:
+        """Run `action` when the stop is set (now, if it is already)."""
+        with self._lock:
+            if not self.is_set():
+                self._actions.append(action)
+                return
+        action()
 
     @property
     def address(self) -> int:
@@ -189,3 +209,60 @@ def learn_token_ratio(host: str, model: str, observed: float) -> None:
         wanted = max(MIN_CORRECTION, observed * CORRECTION_MARGIN)
         # The largest ratio seen wins: a correction only ever makes the estimate safer than what was observed.
         _CORRECTIONS[(host, model)] = wanted if seen is None else max(seen, wanted)
+
+
+# -- a server's stream that a stop ends at once -------------------------------------------------------------
+
+
+class _Sockets:
+    """The sockets one answer's client opened; `shut` ends them (from any thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._shut = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.append(sock)
+            if not self._shut:
+                return
+        _shut_down(sock)
+
+    def shut(self) -> None:
+        with self._lock:
+            self._shut = True
+            opened = list(self._open)
+        for sock in opened:
+            _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def stoppable_transport(stop: StopSignal) -> Any:
+    """An httpx transport for one answer whose connection `stop` shuts down.
+
+    While a server reads a long prompt it sends nothing, not even its response's headers (Ollama writes them with
+    the first word), and the thread reading the answer waits in the socket: closing the client from another thread
+    does not wake it (on Linux, a read blocked on a socket another thread closes goes on waiting), shutting the
+    socket down does. The server sees its client gone and stops generating. httpx hands out a connection's socket
+    only with the response, so its connection pool is made here with a network backend that keeps each socket."""
+    import httpcore
+    import httpx
+
+    sockets = _Sockets()
+
+    class KeepingSockets(httpcore.SyncBackend):
+        def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+            stream = super().connect_tcp(*args, **kwargs)
+            sockets.add(stream.get_extra_info("socket"))
+            return stream
+
+    transport = httpx.HTTPTransport()
+    # httpx (0.28, pinned) takes no network backend: its pool is replaced by one made as it makes it, with ours.
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), network_backend=KeepingSockets())
+    stop.when_set(sockets.shut)
+    return transport

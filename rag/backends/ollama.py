@@ -16,6 +16,7 @@ from rag.backends.base import (
     learn_token_ratio,
     render_for_server,
     retrying,
+    stoppable_transport,
     token_correction,
 )
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
@@ -76,6 +77,7 @@ class OllamaBackend:
         self._context_window = context_window
         # `headers`: credentials for a proxy in front of a remote Ollama (RAG_OLLAMA_TOKEN); sent with every call.
         self._client = ollama.Client(host=host, timeout=timeout, headers=headers or {})
+        self._timeout, self._headers = timeout, headers or {}
         self.raw_llama2 = is_llama2_chat(model)
 
     @property
@@ -136,8 +138,20 @@ class OllamaBackend:
         }
 
         def start() -> Iterator[str]:
+            import ollama
+
+            if options.stopped:
+                return iter(())
+            client = self._client
+            if options.stop is not None:  # a client of its own, whose connection the stop shuts down
+                client = ollama.Client(
+                    host=self.host,
+                    timeout=self._timeout,
+                    headers=self._headers,
+                    transport=stoppable_transport(options.stop),
+                )
             if self.raw_llama2:
-                chunks: Iterator[Any] = self._client.generate(
+                chunks: Iterator[Any] = client.generate(
                     model=self.model,
                     prompt=self.render(messages) if rendered is None else rendered,
                     raw=True,
@@ -145,13 +159,13 @@ class OllamaBackend:
                     options=ollama_options,
                 )
             else:
-                chunks = self._client.chat(
+                chunks = client.chat(
                     model=self.model,
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     stream=True,
                     options=ollama_options,
                 )
-            return self._pieces(chunks, final, first_at, started)
+            return self._pieces(chunks, final, first_at, started, options, client)
 
         def finish() -> Usage:
             if final.get("prompt_eval_count"):
@@ -170,8 +184,28 @@ class OllamaBackend:
         return TokenStream(retrying(start, base_delay=self.retry_delay, retried=retried), finish)
 
     def _pieces(
-        self, chunks: Iterator[Any], final: dict[str, Any], first_at: list[float], started: float
+        self,
+        chunks: Iterator[Any],
+        final: dict[str, Any],
+        first_at: list[float],
+        started: float,
+        options: GenerationOptions,
+        client: Any,
     ) -> Iterator[str]:
+        import httpx
+
+        try:
+            yield from self._read(chunks, final, first_at)
+        except (ConnectionError, httpx.HTTPError, BackendError):
+            if not options.stopped:  # else the stop shut the connection: the answer ends with what arrived
+                raise
+        finally:
+            if client is not self._client:
+                client.close()
+        if not final and not options.stopped:
+            raise StreamInterrupted(f"Ollama at {self.host} ended the answer without finishing it; ask again.")
+
+    def _read(self, chunks: Iterator[Any], final: dict[str, Any], first_at: list[float]) -> Iterator[str]:
         import httpx
         import ollama
 
@@ -202,8 +236,6 @@ class OllamaBackend:
                 f"The connection to Ollama at {self.host} broke during the answer ({type(exc).__name__}); "
                 "check that `ollama serve` is still running and ask again."
             ) from exc
-        if not final:
-            raise StreamInterrupted(f"Ollama at {self.host} ended the answer without finishing it; ask again.")
 
     def _refused(self, exc: Any) -> BackendError:
         """A proxy in front of Ollama wants credentials (Ollama itself has none)."""

@@ -27,6 +27,7 @@ from rag.backends.base import (
     learn_token_ratio,
     render_for_server,
     retrying,
+    stoppable_transport,
     token_correction,
 )
 from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamInterrupted
@@ -131,16 +132,35 @@ class OpenAIBackend:
                 retries=retried[0],
             )
 
-        return TokenStream(
-            retrying(lambda: self._pieces(path, body, final, first_at), base_delay=self.retry_delay, retried=retried),
-            finish,
-        )
+        def start() -> Iterator[str]:
+            if options.stopped:
+                return iter(())
+            if options.stop is None:
+                return self._pieces(self._client, path, body, final, first_at, options)
+            # A client of its own, whose connection the stop shuts down (the server may be silent for minutes).
+            client = httpx.Client(timeout=self._client.timeout, transport=stoppable_transport(options.stop))
+            return self._closing(client, self._pieces(client, path, body, final, first_at, options))
 
-    def _pieces(self, path: str, body: dict[str, Any], final: dict[str, Any], first_at: list[float]) -> Iterator[str]:
+        return TokenStream(retrying(start, base_delay=self.retry_delay, retried=retried), finish)
+
+    @staticmethod
+    def _closing(client: httpx.Client, pieces: Iterator[str]) -> Iterator[str]:
+        with client:
+            yield from pieces
+
+    def _pieces(
+        self,
+        client: httpx.Client,
+        path: str,
+        body: dict[str, Any],
+        final: dict[str, Any],
+        first_at: list[float],
+        options: GenerationOptions,
+    ) -> Iterator[str]:
         url = self.base_url + path
         finished = False
         try:
-            with self._client.stream("POST", url, json=body, headers=self._headers) as response:
+            with client.stream("POST", url, json=body, headers=self._headers) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise self._http_error(response.status_code, _server_message(response))
@@ -167,12 +187,16 @@ class OpenAIBackend:
                         if choice.get("finish_reason"):
                             final["finish_reason"] = choice["finish_reason"]
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if options.stopped:
+                return
             raise BackendUnavailable(
                 f"No model server answers at {self.base_url}: start one (e.g. `python -m llama_cpp.server "
                 "--model FILE.gguf --port 8000`, or `vllm serve MODEL`), or set RAG_OPENAI_BASE_URL to where it "
                 "runs (with the /v1 suffix)."
             ) from exc
         except (httpx.TransportError, httpx.StreamError) as exc:  # the connection broke after the request went
+            if options.stopped:  # the stop shut it: the answer ends with what arrived
+                return
             if not first_at:
                 raise BackendUnavailable(
                     f"The model server at {self.base_url} closed the connection ({type(exc).__name__}); retrying."
@@ -186,7 +210,7 @@ class OpenAIBackend:
                 f"{self.base_url} did not answer like an OpenAI-compatible server ({exc}): check "
                 "RAG_OPENAI_BASE_URL (it usually ends with /v1)."
             ) from exc
-        if not finished and not final.get("finish_reason"):
+        if not finished and not final.get("finish_reason") and not options.stopped:
             if not final:
                 self._diagnose_silence(url, body)
             raise StreamInterrupted(
