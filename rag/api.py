@@ -697,7 +697,8 @@ async def _events(
     turn: Turn, slots: AnswerSlots, answer_id: str, model: str, include_usage: bool
 ) -> AsyncIterator[str]:
     """The turn as OpenAI's event stream. The turn runs in a thread of its own (the model blocks); when the
-    client hangs up, the turn is stopped there and its partial answer saved with the reason."""
+    client hangs up, its partial answer is saved with the reason and the model stopped at once, even while it is
+    still silent, reading the prompt (`Turn.save_stopped`, in a thread: it writes to SQLite)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     hung_up = threading.Event()
@@ -721,11 +722,13 @@ async def _events(
 
     threading.Thread(target=run, name=f"answer-{answer_id[-8:]}", daemon=True).start()
     created = int(time.time())
+    ended = False
     try:
         yield _chunk(answer_id, model, created, {"role": "assistant", "content": ""})
         while True:
             kind, piece = await queue.get()
             if kind == "end":
+                ended = True
                 break
             yield _chunk(answer_id, model, created, {"content": piece})
         if turn.error is not None:
@@ -742,6 +745,8 @@ async def _events(
         yield "data: [DONE]\n\n"
     finally:
         hung_up.set()
+        if not ended:  # the client hung up (this generator cancelled at once, in the middle of waiting)
+            threading.Thread(target=turn.save_stopped, name=f"stop-{answer_id[-8:]}", daemon=True).start()
 
 
 def _problem(error: Mapping[str, Any]) -> str:

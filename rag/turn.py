@@ -433,7 +433,7 @@ class Turn:
         whole-document answer), the reading thread learning of it only at the model's next piece. Whoever opens
         the conversation next sees the answer at once; what arrives afterwards is not saved. The model's work then
         ends at once with the built-in model (llama.cpp gives up even in the middle of reading the prompt, so the
-        next question does not wait for it), at its next piece with a server. True once the answer is saved (now or
+        next question does not wait for it); a server's connection is shut. True once the answer is saved (now or
         before); False while the question is not saved yet: the turn then saves itself, stopped, as soon as it has
         saved its question (the model is not called)."""
         self._stop.set()  # first: a turn whose question is not saved yet then saves itself as stopped, at once

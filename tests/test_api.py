@@ -18,6 +18,7 @@ import pytest
 from rag.api import API_STOPPED, Engines, RunningServer, create_app, serve_in_thread
 from rag.api_keys import ApiKeys
 from rag.backends.embedded import EmbeddedBackend
+from rag.backends.ollama import OllamaBackend
 from rag.config import Settings
 from rag.conversations import DB_NAME
 from rag.embeddings import Embedder
@@ -25,6 +26,7 @@ from rag.engine import ChosenBackend, Engine
 from rag.kb import KnowledgeBases
 from rag.retrieval import Retriever
 from rag.turn import Chat
+from tests.fake_ollama import FakeOllama
 from tests.servers import free_port
 
 QUESTION = "What context length does Llama 2 use?"
@@ -262,6 +264,50 @@ def test_a_client_that_hangs_up_mid_answer_leaves_the_partial_answer_saved(api: 
         time.sleep(0.2)
     question, answer = messages
     assert question.content == QUESTION and answer.error == API_STOPPED
+
+
+@pytest.mark.slow
+def test_a_client_that_hangs_up_while_the_model_reads_the_prompt_stops_it_at_once(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """A chat front end's Stop while the model is still silent (Ollama reading a long prompt: minutes for a 7B model
+    on a CPU): the answer is saved as stopped and Ollama's connection shut, so it stops generating for nobody (it
+    sees its client gone). Before, the server noticed only at the model's first word."""
+    with FakeOllama(models=["llama2:latest"]) as ollama:
+        ollama.mode = "reading-prompt"
+        settings = Settings(data_dir=tmp_path, backend="ollama", ollama_host=ollama.host)
+        engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(OllamaBackend(ollama.host, "llama2"), "t"))
+        assert all(r.ok for r in engine.ensure_default_corpus())
+        keys = ApiKeys.in_data_dir(tmp_path)
+        _, key = keys.create("hang-up")
+        server = serve_in_thread(
+            create_app(Engines(lambda: settings, seed=engine), keys, settings), "127.0.0.1", free_port()
+        )
+        try:
+            body = {"model": "default", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+            headers = {"Authorization": f"Bearer {key}"}
+            with (
+                httpx.Client(base_url=server.url, headers=headers, timeout=120) as http,
+                http.stream("POST", "/v1/chat/completions", json=body) as response,
+            ):
+                lines = response.iter_lines()  # kept: httpx closes the connection when the iterator is dropped
+                assert next(lines).startswith("data:")  # the role, sent at once
+                assert ollama.reading.wait(60)
+            # the client has hung up
+            assert ollama.client_gone.wait(60)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # saved by a thread of the server's (it writes to SQLite)
+                (conversation,) = engine.conversations.list()
+                messages = engine.conversations.get(conversation.id).messages
+                if len(messages) == 2:
+                    break
+                time.sleep(0.1)
+            question, answer = messages
+            assert question.content == QUESTION
+            assert (answer.content, answer.error) == ("", API_STOPPED)
+        finally:
+            ollama.go_on.set()
+            server.stop()
 
 
 @pytest.mark.slow
