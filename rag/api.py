@@ -18,6 +18,7 @@ JSON in OpenAI's shape, `{"error": {"message", "type", "code"}}`, with a message
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import ipaddress
 import json
@@ -33,6 +34,7 @@ from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,6 +66,8 @@ logger = logging.getLogger(__name__)
 # Saved as the error of an answer whose client hung up before it finished.
 API_STOPPED = "the client closed the connection before the answer finished; what had arrived is kept."
 OLLAMA_PROBE_EVERY_S = 10.0  # as the app: starting Ollama is noticed without a restart
+# A request answered whole (not streamed) looks this often for a client that hung up.
+HANG_UP_CHECK_S = 0.5
 UPLOAD_PATH = "/v1/documents"
 
 
@@ -483,7 +487,25 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
         response_description="chat.completion (or, with stream, chat.completion.chunk events); `sources` lists "
         "the passages cited as [1], [2] (file, page, score, passage), and `conversation` the saved conversation",
     )
-    def chat_completions(body: ChatCompletionRequest, who: Authorized) -> Response:
+    async def chat_completions(body: ChatCompletionRequest, who: Authorized, request: Request) -> Response:
+        # Asynchronous, to notice a client that hangs up before a whole (not streamed) answer is ready; what
+        # blocks (SQLite, waiting for a free slot, the model) runs in threads.
+        turn = await run_in_threadpool(start_turn, body)
+        answer_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(
+                _events(turn, slots, answer_id, body.model or engines.names()[0], include_usage),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        await _whole_answer(turn, slots, request, answer_id)
+        if turn.error is not None:
+            raise _turn_error(turn)
+        return JSONResponse(_completion(turn, answer_id, body.model or engines.names()[0]))
+
+    def start_turn(body: ChatCompletionRequest) -> Turn:
+        """The question's turn, not yet run, holding one of the answer slots (given back when the turn ends)."""
         if body.n != 1:
             raise ApiError(400, f"n={body.n}: one answer per question here; send n=1 (or leave it out).")
         question, earlier = _question(body.messages)
@@ -506,23 +528,7 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
         except BaseException:
             slots.give_back()
             raise
-        answer_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if body.stream:
-            include_usage = body.stream_options is not None and body.stream_options.include_usage
-            return StreamingResponse(
-                _events(turn, slots, answer_id, body.model or engines.names()[0], include_usage),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        try:
-            with turn:
-                for _ in turn:
-                    pass
-        finally:
-            slots.give_back()
-        if turn.error is not None:
-            raise _turn_error(turn)
-        return JSONResponse(_completion(turn, answer_id, body.model or engines.names()[0]))
+        return turn
 
     @app.post("/v1/search", tags=["knowledge base"], summary="The passages a question retrieves, without a model")
     def search(body: SearchRequest, who: Authorized) -> dict[str, Any]:
@@ -691,6 +697,33 @@ def _chunk(answer_id: str, model: str, created: int, delta: dict[str, Any], fini
 
 def _sse(event: Mapping[str, Any]) -> str:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+async def _whole_answer(turn: Turn, slots: AnswerSlots, request: Request, answer_id: str) -> None:
+    """The turn run to its end in a thread of its own, for a request that does not stream. A client that hangs up
+    meanwhile (looked for every HANG_UP_CHECK_S) stops it as a streamed one does: the answer saved as it stands,
+    marked stopped, and the model stopped at once, not left answering for nobody while the next question waits."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def run() -> None:
+        try:
+            with turn:
+                for _ in turn:
+                    pass
+        finally:
+            slots.give_back()
+            with contextlib.suppress(RuntimeError):  # the server is shutting down: nobody waits any more
+                loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=run, name=f"answer-{answer_id[-8:]}", daemon=True).start()
+    while not done.is_set():
+        try:
+            await asyncio.wait_for(done.wait(), HANG_UP_CHECK_S)
+        except TimeoutError:
+            if await request.is_disconnected():
+                await run_in_threadpool(turn.save_stopped)  # it writes to SQLite
+                return
 
 
 async def _events(

@@ -3,6 +3,9 @@ plain HTTP: answers from the real built-in model over the shipped corpus, keys, 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
 import sqlite3
 import threading
 import time
@@ -273,41 +276,71 @@ def test_a_client_that_hangs_up_while_the_model_reads_the_prompt_stops_it_at_onc
     """A chat front end's Stop while the model is still silent (Ollama reading a long prompt: minutes for a 7B model
     on a CPU): the answer is saved as stopped and Ollama's connection shut, so it stops generating for nobody (it
     sees its client gone). Before, the server noticed only at the model's first word."""
+    with api_over_ollama(tmp_path, embedder) as (ollama, server, key, engine):
+        body = {"model": "default", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+        headers = {"Authorization": f"Bearer {key}"}
+        with (
+            httpx.Client(base_url=server.url, headers=headers, timeout=120) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as response,
+        ):
+            lines = response.iter_lines()  # kept: httpx closes the connection when the iterator is dropped
+            assert next(lines).startswith("data:")  # the role, sent at once
+            assert ollama.reading.wait(60)
+        # the client has hung up
+        assert ollama.client_gone.wait(60)
+        assert saved_turn(engine) == (QUESTION, "", API_STOPPED)
+
+
+@pytest.mark.slow
+def test_a_client_that_hangs_up_before_a_whole_answer_stops_the_model_too(tmp_path: Path, embedder: Embedder) -> None:
+    """The same for a request that does not stream (a script with a timeout): the server looks for its client while
+    the answer is made. Before, the model answered in full for nobody, holding its slot meanwhile."""
+    with api_over_ollama(tmp_path, embedder) as (ollama, server, key, engine):
+        body = json.dumps({"model": "default", "messages": [{"role": "user", "content": QUESTION}]}).encode()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=60) as client:
+            client.sendall(
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            assert ollama.reading.wait(60)
+        # the client has hung up
+        assert ollama.client_gone.wait(60)
+        assert saved_turn(engine) == (QUESTION, "", API_STOPPED)
+
+
+@contextlib.contextmanager
+def api_over_ollama(tmp_path: Path, embedder: Embedder) -> Iterator[tuple[FakeOllama, RunningServer, str, Engine]]:
+    """The API served by uvicorn over a knowledge base answered by a fake Ollama that reads prompts until released."""
     with FakeOllama(models=["llama2:latest"]) as ollama:
         ollama.mode = "reading-prompt"
         settings = Settings(data_dir=tmp_path, backend="ollama", ollama_host=ollama.host)
-        engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(OllamaBackend(ollama.host, "llama2"), "t"))
+        backend = OllamaBackend(ollama.host, "llama2")
+        engine = Engine(settings, embedder=embedder, chosen=ChosenBackend(backend, "t"))
         assert all(r.ok for r in engine.ensure_default_corpus())
         keys = ApiKeys.in_data_dir(tmp_path)
         _, key = keys.create("hang-up")
-        server = serve_in_thread(
-            create_app(Engines(lambda: settings, seed=engine), keys, settings), "127.0.0.1", free_port()
-        )
+        app = create_app(Engines(lambda: settings, seed=engine), keys, settings)
+        server = serve_in_thread(app, "127.0.0.1", free_port())
         try:
-            body = {"model": "default", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
-            headers = {"Authorization": f"Bearer {key}"}
-            with (
-                httpx.Client(base_url=server.url, headers=headers, timeout=120) as http,
-                http.stream("POST", "/v1/chat/completions", json=body) as response,
-            ):
-                lines = response.iter_lines()  # kept: httpx closes the connection when the iterator is dropped
-                assert next(lines).startswith("data:")  # the role, sent at once
-                assert ollama.reading.wait(60)
-            # the client has hung up
-            assert ollama.client_gone.wait(60)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # saved by a thread of the server's (it writes to SQLite)
-                (conversation,) = engine.conversations.list()
-                messages = engine.conversations.get(conversation.id).messages
-                if len(messages) == 2:
-                    break
-                time.sleep(0.1)
-            question, answer = messages
-            assert question.content == QUESTION
-            assert (answer.content, answer.error) == ("", API_STOPPED)
+            yield ollama, server, key, engine
         finally:
             ollama.go_on.set()
             server.stop()
+
+
+def saved_turn(engine: Engine) -> tuple[str, str, str | None]:
+    """The one conversation's question, and its answer's text and error, once the server's thread has saved them."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        (conversation,) = engine.conversations.list()
+        messages = engine.conversations.get(conversation.id).messages
+        if len(messages) == 2:
+            break
+        time.sleep(0.1)
+    question, answer = messages
+    return question.content, answer.content, answer.error
 
 
 @pytest.mark.slow
