@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag.cli.questions import CLI_STOPPED
 from rag.config import DEFAULT_KB, PROJECT_ROOT
 from rag.conversations import ConversationStore, SavedSource, SavedUsage
 from rag.prompts import render_llama2
@@ -274,36 +275,40 @@ def test_chat_through_stdin_is_saved_and_can_be_continued_shown_exported_and_del
 
 @pytest.mark.slow
 def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(kb: Path) -> None:
-    """Ctrl-C while the built-in model works stops that answer (saved as it stood, marked stopped) and the chat takes
-    the next question. Before, the interrupt waited for the model's call under way to return (Python handles a
-    signal only between the main thread's calls into C: seconds for a prompt here, a minute with a 7B model) and
-    then ended the whole chat."""
-    env = {**os.environ, "RAG_DATA_DIR": str(kb), "OLLAMA_HOST": f"http://127.0.0.1:{free_port()}"}
-    chat = subprocess.Popen(
-        [sys.executable, "-m", "rag", "chat", "--backend", "embedded"],
-        cwd=PROJECT_ROOT,
-        env={**env, "PYTHONUNBUFFERED": "1", "RAG_MAX_ANSWER_TOKENS": "1024"},
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert chat.stdin is not None and chat.stdout is not None
-        chat.stdin.write("Tell me everything about the office cat, at length.\n")
-        chat.stdin.flush()
-        assert chat.stdout.readline().startswith("you> Tell me everything")
-        assert chat.stdout.read(1)  # the answer's first word: the model is at work
-        chat.send_signal(signal.SIGINT)
-        out, err = chat.communicate("Where is the team offsite?\n", timeout=300)
-    finally:
-        chat.kill()
+    """Ctrl-C while the model is still silent, reading the prompt, stops that answer (saved as it stood, marked
+    stopped; the model's connection shut, which Ollama takes as its client gone) and the chat takes the next
+    question. Before, the interrupt ended the whole chat. (The built-in model stops the same way, through the stop the
+    interrupt sets: tests/test_turn.py.)"""
+    with FakeOllama(models=["llama2:latest"]) as ollama:
+        ollama.mode = "reading-prompt"
+        env = {**os.environ, "RAG_DATA_DIR": str(kb), "OLLAMA_HOST": ollama.host, "PYTHONUNBUFFERED": "1"}
+        chat = subprocess.Popen(
+            [sys.executable, "-m", "rag", "chat", "--backend", "ollama"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert chat.stdin is not None
+            chat.stdin.write("What is the office cat called?\n")
+            chat.stdin.flush()
+            assert ollama.reading.wait(120)  # the answer is under way: the model reads the prompt
+            ollama.mode = "ok"  # for the next question
+            chat.send_signal(signal.SIGINT)
+            assert ollama.client_gone.wait(60)
+            out, err = chat.communicate("Where is the team offsite?\n", timeout=300)
+        finally:
+            ollama.go_on.set()
+            chat.kill()
     assert chat.returncode == 0, err
     assert "# stopped: what had arrived is saved" in err
     assert "you> Where is the team offsite?" in out and "[1] travel.txt" in out
     exported = json.loads(run(["conversations", "export", conversation_id(err)[:8], "--format", "json"], kb).stdout)
     first, second = [m for m in exported["messages"] if m["role"] == "assistant"]
-    assert "stopped (Ctrl-C)" in (first["error"] or "") and second["error"] is None
+    assert (first["content"], first["error"]) == ("", CLI_STOPPED) and second["content"] and second["error"] is None
 
 
 def test_verbose_logs_the_fallback_to_the_built_in_model(kb: Path) -> None:
