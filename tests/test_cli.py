@@ -290,6 +290,8 @@ def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(kb: Path) -> None
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As from a terminal: a job a shell starts in the background (CI) ignores Ctrl-C, and so would the chat.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert chat.stdin is not None

@@ -4,8 +4,6 @@ packaged SmolLM2 GGUF on a free port (started once per module, and once more wit
 from __future__ import annotations
 
 import json
-import select
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +22,7 @@ from rag.errors import BackendError, BackendUnavailable, ModelNotFound, StreamIn
 from rag.prompts import render_llama2, strip_bos
 from rag.schema import Message
 from rag.turn import prepare, stream_answer
+from tests.fake_ollama import has_gone
 from tests.servers import LlamaServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -279,8 +278,7 @@ def test_a_stop_while_the_server_is_silent_ends_the_answer_and_the_server_sees_i
             self.rfile.read(int(self.headers["Content-Length"]))
             arrived.set()
             while not go_on.wait(0.05):
-                readable, _, _ = select.select([self.connection], [], [], 0)
-                if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                if has_gone(self.connection):
                     client_gone.set()
                     return
             self.send_response(200)
