@@ -278,6 +278,7 @@ class VectorCollection:
         self._name = name
         self._version = version
         self._bump_version = bump_version
+        self._system: Any = None  # embedded Chroma: the client this collection opened last
         if chroma_url:
             self._collection = open_collection(data_dir, registry_id, name, chroma_url, headers)
         else:
@@ -355,8 +356,26 @@ class VectorCollection:
         index would be another store's, up to date or not; forgetting it makes the next one load the folder."""
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        SharedSystemClient._identifier_to_system.pop(str(self.data_dir / "chroma"), None)
+        key = str(self.data_dir / "chroma")
+        SharedSystemClient._identifier_to_system.pop(key, None)
         self._collection = open_collection(self.data_dir, self._registry_id, self._name)
+        self._system = SharedSystemClient._identifier_to_system.get(key)  # this collection's client, for `close`
+
+    def close(self) -> None:
+        """Let go of Chroma's files (embedded Chroma): the client this collection opened is stopped and forgotten by
+        Chroma's per-process cache, which would otherwise keep the folder's files open as long as the process runs
+        (a knowledge base deleted or imported in the app kept its disk space and its file descriptors until a
+        restart). Other stores of the folder have clients of their own (`_open_fresh_collection`)."""
+        if self.chroma_url or self._system is None:
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        with self._chroma_turn():
+            system, self._system = self._system, None
+            key = str(self.data_dir / "chroma")
+            if SharedSystemClient._identifier_to_system.get(key) is system:
+                SharedSystemClient._identifier_to_system.pop(key, None)
+            system.stop()
 
 
 class _ChromaLock:

@@ -814,6 +814,8 @@ class Store:
 
     def close(self) -> None:
         _LIVE_TOKENS.discard(self._token)  # whatever it left half-done is abandoned now
+        if self._vectors_opened is not None:
+            self._vectors_opened.close()
         self._db.close()
 
 

@@ -201,6 +201,41 @@ def test_passages_are_read_from_the_keyword_rows_as_chroma_holds_them(store: Sto
     assert after["d1:00000"] == headed[0] and after["d1:00001"] == headed[1]
 
 
+def open_files_under(folder: Path) -> list[str]:
+    """The files this process holds open inside `folder` (a deleted one's name ends with " (deleted)")."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target.startswith(str(folder)):
+            held.append(target)
+    return held
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list the open files")
+def test_a_closed_store_holds_none_of_its_files_open_and_the_others_go_on(tmp_path: Path, embedder: Embedder) -> None:
+    """Closing a store lets go of Chroma's files too, so a knowledge base deleted afterwards (in the app, which goes
+    on running) frees its disk space at once, and a long-running app does not pile up open files, one folder after
+    another. Before, Chroma's per-process cache kept the folder's files open until the process ended. Another store
+    of the same folder, opened before, goes on working."""
+    first = Store(tmp_path / "kb")
+    add(first, embedder, "aaaa", "cats.txt", ["Cats purr when content."])
+    second = Store(tmp_path / "kb")
+    assert second.chunk_count() == 1 and open_files_under(tmp_path / "kb" / "chroma")
+    second.close()
+    assert [hit.chunk.text for hit in first.query(embedder.embed_query("purring"), k=1)] == ["Cats purr when content."]
+    first.close()
+    assert open_files_under(tmp_path / "kb") == []
+    shutil.rmtree(tmp_path / "kb")
+    assert open_files_under(tmp_path / "kb") == []
+    again = Store(tmp_path / "kb")  # a new knowledge base in the same place starts empty and works
+    add(again, embedder, "bbbb", "rockets.txt", ["Rockets burn fuel to reach orbit."])
+    assert [d.name for d in again.documents()] == ["rockets.txt"]
+    again.close()
+
+
 def test_meta_values_persist(tmp_path: Path, open_store: OpenStore) -> None:
     open_store(tmp_path / "kb").set_meta("seeded", "1")
     assert open_store(tmp_path / "kb").get_meta("seeded") == "1"
