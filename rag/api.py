@@ -706,17 +706,13 @@ async def _whole_answer(turn: Turn, slots: AnswerSlots, request: Request, answer
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
 
-    def run() -> None:
-        try:
-            with turn:
-                for _ in turn:
-                    pass
-        finally:
-            slots.give_back()
-            with contextlib.suppress(RuntimeError):  # the server is shutting down: nobody waits any more
-                loop.call_soon_threadsafe(done.set)
+    def at_end(failure: BaseException | None) -> None:
+        slots.give_back()
+        _log_failure(failure)
+        with contextlib.suppress(RuntimeError):  # the server is shutting down: nobody waits any more
+            loop.call_soon_threadsafe(done.set)
 
-    threading.Thread(target=run, name=f"answer-{answer_id[-8:]}", daemon=True).start()
+    turn.run_in_thread(lambda _piece: True, at_end, name=f"answer-{answer_id[-8:]}")
     while not done.is_set():
         try:
             await asyncio.wait_for(done.wait(), HANG_UP_CHECK_S)
@@ -736,24 +732,22 @@ async def _events(
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     hung_up = threading.Event()
 
-    def put(item: tuple[str, str]) -> None:
+    def put(item: tuple[str, str]) -> bool:
+        if hung_up.is_set():
+            return False
         try:
             loop.call_soon_threadsafe(queue.put_nowait, item)
         except RuntimeError:  # the server is shutting down: nobody reads any more
             hung_up.set()
+            return False
+        return True
 
-    def run() -> None:
-        try:
-            with turn:
-                for piece in turn:
-                    if hung_up.is_set():
-                        break  # closing the turn saves what arrived, marked as stopped
-                    put(("piece", piece))
-        finally:
-            slots.give_back()
-            put(("end", ""))
+    def at_end(failure: BaseException | None) -> None:
+        slots.give_back()
+        _log_failure(failure)
+        put(("end", ""))
 
-    threading.Thread(target=run, name=f"answer-{answer_id[-8:]}", daemon=True).start()
+    turn.run_in_thread(lambda piece: put(("piece", piece)), at_end, name=f"answer-{answer_id[-8:]}")
     created = int(time.time())
     ended = False
     try:
@@ -780,6 +774,13 @@ async def _events(
         hung_up.set()
         if not ended:  # the client hung up (this generator cancelled at once, in the middle of waiting)
             threading.Thread(target=turn.save_stopped, name=f"stop-{answer_id[-8:]}", daemon=True).start()
+
+
+def _log_failure(failure: BaseException | None) -> None:
+    """A turn's unexpected failure (a RagError is the turn's own `error`, sent to the client) logged where the
+    server's operator sees it: the turn's thread has nobody above it to raise it to."""
+    if failure is not None:
+        logger.error("an answer failed: %s", failure, exc_info=failure)
 
 
 def _problem(error: Mapping[str, Any]) -> str:

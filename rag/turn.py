@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
 
@@ -416,6 +416,31 @@ class Turn:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def run_in_thread(
+        self, hand_over: Callable[[str], bool], at_end: Callable[[BaseException | None], None], name: str
+    ) -> threading.Thread:
+        """Run the turn to its end in a daemon thread of its own (the model blocks for seconds inside its calls),
+        handing each piece to ``hand_over``, then calling ``at_end`` with what made it fail (None when it ended,
+        however it ended). ``hand_over`` returns False when nobody reads any more: the turn then ends, what arrived
+        saved as stopped. A reader that goes while the model is silent calls ``save_stopped`` as well, which ends
+        the model's work at once. The shape shared by a terminal (Ctrl-C) and the HTTP API (a client hanging up)."""
+
+        def run() -> None:
+            failure: BaseException | None = None
+            try:
+                with self:  # leaving it closes the answer: a server stops generating
+                    for piece in self:
+                        if not hand_over(piece):
+                            break
+            except BaseException as exc:  # handed to whoever waits, in its own thread
+                failure = exc
+            finally:
+                at_end(failure)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def make_plan(self) -> Plan:
         """A whole-document turn's plan (calls, parts, about how long), made before it starts."""

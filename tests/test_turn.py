@@ -220,6 +220,45 @@ def test_an_answer_stopped_while_the_model_is_silent_is_saved_at_once_from_anoth
 
 
 @pytest.mark.slow
+def test_a_turn_run_in_its_own_thread_hands_its_pieces_over_and_ends_stopped_when_the_reader_goes(
+    engine: Engine, embedder: Embedder
+) -> None:
+    """The terminal's and the HTTP API's way of reading a turn: pieces handed over in order, then the end; a
+    reader that stops taking them ends the turn, what arrived saved as stopped."""
+    with FakeOllama(models=["llama2:latest"]) as server:
+        settings = Settings(data_dir=engine.settings.data_dir, backend="ollama", ollama_host=server.host)
+        ollama_engine = Engine(settings, store=engine.store, embedder=embedder, chosen=choose_backend(settings))
+        service = Chat(ollama_engine, "api")
+        ends: list[BaseException | None] = []
+
+        def read(take: int) -> tuple[list[str], str]:
+            taken: list[str] = []
+
+            def hand_over(piece: str) -> bool:
+                if len(taken) == take:
+                    return False
+                taken.append(piece)
+                return True
+
+            turn = service.ask("What context length does Llama 2 use?")
+            turn.run_in_thread(hand_over, ends.append, name="answer").join(60)
+            assert turn.saved is not None
+            return taken, turn.conversation_id
+
+        whole, whole_id = read(take=99)
+        assert whole == ANSWER_PIECES
+        answer = service.conversations.get(whole_id).messages[-1]
+        assert answer.content == "Llama 2 uses a 4096-token context [1]." and answer.error is None
+
+        part, part_id = read(take=2)
+        assert part == ANSWER_PIECES[:2]
+        answer = service.conversations.get(part_id).messages[-1]
+        # the piece that arrived when the reader had gone is kept: what the model said, not more
+        assert answer.content == "Llama 2 uses a 4096-token" and answer.error == STOPPED
+    assert ends == [None, None]  # each turn's end told once, with nothing failed
+
+
+@pytest.mark.slow
 def test_a_stopped_answer_ends_the_built_in_models_work_while_it_reads_the_prompt(service: Chat) -> None:
     """The click's save also stops the model: the built-in one gives up reading the prompt (seconds here, minutes
     for a 7B model on a CPU), so the reading thread ends with no word and the next question need not wait for it.

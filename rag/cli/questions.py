@@ -369,21 +369,15 @@ def _read_turn(turn: Turn, show: Callable[[str], None]) -> None:
     arrived: queue.Queue[tuple[str | None, BaseException | None]] = queue.Queue()
     interrupted = threading.Event()
 
-    def read() -> None:
-        try:
-            with turn:  # leaving it closes the answer: a server stops generating
-                for piece in turn:
-                    if interrupted.is_set():
-                        break
-                    arrived.put((piece, None))
-        except BaseException as exc:  # handed to the main thread, which raises it there
-            arrived.put((None, exc))
-        else:
-            arrived.put((None, None))
+    def hand_over(piece: str) -> bool:
+        if interrupted.is_set():
+            return False
+        arrived.put((piece, None))
+        return True
 
-    reader = threading.Thread(target=read, name="answer", daemon=True)
+    reader: threading.Thread | None = None
     try:
-        reader.start()
+        reader = turn.run_in_thread(hand_over, lambda failure: arrived.put((None, failure)), name="answer")
         while True:
             piece, failure = arrived.get()
             if failure is not None:
@@ -394,7 +388,7 @@ def _read_turn(turn: Turn, show: Callable[[str], None]) -> None:
     except KeyboardInterrupt:
         interrupted.set()
         turn.save_stopped()
-        if reader.is_alive():
+        if reader is not None and reader.is_alive():
             reader.join(STOP_WAIT_S)
         raise
 
