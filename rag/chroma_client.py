@@ -351,15 +351,19 @@ class VectorCollection:
             self._vectors_seen = version
         return self._collection
 
+    @property
+    def _system_key(self) -> str:
+        """The folder's key in Chroma's per-process cache of clients (its persist directory)."""
+        return str(self.data_dir / "chroma")
+
     def _open_fresh_collection(self) -> None:
         """A client of its own (in its turn): Chroma shares one per folder within a process, whose copy of the
         index would be another store's, up to date or not; forgetting it makes the next one load the folder."""
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        key = str(self.data_dir / "chroma")
-        SharedSystemClient._identifier_to_system.pop(key, None)
+        SharedSystemClient._identifier_to_system.pop(self._system_key, None)
         self._collection = open_collection(self.data_dir, self._registry_id, self._name)
-        self._system = SharedSystemClient._identifier_to_system.get(key)  # this collection's client, for `close`
+        self._system = SharedSystemClient._identifier_to_system.get(self._system_key)  # this collection's client, for `close`
 
     def close(self) -> None:
         """Let go of Chroma's files (embedded Chroma): the client this collection opened is stopped and forgotten by
@@ -372,9 +376,8 @@ class VectorCollection:
 
         with self._chroma_turn():
             system, self._system = self._system, None
-            key = str(self.data_dir / "chroma")
-            if SharedSystemClient._identifier_to_system.get(key) is system:
-                SharedSystemClient._identifier_to_system.pop(key, None)
+            if SharedSystemClient._identifier_to_system.get(self._system_key) is system:
+                SharedSystemClient._identifier_to_system.pop(self._system_key, None)
             system.stop()
 
 
