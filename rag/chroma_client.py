@@ -363,7 +363,8 @@ class VectorCollection:
 
         SharedSystemClient._identifier_to_system.pop(self._system_key, None)
         self._collection = open_collection(self.data_dir, self._registry_id, self._name)
-        self._system = SharedSystemClient._identifier_to_system.get(self._system_key)  # this collection's client, for `close`
+        # This collection's client, for `close`.
+        self._system = SharedSystemClient._identifier_to_system.get(self._system_key)
 
     def close(self) -> None:
         """Let go of Chroma's files (embedded Chroma): the client this collection opened is stopped and forgotten by
