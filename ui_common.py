@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import streamlit as st
@@ -29,7 +30,7 @@ from rag.embeddings import Embedder
 from rag.engine import Engine, choose_backend, embedded_gguf, retrieval_options
 from rag.errors import DamagedKnowledgeBase, RagError, SettingsError
 from rag.formatting import plain_markdown, plural, safe_markdown, safe_markdown_blocks
-from rag.kb import KnowledgeBase, KnowledgeBases, index_location
+from rag.kb import KnowledgeBase, KnowledgeBases, index_folders, index_location
 from rag.logs import configure_logging
 from rag.retrieval import RetrievalOptions, Retriever
 from rag.sources import SourceKind, SourceStore, SyncReport
@@ -98,14 +99,61 @@ def shared_embedded_llm(gguf: str | None, context_window: int) -> EmbeddedBacken
     return EmbeddedBackend(Path(gguf) if gguf else None, context_window)
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+Shared = TypeVar("Shared", bound=_Closable)
+
+
+class _Opened(Generic[Shared]):
+    """What a cached function opened, by the arguments it was called with (Streamlit keys its cache by the
+    arguments as passed), the first one a folder: to close them when their folder goes (a knowledge base deleted, a
+    re-index's old index). SQLite and Chroma keep their files open as long as they are, so their disk space would
+    come back only when the app stops. The next call with the same arguments opens them anew."""
+
+    def __init__(self, cached: Any, what: str) -> None:
+        self._cached = cached
+        self._what = what
+        self._opened: dict[tuple[str, ...], Shared] = {}
+        self._lock = threading.Lock()
+
+    def get(self, *args: str) -> Shared:
+        opened: Shared = self._cached(*args)
+        with self._lock:
+            self._opened[args] = opened
+        return opened
+
+    def release(self, folders: Sequence[Path]) -> None:
+        wanted = {str(folder) for folder in folders}
+        with self._lock:
+            released = [(args, opened) for args, opened in self._opened.items() if args[0] in wanted]
+            for args, _opened in released:
+                del self._opened[args]
+        for args, opened in released:
+            self._cached.clear(*args)
+            try:
+                opened.close()
+            except Exception:  # its files are gone already: what is left to let go of goes with the process
+                logger.warning("Closing the %s of %s failed", self._what, args[0], exc_info=True)
+
+
+_stores: _Opened[Store] = _Opened(shared_store, "store")
+
+
 def get_store(settings: Settings) -> Store:
     """The shared store of the settings' knowledge base (the index that serves: a re-index opens the new one); a
     new Chroma URL, token or collection opens another one."""
     location = index_location(settings)
     chroma = (settings.chroma_url, settings.chroma_token, location.collection)
     if chroma == ("", "", DEFAULT_CHROMA_COLLECTION):
-        return shared_store(str(location.folder))  # Streamlit keys the cache by the arguments as passed
-    return shared_store(str(location.folder), *chroma)
+        return _stores.get(str(location.folder))
+    return _stores.get(str(location.folder), *chroma)
+
+
+def release_stores(folders: Sequence[Path]) -> None:
+    """Close the shared stores of these index folders (a re-index's old index, a knowledge base deleted)."""
+    _stores.release(folders)
 
 
 @st.cache_resource
@@ -113,9 +161,12 @@ def shared_conversations(data_dir: str) -> ConversationStore:
     return ConversationStore.in_data_dir(Path(data_dir))
 
 
+_conversations: _Opened[ConversationStore] = _Opened(shared_conversations, "saved conversations")
+
+
 def get_conversations(settings: Settings) -> ConversationStore:
     """The saved conversations of the settings' knowledge base (each has its own)."""
-    return shared_conversations(str(settings.kb_dir))
+    return _conversations.get(str(settings.kb_dir))
 
 
 @st.cache_resource
@@ -412,10 +463,13 @@ def knowledge_base_picker(settings: Settings) -> None:
             st.session_state.pop(KB_PENDING_DELETE, None)
             name = settings.kb
             try:
+                folders = index_folders(settings)
                 knowledge_bases.delete(name)
             except RagError as exc:
                 show_error(exc)
                 return
+            release_stores(folders)
+            _conversations.release([settings.kb_dir])
             switch_kb(DEFAULT_KB)
             st.session_state[KB_FLASH] = f"Deleted the knowledge base {name!r}."
             st.rerun()

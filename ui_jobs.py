@@ -118,6 +118,7 @@ class ReindexJob(Job[ReindexProgress, ReindexReport]):
 
     def __init__(self, settings: Settings, embedder: Embedder) -> None:
         super().__init__(settings.kb, lambda report: reindex(settings, embedder, report), "reindex")
+        self.settings = settings  # which knowledge base: its old index is let go of when done
 
     def describe(self) -> str:
         return f"Re-indexing the knowledge base {self.kb!r}"

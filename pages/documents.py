@@ -29,7 +29,7 @@ from rag.archive import ArchiveProgress
 from rag.engine import Chunk, DocumentRecord, Engine, IngestResult
 from rag.errors import RagError
 from rag.formatting import human_size, plural
-from rag.kb import check_versions
+from rag.kb import check_versions, index_folders
 from rag.reindex import ReindexProgress
 from rag.sources import Source, SourceStore, SyncReport
 from rag.sync import Syncer, SyncProgress
@@ -37,8 +37,8 @@ from ui_common import (
     KB_FLASH,
     catalog,
     escape_markdown,
+    release_stores,
     require_engine,
-    shared_store,
     show_error,
     show_unexpected,
     switch_kb,
@@ -194,7 +194,7 @@ def follow_job(job: Job[Any, Any], kb: str) -> None:
 def finished(job: Job[Any, Any]) -> None:
     """A job done: its outcome where the page has always shown it (the tab it belongs to opened), from a new run."""
     if isinstance(job, ReindexJob) and job.result is not None:
-        shared_store.clear()  # the new index serves: open it (the old one is gone)
+        release_stores(index_folders(job.settings)[:-1])  # the new index serves; the old ones are gone
         st.session_state[JOB_FLASH] = f"Re-indexed: {job.result.summary()}"  # it ends with a full stop
     elif isinstance(job, SyncJob):
         st.session_state[SYNC_REPORT] = job.result

@@ -375,7 +375,8 @@ class VectorCollection:
             return
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        with self._chroma_turn():
+        # A folder deleted (its knowledge base, a re-index's old index) has no lock to take, nor anyone to wait for.
+        with self._chroma_turn() if self.data_dir.is_dir() else nullcontext():
             system, self._system = self._system, None
             if SharedSystemClient._identifier_to_system.get(self._system_key) is system:
                 SharedSystemClient._identifier_to_system.pop(self._system_key, None)

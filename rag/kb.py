@@ -271,6 +271,13 @@ def index_location(settings: Settings, generation: int | None = None) -> IndexLo
     return IndexLocation(folder, collection, generation)
 
 
+def index_folders(settings: Settings) -> list[Path]:
+    """The folders of every index of the knowledge base, oldest first, the last the one serving (a re-index removes
+    the older ones when it is done; a process may still hold them open)."""
+    serving = index_location(settings).generation
+    return [index_location(settings, generation).folder for generation in range(serving + 1)]
+
+
 def open_store(settings: Settings, generation: int | None = None) -> Store:
     """The index of the knowledge base of these settings: its registry in its folder, its vectors there or on
     the Chroma server."""

@@ -1,7 +1,9 @@
-"""Reading a knowledge base's registry from outside, as another process sees it while a writer works."""
+"""A knowledge base seen from outside: its registry as another process reads it while a writer works, and the files
+this process holds open in its folders."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -18,3 +20,16 @@ def ready_documents(registry: Path) -> int:
             db.close()
     except sqlite3.Error:
         return 0
+
+
+def open_files_under(folder: Path) -> list[str]:
+    """The files this process holds open inside `folder` (a deleted one's name ends with " (deleted)")."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile (the listing's own descriptor)
+            continue
+        if target.startswith(str(folder)):
+            held.append(target)
+    return held

@@ -22,6 +22,7 @@ from rag.errors import StoreError
 from rag.schema import Chunk
 from rag.sqlite import applied_migrations, now_iso
 from rag.store import MIGRATIONS, DocumentRecord, Store
+from tests.registry import open_files_under
 from tests.servers import ChromaServer, free_port
 
 OpenStore = Callable[[Path], Store]
@@ -199,19 +200,6 @@ def test_passages_are_read_from_the_keyword_rows_as_chroma_holds_them(store: Sto
     after = store.passages(asked)  # read from Chroma instead: nothing is silently left out
     assert after == {cid: chunk for cid, (chunk, _) in store.fetch(asked).items()}
     assert after["d1:00000"] == headed[0] and after["d1:00001"] == headed[1]
-
-
-def open_files_under(folder: Path) -> list[str]:
-    """The files this process holds open inside `folder` (a deleted one's name ends with " (deleted)")."""
-    held = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:  # closed meanwhile (the listing's own descriptor)
-            continue
-        if target.startswith(str(folder)):
-            held.append(target)
-    return held
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list the open files")

@@ -23,6 +23,7 @@ from rag.ingest import IngestResult
 from rag.kb import KnowledgeBases
 from rag.loaders import load_bytes
 from rag.store import Store
+from tests.registry import open_files_under
 from tests.servers import Site, free_port
 from tests.test_reindex import previous_chunker_kb
 from tests.test_web import PAGE
@@ -335,9 +336,12 @@ def test_an_index_of_the_previous_chunker_is_flagged_and_reindexed_from_the_page
     assert [w for w in at.warning if "another chunker" in w.value]  # still to do
     assert not at.button(key="documents_reindex").disabled
 
+    old_index = [settings.data_dir / "chroma", settings.data_dir / "registry.sqlite3"]
+    assert all(open_files_under(path) for path in old_index)  # open in the app
     at.button(key="documents_reindex").click().run()
     assert not at.exception, at.exception
     assert any(shown(s.value).startswith("Re-indexed: re-indexed 3 documents") for s in at.success)
+    assert not any(open_files_under(path) for path in old_index)  # let go of: its disk space back at once
     assert not [w for w in at.warning if "another chunker" in w.value]  # up to date now
     assert (settings.data_dir / "index-1").is_dir()
     assert set(at.dataframe[0].value["Name"]) == {"docs/keepers.md", "docs/orders.md", "docs/sales.pdf"}

@@ -15,6 +15,7 @@ from rag.config import PROJECT_ROOT, Settings, save_settings
 from rag.conversations import ConversationStore
 from rag.kb import KnowledgeBases
 from rag.sources import SourceStore
+from tests.registry import open_files_under
 from tests.servers import free_port
 from ui_common import folder_watcher, shared_store
 
@@ -86,11 +87,13 @@ def test_a_knowledge_base_is_created_switched_to_renamed_and_deleted_after_a_con
     at.sidebar.button(key="kb_delete_cancel").click().run()
     assert picker(at).options == ["default", "Cider orchard"]  # cancelled: still there
     at.sidebar.button(key="kb_delete").click().run()
+    assert open_files_under(data_dir / "kbs")  # its index, open in the app
     at.sidebar.button(key="kb_delete_yes").click().run()
     assert not at.exception, at.exception
     assert picker(at).options == ["default"] and picker(at).value == "default"
     assert "Deleted the knowledge base 'Cider orchard'." in sidebar_text(at)
     assert not list((data_dir / "kbs").iterdir())
+    assert not open_files_under(data_dir / "kbs")  # its files let go of: their disk space is back at once
     assert not any(b.key == "kb_delete" for b in at.sidebar.button)  # 'default' cannot be deleted
 
 
