@@ -313,6 +313,36 @@ def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(kb: Path) -> None
     assert (first["content"], first["error"]) == ("", CLI_STOPPED) and second["content"] and second["error"] is None
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_a_json_answer_prints_it_as_saved_stopped(kb: Path) -> None:
+    """A script that interrupts `rag ask --json` still reads what was saved (the question's conversation, the
+    answer marked stopped) on standard output, and the exit status says it was interrupted."""
+    with FakeOllama(models=["llama2:latest"]) as ollama:
+        ollama.mode = "reading-prompt"
+        env = {**os.environ, "RAG_DATA_DIR": str(kb), "OLLAMA_HOST": ollama.host, "PYTHONUNBUFFERED": "1"}
+        ask = subprocess.Popen(
+            [sys.executable, "-m", "rag", "ask", "--json", "--backend", "ollama", "What is the office cat called?"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal (see above)
+        )
+        try:
+            assert ollama.reading.wait(120)
+            ask.send_signal(signal.SIGINT)
+            out, err = ask.communicate(timeout=300)
+        finally:
+            ollama.go_on.set()
+            ask.kill()
+    assert ask.returncode == 130, err
+    printed = json.loads(out)
+    assert printed["role"] == "assistant" and printed["error"] == CLI_STOPPED and printed["content"] == ""
+    exported = json.loads(run(["conversations", "export", printed["conversation"][:8], "--format", "json"], kb).stdout)
+    assert [(m["role"], m["error"]) for m in exported["messages"]] == [("user", None), ("assistant", CLI_STOPPED)]
+
+
 def test_verbose_logs_the_fallback_to_the_built_in_model(kb: Path) -> None:
     quiet = run(["prompt", "Where is the offsite?"], kb)
     loud = run(["--verbose", "prompt", "Where is the offsite?"], kb)

@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.cli.common import index_default_corpus
 from rag.config import BACKENDS
-from rag.conversations import ConversationStore, SavedSource, SelectedDocument
+from rag.conversations import ConversationStore, SavedSource, SelectedDocument, StoredMessage
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
@@ -249,11 +249,16 @@ def cmd_ask(engine: Engine, args: argparse.Namespace) -> int:
         print(f"# conversation {turn.conversation_id}", file=sys.stderr)
     if not args.json:
         return _run_turn(turn)
-    _read_turn(turn, lambda piece: None)
+    try:
+        _read_turn(turn, lambda piece: None)
+    except KeyboardInterrupt:  # what had arrived is saved, marked stopped: a script still gets it, as saved
+        if turn.saved is not None:
+            _print_saved(turn.conversation_id, turn.saved)
+        raise
     message = turn.saved
     assert message is not None
     if args.conversation is not None:  # one more turn of a saved conversation: the answer as it was saved
-        print(json.dumps({"conversation": turn.conversation_id, **asdict(message)}, ensure_ascii=False, indent=2))
+        _print_saved(turn.conversation_id, message)
         return 0 if turn.error is None else 1
     if turn.error is not None:
         print(f"error: {turn.error}", file=sys.stderr)
@@ -358,6 +363,10 @@ def _run_turn(turn: Turn) -> int:
         _print_sources(turn.answer.sources, turn.saved.sources or [] if turn.saved is not None else [])
     _print_usage(turn.answer)
     return 0
+
+
+def _print_saved(conversation_id: str, message: StoredMessage) -> None:
+    print(json.dumps({"conversation": conversation_id, **asdict(message)}, ensure_ascii=False, indent=2), flush=True)
 
 
 def _read_turn(turn: Turn, show: Callable[[str], None]) -> None:
