@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from rag.backends.base import GenerationOptions, LLMBackend, StopSignal
+from rag.backends.base import GenerationOptions, LLMBackend, StopSignal, is_stopped
 from rag.errors import RagError
 from rag.left_out import asks_for_every_item, left_out, not_in_answer
 from rag.schema import Chunk, Message, Usage
@@ -265,7 +265,7 @@ class WholeDocumentAnswer:
 
     @property
     def _stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        return is_stopped(self.stop)
 
     def partial(self) -> str:
         """What a stopped run has: the notes of the parts read so far, with their pages."""

@@ -38,7 +38,7 @@ class GenerationOptions:
 
     @property
     def stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
+        return is_stopped(self.stop)
 
 
 class StopSignal:
@@ -76,6 +76,11 @@ class StopSignal:
     @property
     def address(self) -> int:
         return ctypes.addressof(self._byte)
+
+
+def is_stopped(stop: StopSignal | None) -> bool:
+    """Whether a stop was given and has been set."""
+    return stop is not None and stop.is_set()
 
 
 class TokenStream:
