@@ -180,11 +180,11 @@ class KeywordQuery:
         if k <= 0 or self.live_rows == 0 or not self.term_ids or (doc_ids is not None and not doc_ids):
             return []
         scores = self.scores
-        if doc_ids is not None:
-            wanted = [self.doc_numbers[d] for d in doc_ids if d in self.doc_numbers]
-            scores = scores.copy()
-            scores[~np.isin(self.docs, wanted)] = 0
-        hits = np.flatnonzero(scores > 0)
+        if doc_ids is None:
+            hits = np.flatnonzero(scores > 0)
+        else:  # only the documents' own rows looked at (a tenth of a millisecond, not a copy of every score)
+            rows = np.sort(np.concatenate([self._rows_of(d) for d in dict.fromkeys(doc_ids)]))
+            hits = rows[scores[rows] > 0]
         if len(hits) > k:
             hits = hits[np.argpartition(-scores[hits], k - 1)[:k]]
         hits = hits[np.argsort(-scores[hits], kind="stable")]
@@ -209,8 +209,11 @@ class KeywordQuery:
             return []
         members = self._rows_of(doc_id)
         live: list[tuple[np.ndarray, np.ndarray]] = []
-        for rows, tfs in self.postings:  # live rows only
-            inside = self.docs[rows] == number
+        for rows, tfs in self.postings:  # live rows only, ascending
+            # The document's rows found in the term's by binary search: a document's few hundred passages, where
+            # looking up the document of every row holding an everyday word read most of the collection.
+            at = np.minimum(np.searchsorted(rows, members), max(len(rows) - 1, 0))
+            inside = at[rows[at] == members] if len(rows) else at[:0]
             live.append((rows[inside], tfs[inside]))
         total = len(members)
         if total == 0 or not any(len(rows) for rows, _ in live):

@@ -146,6 +146,10 @@ class DocumentRouter:
                 if word.isalpha() and word.isupper():
                     self._glued.setdefault(word.lower(), set()).add(card)
         self._vocabulary = set().union(*(terms for _, terms in self._cards))
+        self._cards_with: dict[str, list[int]] = {}  # term → the cards that hold it: a question scores only those
+        for card, (_, terms) in enumerate(self._cards):
+            for term in terms:
+                self._cards_with.setdefault(term, []).append(card)
         total = len(self._cards)
         frequency: dict[str, int] = {}
         for _, terms in self._cards:
@@ -184,9 +188,11 @@ class DocumentRouter:
                 for card, glued in begun[short].items():
                     spelled.setdefault(card, set()).update(w for w in glued if _rest(w, low) in words_in_texts)
         abbreviates = any(spelled.values())  # a short form in the question spells some card's words
+        sharing = set(spelled).union(*(self._cards_with.get(word, ()) for word in words))
         raw = {
             doc_id: sum(self._idf[t] for t in sorted((words & terms) | spelled.get(card, set())))  # in one order
             for card, (doc_id, terms) in enumerate(self._cards)
+            if card in sharing
         }
         best = max(raw.values(), default=0.0)
         if best <= 0 or not (abbreviates or self._names_a_document(question)):

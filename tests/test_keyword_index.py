@@ -173,6 +173,11 @@ def test_one_query_ranks_many_times_and_weighs_coverage_without_catching_up_agai
     query = store.keyword_search(["basalt", "volcanic"])
     assert query.ranking(5) == store.keyword_ranking(["basalt", "volcanic"], 5)
     assert [cid for cid, _ in query.ranking(5, ["bbbb"])] == ["bbbb:00000"]
+    add(store, "cccc", ["Volcanic ash fell.", "No rock here.", "Basalt, volcanic basalt."])
+    query = store.keyword_search(["basalt", "volcanic"])
+    everywhere = query.ranking(10)
+    for chosen in (["cccc", "aaaa"], ["aaaa", "zzzz", "aaaa"]):  # the same passages, scores and order, filtered
+        assert query.ranking(10, chosen) == [(cid, s) for cid, s in everywhere if cid.split(":")[0] in chosen]
     store.delete_document("bbbb")  # the query keeps the state it was scored against; a new one sees the change
     assert "bbbb:00000" in [cid for cid, _ in query.ranking(5)]
     assert "bbbb:00000" not in [cid for cid, _ in store.keyword_ranking(["basalt", "volcanic"], 5)]
