@@ -124,7 +124,8 @@ class _Opened(Generic[Shared]):
             self._opened[args] = opened
         return opened
 
-    def release(self, folders: Sequence[Path]) -> None:
+    def release(self, folders: Sequence[Path]) -> list[Shared]:
+        """Close what was opened on these folders; returns what was closed."""
         wanted = {str(folder) for folder in folders}
         with self._lock:
             released = [(args, opened) for args, opened in self._opened.items() if args[0] in wanted]
@@ -136,6 +137,7 @@ class _Opened(Generic[Shared]):
                 opened.close()
             except Exception:  # its files are gone already: what is left to let go of goes with the process
                 logger.warning("Closing the %s of %s failed", self._what, args[0], exc_info=True)
+        return [opened for _args, opened in released]
 
 
 _stores: _Opened[Store] = _Opened(shared_store, "store")
@@ -152,8 +154,24 @@ def get_store(settings: Settings) -> Store:
 
 
 def release_stores(folders: Sequence[Path]) -> None:
-    """Close the shared stores of these index folders (a re-index's old index, a knowledge base deleted)."""
-    _stores.release(folders)
+    """Close the shared stores of these index folders (a re-index's old index, a knowledge base deleted), and
+    forget their retrievers (which keep every vector of the store in memory)."""
+    for store in _stores.release(folders):
+        with _RETRIEVERS_LOCK:
+            made_with = _retriever_options.pop(id(store), set())
+        for options in made_with:
+            shared_retriever.clear(store, id(store), options)
+
+
+_retriever_options: dict[int, set[RetrievalOptions]] = {}  # id(store) → the options its shared retrievers have
+_RETRIEVERS_LOCK = threading.Lock()
+
+
+def get_retriever(store: Store, options: RetrievalOptions) -> Retriever:
+    """The shared retriever of this store for these options."""
+    with _RETRIEVERS_LOCK:
+        _retriever_options.setdefault(id(store), set()).add(options)
+    return shared_retriever(store, id(store), options)
 
 
 @st.cache_resource
@@ -246,7 +264,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
 
     status = ollama_status(settings.ollama_host, settings.ollama_token) if settings.backend == "auto" else None
     choice = choose_backend(settings, status, make_embedded)
-    retriever = shared_retriever(store, id(store), retrieval_options(settings))
+    retriever = get_retriever(store, retrieval_options(settings))
     engine = Engine(
         settings,
         store=store,

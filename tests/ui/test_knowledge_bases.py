@@ -4,7 +4,9 @@ settings; RAG_KB chooses the one a new session opens; the folder watcher follows
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from rag.kb import KnowledgeBases
 from rag.sources import SourceStore
 from tests.registry import open_files_under
 from tests.servers import free_port
-from ui_common import folder_watcher, shared_store
+from ui_common import folder_watcher, get_store, shared_store
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +90,16 @@ def test_a_knowledge_base_is_created_switched_to_renamed_and_deleted_after_a_con
     assert picker(at).options == ["default", "Cider orchard"]  # cancelled: still there
     at.sidebar.button(key="kb_delete").click().run()
     assert open_files_under(data_dir / "kbs")  # its index, open in the app
+    settings = KnowledgeBases(Settings.load()).settings_for("Cider orchard")
+    store = weakref.ref(get_store(settings))  # the app's (cached, shared) store of it
     at.sidebar.button(key="kb_delete_yes").click().run()
     assert not at.exception, at.exception
     assert picker(at).options == ["default"] and picker(at).value == "default"
     assert "Deleted the knowledge base 'Cider orchard'." in sidebar_text(at)
     assert not list((data_dir / "kbs").iterdir())
     assert not open_files_under(data_dir / "kbs")  # its files let go of: their disk space is back at once
+    gc.collect()
+    assert store() is None  # nor kept in memory (its retriever holds every vector of it)
     assert not any(b.key == "kb_delete" for b in at.sidebar.button)  # 'default' cannot be deleted
 
 
