@@ -189,11 +189,10 @@ class DocumentRouter:
                     spelled.setdefault(card, set()).update(w for w in glued if _rest(w, low) in words_in_texts)
         abbreviates = any(spelled.values())  # a short form in the question spells some card's words
         sharing = set(spelled).union(*(self._cards_with.get(word, ()) for word in words))
-        raw = {
-            doc_id: sum(self._idf[t] for t in sorted((words & terms) | spelled.get(card, set())))  # in one order
-            for card, (doc_id, terms) in enumerate(self._cards)
-            if card in sharing
-        }
+        raw: dict[str, float] = {}
+        for card in sorted(sharing):  # in the cards' order
+            doc_id, terms = self._cards[card]
+            raw[doc_id] = sum(self._idf[t] for t in sorted((words & terms) | spelled.get(card, set())))  # one order
         best = max(raw.values(), default=0.0)
         if best <= 0 or not (abbreviates or self._names_a_document(question)):
             return {}
