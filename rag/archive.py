@@ -52,10 +52,11 @@ from rag.kb import (
     record_versions,
     recorded_versions,
 )
+from rag.registry import DocumentRecord
 from rag.schema import Chunk
 from rag.sources import SourceStore
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -31,9 +31,11 @@ from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.formatting import plural
 from rag.loaders import SUPPORTED
+from rag.registry import REGISTRY_FILE, DocumentRecord, new_registry
 from rag.schema import HEADER_SEPARATOR, Chunk
 from rag.sqlite import now_iso
-from rag.store import CHROMA_DIR, LOCK_FILE, REGISTRY_FILE, DocumentRecord, Store
+from rag.store import CHROMA_DIR, Store
+from rag.write_lock import LOCK_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +276,7 @@ def repair_folder(
         if damage in ("registry missing", "registry damaged"):
             owner = collection_owner(data_dir, collection, chroma_url, headers)
             kept = _keep_aside([data_dir / f"{REGISTRY_FILE}{end}" for end in ("", "-wal", "-shm")], stamp)
-            Store.new_registry(data_dir, owner.registry_id if owner else uuid.uuid4().hex)
+            new_registry(data_dir, owner.registry_id if owner else uuid.uuid4().hex)
             done = "a new registry was made; the documents are registered again from the chunks Chroma holds"
         elif damage == "vectors unreadable":
             kept = _keep_aside([data_dir / CHROMA_DIR], stamp)

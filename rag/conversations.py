@@ -36,7 +36,7 @@ from rag.sqlite import (
 )
 
 if TYPE_CHECKING:
-    from rag.store import DocumentRecord
+    from rag.registry import DocumentRecord
 
 DB_NAME = "conversations.sqlite3"
 TITLE_MAX_CHARS = 60

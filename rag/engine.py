@@ -25,10 +25,11 @@ from rag.embeddings import Embedder
 from rag.ingest import IngestLimits, Ingestor, IngestProgress, IngestResult, ProgressCallback, Reader
 from rag.loaders import SUPPORTED
 from rag.originals import Originals
+from rag.registry import DocumentRecord
 from rag.retrieval import RetrievalOptions, RetrievalResult, Retriever
 from rag.schema import Chunk, RetrievedChunk
 from rag.source_view import SourceViewer
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 __all__ = [
     "BUILT_IN_MODEL",

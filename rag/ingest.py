@@ -25,6 +25,7 @@ from rag.config import (
     DEFAULT_PARSE_SECONDS,
     Settings,
 )
+from rag.disk_space import disk_full
 from rag.embeddings import Embedder
 from rag.errors import DiskFull, LoaderError, RagError
 from rag.formatting import clean_name, human_size, plural
@@ -33,9 +34,10 @@ from rag.loaders import is_supported, load_bytes
 from rag.loaders.common import ReadLimits
 from rag.originals import Originals
 from rag.parsing import PARSE_WORKERS, Loader, ParseBudget, ParserPool
+from rag.registry import DocumentRecord
 from rag.schema import Chunk, LoadedDocument
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store, disk_full
+from rag.store import Store
 
 logger = logging.getLogger(__name__)
 

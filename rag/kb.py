@@ -39,7 +39,8 @@ from rag.config import DEFAULT_KB, Settings, auth_headers, kb_name_problem, writ
 from rag.errors import RagError, StoreError
 from rag.formatting import plural
 from rag.sqlite import now_iso
-from rag.store import LOCK_FILE, Store
+from rag.store import Store
+from rag.write_lock import LOCK_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ from rag.kb import (
     record_versions,
     set_generation,
 )
+from rag.registry import DocumentRecord
 from rag.sources import SourceStore
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 from rag.sync import original_of
 
 logger = logging.getLogger(__name__)

@@ -1,16 +1,17 @@
 """The knowledge base: a Chroma collection of chunk vectors, a SQLite registry of documents, and a
 keyword index (rag/keyword_index.py: SQLite FTS5, BM25) in the same database as the registry. The store owns
-the registry, its transactions and the write lock; the keyword index writes its rows inside them.
+the registry (rag/registry.py: its schema, migrations and records), its transactions and the write lock; the
+keyword index writes its rows inside them.
 
 A document is visible only once its registry row is `ready`. Rows still `indexing` (a crash mid-ingest)
 or `deleting` (a crash mid-delete or mid-replace) are cleaned up when the store is next opened, so a
 document is either fully indexed or absent.
 
-Several processes (the app, the CLI) and threads may use one data directory. Writers take turns: each write
-span (begin → add chunks → commit or abort, a delete, a recovery) holds an OS-level lock on the data
-directory (`write.lock`, the filelock package); readers never take it. Each row being indexed or deleted
-records its writer (host, pid, and a token of the open store), so recovery removes only what a writer that is
-gone left behind, and a writer whose row was removed meanwhile fails instead of storing chunks of nothing.
+Several processes (the app, the CLI) and threads may use one data directory. Writers take turns, each write span
+under the data directory's write lock (rag/write_lock.py); readers never take it. Each row being indexed or
+deleted records its writer, so recovery removes only what a writer that is gone left behind, and a writer whose
+row was removed meanwhile fails instead of storing chunks of nothing. A write that fails for lack of space says so
+(rag/disk_space.py).
 
 The vectors are reached only through rag/chroma_client.py's VectorCollection, which owns Chroma: where it is
 (embedded or a server), which registry owns the collection, and how several processes share an embedded one
@@ -21,103 +22,40 @@ The vectors are reached only through rag/chroma_client.py's VectorCollection, wh
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import socket
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from rag import keyword_index
-from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection, collection_owner, this_place
+from rag.chroma_client import CHROMA_MAX_BATCH, VectorCollection
 from rag.chunking import doc_of
+from rag.disk_space import check_room, disk_full, full_disk_said, no_room
 from rag.errors import DamagedKnowledgeBase, DiskFull, StoreError
 from rag.keyword_index import NO_PAGE, KeywordIndex, KeywordQuery
-from rag.schema import Chunk, RetrievedChunk
-from rag.sqlite import (
-    Migration,
-    add_column,
-    connect,
-    execute_all,
-    is_corrupt,
-    is_disk_full,
-    is_truncated,
-    migrate,
-    write_transaction,
+from rag.registry import (
+    MIGRATIONS,
+    REGISTRY_FILE,
+    DocumentRecord,
+    record_from_row,
+    refuse_a_new_registry_beside_its_lost_one,
+    registry_damaged,
 )
+from rag.schema import Chunk, RetrievedChunk
+from rag.sqlite import connect, is_corrupt, is_disk_full, is_truncated, migrate, write_transaction
+from rag.write_lock import WriteLock, abandoned
 
 logger = logging.getLogger(__name__)
 
 COLLECTION = "chunks"
-# A writer waits this long for another one's span (an ingest wave of up to ~1,000 chunks takes about a minute
-# on a CPU) before giving up with a message.
-WRITE_LOCK_TIMEOUT = 300.0
-LOCK_FILE = "write.lock"
-REGISTRY_FILE = "registry.sqlite3"
-# Free space kept in hand beyond what a wave needs: SQLite's write-ahead logs (up to 4 MB before a checkpoint) and
-# Chroma's index files grow before they shrink back; reads need a little too.
-DISK_RESERVE = 8 * 1024 * 1024
 CHROMA_DIR = "chroma"
-# The tokens of the stores open in this process. Each open store is a writer of its own (a pid can be reused,
-# after a reboot or in a container, a token cannot); a closed one is gone, like a process that ended.
-_LIVE_TOKENS: set[str] = set()
 VECTORS_VERSION_KEY = "vectors_version"  # in `meta`: bumped before every write to Chroma, by any client
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS documents (
-    doc_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    pages INTEGER,
-    chunks INTEGER NOT NULL DEFAULT 0,
-    chunks_stored INTEGER NOT NULL DEFAULT 0,
-    size_bytes INTEGER NOT NULL,
-    ingested_at TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('indexing', 'ready', 'deleting'))
-);
-CREATE INDEX IF NOT EXISTS documents_name ON documents(name);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
-"""
-
-
-def _create_tables(db: sqlite3.Connection) -> None:
-    execute_all(db, _TABLES)
-    keyword_index.create_table(db)  # in the registry's database: a document's status governs its keyword rows
-
-
-# Numbered, applied once each on open and recorded in the database (rag/sqlite.py). Registries made before
-# migrations were recorded already hold some of these steps, so every step checks before it changes.
-MIGRATIONS = (
-    Migration("001_documents_meta_and_keyword_table", _create_tables),
-    # From the file's metadata or first page; empty for documents indexed before titles existed.
-    Migration("002_document_title", lambda db: add_column(db, "documents", "title", "TEXT NOT NULL DEFAULT ''")),
-    # host:pid:token of the process writing the row; NULL: a row no live writer owns (see _abandoned).
-    Migration("003_document_writer", lambda db: add_column(db, "documents", "writer", "TEXT")),
-)
-
-
-@dataclass(frozen=True)
-class DocumentRecord:
-    doc_id: str
-    name: str
-    kind: str
-    content_hash: str
-    pages: int | None
-    chunks: int
-    size_bytes: int
-    ingested_at: str
-    status: str = "ready"
-    title: str = ""  # from the file's metadata or first page (LoadedDocument.title); "" for older entries
 
 
 class Store:
@@ -140,13 +78,15 @@ class Store:
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             if not (registry.exists() and registry.stat().st_size > 0):
-                _refuse_a_new_registry_beside_its_lost_one(data_dir, collection, chroma_url, chroma_headers)
+                refuse_a_new_registry_beside_its_lost_one(
+                    data_dir, data_dir / CHROMA_DIR, collection, chroma_url, chroma_headers
+                )
             self._db = connect(registry)
             self._open_registry()
         except sqlite3.DatabaseError as exc:
             if is_corrupt(exc) or is_truncated(registry):
                 raise DamagedKnowledgeBase(registry_damaged(data_dir, exc), "registry damaged") from exc
-            if not (is_disk_full(exc) or _no_room(data_dir)):
+            if not (is_disk_full(exc) or no_room(data_dir)):
                 raise StoreError(
                     f"Cannot open the knowledge base in {data_dir} ({exc}): check that the folder is writable, "
                     "or set RAG_DATA_DIR to another folder."
@@ -163,10 +103,7 @@ class Store:
                 "or set RAG_DATA_DIR to another folder."
             ) from exc
         self._lock = threading.RLock()
-        self._token = uuid.uuid4().hex
-        _LIVE_TOKENS.add(self._token)
-        # Thread-local: two threads of this process (two app sessions) take turns like two processes.
-        self._write_lock = FileLock(data_dir / LOCK_FILE, timeout=WRITE_LOCK_TIMEOUT, thread_local=True)
+        self._write_lock = WriteLock(data_dir)
         self._keywords = KeywordIndex(self._db)
         if chroma_url:  # a server that is down, or not ours, is said at once
             self._open_vectors()
@@ -214,7 +151,7 @@ class Store:
         rows = self._db.execute(
             "SELECT * FROM documents WHERE status = 'ready' ORDER BY ingested_at DESC, name"
         ).fetchall()
-        return [self._record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def find(self, name_or_id: str) -> DocumentRecord | None:
         """By exact name, then by id or a unique id prefix (as printed by `docs`)."""
@@ -224,7 +161,7 @@ class Store:
                 "SELECT * FROM documents WHERE status = 'ready' AND doc_id LIKE ?", (name_or_id + "%",)
             ).fetchall()
             row = rows[0] if len(rows) == 1 else None
-        return self._record(row) if row else None
+        return record_from_row(row) if row else None
 
     def find_by_hash(self, content_hash: str) -> DocumentRecord | None:
         """The ready document of this content; a document registered again by `rag check --repair` is known by its
@@ -233,7 +170,7 @@ class Store:
             "SELECT * FROM documents WHERE status = 'ready' AND content_hash IN (?, ?)",
             (content_hash, content_hash[:16]),
         ).fetchone()
-        return self._record(row) if row else None
+        return record_from_row(row) if row else None
 
     def content_hashes(self) -> frozenset[str]:
         """The content hashes of the ready documents."""
@@ -258,7 +195,7 @@ class Store:
 
     def all_documents(self) -> list[DocumentRecord]:
         """Every registry row, whatever its status (ready, indexing, deleting)."""
-        return [self._record(row) for row in self._db.execute("SELECT * FROM documents ORDER BY name, doc_id")]
+        return [record_from_row(row) for row in self._db.execute("SELECT * FROM documents ORDER BY name, doc_id")]
 
     def vector_counts(self) -> dict[str, int]:
         """doc_id → vectors stored in Chroma under it, read page by page (ids and metadata only)."""
@@ -312,7 +249,7 @@ class Store:
 
     def restore_vectors(self, doc_id: str, chunks: Sequence[Chunk], embeddings: np.ndarray) -> None:
         """A ready document's vectors again, in place of what is left of them (its registry row stays as it is)."""
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             self._vectors.write(lambda c: c.delete(where={"doc_id": doc_id}))
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
                 self._vectors.write(
@@ -321,14 +258,14 @@ class Store:
 
     def restore_keyword_rows(self, doc_id: str, chunks: Sequence[Chunk]) -> None:
         """A document's keyword rows again, from its chunks as Chroma holds them."""
-        with self.writing(), self._lock, self._full_disk_said(), self._transaction():
+        with self.writing(), self._lock, full_disk_said(self.data_dir), self._transaction():
             self._keywords.delete(doc_id)
             self._keywords.insert(chunks)
             self._keywords.bump_generation()
 
     def register_recovered(self, record: DocumentRecord, chunks: Sequence[Chunk]) -> None:
         """A ready registry row and keyword rows for vectors whose registry row was lost, in one transaction."""
-        with self.writing(), self._lock, self._full_disk_said(), self._transaction():
+        with self.writing(), self._lock, full_disk_said(self.data_dir), self._transaction():
             self._db.execute(
                 "INSERT INTO documents(doc_id, name, kind, content_hash, pages, chunks, chunks_stored, size_bytes,"
                 " ingested_at, status, title) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)",
@@ -349,53 +286,23 @@ class Store:
             self._keywords.insert(chunks)
             self._keywords.bump_generation()
 
-    @staticmethod
-    def new_registry(data_dir: Path, registry_id: str) -> None:
-        """An empty registry that owns the collection `registry_id` names (the registry it replaces was lost)."""
-        db = connect(data_dir / REGISTRY_FILE)
-        try:
-            migrate(db, MIGRATIONS)
-            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('registry_id', ?)", (registry_id,))
-        finally:
-            db.close()
-
-    @contextmanager
-    def _full_disk_said(self, needed: int | None = None) -> Iterator[None]:
-        """A write that fails for lack of space raises DiskFull, which says how much is free and what to do."""
-        try:
-            yield
-        except DiskFull:
-            raise
-        except Exception as exc:
-            if is_disk_full(exc) or is_disk_full(exc.__cause__ or exc):
-                raise disk_full(self.data_dir, needed) from exc
-            raise
-
     def abandoned_documents(self) -> set[str]:
         """The rows not `ready` that no live writer owns (left by a crash): safe to purge."""
         rows = self._db.execute("SELECT doc_id, writer FROM documents WHERE status != 'ready'").fetchall()
         if not rows:
             return set()
-        lock_free = self._holding_write_lock() or self._write_lock_free()
-        return {str(doc_id) for doc_id, writer in rows if _abandoned(writer, lock_free)}
+        lock_free = self._write_lock.is_held() or self._write_lock.is_free()
+        return {str(doc_id) for doc_id, writer in rows if abandoned(writer, lock_free)}
 
     def remove_traces(self, doc_id: str) -> None:
         """Every vector, keyword row and registry row under this id (`rag check --repair`)."""
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             self._purge(doc_id)
 
     def check_room(self, needed: int) -> None:
-        """Raise DiskFull, before anything is written, when the disk holding the data directory has less free space
-        than `needed` bytes and a reserve (SQLite's write-ahead logs and Chroma's index files grow before they
-        shrink back). A Chroma server's disk is its own: only the registry's share is counted then."""
-        if self.chroma_url:
-            needed //= 8
-        try:
-            free = shutil.disk_usage(self.data_dir).free
-        except OSError:
-            return
-        if free < needed + DISK_RESERVE:
-            raise disk_full(self.data_dir, needed + DISK_RESERVE)
+        """Raise DiskFull, before anything is written, when the data directory's disk lacks `needed` bytes and a
+        reserve (rag/disk_space.py); a Chroma server's disk is its own."""
+        check_room(self.data_dir, needed, remote=bool(self.chroma_url))
 
     # -- writes: begin → add chunks (any number of batches) → commit ------------------------------
 
@@ -405,27 +312,17 @@ class Store:
         thread). Every write method takes it; the ingestor holds it around a whole wave (begin → commit)."""
         if self.read_only is not None:
             raise self.read_only
-        try:
-            self._write_lock.acquire(timeout=WRITE_LOCK_TIMEOUT if timeout is None else timeout)
-        except Timeout as exc:
-            raise StoreError(
-                f"Another process (or app session) has been writing to the knowledge base in {self.data_dir} for "
-                f"over {WRITE_LOCK_TIMEOUT if timeout is None else timeout:.0f} s: try again when it is done (an "
-                "ingest of many files writes in turns, a minute at a time)."
-            ) from exc
-        try:
+        with self._write_lock.held(timeout):
             yield
-        finally:
-            self._write_lock.release()
 
     def begin_document(self, record: DocumentRecord) -> None:
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (record.doc_id,)).fetchone()
             if row is not None:
                 status, writer = row
                 if status == "ready":
                     raise StoreError(f"{record.name}: this content is already in the knowledge base; nothing added.")
-                if not _abandoned(writer, lock_free=True):  # we hold the lock: only our own rows are live
+                if not abandoned(writer, lock_free=True):  # we hold the lock: only our own rows are live
                     raise StoreError(
                         f"{record.name}: this content is being {'indexed' if status == 'indexing' else 'deleted'} "
                         "by another session of this app; nothing added: try again when that is done."
@@ -445,7 +342,7 @@ class Store:
                     record.size_bytes,
                     record.ingested_at,
                     record.title,
-                    self._writer,
+                    self._write_lock.writer,
                 ),
             )
 
@@ -455,7 +352,7 @@ class Store:
         by_doc: dict[str, int] = {}
         for c in chunks:
             by_doc[c.doc_id] = by_doc.get(c.doc_id, 0) + 1
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             for doc_id in by_doc:  # under the lock nobody else can take the row away between this and the add
                 self._check_own(doc_id, "store its chunks")
             for start in range(0, len(chunks), CHROMA_MAX_BATCH):
@@ -471,7 +368,7 @@ class Store:
 
     def commit_document(self, doc_id: str, replaces: str | None = None) -> None:
         """Make the document visible, and retire the version it replaces, in one transaction."""
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             with self._transaction():
                 self._check_own(doc_id, "make it visible")
                 self._db.execute(
@@ -482,7 +379,7 @@ class Store:
                 if replaces:
                     self._db.execute(
                         "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
-                        (self._writer, replaces),
+                        (self._write_lock.writer, replaces),
                     )
             if replaces:
                 self._purge(replaces)
@@ -510,17 +407,17 @@ class Store:
     def abort_document(self, doc_id: str) -> None:
         """Remove what this writer stored of a document it will not commit; never another writer's document
         (the same content committed by another session meanwhile stays)."""
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-            if row is not None and row[0] == "indexing" and row[1] == self._writer:
+            if row is not None and row[0] == "indexing" and row[1] == self._write_lock.writer:
                 self._purge(doc_id)
 
     def delete_document(self, doc_id: str) -> None:
         """Delete a ready document (nothing happens if it is gone already, deleted by another session)."""
-        with self.writing(), self._lock, self._full_disk_said():
+        with self.writing(), self._lock, full_disk_said(self.data_dir):
             marked = self._db.execute(
                 "UPDATE documents SET status = 'deleting', writer = ? WHERE doc_id = ? AND status = 'ready'",
-                (self._writer, doc_id),
+                (self._write_lock.writer, doc_id),
             ).rowcount
             if marked:
                 self._purge(doc_id)
@@ -531,12 +428,10 @@ class Store:
         Never waits: when another writer holds the lock, its rows are its own and the next open recovers."""
         if self.read_only is not None:
             return []
-        try:
-            self._write_lock.acquire(timeout=0)
-        except Timeout:
-            logger.debug("Recovery skipped: another writer is busy on %s", self.data_dir)
-            return []
-        try:
+        with self._write_lock.held_if_free() as held:
+            if not held:
+                logger.debug("Recovery skipped: another writer is busy on %s", self.data_dir)
+                return []
             with self._lock:
                 stale = sorted(self.abandoned_documents())
                 removed = []
@@ -549,13 +444,11 @@ class Store:
                         continue
                     removed.append(doc_id)
                 return removed
-        finally:
-            self._write_lock.release()
 
     def _check_own(self, doc_id: str, doing: str) -> None:
         """The document's row must still be this writer's `indexing` row, or nothing more is written for it."""
         row = self._db.execute("SELECT status, writer FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        if row is not None and row[0] == "indexing" and row[1] == self._writer:
+        if row is not None and row[0] == "indexing" and row[1] == self._write_lock.writer:
             return
         if row is None:
             why = "its registry row is gone (removed by a recovery or `python -m rag check --repair`)"
@@ -566,22 +459,6 @@ class Store:
         raise StoreError(
             f"Document {doc_id} cannot {doing}: {why}. Nothing more was stored for it; add the file again."
         )
-
-    @property
-    def _writer(self) -> str:
-        """This store as a writer, "host:pid:token": recorded on the rows it is indexing or deleting."""
-        return f"{socket.gethostname()}:{os.getpid()}:{self._token}"
-
-    def _holding_write_lock(self) -> bool:
-        return bool(self._write_lock.is_locked)
-
-    def _write_lock_free(self) -> bool:
-        try:
-            self._write_lock.acquire(timeout=0)
-        except Timeout:
-            return False
-        self._write_lock.release()
-        return True
 
     # -- reads of chunks ----------------------------------------------------------------------------
 
@@ -806,92 +683,11 @@ class Store:
     def _transaction(self) -> AbstractContextManager[None]:
         return write_transaction(self._db)
 
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> DocumentRecord:
-        # `SELECT *`: the columns added later (title, writer) come last; the record leaves out the writer.
-        doc_id, name, kind, content_hash, pages, chunks, _stored, size_bytes, ingested_at, status, title = row[:11]
-        return DocumentRecord(doc_id, name, kind, content_hash, pages, chunks, size_bytes, ingested_at, status, title)
-
     def close(self) -> None:
-        _LIVE_TOKENS.discard(self._token)  # whatever it left half-done is abandoned now
+        self._write_lock.close()  # whatever it left half-done is abandoned now
         if self._vectors_opened is not None:
             self._vectors_opened.close()
         self._db.close()
-
-
-def _refuse_a_new_registry_beside_its_lost_one(
-    data_dir: Path, collection: str, chroma_url: str, headers: dict[str, str] | None
-) -> None:
-    """A registry about to be made (none, or an empty file) where the vectors say this folder had one: it was lost
-    (emptied, deleted), and a new one would disown every vector. Say so, before anything is written."""
-    if not chroma_url and not (data_dir / CHROMA_DIR / "chroma.sqlite3").exists():
-        return
-    owner = collection_owner(data_dir, collection, chroma_url, headers)
-    if owner is not None and owner.place == this_place(data_dir):
-        raise DamagedKnowledgeBase(
-            f"The registry of the knowledge base in {data_dir} ({REGISTRY_FILE}) is missing or empty, but the "
-            f"vectors in {chroma_url or data_dir / CHROMA_DIR} are this folder's: run `python -m rag check --repair` "
-            "to rebuild the registry and the keyword index from the chunks Chroma holds (or delete the whole folder "
-            "to start empty).",
-            "registry missing",
-        )
-
-
-def registry_damaged(data_dir: Path, exc: BaseException) -> str:
-    return (
-        f"The registry of the knowledge base in {data_dir} ({REGISTRY_FILE}) is damaged ({exc}): run "
-        "`python -m rag check --repair`, which keeps a copy of the damaged file beside it and rebuilds the registry "
-        "and the keyword index from the chunks Chroma holds."
-    )
-
-
-def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
-    """ "The disk holding DATA_DIR is full: N MB free, about M needed", with what to do."""
-    try:
-        free = shutil.disk_usage(data_dir).free
-    except OSError:
-        free = 0
-    need = f", about {_mb(needed)} needed" if needed else ""
-    return DiskFull(
-        f"The disk holding {data_dir} is full: {_mb(free)} free{need}. Nothing was half-written: free some space "
-        "(or set RAG_DATA_DIR to a folder on a larger disk) and try again."
-    )
-
-
-def _no_room(data_dir: Path) -> bool:
-    try:
-        return shutil.disk_usage(data_dir).free < 1024 * 1024
-    except OSError:
-        return False
-
-
-def _mb(n_bytes: int) -> str:
-    return f"{n_bytes / (1024 * 1024):,.1f} MB"
-
-
-def _abandoned(writer: str | None, lock_free: bool) -> bool:
-    """Is the writer recorded on a row gone? Rows from before writers were recorded have none; a writer on this
-    host is gone when its pid is; any writer but this process is gone when nobody holds the write lock (a live
-    writer holds it for its whole span)."""
-    if not writer:
-        return True
-    host, _, rest = writer.partition(":")
-    pid, _, token = rest.partition(":")
-    if token in _LIVE_TOKENS:
-        return False  # a store open in this process: alive (its own rows are removed by its abort)
-    if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
-        return True
-    return lock_free
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    return True
 
 
 # What the store asks of its collection, through VectorCollection.read and .write (functions, not lambdas, where

@@ -40,9 +40,10 @@ from rag.formatting import clean_name
 from rag.ingest import Ingestor, IngestProgress, IngestResult, Reader
 from rag.kb import SYNC_LOCK
 from rag.loaders import is_supported, kind_of
+from rag.registry import DocumentRecord
 from rag.schema import Chunk
 from rag.sources import Source, SourceError, SourceKind, SourceStore, SyncLine, SyncReport
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 from rag.web import Fetcher
 
 logger = logging.getLogger(__name__)

@@ -501,7 +501,7 @@ def test_each_message_keeps_where_it_was_asked_and_an_answer_its_feedback(store:
 
 
 def test_resolving_a_selection_keeps_follows_and_drops() -> None:
-    from rag.store import DocumentRecord
+    from rag.registry import DocumentRecord
 
     def record(doc_id: str, name: str) -> DocumentRecord:
         return DocumentRecord(doc_id, name, "text", doc_id, None, 1, 10, "2026-11-29T00:00:00+00:00")

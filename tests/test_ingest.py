@@ -20,9 +20,10 @@ from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.errors import LoaderError, RagError
 from rag.ingest import Ingestor, IngestProgress, collect_files
+from rag.registry import DocumentRecord
 from rag.retrieval import Retriever
 from rag.schema import LoadedDocument, RetrievedChunk
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 from tests.test_cli import run
 
 

@@ -12,9 +12,10 @@ import pytest
 from rag.chunking import chunk_document
 from rag.keyword_index import MAX_SEGMENTS, TABLE, TOKENIZER, WORD, KeywordIndex, query_terms
 from rag.loaders import load_bytes
+from rag.registry import DocumentRecord
 from rag.schema import Chunk
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 CORPUS = Path(__file__).resolve().parent.parent / "docs_corpus"
 

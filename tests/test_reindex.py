@@ -18,11 +18,11 @@ from rag.config import PROJECT_ROOT, Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
 from rag.kb import INDEX_FILE, IndexVersions, check_versions, current_generation, open_store, record_versions
+from rag.registry import DocumentRecord
 from rag.reindex import ReindexError, reindex
 from rag.schema import Chunk
 from rag.sources import SourceStore
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord
 from rag.sync import Syncer
 from tests.registry import ready_documents
 from tests.test_sync import paragraph, write

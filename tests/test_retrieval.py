@@ -10,6 +10,7 @@ import pytest
 from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.ingest import Ingestor
+from rag.registry import DocumentRecord
 from rag.retrieval import (
     EVIDENCE_COVERAGE,
     RetrievalOptions,
@@ -22,7 +23,7 @@ from rag.retrieval import (
 )
 from rag.schema import Chunk, RetrievedChunk
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 PASSAGES = {
     "manual.txt": [

@@ -19,9 +19,10 @@ from rag.chroma_client import OWNER_KEY
 from rag.config import PROJECT_ROOT
 from rag.embeddings import Embedder
 from rag.errors import StoreError
+from rag.registry import MIGRATIONS, DocumentRecord
 from rag.schema import Chunk
 from rag.sqlite import applied_migrations, now_iso
-from rag.store import MIGRATIONS, DocumentRecord, Store
+from rag.store import Store
 from tests.registry import open_files_under
 from tests.servers import ChromaServer, free_port
 
@@ -464,9 +465,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.registry import DocumentRecord
 from rag.schema import Chunk
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 store, n = Store(Path(sys.argv[1])), int(sys.argv[2])
 vectors = np.random.default_rng(7).standard_normal((n, 384)).astype(np.float32)

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 
 from rag.cli import documents, knowledge_bases, measuring, questions, serving
 from rag.config import Settings
+from rag.disk_space import disk_full
 from rag.engine import Engine
 from rag.errors import RagError
 from rag.formatting import terminal_safe
 from rag.kb import KnowledgeBases
 from rag.logs import configure_logging
+from rag.registry import registry_damaged
 from rag.sqlite import is_corrupt, is_disk_full
-from rag.store import disk_full, registry_damaged
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,8 +21,8 @@ from rag.errors import RagError
 from rag.exports import conversation_json, conversation_markdown
 from rag.formatting import terminal_safe
 from rag.prompts import source_label
+from rag.registry import DocumentRecord
 from rag.schema import Answer, Chunk, Message, RetrievedChunk
-from rag.store import DocumentRecord
 from rag.turn import Chat, Turn, asks_for_whole_document, prepare
 
 # Saved as the error of an answer stopped with Ctrl-C.

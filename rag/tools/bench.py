@@ -30,10 +30,11 @@ from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingest import Ingestor, collect_files
 from rag.loaders import load_bytes
+from rag.registry import DocumentRecord
 from rag.retrieval import Retriever
 from rag.schema import Chunk
 from rag.sqlite import now_iso
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 
 # The pipeline of the usual LangChain RAG tutorial, the reference the targets are set against.
 TUTORIAL_CHUNK_SIZE = 1000

@@ -27,9 +27,10 @@ from rag.config import Settings
 from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingest import collect_files
+from rag.registry import DocumentRecord
 from rag.retrieval import RetrievalOptions, Retriever
 from rag.schema import Chunk
-from rag.store import DocumentRecord, Store
+from rag.store import Store
 from rag.tools.bench import percentile
 from rag.tools.evaluation import build_knowledge_base, knowledge_base_key
 
