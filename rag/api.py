@@ -13,6 +13,8 @@ Every request needs an API key (`Authorization: Bearer rag-…`; created on the 
 Bodies are limited (RAG_API_MAX_REQUEST_KB; uploads: RAG_MAX_UPLOAD_MB); at most RAG_API_CONCURRENCY answers
 are generated at once, as many again per slot wait, and the rest are told to come back (429). Every error is
 JSON in OpenAI's shape, `{"error": {"message", "type", "code"}}`, with a message that says what to fix.
+
+The errors are rag/api_errors.py, the limits rag/api_limits.py, OpenAI's wire format rag/api_openai.py.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -36,9 +38,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
+from rag.api_errors import ApiError
 from rag.api_keys import ApiKey, ApiKeys
+from rag.api_limits import AnswerSlots, BodyLimit, RequestTooLarge, too_large_response
+from rag.api_openai import (
+    ChatCompletionRequest,
+    chunk_event,
+    completion,
+    passage,
+    question_and_history,
+    references,
+    sources_field,
+    sse,
+    usage_field,
+)
 from rag.backends.embedded import EmbeddedBackend
 from rag.backends.ollama import OllamaStatus, probe_ollama
 from rag.config import Settings, auth_headers
@@ -57,7 +72,6 @@ from rag.errors import BackendUnavailable, ModelNotFound, RagError, SettingsErro
 from rag.ingest import UploadLimitError
 from rag.kb import KnowledgeBases
 from rag.retrieval import RetrievalOptions, Retriever
-from rag.schema import Message as ChatTurnMessage
 from rag.store import Store
 from rag.turn import Chat, Turn
 
@@ -71,31 +85,7 @@ HANG_UP_CHECK_S = 0.5
 UPLOAD_PATH = "/v1/documents"
 
 
-# -- errors ---------------------------------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An error answered as OpenAI's JSON error object, with the status it deserves."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str = "invalid_request_error",
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.kind, "code": self.code, **self.extra}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+# -- a failed answer ---------------------------------------------------------------------------------------
 
 
 def _turn_error(turn: Turn) -> ApiError:
@@ -109,53 +99,7 @@ def _turn_error(turn: Turn) -> ApiError:
     return ApiError(502, message, "server_error", "answer_failed", extra=extra)
 
 
-# -- request bodies -------------------------------------------------------------------------------------
-
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-
-    def text(self) -> str:
-        if self.content is None or isinstance(self.content, str):
-            return self.content or ""
-        if any(part.type != "text" for part in self.content):
-            kinds = sorted({part.type for part in self.content if part.type != "text"})
-            raise ApiError(400, f"Only text content is answered here, not {', '.join(kinds)}: send the text alone.")
-        return "".join(part.text or "" for part in self.content)
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's request; fields not listed (temperature, max_tokens, …) are accepted and left to the knowledge
-    base's settings, as in the app. `conversation` and `documents` are this API's own."""
-
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(description="A knowledge base, as GET /v1/models lists them.")
-    messages: list[ChatMessage] = Field(min_length=1, description="The last one is the question (role user).")
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: int = Field(1, description="Only 1: one answer per question.")
-    conversation: str | None = Field(
-        None,
-        description="Continue this saved conversation (an id from a previous answer's `conversation`): only the "
-        "last message is read, the conversation has its own history. Without it, a new conversation is saved "
-        "holding the earlier messages of the request.",
-    )
-    documents: list[str] | None = Field(
-        None, description="Search only these documents (names or ids, as GET /v1/documents lists them)."
-    )
+# -- this API's own request body ---------------------------------------------------------------------------
 
 
 class SearchRequest(BaseModel):
@@ -164,7 +108,7 @@ class SearchRequest(BaseModel):
     model: str = Field("", description="The knowledge base (default: the first one GET /v1/models lists).")
 
 
-# -- the parts the requests use ---------------------------------------------------------------------------
+# -- the parts the requests use ----------------------------------------------------------------------------
 
 
 class Engines:
@@ -263,115 +207,7 @@ def _gguf_key(s: Settings) -> str | None:
     return None if gguf is None else str(gguf)
 
 
-class AnswerSlots:
-    """At most `running` answers generated at once, `waiting` more queued for up to `wait_s`; beyond that a
-    request is told at once to come back (429), and one that waited too long is told the server is busy (503)."""
-
-    def __init__(self, running: int, waiting: int, wait_s: float) -> None:
-        self.running, self.waiting, self.wait_s = running, waiting, wait_s
-        self._free = threading.Semaphore(running)
-        self._lock = threading.Lock()
-        self._admitted = 0
-
-    def take(self) -> None:
-        with self._lock:
-            if self._admitted >= self.running + self.waiting:
-                raise ApiError(
-                    429,
-                    f"{self._admitted} questions are being answered or waiting (at most {self.running} at once, "
-                    f"{self.waiting} waiting): retry in a few seconds, or raise RAG_API_CONCURRENCY if the model "
-                    "server answers several at once.",
-                    "rate_limit_error",
-                    "busy",
-                    {"Retry-After": "5"},
-                )
-            self._admitted += 1
-        if not self._free.acquire(timeout=self.wait_s):
-            with self._lock:
-                self._admitted -= 1
-            raise ApiError(
-                503,
-                f"The model stayed busy for {self.wait_s:.0f} s with earlier questions: retry in a moment.",
-                "server_error",
-                "busy",
-                {"Retry-After": "10"},
-            )
-
-    def give_back(self) -> None:
-        self._free.release()
-        with self._lock:
-            self._admitted -= 1
-
-
-# -- request size -------------------------------------------------------------------------------------------
-
-
-class RequestTooLarge(StarletteHTTPException):
-    """A body past its limit. An HTTPException, so that FastAPI passes it on as it is while it reads a body (any
-    other exception there becomes a 400 "error parsing the body")."""
-
-    def __init__(self, limit: int, what: str) -> None:
-        super().__init__(413, f"{what} is larger than {_size(limit)}")
-        self.limit, self.what = limit, what
-
-
-class BodyLimit:
-    """ASGI middleware: a body over its limit is refused with 413 before it is read whole — by its
-    Content-Length at once, or, sent in chunks without one, as soon as it passes the limit."""
-
-    def __init__(self, app: ASGIApp, limits: Callable[[Scope], tuple[int, str]]) -> None:
-        self.app, self.limits = app, limits
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit, what = self.limits(scope)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _too_large(RequestTooLarge(limit, what)).__call__(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise RequestTooLarge(limit, what)
-            return message
-
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, sending)
-        except RequestTooLarge as exc:
-            if started:
-                raise
-            await _too_large(exc).__call__(scope, receive, send)
-
-
-def _too_large(exc: RequestTooLarge) -> JSONResponse:
-    hint = (
-        "upload fewer or smaller files at once (RAG_MAX_UPLOAD_MB)"
-        if exc.what == "An upload"
-        else "send a shorter request: a long conversation is better continued with `conversation` (its saved "
-        "history stays on the server) than sent whole (RAG_API_MAX_REQUEST_KB)"
-    )
-    return ApiError(413, f"{exc.what} is larger than {_size(exc.limit)}: {hint}.", code="request_too_large").response()
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024 / 1024:,.0f} MB" if n >= 1024 * 1024 else f"{n / 1024:,.0f} KB"
-
-
-# -- the app ------------------------------------------------------------------------------------------------
+# -- the app -----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -443,7 +279,7 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
 
     @app.exception_handler(RequestTooLarge)
     async def too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
-        return _too_large(exc)
+        return too_large_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -502,13 +338,13 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
         await _whole_answer(turn, slots, request, answer_id)
         if turn.error is not None:
             raise _turn_error(turn)
-        return JSONResponse(_completion(turn, answer_id, body.model or engines.names()[0]))
+        return JSONResponse(completion(turn, answer_id, body.model or engines.names()[0]))
 
     def start_turn(body: ChatCompletionRequest) -> Turn:
         """The question's turn, not yet run, holding one of the answer slots (given back when the turn ends)."""
         if body.n != 1:
             raise ApiError(400, f"n={body.n}: one answer per question here; send n=1 (or leave it out).")
-        question, earlier = _question(body.messages)
+        question, earlier = question_and_history(body.messages)
         engine = engines.get(body.model)
         documents = _documents(engine, body.documents)
         conversation_id = None
@@ -539,7 +375,7 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
             "object": "list",
             "query": body.query,
             "data": [
-                {**_passage(hit), "rank": rank, "given_to_model": hit.chunk.id in given}
+                {**passage(hit), "rank": rank, "given_to_model": hit.chunk.id in given}
                 for rank, hit in enumerate(check.hits, 1)
             ],
         }
@@ -601,21 +437,6 @@ def create_app(engines: Engines, keys: ApiKeys, settings: Settings | None = None
     return app
 
 
-def _question(messages: Sequence[ChatMessage]) -> tuple[str, list[ChatTurnMessage]]:
-    """The question (the last message, from the user) and the conversation before it (user and assistant
-    messages; the client's system messages are not used: the knowledge base's system prompt holds the sources)."""
-    last = messages[-1]
-    if last.role != "user":
-        raise ApiError(400, f"The last message must be the question, with role user (it is {last.role}).")
-    question = last.text().strip()
-    if not question:
-        raise ApiError(400, "The question (the last message) is empty: send some text.")
-    earlier = [
-        ChatTurnMessage(m.role, m.text()) for m in messages[:-1] if m.role in ("user", "assistant") and m.text().strip()
-    ]
-    return question, earlier
-
-
 def _documents(engine: Engine, names: Sequence[str] | None) -> list[SelectedDocument] | None:
     if not names:
         return None
@@ -626,11 +447,6 @@ def _documents(engine: Engine, names: Sequence[str] | None) -> list[SelectedDocu
             raise ApiError(404, f"No document {name!r} to search: GET /v1/documents lists names and ids.")
         chosen.append(SelectedDocument(doc.doc_id, doc.name))
     return chosen
-
-
-def _passage(hit: Any) -> dict[str, Any]:
-    chunk = hit.chunk
-    return {"file": chunk.source, "page": chunk.page, "score": round(hit.score, 4), "passage": chunk.text}
 
 
 def _document(d: Any) -> dict[str, Any]:
@@ -644,59 +460,6 @@ def _document(d: Any) -> dict[str, Any]:
         "size_bytes": d.size_bytes,
         "ingested_at": d.ingested_at,
     }
-
-
-def references(turn: Turn) -> str:
-    """The sources as numbered lines after the answer, so a client that shows only the text still shows them."""
-    sources = turn.answer.sources if turn.answer is not None else []
-    if not sources:
-        return ""
-    lines = [
-        f"[{i}] {s.chunk.source}" + ("" if s.chunk.page is None else f", page {s.chunk.page}")
-        for i, s in enumerate(sources, 1)
-    ]
-    return "\n\nSources:\n" + "\n".join(lines)
-
-
-def _sources(turn: Turn) -> list[dict[str, Any]]:
-    sources = turn.answer.sources if turn.answer is not None else []
-    return [{"index": i, **_passage(s)} for i, s in enumerate(sources, 1)]
-
-
-def _usage(turn: Turn) -> dict[str, int]:
-    usage = turn.answer.usage if turn.answer is not None else None
-    prompt = (usage.prompt_tokens if usage else None) or 0
-    completion = (usage.completion_tokens if usage else None) or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _completion(turn: Turn, answer_id: str, model: str) -> dict[str, Any]:
-    text = (turn.saved.content if turn.saved is not None else turn.text.strip()) + references(turn)
-    return {
-        "id": answer_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": _usage(turn),
-        "sources": _sources(turn),
-        "conversation": turn.conversation_id,
-    }
-
-
-def _chunk(answer_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
-    event = {
-        "id": answer_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return _sse(event)
-
-
-def _sse(event: Mapping[str, Any]) -> str:
-    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
 
 
 async def _whole_answer(turn: Turn, slots: AnswerSlots, request: Request, answer_id: str) -> None:
@@ -751,23 +514,23 @@ async def _events(
     created = int(time.time())
     ended = False
     try:
-        yield _chunk(answer_id, model, created, {"role": "assistant", "content": ""})
+        yield chunk_event(answer_id, model, created, {"role": "assistant", "content": ""})
         while True:
             kind, piece = await queue.get()
             if kind == "end":
                 ended = True
                 break
-            yield _chunk(answer_id, model, created, {"content": piece})
+            yield chunk_event(answer_id, model, created, {"content": piece})
         if turn.error is not None:
-            yield _sse(_turn_error(turn).body())
+            yield sse(_turn_error(turn).body())
         else:
             tail = references(turn)
-            final = json.loads(_chunk(answer_id, model, created, {"content": tail} if tail else {}, "stop")[6:])
-            yield _sse({**final, "sources": _sources(turn), "conversation": turn.conversation_id})
+            final = json.loads(chunk_event(answer_id, model, created, {"content": tail} if tail else {}, "stop")[6:])
+            yield sse({**final, "sources": sources_field(turn), "conversation": turn.conversation_id})
             if include_usage:
-                yield _sse(
+                yield sse(
                     {"id": answer_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                     "choices": [], "usage": _usage(turn)}
+                     "choices": [], "usage": usage_field(turn)}
                 )  # fmt: skip
         yield "data: [DONE]\n\n"
     finally:
@@ -795,7 +558,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-# -- the OpenAPI page ---------------------------------------------------------------------------------------
+# -- the OpenAPI page --------------------------------------------------------------------------------------
 
 
 def openapi_page(schema: Mapping[str, Any]) -> str:
@@ -844,7 +607,7 @@ def openapi_page(schema: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-# -- running it ------------------------------------------------------------------------------------------
+# -- running it --------------------------------------------------------------------------------------------
 
 
 @dataclass
