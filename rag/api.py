@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import html
 import ipaddress
-import json
 import logging
 import threading
 import time
@@ -45,6 +44,7 @@ from rag.api_keys import ApiKey, ApiKeys
 from rag.api_limits import AnswerSlots, BodyLimit, RequestTooLarge, too_large_response
 from rag.api_openai import (
     ChatCompletionRequest,
+    chunk,
     chunk_event,
     completion,
     passage,
@@ -525,7 +525,7 @@ async def _events(
             yield sse(_turn_error(turn).body())
         else:
             tail = references(turn)
-            final = json.loads(chunk_event(answer_id, model, created, {"content": tail} if tail else {}, "stop")[6:])
+            final = chunk(answer_id, model, created, {"content": tail} if tail else {}, "stop")
             yield sse({**final, "sources": sources_field(turn), "conversation": turn.conversation_id})
             if include_usage:
                 yield sse(

@@ -129,16 +129,20 @@ def completion(turn: Turn, answer_id: str, model: str) -> dict[str, Any]:
     }
 
 
-def chunk_event(answer_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
-    """A `chat.completion.chunk` event of a streamed answer, as server-sent bytes."""
-    event = {
+def chunk(answer_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """A `chat.completion.chunk` of a streamed answer (the last one gets this API's fields added)."""
+    return {
         "id": answer_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
-    return sse(event)
+
+
+def chunk_event(answer_id: str, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> str:
+    """A `chat.completion.chunk` event of a streamed answer, as server-sent bytes."""
+    return sse(chunk(answer_id, model, created, delta, finish))
 
 
 def sse(event: Mapping[str, Any]) -> str:
