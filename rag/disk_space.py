@@ -18,10 +18,7 @@ DISK_RESERVE = 8 * 1024 * 1024
 
 def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
     """ "The disk holding DATA_DIR is full: N MB free, about M needed", with what to do."""
-    try:
-        free = shutil.disk_usage(data_dir).free
-    except OSError:
-        free = 0
+    free = _free(data_dir) or 0
     need = f", about {_mb(needed)} needed" if needed else ""
     return DiskFull(
         f"The disk holding {data_dir} is full: {_mb(free)} free{need}. Nothing was half-written: free some space "
@@ -31,10 +28,8 @@ def disk_full(data_dir: Path, needed: int | None = None) -> DiskFull:
 
 def no_room(data_dir: Path) -> bool:
     """Less than 1 MB free on the disk holding `data_dir` (False when that cannot be read)."""
-    try:
-        return shutil.disk_usage(data_dir).free < 1024 * 1024
-    except OSError:
-        return False
+    free = _free(data_dir)
+    return free is not None and free < 1024 * 1024
 
 
 def check_room(data_dir: Path, needed: int, remote: bool) -> None:
@@ -43,11 +38,8 @@ def check_room(data_dir: Path, needed: int, remote: bool) -> None:
     shrink back). A Chroma server's disk is its own (`remote`): only the registry's share is counted then."""
     if remote:
         needed //= 8
-    try:
-        free = shutil.disk_usage(data_dir).free
-    except OSError:
-        return
-    if free < needed + DISK_RESERVE:
+    free = _free(data_dir)
+    if free is not None and free < needed + DISK_RESERVE:
         raise disk_full(data_dir, needed + DISK_RESERVE)
 
 
@@ -62,6 +54,14 @@ def full_disk_said(data_dir: Path, needed: int | None = None) -> Iterator[None]:
         if is_disk_full(exc) or is_disk_full(exc.__cause__ or exc):
             raise disk_full(data_dir, needed) from exc
         raise
+
+
+def _free(data_dir: Path) -> int | None:
+    """Free bytes on the disk holding `data_dir`; None when that cannot be read."""
+    try:
+        return shutil.disk_usage(data_dir).free
+    except OSError:
+        return None
 
 
 def _mb(n_bytes: int) -> str:
